@@ -1,0 +1,237 @@
+"""Versioned latency-profile datasets: the contract between profilers and predictors.
+
+Format: JSON Lines, one JSON object per line.
+
+* Line 1 is the header (``"kind": "header"``): schema version, device id,
+  backend and its version, host, threads, batch size, precision, the search
+  space (definition and fingerprint) and the measurement protocol.
+* Every further line is one measured architecture (``"kind": "measurement"``):
+  the architecture JSON, the input shapes, latency statistics in milliseconds
+  (``latency_ms``: wall clock; ``cpu_time_ms``: thread CPU time where the
+  backend records it), the load average during the run, and extra fields.
+
+Records are appended with a single ``write`` + ``fsync`` per line, so a kill
+loses at most the record being written; a trailing partial line is reported
+(``ProfileWriter`` drops it on resume). Any other malformed line is a
+:class:`~ofa.errors.ProfileError` naming the line.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from ofa.errors import ProfileError
+from ofa.io import append_jsonl, atomic_write_text
+from ofa.spaces import SearchSpace, space_from_dict
+
+SCHEMA_VERSION = 1
+STAT_KEYS = ("median", "mean", "p10", "p90", "std", "cv", "runs")
+HEADER_KEYS = ("schema_version", "device", "backend", "backend_version", "host", "threads", "batch_size",
+               "precision", "space", "space_fingerprint", "protocol")
+
+
+def latency_stats(samples_ms: Sequence[float]) -> dict:
+    """Median, mean, p10, p90, std, coefficient of variation and count of timings (ms)."""
+    values = np.asarray(samples_ms, dtype=np.float64)
+    if values.size == 0 or not np.all(np.isfinite(values)):
+        raise ProfileError("latency statistics need at least one finite timing")
+    mean = float(values.mean())
+    std = float(values.std(ddof=1)) if values.size > 1 else 0.0
+    return {
+        "median": float(np.median(values)), "mean": mean,
+        "p10": float(np.percentile(values, 10)), "p90": float(np.percentile(values, 90)),
+        "std": std, "cv": std / mean if mean > 0 else 0.0, "runs": int(values.size),
+    }
+
+
+def make_header(space: SearchSpace, device: str, backend: str, backend_version: str, *, threads: int,
+                batch_size: int, precision: str, protocol: dict, host: dict | None = None, **extra) -> dict:
+    header = {
+        "kind": "header", "schema_version": SCHEMA_VERSION, "device": device, "backend": backend,
+        "backend_version": backend_version, "host": host if host is not None else host_info(),
+        "threads": threads, "batch_size": batch_size, "precision": precision, "space": space.to_dict(),
+        "space_fingerprint": space.fingerprint, "protocol": protocol, "created": _now(),
+    }
+    header.update(extra)
+    return header
+
+
+def host_info() -> dict:
+    import platform
+
+    info = {"machine": platform.machine(), "system": platform.system(), "cpu_count": os.cpu_count(),
+            "python": platform.python_version()}
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                info["cpu"] = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        info["cpu"] = platform.processor()
+    return info
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+@dataclass
+class Profile:
+    """A loaded profile: its header and its measurement records."""
+
+    header: dict
+    records: list[dict]
+    path: Path | None = None
+    space: SearchSpace = field(init=False)
+
+    def __post_init__(self):
+        self.space = space_from_dict(self.header["space"])
+        if self.space.fingerprint != self.header["space_fingerprint"]:
+            raise ProfileError(f"{self._where()}: header space_fingerprint {self.header['space_fingerprint']!r} "
+                               f"does not match its space definition ({self.space.fingerprint!r})")
+
+    def _where(self) -> str:
+        return str(self.path) if self.path else "profile"
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    @property
+    def device(self) -> str:
+        return self.header["device"]
+
+    def archs(self) -> list:
+        return [self.space.parse(r["arch"]) for r in self.records]
+
+    def latencies(self, metric: str = "latency_ms", statistic: str = "median") -> np.ndarray:
+        """One number per record, e.g. ``latencies("cpu_time_ms", "median")``."""
+        try:
+            return np.array([r[metric][statistic] for r in self.records], dtype=np.float64)
+        except KeyError as error:
+            raise ProfileError(f"{self._where()}: records have no {metric}.{statistic} "
+                               f"(available: {sorted(k for k in self.records[0] if k.endswith('_ms'))})") from None
+
+
+def _parse_line(text: str, number: int, path: Path) -> dict:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ProfileError(f"{path}:{number}: not valid JSON ({error.msg} at column {error.colno}); "
+                           f"the file is corrupt - fix or delete this line") from None
+    if not isinstance(value, dict):
+        raise ProfileError(f"{path}:{number}: expected a JSON object, got {type(value).__name__}")
+    return value
+
+
+def _check_header(header: dict, path: Path) -> None:
+    if header.get("kind") != "header":
+        raise ProfileError(f"{path}:1: the first line must be the profile header (\"kind\": \"header\")")
+    missing = [k for k in HEADER_KEYS if k not in header]
+    if missing:
+        raise ProfileError(f"{path}:1: header lacks {missing}")
+    if header["schema_version"] != SCHEMA_VERSION:
+        raise ProfileError(f"{path}:1: schema_version {header['schema_version']} is not supported "
+                           f"(this package reads version {SCHEMA_VERSION})")
+
+
+def _check_record(record: dict, number: int, path: Path) -> None:
+    if record.get("kind") != "measurement":
+        raise ProfileError(f"{path}:{number}: expected a measurement record (\"kind\": \"measurement\")")
+    for key in ("arch", "latency_ms"):
+        if key not in record:
+            raise ProfileError(f"{path}:{number}: measurement record lacks {key!r}")
+    stats = record["latency_ms"]
+    if not isinstance(stats, dict) or any(k not in stats for k in STAT_KEYS):
+        raise ProfileError(f"{path}:{number}: latency_ms must hold {list(STAT_KEYS)}")
+    if not all(isinstance(stats[k], (int, float)) and math.isfinite(stats[k]) for k in STAT_KEYS):
+        raise ProfileError(f"{path}:{number}: latency_ms has non-finite values")
+
+
+def read_profile(path: str | os.PathLike, allow_partial_last_line: bool = False) -> Profile:
+    """Load and validate a profile.
+
+    A last line without its newline is an interrupted write: an error unless
+    ``allow_partial_last_line`` (then it is skipped)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ProfileError(f"no profile file at {path}")
+    text = path.read_text(encoding="utf-8")
+    if not text:
+        raise ProfileError(f"{path} is empty: a profile starts with its header line")
+    lines = text.split("\n")
+    partial = lines.pop()  # "" when the file ends with a newline
+    if partial and not allow_partial_last_line:
+        raise ProfileError(f"{path}:{len(lines) + 1}: the last line is incomplete (interrupted write); "
+                           f"rerun the profiling command to resume, or delete that line")
+    if not lines:
+        raise ProfileError(f"{path}:1: the header line is incomplete")
+    header = _parse_line(lines[0], 1, path)
+    _check_header(header, path)
+    records = []
+    for number, line in enumerate(lines[1:], start=2):
+        if not line.strip():
+            continue
+        record = _parse_line(line, number, path)
+        _check_record(record, number, path)
+        records.append(record)
+    profile = Profile(header, records, path)
+    for number, record in enumerate(records, start=2):
+        try:
+            profile.space.parse(record["arch"])
+        except Exception as error:
+            raise ProfileError(f"{path}:{number}: architecture not valid in the profile's space: {error}") from None
+    return profile
+
+
+class ProfileWriter:
+    """Append-only writer that resumes an existing profile.
+
+    Opening an existing file checks that its header matches (same device,
+    backend, space, batch size, precision, threads) and drops an interrupted
+    last line; ``measured`` holds the JSON of architectures already in it so
+    the caller can skip them.
+    """
+
+    MATCH_KEYS = ("device", "backend", "space_fingerprint", "batch_size", "precision", "threads")
+
+    def __init__(self, path: str | os.PathLike, header: dict):
+        self.path = Path(path)
+        self.header = header
+        self.measured: set[str] = set()
+        if self.path.exists() and self.path.stat().st_size > 0:
+            self._resume()
+        else:
+            atomic_write_text(self.path, json.dumps(header, sort_keys=True, separators=(",", ":")) + "\n")
+
+    def _resume(self) -> None:
+        text = self.path.read_text(encoding="utf-8")
+        if not text.endswith("\n"):  # interrupted append: drop the partial record
+            text = text[: text.rfind("\n") + 1]
+            atomic_write_text(self.path, text)
+        existing = read_profile(self.path)
+        for key in self.MATCH_KEYS:
+            if existing.header.get(key) != self.header.get(key):
+                raise ProfileError(f"{self.path} holds a profile with {key}={existing.header.get(key)!r}, "
+                                   f"not {self.header.get(key)!r}; write to another file")
+        self.header = existing.header
+        space = existing.space
+        self.measured = {space.parse(r["arch"]).to_json() for r in existing.records}
+
+    def append(self, arch, latency_ms: dict, **fields: Any) -> dict:
+        record = {"kind": "measurement", "arch": arch.to_dict(), "latency_ms": latency_ms,
+                  "timestamp": _now(), **fields}
+        append_jsonl(self.path, record)
+        self.measured.add(arch.to_json())
+        return record
+
+    def extend(self, records: Iterable[dict]) -> None:
+        for record in records:
+            append_jsonl(self.path, record)

@@ -1,0 +1,50 @@
+"""Named exceptions shared by every part of the package.
+
+Every error a user can cause by handing us bad input derives from
+:class:`OFAError`, so a script can catch the whole family in one place, and
+each message says what is wrong and what is allowed.
+"""
+
+
+class OFAError(Exception):
+    """Base class of every error this package raises on purpose."""
+
+
+class ConfigError(OFAError, ValueError):
+    """An architecture, search space or configuration value is not valid.
+
+    Raised for a kernel size the space does not offer, a wrong list length, an
+    unknown key, a resolution outside the space, an impossible training
+    config, ... The message names the offending field and the allowed values.
+    """
+
+
+class SpaceMismatchError(ConfigError):
+    """An artifact (architecture, checkpoint, profile, predictor) was made for
+    another search space: its fingerprint differs from the space in use."""
+
+
+class CheckpointError(OFAError):
+    """A checkpoint file is missing, truncated, corrupt or incompatible."""
+
+
+class DataError(OFAError):
+    """A dataset path or file is missing, malformed or unusable."""
+
+
+class ProfileError(OFAError):
+    """A latency profile file is malformed, truncated or inconsistent."""
+
+
+class BackendUnavailableError(OFAError):
+    """A measurement or export backend needs a runtime that is not installed
+    (or a device that is not present). The message says what to install."""
+
+
+class PredictorError(OFAError):
+    """A saved predictor cannot be loaded or used for this request."""
+
+
+class SearchError(OFAError):
+    """A specialisation search cannot be satisfied (for example, a latency
+    budget below the smallest subnet's predicted latency)."""

@@ -1,0 +1,6 @@
+"""Static (non-elastic) networks and their building blocks."""
+
+from .layers import ConvBNAct, InvertedResidual, SqueezeExcite, activation
+from .mobilenetv3 import MobileNetV3
+
+__all__ = ["ConvBNAct", "InvertedResidual", "SqueezeExcite", "activation", "MobileNetV3"]

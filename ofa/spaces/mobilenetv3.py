@@ -1,0 +1,297 @@
+"""The Once-for-All MobileNetV3 search space and its architecture values.
+
+Network layout (Cai et al., ICLR 2020): a static stem conv and first block,
+then ``len(stage_widths)`` stages of up to ``max(depths)`` inverted-residual
+blocks, each with an elastic depthwise kernel and expand ratio, then a static
+final 1x1 expansion, global pooling, a feature-mix 1x1 conv and the classifier.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, fields
+from typing import Any, ClassVar, Optional
+
+import numpy as np
+
+from ..errors import ConfigError
+from .base import (
+    SKIPPED,
+    Architecture,
+    CostReport,
+    LayerShape,
+    SearchSpace,
+    as_rng,
+    check_choice,
+    check_keys,
+    check_sequence,
+)
+
+ACTIVATIONS = ("relu", "h_swish")
+
+
+def make_divisible(value: float, divisor: int = 8) -> int:
+    """Round channels to a multiple of ``divisor`` without going more than 10% down
+    (the rule MobileNets use)."""
+    rounded = max(divisor, int(value + divisor / 2) // divisor * divisor)
+    if rounded < 0.9 * value:
+        rounded += divisor
+    return rounded
+
+
+def conv_out_size(size: int, stride: int) -> int:
+    """Output size of a conv with odd kernel k, padding k // 2 and this stride."""
+    return (size - 1) // stride + 1
+
+
+@dataclass(frozen=True)
+class MobileNetV3Arch(Architecture):
+    """One subnet: per-block kernel size and expand ratio (``None`` for blocks
+    that depth skips), per-stage depth, input resolution."""
+
+    kernel_sizes: tuple[Optional[int], ...]
+    expand_ratios: tuple[Optional[float], ...]
+    depths: tuple[int, ...]
+    resolution: int
+    space: str
+
+    def active_blocks(self):
+        """(stage, index within stage, kernel, expand) of every block that runs."""
+        max_depth = len(self.kernel_sizes) // len(self.depths)
+        for stage, depth in enumerate(self.depths):
+            for i in range(depth):
+                b = stage * max_depth + i
+                yield stage, i, self.kernel_sizes[b], self.expand_ratios[b]
+
+
+@dataclass(frozen=True)
+class MobileNetV3Space(SearchSpace):
+    """Elastic kernel, expand ratio, depth and resolution over a MobileNetV3 body."""
+
+    type_name: ClassVar[str] = "mobilenetv3"
+
+    kernel_sizes: tuple[int, ...] = (3, 5, 7)
+    expand_ratios: tuple[float, ...] = (3, 4, 6)
+    depths: tuple[int, ...] = (2, 3, 4)
+    resolutions: tuple[int, ...] = tuple(range(128, 225, 4))
+    stem_width: int = 16
+    stem_stride: int = 2
+    first_block_width: int = 16
+    stage_widths: tuple[int, ...] = (24, 40, 80, 112, 160)
+    stage_strides: tuple[int, ...] = (2, 2, 2, 1, 2)
+    stage_activations: tuple[str, ...] = ("relu", "relu", "h_swish", "h_swish", "h_swish")
+    stage_use_se: tuple[bool, ...] = (False, True, False, True, True)
+    final_expand_width: int = 960
+    feature_mix_width: int = 1280
+    num_classes: int = 1000
+    in_channels: int = 3
+
+    def __post_init__(self):
+        for field in fields(self):
+            value = getattr(self, field.name)
+            if isinstance(value, list):  # from JSON/YAML: store tuples so the space is hashable
+                object.__setattr__(self, field.name, tuple(value))
+        self._validate()
+
+    def _validate(self) -> None:
+        def positive_ints(name, values):
+            if not values or any(isinstance(v, bool) or not isinstance(v, int) or v <= 0 for v in values):
+                raise ConfigError(f"space field {name} must be a non-empty list of positive integers, got {values!r}")
+
+        positive_ints("kernel_sizes", self.kernel_sizes)
+        if any(k % 2 == 0 for k in self.kernel_sizes):
+            raise ConfigError(f"space kernel_sizes must be odd, got {self.kernel_sizes}")
+        if len(set(self.kernel_sizes)) != len(self.kernel_sizes):
+            raise ConfigError(f"space kernel_sizes has duplicates: {self.kernel_sizes}")
+        if not self.expand_ratios or any(isinstance(e, bool) or not isinstance(e, (int, float)) or e <= 0
+                                         for e in self.expand_ratios):
+            raise ConfigError(f"space expand_ratios must be positive numbers, got {self.expand_ratios!r}")
+        positive_ints("depths", self.depths)
+        positive_ints("resolutions", self.resolutions)
+        positive_ints("stage_widths", self.stage_widths)
+        positive_ints("stage_strides", self.stage_strides)
+        positive_ints("stem_width, first_block_width, final_expand_width, feature_mix_width, num_classes, "
+                      "in_channels, stem_stride",
+                      (self.stem_width, self.first_block_width, self.final_expand_width, self.feature_mix_width,
+                       self.num_classes, self.in_channels, self.stem_stride))
+        n = len(self.stage_widths)
+        for name in ("stage_strides", "stage_activations", "stage_use_se"):
+            if len(getattr(self, name)) != n:
+                raise ConfigError(f"space field {name} has {len(getattr(self, name))} entries; "
+                                  f"stage_widths has {n}: give one per stage")
+        for act in self.stage_activations:
+            if act not in ACTIVATIONS:
+                raise ConfigError(f"space stage_activations entry {act!r} unknown; allowed: {ACTIVATIONS}")
+        if any(not isinstance(v, bool) for v in self.stage_use_se):
+            raise ConfigError(f"space stage_use_se must be true/false per stage, got {self.stage_use_se!r}")
+
+    # --- layout -----------------------------------------------------------------------------------
+    @property
+    def num_stages(self) -> int:
+        return len(self.stage_widths)
+
+    @property
+    def max_depth(self) -> int:
+        return max(self.depths)
+
+    @property
+    def num_blocks(self) -> int:
+        return self.num_stages * self.max_depth
+
+    def block_in_channels(self, stage: int, index: int) -> int:
+        if index > 0:
+            return self.stage_widths[stage]
+        return self.stage_widths[stage - 1] if stage > 0 else self.first_block_width
+
+    def mid_channels(self, in_channels: int, expand_ratio: float) -> int:
+        return make_divisible(round(in_channels * expand_ratio))
+
+    @staticmethod
+    def se_channels(mid_channels: int) -> int:
+        return make_divisible(mid_channels // 4)
+
+    # --- genes: [kernel per block] [expand per block] [depth per stage] [resolution] ---
+    @functools.cached_property
+    def gene_choices(self) -> tuple[tuple, ...]:
+        b = self.num_blocks
+        return ((tuple(self.kernel_sizes),) * b + (tuple(self.expand_ratios),) * b
+                + (tuple(self.depths),) * self.num_stages + (tuple(self.resolutions),))
+
+    def active_genes(self, genes: np.ndarray) -> np.ndarray:
+        genes = np.atleast_2d(genes)
+        b, s = self.num_blocks, self.num_stages
+        depth_idx = genes[:, 2 * b:2 * b + s]
+        depth = np.asarray(self.depths)[np.clip(depth_idx, 0, None)]  # (n, stages)
+        position = np.arange(self.max_depth)
+        block_used = (position[None, None, :] < depth[:, :, None]).reshape(len(genes), b)
+        active = np.ones(genes.shape, dtype=bool)
+        active[:, :b] = block_used
+        active[:, b:2 * b] = block_used
+        return active
+
+    def _arch_to_genes(self, arch: MobileNetV3Arch) -> list[int]:
+        def index(values, v):
+            return SKIPPED if v is None else values.index(v)
+
+        return ([index(self.kernel_sizes, k) for k in arch.kernel_sizes]
+                + [index(self.expand_ratios, e) for e in arch.expand_ratios]
+                + [self.depths.index(d) for d in arch.depths] + [self.resolutions.index(arch.resolution)])
+
+    def _genes_to_arch(self, genes: np.ndarray) -> MobileNetV3Arch:
+        b, s = self.num_blocks, self.num_stages
+        return MobileNetV3Arch(
+            kernel_sizes=tuple(None if g < 0 else self.kernel_sizes[g] for g in genes[:b]),
+            expand_ratios=tuple(None if g < 0 else self.expand_ratios[g] for g in genes[b:2 * b]),
+            depths=tuple(self.depths[g] for g in genes[2 * b:2 * b + s]),
+            resolution=self.resolutions[genes[-1]],
+            space=self.fingerprint,
+        )
+
+    def sample_genes(self, n: int, rng: np.random.Generator | int | None = None,
+                     distribution: str = "independent") -> np.ndarray:
+        """``n`` random architectures.
+
+        ``distribution="independent"``: every decision uniform (what Once-for-All
+        trains with; each stage depth equally likely). ``"uniform"``: every
+        distinct network equally likely, so deeper stages (which have more
+        kernel/expand combinations) are drawn proportionally more often."""
+        rng = as_rng(rng)
+        genes = super().sample_genes(n, rng)
+        if distribution == "uniform":
+            per_block = len(self.kernel_sizes) * len(self.expand_ratios)
+            weights = np.array([float(per_block) ** d for d in self.depths])
+            b = self.num_blocks
+            genes[:, 2 * b:2 * b + self.num_stages] = rng.choice(
+                len(self.depths), size=(n, self.num_stages), p=weights / weights.sum())
+            genes = self.normalize_genes(genes, rng)
+        elif distribution != "independent":
+            raise ConfigError(f"distribution {distribution!r} unknown; allowed: 'independent', 'uniform'")
+        return genes
+
+    # --- values -------------------------------------------------------------------------------------
+    def parse(self, config: Any) -> MobileNetV3Arch:
+        if isinstance(config, MobileNetV3Arch):
+            self.check_fingerprint(config.space, "this architecture")
+            return config
+        if isinstance(config, Architecture):
+            raise ConfigError(f"a {type(config).__name__} is not an architecture of a {self.type_name} space")
+        keys = ("kernel_sizes", "expand_ratios", "depths", "resolution")
+        check_keys(config, keys + ("space",), keys, "a MobileNetV3 architecture")
+        if "space" in config:
+            self.check_fingerprint(config["space"], "this architecture")
+        b, s, d = self.num_blocks, self.num_stages, self.max_depth
+        hint = f" ({s} stages x {d} blocks)"
+        kernels = check_sequence(config["kernel_sizes"], b, "kernel_sizes", hint)
+        expands = check_sequence(config["expand_ratios"], b, "expand_ratios", hint)
+        depths = [check_choice(v, self.depths, f"depths[{i}]")
+                  for i, v in enumerate(check_sequence(config["depths"], s, "depths", f" (one per stage)"))]
+        resolution = check_choice(config["resolution"], self.resolutions, "resolution")
+        out_k, out_e = [], []
+        for i, (k, e) in enumerate(zip(kernels, expands)):
+            used = i % d < depths[i // d]
+            if k is None or e is None:
+                if used:
+                    raise ConfigError(f"block {i} (stage {i // d}) runs at depth {depths[i // d]} but has "
+                                      f"kernel_sizes[{i}]={k!r}, expand_ratios[{i}]={e!r}; give values from "
+                                      f"{self.kernel_sizes} and {self.expand_ratios}")
+            else:
+                k = check_choice(k, self.kernel_sizes, f"kernel_sizes[{i}]")
+                e = check_choice(e, self.expand_ratios, f"expand_ratios[{i}]")
+            out_k.append(k if used else None)
+            out_e.append(e if used else None)
+        return MobileNetV3Arch(tuple(out_k), tuple(out_e), tuple(depths), resolution, self.fingerprint)
+
+    def _uniform_arch(self, kernel, expand, depth, resolution) -> MobileNetV3Arch:
+        b = self.num_blocks
+        return self.parse({"kernel_sizes": [kernel] * b, "expand_ratios": [expand] * b,
+                           "depths": [depth] * self.num_stages, "resolution": resolution})
+
+    def smallest(self) -> MobileNetV3Arch:
+        return self._uniform_arch(min(self.kernel_sizes), min(self.expand_ratios), min(self.depths),
+                                  min(self.resolutions))
+
+    def largest(self) -> MobileNetV3Arch:
+        return self._uniform_arch(max(self.kernel_sizes), max(self.expand_ratios), max(self.depths),
+                                  max(self.resolutions))
+
+    def size(self, per_resolution: bool = False) -> int:
+        per_block = len(self.kernel_sizes) * len(self.expand_ratios)
+        per_stage = sum(per_block**d for d in self.depths)
+        total = per_stage**self.num_stages
+        return total if per_resolution else total * len(self.resolutions)
+
+    # --- analytic cost -------------------------------------------------------------------------------
+    def cost(self, arch) -> CostReport:
+        arch = self.parse(arch)
+        layers: list[LayerShape] = []
+        norm_params = 0
+
+        def add(name, op, cin, cout, size, kernel=1, stride=1, groups=1, bias=False, bn=True):
+            nonlocal norm_params
+            out = conv_out_size(size, stride)
+            layers.append(LayerShape(name, op, cin, cout, (size, size), (out, out), kernel, stride, groups, bias))
+            norm_params += 2 * cout if bn else 0
+            return out
+
+        size = arch.resolution
+        size = add("stem", "conv", self.in_channels, self.stem_width, size, 3, self.stem_stride)
+        size = add("first_block.depthwise", "depthwise", self.stem_width, self.stem_width, size, 3, 1,
+                   self.stem_width)
+        size = add("first_block.project", "pointwise", self.stem_width, self.first_block_width, size)
+        for stage, i, k, e in arch.active_blocks():
+            name = f"stages.{stage}.{i}"
+            cin = self.block_in_channels(stage, i)
+            mid = self.mid_channels(cin, e)
+            stride = self.stage_strides[stage] if i == 0 else 1
+            add(f"{name}.expand", "pointwise", cin, mid, size)
+            size = add(f"{name}.depthwise", "depthwise", mid, mid, size, k, stride, mid)
+            if self.stage_use_se[stage]:
+                se = self.se_channels(mid)
+                add(f"{name}.se_reduce", "pointwise", mid, se, 1, bias=True, bn=False)
+                add(f"{name}.se_expand", "pointwise", se, mid, 1, bias=True, bn=False)
+            add(f"{name}.project", "pointwise", mid, self.stage_widths[stage], size)
+        add("final_expand", "pointwise", self.stage_widths[-1], self.final_expand_width, size)
+        add("feature_mix", "pointwise", self.final_expand_width, self.feature_mix_width, 1, bn=False)
+        layers.append(LayerShape("classifier", "linear", self.feature_mix_width, self.num_classes, (1, 1), (1, 1),
+                                 bias=True))
+        return CostReport.from_layers(layers, extra_params=norm_params)

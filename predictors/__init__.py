@@ -1,0 +1,1 @@
+"""Latency and accuracy predictors with the scikit-learn estimator API."""
