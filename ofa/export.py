@@ -51,6 +51,13 @@ def export_onnx(
     return atomic_write_bytes(path, buffer.getvalue())
 
 
+def export_model(model: nn.Module, path: str | os.PathLike, batch_size: int = 1, opset: int = DEFAULT_OPSET) -> Path:
+    """Export an extracted static network, using its own ``example_inputs``,
+    ``input_names`` and ``output_names`` (every static model defines them)."""
+    return export_onnx(model, path, model.example_inputs(batch_size), model.input_names, model.output_names,
+                       opset=opset)
+
+
 def onnxruntime_session(path: str | os.PathLike, threads: int = 1):
     """An onnxruntime CPU session with fixed thread counts."""
     try:

@@ -11,6 +11,9 @@ from .layers import ConvBNAct, InvertedResidual
 
 
 class MobileNetV3(nn.Module):
+    input_names = ("input",)
+    output_names = ("logits",)
+
     def __init__(self, space: MobileNetV3Space, arch: MobileNetV3Arch | dict, dropout: float = 0.1):
         super().__init__()
         arch = space.parse(arch)
@@ -31,6 +34,12 @@ class MobileNetV3(nn.Module):
         self.feature_mix = nn.Conv2d(space.final_expand_width, space.feature_mix_width, 1, bias=False)
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Linear(space.feature_mix_width, space.num_classes)
+
+    def example_inputs(self, batch_size: int = 1) -> tuple[torch.Tensor]:
+        """Random inputs of the shape this network was built for."""
+        r = self.arch.resolution
+        param = next(self.parameters())
+        return (torch.randn(batch_size, self.stem[0].in_channels, r, r, device=param.device, dtype=param.dtype),)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.blocks(self.first_block(self.stem(x)))
