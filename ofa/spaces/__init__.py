@@ -15,6 +15,7 @@ from typing import Any, Callable
 from ..errors import ConfigError
 from .base import SKIPPED, Architecture, CostReport, LayerShape, SearchSpace, as_rng
 from .mobilenetv3 import MobileNetV3Arch, MobileNetV3Space, make_divisible
+from .transformer import TransformerArch, TransformerSpace
 
 SPACE_TYPES: dict[str, type[SearchSpace]] = {}
 PRESETS: dict[str, Callable[[], SearchSpace]] = {}
@@ -103,8 +104,17 @@ register_preset("ofa-mbv3-w1.0", lambda: _ofa_mobilenetv3(1.0))
 register_preset("ofa-mbv3-w1.2", lambda: _ofa_mobilenetv3(1.2))
 register_preset("mbv3-small", _small_mobilenetv3)
 
+register_space_type(TransformerSpace)
+# HAT's WMT'14 En-De space (Wang et al., 2020): about 4e14 architectures.
+register_preset("hat-wmt", TransformerSpace)
+register_preset("transformer-small", lambda: TransformerSpace.small())
+# Bort's encoder space (de Wynter and Perry, 2020): exactly 300 architectures.
+register_preset("bort", lambda: TransformerSpace.bort())
+register_preset("bort-small", lambda: TransformerSpace.bort_small())
+
 __all__ = [
     "SKIPPED", "Architecture", "CostReport", "LayerShape", "SearchSpace", "MobileNetV3Arch", "MobileNetV3Space",
+    "TransformerArch", "TransformerSpace",
     "as_rng", "get_space", "list_spaces", "register_preset", "register_space_type", "resolve_space",
     "space_from_dict", "make_divisible",
 ]

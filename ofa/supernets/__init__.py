@@ -9,12 +9,16 @@ from torch import nn
 from ..errors import ConfigError
 from ..spaces import SearchSpace, resolve_space
 from .mobilenetv3 import OFAMobileNetV3
+from .transformer import HATTransformer
 
 SUPERNET_TYPES: dict[str, Callable[..., nn.Module]] = {"mobilenetv3": OFAMobileNetV3}
 
 
 def register_supernet(space_type: str, factory: Callable[..., nn.Module]) -> None:
     SUPERNET_TYPES[space_type] = factory
+
+
+register_supernet("transformer", HATTransformer)
 
 
 def create_supernet(space: "str | dict | SearchSpace", **kwargs: Any) -> nn.Module:
@@ -25,4 +29,4 @@ def create_supernet(space: "str | dict | SearchSpace", **kwargs: Any) -> nn.Modu
     return SUPERNET_TYPES[space.type_name](space, **kwargs)
 
 
-__all__ = ["OFAMobileNetV3", "create_supernet", "register_supernet", "SUPERNET_TYPES"]
+__all__ = ["HATTransformer", "OFAMobileNetV3", "create_supernet", "register_supernet", "SUPERNET_TYPES"]

@@ -1,0 +1,251 @@
+"""Evaluating subnets: BN re-calibration, accuracy, and loyalty to the teacher.
+
+* :func:`recalibrate_bn` - re-estimate every BatchNorm's running mean and
+  variance exactly (one pass, cumulative over all images, not a moving
+  average) on a fixed set of images; works on a supernet at its active
+  subnet and on static models, and sets no global flags.
+* :func:`label_loyalty` - fraction of inputs on which the subnet predicts
+  the same label as the full network (the teacher).
+* :func:`probability_loyalty` - ``1 - sqrt(JS(P_teacher || P_subnet))``
+  averaged over inputs, with the Jensen-Shannon divergence in bits (log base
+  2), so JS and the loyalty both lie in [0, 1]: 1 for identical output
+  distributions, 0 for distributions with disjoint support. ``sqrt(JS)`` is
+  the Jensen-Shannon distance, a metric.
+* :class:`SubnetEvaluator` - evaluate many architectures of one supernet on
+  one split (extract -> re-calibrate -> predict), the supernet untouched.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Iterable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .errors import DataError
+
+LN2 = math.log(2.0)
+
+
+# --- BatchNorm re-calibration ---------------------------------------------------------------------------------
+def _batches(data, num_images: int, batch_size: int) -> Iterable[torch.Tensor]:
+    """Image batches from a tensor, an ImageDataset or an iterable of batches,
+    stopping after ``num_images`` images."""
+    from .data import ImageDataset, fixed_subset
+
+    if isinstance(data, ImageDataset):
+        data = fixed_subset(data, num_images)
+        for start in range(0, len(data), batch_size):
+            yield data.get_batch(np.arange(start, min(start + batch_size, len(data))))[0]
+        return
+    if isinstance(data, torch.Tensor):
+        data = data[:num_images]
+        for start in range(0, len(data), batch_size):
+            yield data[start:start + batch_size]
+        return
+    seen = 0
+    for batch in data:
+        images = batch[0] if isinstance(batch, (tuple, list)) else batch
+        images = images[:num_images - seen]
+        if len(images):
+            yield images
+        seen += len(images)
+        if seen >= num_images:
+            return
+
+
+class _ExactMoments:
+    """Per-channel count, mean and variance of every value a BN layer sees,
+    accumulated in float64 around a shift (the first batch's mean) for accuracy."""
+
+    def __init__(self):
+        self.count = 0
+        self.shift = self.sum = self.sum_sq = None
+
+    def __call__(self, module, inputs):
+        x = inputs[0].detach()
+        channels = x.shape[1]
+        values = x.transpose(0, 1).reshape(channels, -1).double()
+        if self.shift is None:
+            self.shift = values.mean(dim=1)
+            self.sum = torch.zeros_like(self.shift)
+            self.sum_sq = torch.zeros_like(self.shift)
+        elif channels != self.shift.numel():
+            raise RuntimeError("a BatchNorm layer saw different channel counts during re-calibration")
+        centred = values - self.shift[:, None]
+        self.sum += centred.sum(dim=1)
+        self.sum_sq += (centred * centred).sum(dim=1)
+        self.count += values.shape[1]
+
+    def mean_var(self) -> tuple[torch.Tensor, torch.Tensor]:
+        mean_c = self.sum / self.count
+        var = (self.sum_sq / self.count - mean_c**2).clamp_min(0.0)
+        unbiased = var * self.count / max(1, self.count - 1)  # what nn.BatchNorm stores as running_var
+        return self.shift + mean_c, unbiased
+
+
+@torch.no_grad()
+def recalibrate_bn(model: nn.Module, data, num_images: int = 2000, batch_size: int = 256,
+                   resolution: int | None = None) -> int:
+    """Replace the running statistics of every BatchNorm layer of ``model`` by
+    the exact mean and (unbiased) variance of its inputs over ``num_images``
+    images of ``data`` (all, if fewer).
+
+    ``data``: an (N, C, H, W) tensor, an :class:`ofa.data.ImageDataset` (its
+    fixed subset :func:`ofa.data.fixed_subset`) or an iterable of batches
+    (tensors or ``(images, labels)``); ``resolution`` resizes the images. As in
+    training, each batch is normalised with its own statistics on the way
+    through. Channels an elastic BN layer does not use in the active subnet
+    keep their old statistics. The model's train/eval modes are restored.
+    Returns the number of images used."""
+    from .data import resize
+
+    norms = [m for m in model.modules()
+             if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.running_mean is not None]
+    modes = {m: m.training for m in model.modules()}
+    saved = {bn: (bn.running_mean.clone(), bn.running_var.clone()) for bn in norms}
+    moments = {bn: _ExactMoments() for bn in norms}
+    hooks = [bn.register_forward_pre_hook(moments[bn]) for bn in norms]
+    param = next(model.parameters(), None)
+    device = param.device if param is not None else torch.device("cpu")
+    used = 0
+    try:
+        model.eval()
+        for bn in norms:
+            bn.train()  # normalise with batch statistics, as in training
+        for images in _batches(data, num_images, batch_size):
+            if resolution is not None:
+                images = resize(images, resolution)
+            model(images.to(device))
+            used += len(images)
+    finally:
+        for hook in hooks:
+            hook.remove()
+        for module, mode in modes.items():
+            module.train(mode)
+    if used == 0:
+        raise DataError("BN re-calibration got no images")
+    for bn in norms:
+        old_mean, old_var = saved[bn]
+        bn.running_mean.copy_(old_mean)
+        bn.running_var.copy_(old_var)
+        if moments[bn].count:
+            mean, var = moments[bn].mean_var()
+            channels = mean.numel()
+            bn.running_mean[:channels] = mean.to(bn.running_mean.dtype)
+            bn.running_var[:channels] = var.to(bn.running_var.dtype)
+    return used
+
+
+# --- metrics -------------------------------------------------------------------------------------------------
+def top1_accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
+    """Top-1 accuracy in percent."""
+    return 100.0 * (logits.argmax(dim=-1) == labels).double().mean().item()
+
+
+def label_loyalty(student: torch.Tensor, teacher: torch.Tensor) -> float:
+    """Fraction (0..1) of inputs where the argmax of ``student`` equals that of
+    ``teacher`` (logits or probabilities, shape (N, classes))."""
+    if student.shape != teacher.shape:
+        raise ValueError(f"student outputs {tuple(student.shape)} and teacher outputs {tuple(teacher.shape)} differ")
+    return (student.argmax(dim=-1) == teacher.argmax(dim=-1)).double().mean().item()
+
+
+def js_divergence(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    """Per-row Jensen-Shannon divergence in bits (in [0, 1]) of probability rows."""
+    p, q = p.double(), q.double()
+    m = 0.5 * (p + q)
+    kl_pm = (torch.xlogy(p, p) - torch.xlogy(p, m)).sum(dim=-1)
+    kl_qm = (torch.xlogy(q, q) - torch.xlogy(q, m)).sum(dim=-1)
+    return (0.5 * (kl_pm + kl_qm) / LN2).clamp(0.0, 1.0)
+
+
+def probability_loyalty(student: torch.Tensor, teacher: torch.Tensor, from_logits: bool = True) -> float:
+    """Mean over inputs of ``1 - sqrt(JS(teacher || student))`` (JS in bits),
+    in [0, 1]. Pass probabilities with ``from_logits=False``."""
+    if student.shape != teacher.shape:
+        raise ValueError(f"student outputs {tuple(student.shape)} and teacher outputs {tuple(teacher.shape)} differ")
+    if from_logits:
+        student, teacher = F.softmax(student.double(), dim=-1), F.softmax(teacher.double(), dim=-1)
+    return (1.0 - js_divergence(teacher, student).sqrt()).mean().item()
+
+
+@torch.no_grad()
+def predict(model: nn.Module, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+    """Logits of ``model`` (in eval mode) for ``images``, batch by batch."""
+    was_training = model.training
+    model.eval()
+    param = next(model.parameters())
+    outputs = [model(images[i:i + batch_size].to(param.device)).float().cpu()
+               for i in range(0, len(images), batch_size)]
+    model.train(was_training)
+    return torch.cat(outputs)
+
+
+# --- many subnets of one supernet ------------------------------------------------------------------------------
+class SubnetEvaluator:
+    """Evaluates architectures of ``supernet`` on one split of ``data``
+    (:class:`ofa.data.DataSplits`): each subnet is extracted (so the supernet
+    is not modified), BN re-calibrated on the fixed training subset at the
+    subnet's resolution, and scored against the labels and against the full
+    network's outputs (the teacher: the largest subnet, itself re-calibrated).
+
+    ``evaluate(arch)`` returns ``{"arch", "top1", "loss", "macs", "params",
+    "label_loyalty", "probability_loyalty", "split", "resolution"}``."""
+
+    def __init__(self, supernet: nn.Module, data, split: str = "val", calib_images: int = 2000,
+                 batch_size: int = 256, teacher_arch=None):
+        from .data import fixed_subset
+
+        if split not in ("train", "val", "test"):
+            raise DataError(f"split must be 'train', 'val' or 'test', got {split!r}")
+        self.supernet, self.space = supernet, supernet.space
+        self.split, self.batch_size = split, batch_size
+        self.eval_set = getattr(data, split)
+        self.calib_set = fixed_subset(data.train, calib_images)
+        self._images: dict[tuple[str, int], torch.Tensor] = {}
+        self.labels = torch.from_numpy(self.eval_set.labels)
+        teacher = self.space.largest() if teacher_arch is None else self.space.parse(teacher_arch)
+        self.teacher_arch = teacher
+        self.teacher_logits = self._logits(teacher)
+
+    def _tensor(self, which: str, resolution: int) -> torch.Tensor:
+        key = (which, resolution)
+        if key not in self._images:
+            dataset = self.calib_set if which == "calib" else self.eval_set
+            self._images[key] = dataset.tensors(resolution=resolution)[0]
+        return self._images[key]
+
+    def subnet(self, arch) -> nn.Module:
+        """The static subnet of ``arch`` with re-calibrated BN statistics."""
+        arch = self.space.parse(arch)
+        static = self.supernet.extract(arch)
+        recalibrate_bn(static, self._tensor("calib", arch.resolution), batch_size=self.batch_size)
+        return static.eval()
+
+    def _logits(self, arch) -> torch.Tensor:
+        arch = self.space.parse(arch)
+        return predict(self.subnet(arch), self._tensor("eval", arch.resolution), self.batch_size)
+
+    def evaluate(self, arch) -> dict:
+        arch = self.space.parse(arch)
+        logits = self.teacher_logits if arch == self.teacher_arch else self._logits(arch)
+        cost = self.space.cost(arch)
+        return {
+            "arch": arch.to_dict(),
+            "top1": top1_accuracy(logits, self.labels),
+            "loss": F.cross_entropy(logits, self.labels).item(),
+            "macs": int(cost.macs),
+            "params": int(cost.params),
+            "label_loyalty": label_loyalty(logits, self.teacher_logits),
+            "probability_loyalty": probability_loyalty(logits, self.teacher_logits),
+            "split": self.split,
+            "resolution": int(arch.resolution),
+        }
+
+
+__all__ = ["SubnetEvaluator", "js_divergence", "label_loyalty", "predict", "probability_loyalty",
+           "recalibrate_bn", "top1_accuracy"]

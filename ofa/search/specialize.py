@@ -1,0 +1,314 @@
+"""Specialise one trained supernet for several devices: search, extract,
+re-calibrate, export, verify, report.
+
+For every target (a device and its latency budget) :func:`specialize`
+
+1. finds the subnet of highest predicted accuracy (or lowest predicted loss)
+   under the budget, plus any MACs / parameter budgets, with
+   :func:`~ofa.search.evolution_search` (``joint=True``: one subnet meeting
+   every device's budget at once);
+2. extracts it, re-calibrates its BatchNorm statistics, saves its weights and
+   a parity-checked ONNX file (:func:`~ofa.search.deploy.deploy_subnet`);
+3. measures its latency on the real backend where that backend runs here, and
+   its accuracy (and loyalty to the largest subnet) on the validation split;
+4. computes the device's accuracy/latency Pareto front with NSGA-II and plots
+   it with the chosen point marked;
+5. writes ``arch.json``, ``result.json`` and a short ``report.md``.
+
+A target whose ``result.json`` already holds the same settings is not
+recomputed, so a killed run continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import BackendUnavailableError, ConfigError
+from ..io import atomic_write_json, atomic_write_text
+from .costs import cost_function
+from .evolution import evolution_search
+from .pareto import ParetoFront, ParetoProblem, random_front
+from .problem import Constraint, Objective, SearchProblem
+
+
+@dataclass(frozen=True)
+class Target:
+    """One deployment: ``latency_ms`` budgets on one device (or, joint, on several)."""
+
+    budgets: tuple[tuple[str, float], ...]  # (device, latency budget in ms)
+
+    @property
+    def name(self) -> str:
+        return "+".join(f"{_slug(device)}-{budget:g}ms" for device, budget in self.budgets)
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9.]+", "-", text).strip("-")
+
+
+def predictor_for(device: str, predictors) -> object:
+    """The latency predictor of ``device``: its device id, or the backend of its profile."""
+    matches = [p for p in predictors if device in (p.device, p.profile_header.get("backend"))]
+    if len(matches) != 1:
+        known = [f"{p.device} ({p.profile_header.get('backend', '?')})" for p in predictors]
+        what = "no" if not matches else "more than one"
+        raise ConfigError(f"{what} latency predictor for device {device!r}; the predictors given are for: {known}. "
+                          f"Pass one --latency-predictor per --device")
+    return matches[0]
+
+
+def accuracy_objective(predictor) -> Objective:
+    """Maximise predicted top-1, or minimise predicted loss."""
+    target = getattr(predictor, "target", "top1")
+    return Objective(target, predictor.predict_genes, maximize=target != "loss")
+
+
+def cost_constraints(space, max_macs: float | None = None, max_params: float | None = None) -> list[Constraint]:
+    out = []
+    if max_macs is not None:
+        out.append(Constraint("macs", cost_function(space, "macs"), float(max_macs)))
+    if max_params is not None:
+        out.append(Constraint("params", cost_function(space, "params"), float(max_params)))
+    return out
+
+
+def backend_for(predictor):
+    """The measurement backend a latency predictor's profile was made with
+    (same options: threads, precision, accelerator), or None if unknown."""
+    import inspect
+
+    from hardware_profiles import get_backend
+    from hardware_profiles.backends import backend_class
+
+    header = predictor.profile_header
+    name = header.get("backend")
+    if not name:
+        return None
+    accepted = inspect.signature(backend_class(name).__init__).parameters
+    options = {key: header[key] for key in ("threads", "precision", "accelerator")
+               if key in accepted and header.get(key) is not None}
+    return get_backend(name, **options)
+
+
+def measure_latency(predictor, static_model) -> tuple[float | None, str]:
+    """Measured latency (ms) of ``static_model`` on the predictor's backend, in
+    the quantity the predictor predicts; ``(None, reason)`` where it cannot run."""
+    try:
+        backend = backend_for(predictor)
+        if backend is None:
+            return None, "the predictor's profile names no backend"
+        if not backend.available():
+            return None, f"backend {backend.name} is not available here"
+        record = backend.measure(static_model)
+    except (BackendUnavailableError, ConfigError) as error:
+        return None, str(error)
+    metric = predictor.target if predictor.target in record else "latency_ms"
+    return float(record[metric]["median"]), f"{backend.name}, {metric} median"
+
+
+def pareto_front(space, accuracy, latency, constraints, population: int, generations: int, seed: int) -> ParetoFront:
+    """Accuracy vs latency front of one device: NSGA-II, or random search without pymoo."""
+    problem = ParetoProblem(space, [accuracy_objective(accuracy),
+                                    Objective(f"latency_ms@{latency.device}", latency.predict_genes, maximize=False)],
+                            constraints)
+    try:
+        from .nsga2 import nsga2_search
+
+        return nsga2_search(problem, population, generations, seed=seed, on_infeasible="nearest")
+    except BackendUnavailableError:
+        return random_front(problem, population * (generations + 1), seed, on_infeasible="nearest")
+
+
+def plot_front(path: Path, front: ParetoFront, cloud: tuple[np.ndarray, np.ndarray], chosen: dict,
+               budget: float, device: str) -> None:
+    """Accuracy vs predicted latency: random subnets, the Pareto front, the
+    budget and the chosen subnet (predicted, and measured where available)."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ..io import atomic_write_bytes
+
+    fig, ax = plt.subplots(figsize=(6, 4.2))
+    ax.scatter(cloud[1], cloud[0], s=6, c="#bbbbbb", label="random subnets (predicted)")
+    ax.plot(front.values[:, 1], front.values[:, 0], "-o", ms=3, c="#1f77b4", label=f"Pareto front ({front.method})")
+    ax.axvline(budget, ls="--", c="#d62728", label=f"budget {budget:g} ms")
+    ax.scatter([chosen["predicted_latency_ms"]], [chosen["predicted_objective"]], marker="*", s=220, c="#ff7f0e",
+               edgecolors="k", zorder=5, label="chosen (predicted)")
+    if chosen.get("measured_latency_ms") is not None:
+        ax.scatter([chosen["measured_latency_ms"]], [chosen["predicted_objective"]], marker="x", s=80, c="k",
+                   zorder=5, label="chosen (measured latency)")
+    ax.set_xlabel(f"latency on {device} (ms)")
+    ax.set_ylabel(f"predicted {front.names[0]}")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=120)
+    plt.close(fig)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def specialize(supernet, accuracy_predictor, latency_predictors: list, targets: list[Target], out_dir,
+               data=None, max_macs: float | None = None, max_params: float | None = None, population: int = 100,
+               generations: int = 500, seed: int = 0, measure: bool = True, ncnn: bool = False, int8: bool = False,
+               on_infeasible: str = "raise", pareto_population: int = 100, pareto_generations: int = 100,
+               calib_images: int = 2000, provenance: dict | None = None, log=print) -> list[dict]:
+    """Run the whole specialisation for every target (see the module docstring).
+
+    ``data`` (:class:`ofa.data.DataSplits`) enables BN re-calibration and
+    measured accuracy; ``provenance`` (file names, digests) is stored with each
+    result and decides whether a finished target can be reused. Returns one
+    summary row per target, also written to ``out_dir/summary.json``."""
+    from .deploy import deploy_subnet
+
+    space = supernet.space
+    out_dir = Path(out_dir)
+    for predictor in [accuracy_predictor, *latency_predictors]:
+        space.check_fingerprint(predictor.space_fingerprint, f"predictor {getattr(predictor, 'target', '')!r}")
+    objective = accuracy_objective(accuracy_predictor)
+    extra = cost_constraints(space, max_macs, max_params)
+    evaluator = None
+    fronts: dict[str, tuple[ParetoFront, tuple]] = {}
+    rows = []
+    for target in targets:
+        directory = out_dir / target.name
+        settings = {"budgets": [list(b) for b in target.budgets], "max_macs": max_macs, "max_params": max_params,
+                    "population": population, "generations": generations, "seed": seed, "ncnn": ncnn, "int8": int8,
+                    "pareto": [pareto_population, pareto_generations], "measure": measure,
+                    "provenance": provenance or {}}
+        previous = directory / "result.json"
+        if previous.is_file():
+            stored = json.loads(previous.read_text())
+            if stored.get("settings") == settings:
+                log(f"[{target.name}] already done (same settings): {previous}")
+                rows.append(stored["summary"])
+                continue
+        predictors = [(device, budget, predictor_for(device, latency_predictors)) for device, budget in target.budgets]
+        constraints = [Constraint(f"latency_ms@{device}", p.predict_genes, budget, "ms")
+                       for device, budget, p in predictors] + extra
+        problem = SearchProblem(space, objective, constraints)
+        result = evolution_search(problem, population, generations, seed=seed, on_infeasible=on_infeasible)
+        arch = result.arch
+        log(f"[{target.name}] predicted {objective.name} {result.objective:.4g} "
+            + ", ".join(f"{k} {v:.4g}" for k, v in result.constraints.items()) + f" ({result.num_evaluations} evals)")
+        static, deployment = deploy_subnet(supernet, arch, directory, "model", data=data, calib_images=calib_images,
+                                           ncnn=ncnn, int8=int8)
+        atomic_write_json(directory / "arch.json", arch.to_dict())
+
+        devices = []
+        for device, budget, predictor in predictors:
+            measured, how = measure_latency(predictor, static) if measure else (None, "not measured (--no-measure)")
+            devices.append({"device": device, "device_id": predictor.device, "budget_ms": budget,
+                            "predicted_latency_ms": result.constraints[f"latency_ms@{device}"],
+                            "measured_latency_ms": measured, "measurement": how})
+        accuracy = {}
+        if data is not None and _image_space(space):
+            if evaluator is None:
+                from ..evaluation import SubnetEvaluator
+
+                evaluator = SubnetEvaluator(supernet, data, split="val", calib_images=calib_images)
+            accuracy = evaluator.evaluate(arch)
+        cost = space.cost(arch)
+        summary = {
+            "target": target.name, "arch": arch.to_dict(), "arch_summary": arch_summary(arch),
+            "predicted_objective": result.objective, "objective": objective.name, "feasible": result.feasible,
+            "devices": devices, "macs": int(cost.macs), "params": int(cost.params),
+            "measured_top1": accuracy.get("top1"), "measured_loss": accuracy.get("loss"),
+            "label_loyalty": accuracy.get("label_loyalty"), "probability_loyalty": accuracy.get("probability_loyalty"),
+            "onnx": deployment["onnx"], "onnx_parity_max_abs_diff": deployment["parity_max_abs_diff"],
+        }
+        if "precision" in deployment:
+            summary["int8"] = deployment["precision"]["int8"]
+            summary["fp32"] = deployment["precision"]["fp32"]
+
+        for entry, (device, budget, predictor) in zip(devices, predictors):
+            if device not in fronts:
+                front = pareto_front(space, accuracy_predictor, predictor, extra, pareto_population, pareto_generations,
+                                     seed)
+                cloud_genes = space.sample_genes(1000, np.random.default_rng(seed))
+                cloud = (accuracy_predictor.predict_genes(cloud_genes), predictor.predict_genes(cloud_genes))
+                fronts[device] = (front, cloud)
+                atomic_write_json(out_dir / f"pareto_{_slug(device)}.json", front.to_records())
+            front, cloud = fronts[device]
+            plot = directory / f"pareto_{_slug(device)}.png"
+            plot_front(plot, front, cloud, {**entry, "predicted_objective": result.objective}, budget, device)
+            entry["pareto_plot"] = str(plot)
+            entry["pareto_front_size"] = len(front)
+        atomic_write_json(directory / "result.json", {"settings": settings, "summary": summary,
+                                                      "search": result.to_dict(), "deployment": deployment})
+        atomic_write_text(directory / "report.md", target_report(summary, deployment, result))
+        rows.append(summary)
+    atomic_write_json(out_dir / "summary.json", rows)
+    atomic_write_text(out_dir / "summary.md", summary_table(rows) + "\n")
+    return rows
+
+
+def _image_space(space) -> bool:
+    return space.type_name == "mobilenetv3"
+
+
+def arch_summary(arch) -> str:
+    """A one-line description: resolution, depths, kernel and expand choices."""
+    d = arch.to_dict()
+    if {"kernel_sizes", "expand_ratios", "depths", "resolution"} <= set(d):
+        used = [(k, e) for k, e in zip(d["kernel_sizes"], d["expand_ratios"]) if k is not None]
+        kernels = "".join(str(k) for k, _ in used)
+        expands = "".join(f"{e:g}" for _, e in used)
+        return f"r{d['resolution']} d{''.join(map(str, d['depths']))} k{kernels} e{expands}"
+    return ", ".join(f"{k}={v}" for k, v in d.items() if k != "space")
+
+
+def _fmt(value, spec=".3f", missing="-") -> str:
+    return missing if value is None else format(value, spec)
+
+
+def summary_table(rows: list[dict]) -> str:
+    """Markdown table: device, budget, architecture, predicted/measured latency, accuracy, loyalty."""
+    lines = ["| device | budget (ms) | architecture | predicted latency (ms) | measured latency (ms) | "
+             "predicted | measured top-1 (%) | label loyalty | prob. loyalty |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for row in rows:
+        for device in row["devices"]:
+            lines.append(
+                f"| {device['device']} | {device['budget_ms']:g} | `{row['arch_summary']}` | "
+                f"{device['predicted_latency_ms']:.3f} | {_fmt(device['measured_latency_ms'])} | "
+                f"{row['objective']} {row['predicted_objective']:.3f} | {_fmt(row['measured_top1'], '.2f')} | "
+                f"{_fmt(row['label_loyalty'], '.3f')} | {_fmt(row['probability_loyalty'], '.3f')} |")
+    return "\n".join(lines)
+
+
+def target_report(summary: dict, deployment: dict, result) -> str:
+    lines = [f"# Specialised subnet: {summary['target']}", "",
+             f"Architecture: `{summary['arch_summary']}` ({summary['macs'] / 1e6:.2f} M MACs, "
+             f"{summary['params'] / 1e6:.3f} M parameters); full value in `arch.json`.", "",
+             "| device | budget (ms) | predicted (ms) | measured (ms) | how measured |", "|---|---|---|---|---|"]
+    for d in summary["devices"]:
+        lines.append(f"| {d['device']} | {d['budget_ms']:g} | {d['predicted_latency_ms']:.3f} | "
+                     f"{_fmt(d['measured_latency_ms'])} | {d['measurement']} |")
+    lines += ["", f"Predicted {summary['objective']}: {summary['predicted_objective']:.4f}; measured top-1 on the "
+              f"validation split: {_fmt(summary['measured_top1'], '.2f')} %, label loyalty to the largest subnet "
+              f"{_fmt(summary['label_loyalty'])}, probability loyalty {_fmt(summary['probability_loyalty'])}.", "",
+              f"Search: {result.method}, {result.num_evaluations} architectures scored, seed {result.seed}.", "",
+              f"Files: `model.pt` (weights, BN re-calibrated on {deployment.get('bn_recalibration_images', 0)} "
+              f"training images), `model.onnx` (opset {deployment['opset']}, dynamic batch, onnxruntime parity "
+              f"max |diff| {deployment['parity_max_abs_diff']:.2e})"
+              + (", `model.ncnn.param`/`.bin`" if "ncnn_param" in deployment else "")
+              + (", `model.int8.onnx`" if "precision" in deployment else "")
+              + ", `pareto_<device>.png` (the chosen point is the star)."]
+    if "precision" in deployment:
+        fp32, int8 = deployment["precision"]["fp32"], deployment["precision"]["int8"]
+        lines += ["", "| precision | top-1 (%) | latency (ms, onnxruntime 1 thread) | size (KiB) | label loyalty | "
+                  "prob. loyalty |", "|---|---|---|---|---|---|",
+                  f"| FP32 | {fp32['top1']:.2f} | {fp32['latency_ms']:.3f} | {fp32['size_bytes'] / 1024:.0f} | - | - |",
+                  f"| INT8 | {int8['top1']:.2f} | {int8['latency_ms']:.3f} | {int8['size_bytes'] / 1024:.0f} | "
+                  f"{int8['label_loyalty']:.3f} | {int8['probability_loyalty']:.3f} |"]
+    return "\n".join(lines) + "\n"

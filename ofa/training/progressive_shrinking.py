@@ -1,0 +1,465 @@
+"""Once-for-All progressive shrinking for MobileNetV3 supernets.
+
+All phases run one after the other from one command, with no hand-run
+switching (Cai et al., ICLR 2020, section 3.2):
+
+0. ``teacher`` - the full network (largest kernel, expand and depth), at
+   elastic resolution; a frozen copy of it is the distillation teacher.
+1. ``kernel`` - elastic kernel size (7 -> 5, 3).
+2. ``depth_1``, ``depth_2`` - elastic depth: {3, 4}, then {2, 3, 4}.
+3. ``expand_1``, ``expand_2`` - elastic width: {4, 6}, then {3, 4, 6}; the
+   middle channels are re-ordered by L1 importance at the start of each width
+   stage, staged so the ratios already trained keep their channels.
+
+Each step samples ``subnets_per_step`` subnets from a generator seeded by
+(seed, phase, epoch, step) - the same on every rank and after a resume - and
+one resolution for the batch, runs the teacher once on the batch, and
+accumulates the subnets' gradients (loss = (CE with label smoothing +
+kd_ratio x soft-target loss) / subnets) before one optimizer step. Phases have
+their own epochs, learning rate (cosine with warm-up) and subnet count; the
+optimizer and schedule restart at each phase, as in the reference recipe.
+
+Checkpoints (``last.pt`` each epoch, ``phase<i>-<name>.pt`` at phase ends,
+``final.pt``) hold the position ``(phase, epoch)`` to continue from. Because
+the data order and augmentation of an epoch are functions of (seed, phase,
+epoch) and dropout is re-seeded every epoch, a run killed at any moment and
+resumed from its last checkpoint ends with the same weights as an
+uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import copy
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import ConfigError
+from ..io import atomic_write_json
+from ..supernets import create_supernet
+from . import register_trainer
+from .checkpoint import load_checkpoint, save_checkpoint, set_rng_state
+from .config import check_value, config_space, merge_defaults
+from .distributed import DistInfo, all_reduce_gradients, all_reduce_mean, average_buffers, barrier, init_distributed
+from .losses import distillation_loss
+from .optim import OPTIMIZERS, build_optimizer
+from .runlog import MetricsLog, format_table
+from .sampling import sample_restricted_genes, step_generator
+from .schedule import SCHEDULES, build_scheduler
+
+CHOICE_KEYS = ("kernel_sizes", "expand_ratios", "depths", "resolutions")
+SPACE_FIELDS = {"kernel_sizes": "kernel_sizes", "expand_ratios": "expand_ratios", "depths": "depths",
+                "resolutions": "resolutions"}
+
+PHASE_DEFAULTS = {
+    "name": "", "epochs": 1, "lr": 0.05, "warmup_epochs": 0, "subnets_per_step": 1,
+    # allowed choices: "all" | "max" | "min" | "top<k>" | [values]; None means "all"
+    "kernel_sizes": None, "expand_ratios": None, "depths": None, "resolutions": None,
+}
+
+DEFAULT_CONFIG = {
+    "space": "mbv3-small",
+    "space_overrides": {},
+    "seed": 0,
+    "device": "auto",
+    "data": {
+        "dataset": "digits", "augmentation": "auto", "val_fraction": 0.15, "test_fraction": 0.15,
+        "max_train_images": 0, "calib_images": 2000,
+    },
+    "train": {
+        "batch_size": 64, "optimizer": "sgd", "momentum": 0.9, "weight_decay": 3e-5, "label_smoothing": 0.1,
+        "kd_ratio": 1.0, "kd_temperature": 1.0, "schedule": "cosine", "min_lr_factor": 0.0, "dropout": 0.1,
+        "channels_last": True, "threads": 0, "log_every": 10, "log_samples": False, "progress": True,
+        "eval_batch_size": 256,
+    },
+    "phases": None,
+}
+
+# The reference recipe; epochs/lr sized for the small default data set.
+DEFAULT_PHASES = (
+    {"name": "teacher", "epochs": 30, "lr": 0.1, "warmup_epochs": 1, "subnets_per_step": 1,
+     "kernel_sizes": "max", "expand_ratios": "max", "depths": "max"},
+    {"name": "kernel", "epochs": 10, "lr": 0.03, "subnets_per_step": 1, "expand_ratios": "max", "depths": "max"},
+    {"name": "depth_1", "epochs": 8, "lr": 0.01, "subnets_per_step": 2, "expand_ratios": "max", "depths": "top2"},
+    {"name": "depth_2", "epochs": 10, "lr": 0.02, "subnets_per_step": 2, "expand_ratios": "max"},
+    {"name": "expand_1", "epochs": 8, "lr": 0.01, "subnets_per_step": 4, "expand_ratios": "top2"},
+    {"name": "expand_2", "epochs": 10, "lr": 0.02, "subnets_per_step": 4},
+)
+
+
+def _choice_values(spec, space_values: tuple, key: str) -> tuple:
+    """Resolve a phase's ``"all" | "max" | "min" | "top<k>" | [values]`` into values of the space."""
+    ordered = tuple(sorted(space_values))
+    if spec is None:
+        return ordered
+    if isinstance(spec, str):
+        if spec == "all":
+            return ordered
+        if spec == "max":
+            return ordered[-1:]
+        if spec == "min":
+            return ordered[:1]
+        if spec.startswith("top") and spec[3:].isdigit() and int(spec[3:]) >= 1:
+            return ordered[-int(spec[3:]):]
+        raise ConfigError(f"config key {key!r} = {spec!r} is not allowed; use 'all', 'max', 'min', 'top<k>' "
+                          f"or a list of values from {list(ordered)}")
+    if not isinstance(spec, list) or not spec:
+        raise ConfigError(f"config key {key!r} must be 'all', 'max', 'top<k>' or a non-empty list, got {spec!r}")
+    bad = [v for v in spec if isinstance(v, bool) or v not in space_values]
+    if bad:
+        raise ConfigError(f"config key {key!r}: {bad} not in the space; allowed values: {list(ordered)}")
+    return tuple(sorted(set(spec)))
+
+
+def build_phases(space, phases) -> list[dict]:
+    """Validated phase dicts with the allowed choices resolved to value tuples."""
+    phases = [dict(p) for p in DEFAULT_PHASES] if phases is None else phases
+    if not isinstance(phases, list) or not phases:
+        raise ConfigError("config key 'phases' must be a non-empty list of phase mappings (or left out for the "
+                          "standard recipe)")
+    out = []
+    for i, raw in enumerate(phases):
+        key = f"phases[{i}]"
+        phase = merge_defaults(raw, PHASE_DEFAULTS, prefix=f"{key}.")
+        phase["name"] = phase["name"] or f"phase{i}"
+        check_value(phase["epochs"], f"{key}.epochs", minimum=1, integer=True)
+        check_value(phase["lr"], f"{key}.lr", above=0)
+        check_value(phase["warmup_epochs"], f"{key}.warmup_epochs", minimum=0, maximum=phase["epochs"],
+                    integer=True)
+        check_value(phase["subnets_per_step"], f"{key}.subnets_per_step", minimum=1, integer=True)
+        for choice in CHOICE_KEYS:
+            phase[choice] = _choice_values(phase[choice], getattr(space, SPACE_FIELDS[choice]), f"{key}.{choice}")
+        out.append(phase)
+    return out
+
+
+def check_config(raw: dict) -> tuple[dict, object, list[dict]]:
+    """(validated config, space, phases); ConfigError naming the key on any impossible value."""
+    config = merge_defaults(raw, DEFAULT_CONFIG, open_keys=("space", "space_overrides"))
+    space = config_space(config)
+    if space.type_name != "mobilenetv3":
+        raise ConfigError(f"the progressive-shrinking trainer trains mobilenetv3 spaces, got {space.type_name!r}")
+    check_value(config["seed"], "seed", minimum=0, integer=True)
+    check_value(config["device"], "device", choices=("auto", "cpu", "cuda"))
+    data, train = config["data"], config["train"]
+    check_value(data["val_fraction"], "data.val_fraction", above=0, maximum=0.49)
+    check_value(data["test_fraction"], "data.test_fraction", above=0, maximum=0.49)
+    check_value(data["max_train_images"], "data.max_train_images", minimum=0, integer=True)
+    check_value(data["calib_images"], "data.calib_images", minimum=1, integer=True)
+    check_value(train["batch_size"], "train.batch_size", minimum=1, integer=True)
+    check_value(train["optimizer"], "train.optimizer", choices=OPTIMIZERS)
+    check_value(train["momentum"], "train.momentum", minimum=0, maximum=0.999)
+    check_value(train["weight_decay"], "train.weight_decay", minimum=0, maximum=1)
+    check_value(train["label_smoothing"], "train.label_smoothing", minimum=0, maximum=0.99)
+    check_value(train["kd_ratio"], "train.kd_ratio", minimum=0)
+    check_value(train["kd_temperature"], "train.kd_temperature", above=0)
+    check_value(train["schedule"], "train.schedule", choices=sorted(SCHEDULES))
+    check_value(train["min_lr_factor"], "train.min_lr_factor", minimum=0, maximum=1)
+    check_value(train["dropout"], "train.dropout", minimum=0, maximum=0.99)
+    check_value(train["threads"], "train.threads", minimum=0, integer=True)
+    check_value(train["log_every"], "train.log_every", minimum=1, integer=True)
+    check_value(train["eval_batch_size"], "train.eval_batch_size", minimum=1, integer=True)
+    phases = build_phases(space, config["phases"])
+    return config, space, phases
+
+
+def _allowed_gene_indices(space, phase: dict, resolution: int) -> list[list[int]]:
+    """Per gene, the choice indices this phase may sample. Gene layout of a
+    MobileNetV3 space: [kernel per block] [expand per block] [depth per stage]
+    [resolution]; the resolution is the batch's."""
+    b, s = space.num_blocks, space.num_stages
+    values = ([phase["kernel_sizes"]] * b + [phase["expand_ratios"]] * b + [phase["depths"]] * s
+              + [(resolution,)])
+    return [[choices.index(v) for v in allowed] for choices, allowed in zip(space.gene_choices, values)]
+
+
+class ProgressiveShrinkingTrainer:
+    """Trains an elastic MobileNetV3 supernet through all progressive-shrinking phases.
+
+    ``ProgressiveShrinkingTrainer(config, out_dir, resume=False, dist=None).run()``;
+    ``config`` is the YAML mapping (see ``configs/mbv3-small-digits.yaml``)."""
+
+    name = "mobilenetv3"
+
+    def __init__(self, config: dict, out_dir: str | Path, resume: bool = False, dist: DistInfo | None = None):
+        self.raw_config = config
+        self.config, self.space, self.phases = check_config(config)
+        self.out_dir = Path(out_dir)
+        self.resume = resume
+        self.dist = dist
+        self._resume_payload = None
+        last = self.out_dir / "last.pt"
+        if resume and last.exists():
+            payload = load_checkpoint(last, space=self.space)  # CheckpointError / SpaceMismatchError up front
+            if payload["trainer"] != self.name:
+                raise ConfigError(f"{last} was written by the {payload['trainer']!r} trainer, not {self.name!r}")
+            if payload["config"] != self.config:
+                changed = sorted(k for k in set(payload["config"]) | set(self.config)
+                                 if payload["config"].get(k) != self.config.get(k))
+                raise ConfigError(f"--resume: the config differs from the one {last} was trained with "
+                                  f"(keys {changed}); resume with the same config or start a new --out")
+            self._resume_payload = payload
+        elif not resume and any(self.out_dir.glob("*.pt")):
+            raise ConfigError(f"{self.out_dir} already holds checkpoints; pass --resume to continue that run or "
+                              f"choose another --out directory")
+
+    # --- setup ------------------------------------------------------------------------------------
+    def _setup(self) -> None:
+        from ..data import build_datasets, fixed_subset
+
+        cfg, train = self.config, self.config["train"]
+        if self.dist is None:
+            self.dist = init_distributed(None if cfg["device"] == "auto" else cfg["device"])
+        self.device = self.dist.device
+        if train["threads"]:
+            torch.set_num_threads(train["threads"])
+        if train["batch_size"] % self.dist.world_size:
+            raise ConfigError(f"train.batch_size = {train['batch_size']} must be divisible by the number of "
+                              f"processes ({self.dist.world_size})")
+        self.local_batch = train["batch_size"] // self.dist.world_size
+        data = cfg["data"]
+        self.data = build_datasets(data["dataset"], max(self.space.resolutions), self.space.in_channels,
+                                   data["augmentation"], data["val_fraction"], data["test_fraction"])
+        if self.data.num_classes != self.space.num_classes:
+            raise ConfigError(f"the data set has {self.data.num_classes} classes but the space's classifier has "
+                              f"{self.space.num_classes}: set space_overrides: {{num_classes: "
+                              f"{self.data.num_classes}}}")
+        self.train_set = self.data.train
+        if data["max_train_images"]:
+            self.train_set = fixed_subset(self.train_set, data["max_train_images"], cfg["seed"])
+            self.train_set.augmentation = self.data.train.augmentation
+        if len(self.train_set) // self.dist.world_size < self.local_batch:
+            raise ConfigError(f"train.batch_size = {train['batch_size']} is larger than the training set "
+                              f"({len(self.train_set)} images)")
+        torch.manual_seed(cfg["seed"])  # the initial weights
+        self.model = create_supernet(self.space, dropout=train["dropout"]).to(self.device)
+        self.memory_format = torch.channels_last if train["channels_last"] else torch.contiguous_format
+        self.model.to(memory_format=self.memory_format)
+        self.teacher = None
+        self.log = MetricsLog(self.out_dir / "metrics.jsonl", enabled=self.dist.is_main)
+        self.steps_per_epoch = len(self._epoch_batches(0, 0))
+        self.history: list[dict] = []
+
+    def _epoch_batches(self, phase: int, epoch: int) -> list[np.ndarray]:
+        from ..data import epoch_batches
+
+        # (seed, phase, epoch) fixes the order, so a resumed epoch replays exactly
+        return epoch_batches(len(self.train_set), self.local_batch, True, self.config["seed"],
+                             phase * 100003 + epoch, self.dist.rank, self.dist.world_size, drop_last=True)
+
+    def _new_optimizer(self, phase: dict):
+        train = self.config["train"]
+        optimizer = build_optimizer(train["optimizer"], self.model, phase["lr"], train["weight_decay"],
+                                    train["momentum"])
+        total = phase["epochs"] * self.steps_per_epoch
+        scheduler = build_scheduler(train["schedule"], optimizer, total, phase["warmup_epochs"] * self.steps_per_epoch,
+                                    train["min_lr_factor"])
+        return optimizer, scheduler
+
+    def _freeze_teacher(self) -> None:
+        teacher = copy.deepcopy(self.model)
+        teacher.set_active(self.space.largest())
+        for p in teacher.parameters():
+            p.requires_grad_(False)
+        self.teacher = teacher
+
+    def _start_phase(self, index: int) -> None:
+        """What happens once when a phase begins: freeze the teacher after phase
+        0, re-order channels when the allowed expand ratios grow."""
+        if index >= 1 and self.teacher is None:
+            self._freeze_teacher()
+        if index >= 1:
+            previous, current = self.phases[index - 1]["expand_ratios"], self.phases[index]["expand_ratios"]
+            if set(current) > set(previous):
+                keep = previous if len(previous) > 1 else ()
+                self.model.sort_channels(keep_expand_ratios=keep)
+                self.log.write("sort_channels", phase=index, keep_expand_ratios=list(keep))
+
+    def _save(self, path: Path, phase: int, epoch: int, step: int, optimizer=None, scheduler=None) -> None:
+        if not self.dist.is_main:
+            return
+        extra = {"teacher": self.teacher.state_dict() if self.teacher is not None else None,
+                 "supernet_kwargs": {"dropout": self.config["train"]["dropout"]},
+                 "history": self.history, "phase_names": [p["name"] for p in self.phases]}
+        save_checkpoint(path, trainer=self.name, space=self.space, config=self.config, model=self.model,
+                        optimizer=optimizer, scheduler=scheduler, phase=phase, epoch=epoch, step=step, extra=extra)
+
+    # --- the loop ---------------------------------------------------------------------------------
+    def run(self) -> dict:
+        self._setup()
+        phase_index, epoch, step = 0, 0, 0
+        optimizer = scheduler = None
+        if self._resume_payload is not None:
+            payload = self._resume_payload
+            self.model.load_state_dict(payload["model"])
+            self.history = list(payload["extra"].get("history", []))
+            if payload["extra"].get("teacher") is not None:
+                self._freeze_teacher()
+                self.teacher.load_state_dict(payload["extra"]["teacher"])
+            phase_index, epoch, step = payload["phase"], payload["epoch"], payload["step"]
+            if payload["rng"] is not None:
+                set_rng_state(payload["rng"])
+            if phase_index < len(self.phases) and epoch > 0:  # mid-phase: continue its optimizer and schedule
+                optimizer, scheduler = self._new_optimizer(self.phases[phase_index])
+                optimizer.load_state_dict(payload["optimizer"])
+                scheduler.load_state_dict(payload["scheduler"])
+            self.log.write("resume", phase=phase_index, epoch=epoch, step=step)
+            self._print(f"resuming at phase {phase_index} ({self._phase_name(phase_index)}), epoch {epoch}")
+        else:
+            self.log.write("start", config=self.config, space=self.space.to_dict(),
+                           world_size=self.dist.world_size, train_images=len(self.train_set),
+                           steps_per_epoch=self.steps_per_epoch)
+        run_start = time.time()
+        while phase_index < len(self.phases):
+            phase = self.phases[phase_index]
+            if epoch == 0:
+                self._start_phase(phase_index)
+                optimizer, scheduler = self._new_optimizer(phase)
+                self.log.write("phase_start", phase=phase_index, name=phase["name"],
+                               **{k: list(phase[k]) for k in CHOICE_KEYS},
+                               subnets_per_step=phase["subnets_per_step"], epochs=phase["epochs"], lr=phase["lr"])
+                self._print(f"phase {phase_index + 1}/{len(self.phases)} {phase['name']}: kernels "
+                            f"{list(phase['kernel_sizes'])}, expand {list(phase['expand_ratios'])}, depths "
+                            f"{list(phase['depths'])}, {phase['subnets_per_step']} subnet(s)/step, "
+                            f"{phase['epochs']} epochs")
+            self._phase_start_time = time.time()
+            while epoch < phase["epochs"]:
+                stats = self._train_epoch(phase_index, epoch, step, optimizer, scheduler)
+                step += stats["steps"]
+                epoch += 1
+                average_buffers(self.model)
+                self.log.write("epoch", phase=phase_index, name=phase["name"], epoch=epoch, step=step, **stats)
+                if epoch < phase["epochs"]:
+                    self._save(self.out_dir / "last.pt", phase_index, epoch, step, optimizer, scheduler)
+            summary = self._end_phase(phase_index, stats)
+            self.history.append(summary)
+            phase_index, epoch = phase_index + 1, 0
+            self._save(self.out_dir / f"phase{phase_index - 1}-{phase['name']}.pt", phase_index, 0, step)
+            self._save(self.out_dir / "last.pt", phase_index, 0, step)
+        self._save(self.out_dir / "final.pt", phase_index, 0, step)
+        barrier()
+        result = {"phases": self.history, "steps": step, "seconds_this_process": round(time.time() - run_start, 1)}
+        if self.dist.is_main:
+            atomic_write_json(self.out_dir / "summary.json", result)
+            self.log.write("done", steps=step)
+            self._print("\n" + format_table(self.history, ["phase", "name", "epochs", "minutes", "train_loss",
+                                                           "largest_top1", "smallest_top1"]))
+            self._print(f"final supernet: {self.out_dir / 'final.pt'}")
+        return result
+
+    def _train_epoch(self, phase_index: int, epoch: int, step: int, optimizer, scheduler) -> dict:
+        from tqdm import tqdm
+
+        cfg, train = self.config, self.config["train"]
+        phase = self.phases[phase_index]
+        seed, rank = cfg["seed"], self.dist.rank
+        torch.manual_seed(int(step_generator(seed, phase_index, epoch, rank, 1).integers(2**62)))  # dropout
+        self.model.train()
+        if self.teacher is not None:
+            self.teacher.train()  # batch statistics, as the reference trainer
+            self.teacher.dropout.eval()
+        batches = self._epoch_batches(phase_index, epoch)
+        show = self.dist.is_main and train["progress"]
+        bar = tqdm(batches, desc=f"{phase['name']} {epoch + 1}/{phase['epochs']}", disable=not show, leave=False,
+                   file=sys.stderr, dynamic_ncols=True)
+        resolutions = phase["resolutions"]
+        total_loss = torch.zeros(2, dtype=torch.float64)  # (loss sum, batches)
+        correct = torch.zeros(2, dtype=torch.float64)  # (correct, seen)
+        n = phase["subnets_per_step"]
+        for b, positions in enumerate(bar):
+            rng = step_generator(seed, phase_index, epoch, b)
+            resolution = int(resolutions[rng.integers(len(resolutions))])
+            genes = sample_restricted_genes(self.space, n, rng, _allowed_gene_indices(self.space, phase, resolution))
+            archs = self.space.from_genes(genes)
+            augment_gen = torch.Generator().manual_seed(int(step_generator(seed, phase_index, epoch, b, rank,
+                                                                          2).integers(2**62)))
+            images, labels = self.train_set.get_batch(positions, resolution, augment_gen)
+            images = images.to(self.device, memory_format=self.memory_format)
+            labels = labels.to(self.device)
+            teacher_logits = None
+            if self.teacher is not None and train["kd_ratio"] > 0:
+                with torch.no_grad():
+                    teacher_logits = self.teacher(images)
+            optimizer.zero_grad(set_to_none=True)
+            step_loss = 0.0
+            for arch in archs:
+                self.model.set_active(arch)
+                logits = self.model(images)
+                loss = distillation_loss(logits, labels, teacher_logits, train["kd_ratio"], train["label_smoothing"],
+                                         train["kd_temperature"]) / n
+                loss.backward()
+                step_loss += loss.item()
+                correct += torch.tensor([(logits.argmax(1) == labels).sum().item(), len(labels)], dtype=torch.float64)
+            all_reduce_gradients(self.model)
+            optimizer.step()
+            scheduler.step()
+            total_loss += torch.tensor([step_loss, 1.0], dtype=torch.float64)
+            global_step = step + b + 1
+            if train["log_samples"]:
+                self._log_samples(phase_index, epoch, b, resolution, genes, positions)
+            if b % train["log_every"] == 0 or b == len(batches) - 1:
+                lr = optimizer.param_groups[0]["lr"]
+                bar.set_postfix(loss=f"{step_loss:.3f}", res=resolution, lr=f"{lr:.4f}")
+                self.log.write("step", phase=phase_index, epoch=epoch, batch=b, step=global_step, loss=step_loss,
+                               lr=lr, resolution=resolution, subnets=genes.tolist())
+        bar.close()
+        all_reduce_mean(total_loss)
+        all_reduce_mean(correct)
+        return {"steps": len(batches), "train_loss": total_loss[0].item() / max(1.0, total_loss[1].item()),
+                "train_top1": 100.0 * correct[0].item() / max(1.0, correct[1].item())}
+
+    def _log_samples(self, phase, epoch, batch, resolution, genes, positions) -> None:
+        """Audit trail of what each rank trained (``train.log_samples``): one file per rank."""
+        from ..io import append_jsonl
+
+        checksum = float(sum(p.detach().double().sum().item() for p in self.model.parameters()))
+        append_jsonl(self.out_dir / f"samples.rank{self.dist.rank}.jsonl",
+                     {"phase": phase, "epoch": epoch, "batch": batch, "resolution": resolution,
+                      "genes": genes.tolist(), "positions": [int(p) for p in positions],
+                      "param_checksum": checksum})
+
+    def _end_phase(self, index: int, stats: dict) -> dict:
+        """Evaluate the largest and smallest subnets of the phase (re-calibrated BN) on the val split."""
+        from ..evaluation import SubnetEvaluator
+
+        phase = self.phases[index]
+        summary = {"phase": index, "name": phase["name"], "epochs": phase["epochs"],
+                   "minutes": round((time.time() - self._phase_start_time) / 60, 2),
+                   "train_loss": round(stats["train_loss"], 4)}
+        if self.dist.is_main:
+            evaluator = SubnetEvaluator(self.model, self.data, "val", self.config["data"]["calib_images"],
+                                        self.config["train"]["eval_batch_size"])
+            largest = evaluator.evaluate(self.space.largest())
+            smallest_arch = self._phase_extreme(phase, min)
+            smallest = evaluator.evaluate(smallest_arch)
+            summary.update(largest_top1=round(largest["top1"], 2), smallest_top1=round(smallest["top1"], 2),
+                           smallest_macs=smallest["macs"])
+            what = "teacher (full network)" if index == 0 else "largest subnet"
+            self.log.write("phase_end", **summary, largest=largest, smallest=smallest)
+            self._print(f"phase {phase['name']} done: {what} val top-1 {largest['top1']:.2f}%, smallest subnet of "
+                        f"this phase {smallest['top1']:.2f}% ({smallest['macs']:,} MACs)")
+        barrier()
+        return summary
+
+    def _phase_extreme(self, phase: dict, pick):
+        b = self.space.num_blocks
+        return self.space.parse({"kernel_sizes": [pick(phase["kernel_sizes"])] * b,
+                                 "expand_ratios": [pick(phase["expand_ratios"])] * b,
+                                 "depths": [pick(phase["depths"])] * self.space.num_stages,
+                                 "resolution": pick(phase["resolutions"])})
+
+    def _phase_name(self, index: int) -> str:
+        return self.phases[index]["name"] if index < len(self.phases) else "done"
+
+    def _print(self, message: str) -> None:
+        if self.dist.is_main:
+            print(message, flush=True)
+
+
+register_trainer("mobilenetv3", ProgressiveShrinkingTrainer)
+
+__all__ = ["CHOICE_KEYS", "DEFAULT_CONFIG", "DEFAULT_PHASES", "ProgressiveShrinkingTrainer", "build_phases",
+           "check_config"]

@@ -1,0 +1,480 @@
+"""Training elastic Transformer supernets (HAT) on text.
+
+``python tools/train_supernet.py --config configs/transformer-small.yaml --out runs/t``
+
+Every step draws ``subnets_per_step`` architectures from a generator seeded
+by (seed, step) - the same on every rank and after a resume - either
+uniformly (``sampling: uniform``) or by the sandwich rule (``sampling:
+sandwich``: the largest, the smallest, and random ones). With ``kd_ratio > 0``
+the largest subnet's outputs on the same batch are the soft targets of the
+others (in-place distillation, Yu et al. 2020); the loss is the
+label-smoothed cross entropy plus ``kd_ratio`` x the soft-target loss
+(:func:`ofa.training.losses.distillation_loss`), gradients of all subnets are
+accumulated before one optimizer step. The learning rate follows
+``inverse_sqrt`` (Vaswani et al.: linear warm-up, then ``1/sqrt(step)``) or
+``cosine``.
+
+Encoder-decoder spaces train on parallel text (the default task translates
+numbers written in words, English -> French, :mod:`ofa.data.text`);
+encoder-only spaces with a masked-LM head train with BERT's masking on the
+source side. Vocabulary sizes of the space are set from the data.
+
+Checkpoints (``last.pt`` every ``checkpoint_every`` steps, ``final.pt``) use
+:mod:`ofa.training.checkpoint`; the data order of an epoch, the subnets and
+the dropout of a step are functions of (seed, step), so a run killed at any
+moment and resumed ends with the same weights as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..errors import ConfigError
+from ..io import atomic_write_json
+from ..models.transformer import PAD, beam_search, greedy_decode
+from ..supernets import create_supernet
+from . import register_trainer
+from .checkpoint import load_checkpoint, save_checkpoint, set_rng_state
+from .config import check_value, config_space, merge_defaults
+from .distributed import DistInfo, all_reduce_gradients, barrier, init_distributed
+from .losses import distillation_loss
+from .optim import OPTIMIZERS, build_optimizer
+from .runlog import MetricsLog, format_table
+from .sampling import step_generator
+from .schedule import SCHEDULES, build_scheduler
+
+
+def inverse_sqrt_factor(step: int, total_steps: int, warmup_steps: int = 0, min_factor: float = 0.0) -> float:
+    """The Transformer schedule: linear warm-up to 1 at ``warmup_steps``,
+    then ``sqrt(warmup_steps / step)`` (never below ``min_factor``)."""
+    step = step + 1
+    if step <= warmup_steps:
+        return step / max(1, warmup_steps)
+    return max(min_factor, math.sqrt(max(1, warmup_steps) / step))
+
+
+SCHEDULES.setdefault("inverse_sqrt", inverse_sqrt_factor)
+
+SAMPLINGS = ("uniform", "sandwich")
+
+DEFAULT_CONFIG = {
+    "space": "transformer-small",
+    "space_overrides": {},
+    "seed": 0,
+    "device": "auto",
+    "data": {
+        "source": "numbers",   # "numbers" or {train: [src, tgt], val: [...], test: [...]}
+        "level": "word",
+        "train_size": 20000, "val_size": 500, "test_size": 500, "src_lang": "en", "tgt_lang": "fr",
+        "val_fraction": 0.05, "test_fraction": 0.05,
+    },
+    "train": {
+        "steps": 3000, "batch_size": 64, "optimizer": "adamw", "lr": 0.002, "momentum": 0.9,
+        "weight_decay": 0.01, "schedule": "inverse_sqrt", "warmup_steps": 300, "min_lr_factor": 0.0,
+        "sampling": "sandwich", "subnets_per_step": 3, "kd_ratio": 1.0, "kd_temperature": 1.0,
+        "label_smoothing": 0.1, "dropout": 0.1, "clip_grad_norm": 1.0, "mask_prob": 0.15,
+        "threads": 0, "log_every": 50, "eval_every": 1000, "checkpoint_every": 250, "eval_batch_size": 250,
+        "eval_sentences": 500, "progress": True,
+    },
+}
+
+
+def check_config(raw: dict) -> tuple[dict, object]:
+    """(validated config, space as named - vocabulary sizes not yet set)."""
+    config = merge_defaults(raw, DEFAULT_CONFIG, open_keys=("space", "space_overrides", "data.source"))
+    space = config_space(config)
+    if space.type_name != "transformer":
+        raise ConfigError(f"the Transformer trainer trains transformer spaces, got {space.type_name!r}")
+    if not space.has_decoder and space.encoder_head != "lm":
+        raise ConfigError("encoder-only spaces train with the masked-LM head here (encoder_head: lm); "
+                          "a classifier head needs labelled data this trainer does not read")
+    check_value(config["seed"], "seed", minimum=0, integer=True)
+    check_value(config["device"], "device", choices=("auto", "cpu", "cuda"))
+    data, train = config["data"], config["train"]
+    check_value(data["level"], "data.level", choices=("word", "char"))
+    for key in ("train_size", "val_size", "test_size"):
+        check_value(data[key], f"data.{key}", minimum=1, integer=True)
+    for key in ("val_fraction", "test_fraction"):
+        check_value(data[key], f"data.{key}", above=0, maximum=0.49)
+    for key in ("steps", "batch_size", "subnets_per_step", "log_every", "eval_every", "checkpoint_every",
+                "eval_batch_size", "eval_sentences"):
+        check_value(train[key], f"train.{key}", minimum=1, integer=True)
+    check_value(train["warmup_steps"], "train.warmup_steps", minimum=0, integer=True)
+    check_value(train["threads"], "train.threads", minimum=0, integer=True)
+    check_value(train["optimizer"], "train.optimizer", choices=OPTIMIZERS)
+    check_value(train["lr"], "train.lr", above=0)
+    check_value(train["momentum"], "train.momentum", minimum=0, maximum=0.999)
+    check_value(train["weight_decay"], "train.weight_decay", minimum=0, maximum=1)
+    check_value(train["schedule"], "train.schedule", choices=sorted(SCHEDULES))
+    check_value(train["min_lr_factor"], "train.min_lr_factor", minimum=0, maximum=1)
+    check_value(train["sampling"], "train.sampling", choices=SAMPLINGS)
+    if train["sampling"] == "sandwich" and train["subnets_per_step"] < 2:
+        raise ConfigError("train.sampling = 'sandwich' needs train.subnets_per_step >= 2 (largest + smallest "
+                          "+ random ones)")
+    check_value(train["kd_ratio"], "train.kd_ratio", minimum=0)
+    check_value(train["kd_temperature"], "train.kd_temperature", above=0)
+    check_value(train["label_smoothing"], "train.label_smoothing", minimum=0, maximum=0.99)
+    check_value(train["dropout"], "train.dropout", minimum=0, maximum=0.99)
+    check_value(train["clip_grad_norm"], "train.clip_grad_norm", minimum=0)
+    check_value(train["mask_prob"], "train.mask_prob", above=0, maximum=1)
+    return config, space
+
+
+def build_data(config: dict):
+    """The text data of a validated config (:func:`ofa.data.text.build_text_data`)."""
+    from ..data.text import build_text_data
+
+    data = config["data"]
+    if data["source"] == "numbers":
+        return build_text_data("numbers", train_size=data["train_size"], val_size=data["val_size"],
+                               test_size=data["test_size"], src_lang=data["src_lang"], tgt_lang=data["tgt_lang"],
+                               level=data["level"], seed=config["seed"])
+    return build_text_data(data["source"], level=data["level"], val_fraction=data["val_fraction"],
+                           test_fraction=data["test_fraction"], seed=config["seed"])
+
+
+def fit_space_to_data(space, data):
+    """The space with vocabulary sizes from the data; refuses sentences longer
+    than the space's ``max_positions``."""
+    space = space.replace(src_vocab_size=len(data.src_vocab), tgt_vocab_size=len(data.tgt_vocab))
+    longest = data.max_length()
+    if longest > space.max_positions:
+        raise ConfigError(f"the data has sequences of {longest} tokens (with BOS/EOS) but the space allows "
+                          f"max_positions={space.max_positions}: set space_overrides: {{max_positions: {longest}}}")
+    return space
+
+
+# --- losses and metrics --------------------------------------------------------------------------------------
+def seq2seq_loss(model, src: torch.Tensor, tgt: torch.Tensor, teacher_logits: torch.Tensor | None = None,
+                 kd_ratio: float = 0.0, label_smoothing: float = 0.0, temperature: float = 1.0):
+    """(loss, logits of the real target positions (N, vocab)). The model reads
+    ``tgt[:, :-1]`` and predicts ``tgt[:, 1:]``; padding is not scored."""
+    labels = tgt[:, 1:]
+    keep = labels.ne(PAD)
+    logits = model(src, tgt[:, :-1])[keep]
+    loss = distillation_loss(logits, labels[keep], teacher_logits, kd_ratio, label_smoothing, temperature)
+    return loss, logits
+
+
+def masked_lm_loss(model, inputs: torch.Tensor, labels: torch.Tensor, teacher_logits: torch.Tensor | None = None,
+                   kd_ratio: float = 0.0, label_smoothing: float = 0.0, temperature: float = 1.0):
+    """(loss, logits of the masked positions (N, vocab))."""
+    keep = labels.ne(-100)
+    logits = model(inputs)[keep]
+    loss = distillation_loss(logits, labels[keep], teacher_logits, kd_ratio, label_smoothing, temperature)
+    return loss, logits
+
+
+def translation_scores(hypotheses: Sequence[str], references: Sequence[str]) -> dict:
+    """Exact-match accuracy (%), corpus BLEU and chrF (sacrebleu)."""
+    import sacrebleu
+
+    exact = 100.0 * sum(h == r for h, r in zip(hypotheses, references)) / max(1, len(references))
+    return {"exact_match": exact,
+            "bleu": sacrebleu.corpus_bleu(list(hypotheses), [list(references)]).score,
+            "chrf": sacrebleu.corpus_chrf(list(hypotheses), [list(references)]).score}
+
+
+@torch.no_grad()
+def evaluate_subnet(model, data, split: str = "val", limit: int | None = None, batch_size: int = 250,
+                    decode: bool = True, beam_size: int = 1, seed: int = 0, mask_prob: float = 0.15) -> dict:
+    """Metrics of ``model`` (a static network, or a supernet at its active
+    subnet) on a split, in eval mode: ``val_loss`` (mean token cross entropy,
+    no smoothing - the fitness search uses), and for encoder-decoder models
+    with ``decode`` the exact match, BLEU and chrF of greedy (or beam) decoding.
+    Encoder-only masked-LM models: loss and accuracy on a fixed masking."""
+    from ..data.text import detokenize, mask_tokens
+
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    total, count, correct = 0.0, 0, 0
+    hypotheses = []
+    generator = torch.Generator().manual_seed(seed)
+    for src, tgt in data.batches(split, batch_size, limit=limit):
+        src, tgt = src.to(device), tgt.to(device)
+        if model.space.has_decoder:
+            loss, logits = seq2seq_loss(model, src, tgt)
+            labels = tgt[:, 1:][tgt[:, 1:].ne(PAD)]
+            if decode:
+                out = greedy_decode(model, src) if beam_size == 1 else beam_search(model, src, beam_size)
+                hypotheses += [detokenize(data.tgt_vocab.decode(row), data.level) for row in out.tolist()]
+        else:
+            inputs, labels = mask_tokens(src.cpu(), len(data.src_vocab), generator, mask_prob)
+            loss, logits = masked_lm_loss(model, inputs.to(device), labels.to(device))
+            labels = labels[labels.ne(-100)].to(device)
+        total += loss.item() * len(labels)
+        count += len(labels)
+        correct += int((logits.argmax(-1) == labels).sum())
+    model.train(was_training)
+    result = {"val_loss": total / max(1, count), "token_accuracy": 100.0 * correct / max(1, count)}
+    if hypotheses:
+        result.update(translation_scores(hypotheses, data.references(split, limit)))
+    return result
+
+
+# --- subnet sampling ------------------------------------------------------------------------------------------
+def sample_subnets(space, rng: np.random.Generator, n: int, sampling: str = "uniform") -> list:
+    """``n`` architectures for one step: uniform draws, or the sandwich rule
+    (largest, smallest, then ``n - 2`` uniform draws)."""
+    if sampling == "sandwich":
+        return [space.largest(), space.smallest()] + (space.sample(rng, n - 2) if n > 2 else [])
+    if sampling != "uniform":
+        raise ConfigError(f"sampling {sampling!r} unknown; allowed: {SAMPLINGS}")
+    return space.sample(rng, n)
+
+
+def _run_at(model, arch):
+    """Point a supernet at ``arch``; a static network is its own architecture."""
+    if hasattr(model, "set_active"):
+        model.set_active(arch)
+    return model
+
+
+# --- the trainer ---------------------------------------------------------------------------------------------
+class TransformerTrainer:
+    """Trains an elastic Transformer supernet (or, with ``fixed_arch``, one
+    static subnet from scratch with the same recipe).
+
+    ``TransformerTrainer(config, out_dir, resume=False, dist=None).run()``;
+    ``config`` is the YAML mapping (see ``configs/transformer-small.yaml``)."""
+
+    name = "transformer"
+
+    def __init__(self, config: dict, out_dir: str | Path, resume: bool = False, dist: DistInfo | None = None,
+                 fixed_arch=None, data=None):
+        self.config, named_space = check_config(config)
+        self.out_dir = Path(out_dir)
+        self.dist = dist
+        self.data = build_data(self.config) if data is None else data
+        self.space = fit_space_to_data(named_space, self.data)
+        self.fixed_arch = None if fixed_arch is None else self.space.parse(fixed_arch)
+        self._resume_payload = None
+        last = self.out_dir / "last.pt"
+        if resume and last.exists():
+            payload = load_checkpoint(last, space=self.space)  # CheckpointError / SpaceMismatchError up front
+            if payload["trainer"] != self.name:
+                raise ConfigError(f"{last} was written by the {payload['trainer']!r} trainer, not {self.name!r}")
+            if payload["config"] != self.config:
+                changed = sorted(k for k in set(payload["config"]) | set(self.config)
+                                 if payload["config"].get(k) != self.config.get(k))
+                raise ConfigError(f"--resume: the config differs from the one {last} was trained with "
+                                  f"(keys {changed}); resume with the same config or start a new --out")
+            self._resume_payload = payload
+        elif not resume and any(self.out_dir.glob("*.pt")):
+            raise ConfigError(f"{self.out_dir} already holds checkpoints; pass --resume to continue that run or "
+                              f"choose another --out directory")
+
+    # --- setup ------------------------------------------------------------------------------------
+    def _setup(self) -> None:
+        from ..models.transformer import Transformer
+
+        cfg, train = self.config, self.config["train"]
+        if self.dist is None:
+            self.dist = init_distributed(None if cfg["device"] == "auto" else cfg["device"])
+        self.device = self.dist.device
+        if train["threads"]:
+            torch.set_num_threads(train["threads"])
+        if train["batch_size"] % self.dist.world_size:
+            raise ConfigError(f"train.batch_size = {train['batch_size']} must be divisible by the number of "
+                              f"processes ({self.dist.world_size})")
+        self.sources, self.targets = self.data.encode("train")
+        if len(self.sources) < train["batch_size"]:
+            raise ConfigError(f"train.batch_size = {train['batch_size']} is larger than the training set "
+                              f"({len(self.sources)} sentences)")
+        self.batches_per_epoch = len(self.sources) // train["batch_size"]
+        torch.manual_seed(cfg["seed"])  # the initial weights
+        if self.fixed_arch is None:
+            self.model = create_supernet(self.space, dropout=train["dropout"]).to(self.device)
+        else:
+            self.model = Transformer(self.space, self.fixed_arch, train["dropout"]).to(self.device)
+        self.optimizer = build_optimizer(train["optimizer"], self.model, train["lr"], train["weight_decay"],
+                                         train["momentum"])
+        self.scheduler = build_scheduler(train["schedule"], self.optimizer, train["steps"], train["warmup_steps"],
+                                         train["min_lr_factor"])
+        self.log = MetricsLog(self.out_dir / "metrics.jsonl", enabled=self.dist.is_main)
+        self.history: list[dict] = []
+
+    def _batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """This rank's share of the global batch of ``step``: the order of
+        each epoch is a permutation seeded by (seed, epoch)."""
+        from ..data.text import pad_batch
+
+        size = self.config["train"]["batch_size"]
+        epoch, index = divmod(step, self.batches_per_epoch)
+        order = np.random.default_rng([self.config["seed"], epoch]).permutation(len(self.sources))
+        rows = order[index * size:(index + 1) * size][self.dist.rank::self.dist.world_size]
+        return (pad_batch([self.sources[i] for i in rows]).to(self.device),
+                pad_batch([self.targets[i] for i in rows]).to(self.device))
+
+    def _archs(self, step: int) -> list:
+        if self.fixed_arch is not None:
+            return [self.fixed_arch]
+        train = self.config["train"]
+        return sample_subnets(self.space, step_generator(self.config["seed"], step), train["subnets_per_step"],
+                              train["sampling"])
+
+    def _save(self, path: Path, step: int) -> None:
+        if not self.dist.is_main:
+            return
+        extra = {"supernet_kwargs": {"dropout": self.config["train"]["dropout"]}, "history": self.history,
+                 "src_vocab": self.data.src_vocab.to_list(), "tgt_vocab": self.data.tgt_vocab.to_list(),
+                 "fixed_arch": None if self.fixed_arch is None else self.fixed_arch.to_dict()}
+        save_checkpoint(path, trainer=self.name, space=self.space, config=self.config, model=self.model,
+                        optimizer=self.optimizer, scheduler=self.scheduler, step=step, extra=extra)
+
+    # --- one step -------------------------------------------------------------------------------------
+    def train_step(self, step: int) -> float:
+        """One optimizer step over the subnets of ``step``; returns the summed loss."""
+        from ..data.text import mask_tokens
+
+        train = self.config["train"]
+        seed = self.config["seed"]
+        torch.manual_seed(int(step_generator(seed, step, self.dist.rank, 1).integers(2**62)))  # dropout, masking
+        src, tgt = self._batch(step)
+        if self.space.has_decoder:
+            batch = (src, tgt)
+            loss_fn = seq2seq_loss
+        else:
+            generator = torch.Generator().manual_seed(int(step_generator(seed, step, self.dist.rank, 2).integers(2**62)))
+            inputs, labels = mask_tokens(src.cpu(), self.space.src_vocab_size, generator, train["mask_prob"])
+            batch = (inputs.to(self.device), labels.to(self.device))
+            loss_fn = masked_lm_loss
+        archs = self._archs(step)
+        self.model.train()
+        self.optimizer.zero_grad(set_to_none=True)
+        teacher = None
+        use_kd = train["kd_ratio"] > 0 and self.fixed_arch is None
+        largest = self.space.largest()
+        if use_kd and archs[0] != largest:  # in-place distillation needs the largest subnet's outputs
+            with torch.no_grad():
+                _, teacher = loss_fn(_run_at(self.model, largest), *batch)
+        total = 0.0
+        for arch in archs:
+            is_teacher = arch == largest
+            loss, logits = loss_fn(_run_at(self.model, arch), *batch, None if is_teacher else teacher,
+                                   train["kd_ratio"], train["label_smoothing"], train["kd_temperature"])
+            (loss / len(archs)).backward()
+            total += loss.item()
+            if is_teacher and use_kd:
+                teacher = logits.detach()
+        all_reduce_gradients(self.model)
+        if train["clip_grad_norm"] > 0:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), train["clip_grad_norm"])
+        self.optimizer.step()
+        self.scheduler.step()
+        return total
+
+    # --- the loop ---------------------------------------------------------------------------------
+    def run(self) -> dict:
+        from tqdm import tqdm
+
+        self._setup()
+        train = self.config["train"]
+        step = 0
+        if self._resume_payload is not None:
+            payload = self._resume_payload
+            self.model.load_state_dict(payload["model"])
+            self.optimizer.load_state_dict(payload["optimizer"])
+            self.scheduler.load_state_dict(payload["scheduler"])
+            self.history = list(payload["extra"].get("history", []))
+            step = payload["step"]
+            if payload["rng"] is not None:
+                set_rng_state(payload["rng"])
+            self.log.write("resume", step=step)
+            self._print(f"resuming at step {step}")
+        else:
+            self.log.write("start", config=self.config, space=self.space.to_dict(), world_size=self.dist.world_size,
+                           train_sentences=len(self.sources), space_size=self.space.size())
+        start = time.time()
+        bar = tqdm(total=train["steps"], initial=step, disable=not (self.dist.is_main and train["progress"]),
+                   leave=False, file=sys.stderr, dynamic_ncols=True, desc="train")
+        while step < train["steps"]:
+            loss = self.train_step(step)
+            step += 1
+            bar.update(1)
+            if step % train["log_every"] == 0:
+                lr = self.optimizer.param_groups[0]["lr"]
+                bar.set_postfix(loss=f"{loss:.3f}", lr=f"{lr:.5f}")
+                self.log.write("step", step=step, loss=loss, lr=lr)
+            if step % train["eval_every"] == 0 or step == train["steps"]:
+                self._evaluate(step, decode=step == train["steps"])
+            if step % train["checkpoint_every"] == 0 and step < train["steps"]:
+                self._save(self.out_dir / "last.pt", step)
+        bar.close()
+        self._save(self.out_dir / "last.pt", step)
+        self._save(self.out_dir / "final.pt", step)
+        barrier()
+        result = {"steps": step, "minutes_this_process": round((time.time() - start) / 60, 2),
+                  "history": self.history, "space": self.space.to_dict()}
+        if self.dist.is_main:
+            atomic_write_json(self.out_dir / "summary.json", result)
+            self.log.write("done", steps=step)
+            columns = ["step", "subnet", "val_loss", "token_accuracy", "exact_match", "bleu", "chrf"]
+            self._print("\n" + format_table(self.history[-2:] if self.fixed_arch is None else self.history[-1:],
+                                            [c for c in columns if c in self.history[-1]]))
+            self._print(f"final checkpoint: {self.out_dir / 'final.pt'}")
+        return result
+
+    def _evaluate(self, step: int, decode: bool) -> None:
+        """Validation metrics of the largest and smallest subnets (or the static model)."""
+        if not self.dist.is_main:
+            return
+        train = self.config["train"]
+        subnets = ([("fixed", self.fixed_arch)] if self.fixed_arch is not None
+                   else [("largest", self.space.largest()), ("smallest", self.space.smallest())])
+        for label, arch in subnets:
+            metrics = evaluate_subnet(_run_at(self.model, arch), self.data, "val", train["eval_sentences"],
+                                      train["eval_batch_size"], decode=decode, seed=self.config["seed"],
+                                      mask_prob=train["mask_prob"])
+            row = {"step": step, "subnet": label, **{k: round(v, 4) for k, v in metrics.items()}}
+            self.history.append(row)
+            self.log.write("eval", **row, arch=arch.to_dict())
+            self._print(" ".join(f"{k}={v}" for k, v in row.items()))
+
+    def _print(self, message: str) -> None:
+        if self.dist.is_main:
+            print(message, flush=True)
+
+
+def load_trained(path, map_location: str = "cpu"):
+    """(model, text data) of a ``final.pt``/``last.pt`` written by this trainer
+    (the supernet, or the static subnet of a ``fixed_arch`` run);
+    the data is rebuilt from the stored config and checked against the stored vocabularies."""
+    from .checkpoint import load_supernet
+
+    from ..models.transformer import Transformer
+    from .checkpoint import checkpoint_space
+
+    payload = load_checkpoint(path, map_location=map_location)
+    if payload["trainer"] != TransformerTrainer.name:
+        raise ConfigError(f"{path} was written by the {payload['trainer']!r} trainer, not the Transformer trainer")
+    if payload["extra"].get("fixed_arch") is None:
+        model = load_supernet(path, map_location=map_location)
+    else:  # a static subnet trained from scratch
+        space = checkpoint_space(payload)
+        model = Transformer(space, payload["extra"]["fixed_arch"], **payload["extra"]["supernet_kwargs"])
+        model.load_state_dict(payload["model"])
+        model.eval()
+    data = build_data(payload["config"])
+    if (data.src_vocab.to_list() != payload["extra"]["src_vocab"]
+            or data.tgt_vocab.to_list() != payload["extra"]["tgt_vocab"]):
+        raise ConfigError(f"the data rebuilt from {path}'s config has other vocabularies than the ones it was "
+                          f"trained with (did the data files change?)")
+    return model, data
+
+
+register_trainer("transformer", TransformerTrainer)
+
+__all__ = ["DEFAULT_CONFIG", "TransformerTrainer", "build_data", "check_config", "evaluate_subnet",
+           "fit_space_to_data", "inverse_sqrt_factor", "load_trained", "masked_lm_loss", "sample_subnets",
+           "seq2seq_loss", "translation_scores"]
