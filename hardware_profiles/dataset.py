@@ -235,3 +235,26 @@ class ProfileWriter:
     def extend(self, records: Iterable[dict]) -> None:
         for record in records:
             append_jsonl(self.path, record)
+
+
+DATA_DIR = Path(__file__).resolve().parent / "data"
+
+
+def shipped_profiles() -> list[str]:
+    """Names of the measured profiles that ship with the package
+    (``<space>_<backend>``, e.g. ``mbv3-small_cpu-ort``)."""
+    return sorted(p.stem for p in DATA_DIR.glob("*.jsonl"))
+
+
+def shipped_profile_path(space: str, backend: str) -> Path:
+    """Path of a shipped profile, e.g. ``shipped_profile_path("mbv3-small", "cpu-ort")``."""
+    path = DATA_DIR / f"{space}_{backend}.jsonl"
+    if not path.is_file():
+        raise ProfileError(f"no shipped profile for space {space!r} on backend {backend!r}; "
+                           f"shipped: {shipped_profiles()}")
+    return path
+
+
+def load_shipped_profile(space: str, backend: str) -> Profile:
+    """A shipped profile, loaded and validated."""
+    return read_profile(shipped_profile_path(space, backend))

@@ -190,7 +190,7 @@ def scratch_error(config: dict, data, steps: int, split: str = "val", limit: int
                                    "checkpoint_every": steps + 1, "progress": False}}
         with tempfile.TemporaryDirectory() as out:
             trainer = TransformerTrainer(cfg, out, fixed_arch=arch.to_dict(), data=data)
-            trainer._setup()
+            trainer.setup()
             for step in range(steps):
                 trainer.train_step(step)
             return evaluate_subnet(trainer.model, data, split, limit, decode=False)["val_loss"]

@@ -1,1 +1,24 @@
-"""Latency and accuracy predictors with the scikit-learn estimator API."""
+"""Latency and accuracy predictors with the scikit-learn estimator API.
+
+* :mod:`predictors.features` - :class:`ArchFeaturizer`, gene matrices to features;
+* :mod:`predictors.estimators` - the regressors and the named model recipes;
+* :mod:`predictors.metrics` - RMSE, MAPE, within +-5/10%, Spearman, Kendall;
+* :mod:`predictors.core` - architecture-level predictors: fit, predict, save, load.
+"""
+
+from .core import (AUTO_ACCURACY_MODELS, AUTO_LATENCY_MODELS, AccuracyPredictor, LatencyPredictor, SpacePredictor,
+                   cross_validate_models, fit_accuracy_predictor, fit_latency_predictor, fit_transfer_predictor,
+                   load_predictor, read_evaluations, select_model)
+from .estimators import (ACCURACY_MODELS, LATENCY_MODELS, AdditiveLUTRegressor, HybridLatencyRegressor,
+                         SourceCorrectionRegressor, make_accuracy_model, make_latency_model)
+from .features import ArchFeaturizer, register_feature_tables
+from .metrics import interval_coverage, kendall, mape, regression_report, rmse, spearman, within
+
+__all__ = [
+    "ACCURACY_MODELS", "AUTO_ACCURACY_MODELS", "AUTO_LATENCY_MODELS", "AccuracyPredictor", "AdditiveLUTRegressor",
+    "ArchFeaturizer", "HybridLatencyRegressor", "LATENCY_MODELS", "LatencyPredictor", "SourceCorrectionRegressor",
+    "SpacePredictor", "cross_validate_models", "fit_accuracy_predictor", "fit_latency_predictor",
+    "fit_transfer_predictor", "interval_coverage", "kendall", "load_predictor", "make_accuracy_model",
+    "make_latency_model", "mape", "read_evaluations", "register_feature_tables", "regression_report", "rmse",
+    "select_model", "spearman", "within",
+]

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from ..errors import DataError
-from .sources import ArraySource, FolderSource, cifar_source, digits_source
+from .sources import FolderSource, cifar_source, digits_source
 from .transforms import AUGMENTATIONS, prepare_batch
 
 DEFAULT_DATASETS = ("digits",)

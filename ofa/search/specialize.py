@@ -104,7 +104,7 @@ def measure_latency(predictor, static_model) -> tuple[float | None, str]:
             return None, "the predictor's profile names no backend"
         if not backend.available():
             return None, f"backend {backend.name} is not available here"
-        record = backend.measure(static_model)
+        record = backend.measure(static_model, space=predictor.space)
     except (BackendUnavailableError, ConfigError) as error:
         return None, str(error)
     metric = predictor.target if predictor.target in record else "latency_ms"

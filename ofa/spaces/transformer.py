@@ -287,14 +287,14 @@ class TransformerSpace(SearchSpace):
         an error."""
         rng = as_rng(rng) if rng is not None else None
         genes = super().normalize_genes(genes, rng)
-        checks = [("encoder_heads", "encoder_embed", self.encoder_embed_dims)]
-        if self.has_decoder:
-            checks += [("decoder_self_heads", "decoder_embed", self.decoder_embed_dims),
-                       ("decoder_cross_heads", "decoder_embed", self.decoder_embed_dims)]
+        checks = []  # (heads genes, embedding gene, embedding choices) that must divide
+        if self.head_dim is None:
+            checks.append(("encoder_heads", "encoder_embed", self.encoder_embed_dims))
+            if self.has_decoder:
+                checks += [("decoder_self_heads", "decoder_embed", self.decoder_embed_dims),
+                           ("decoder_cross_heads", "decoder_embed", self.decoder_embed_dims)]
         heads = np.asarray(self.head_counts)
         for heads_name, embed_name, dims in checks:
-            if self.head_dim is not None:
-                break
             embed = self._values(genes, embed_name, dims)  # (n, 1)
             block = genes[:, self._layout[heads_name]]
             bad = (block >= 0) & (embed % heads[np.clip(block, 0, None)] != 0)

@@ -27,7 +27,6 @@ import pickle
 import random
 import zipfile
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch

@@ -56,6 +56,23 @@ def init_distributed(device: str | None = None) -> DistInfo:
     return DistInfo(rank, world_size, local_rank, torch_device)
 
 
+def setup_process(device: str = "auto", threads: int = 0, batch_size: int | None = None,
+                  dist_info: DistInfo | None = None) -> DistInfo:
+    """What every trainer does first: join the process group (unless
+    ``dist_info`` is given), set the number of torch threads (0: torch's
+    default) and check that the global ``batch_size`` splits evenly over the
+    processes (``ConfigError`` naming ``train.batch_size`` otherwise)."""
+    from ..errors import ConfigError
+
+    info = dist_info or init_distributed(None if device == "auto" else device)
+    if threads:
+        torch.set_num_threads(threads)
+    if batch_size is not None and batch_size % info.world_size:
+        raise ConfigError(f"train.batch_size = {batch_size} must be divisible by the number of processes "
+                          f"({info.world_size})")
+    return info
+
+
 def is_initialized() -> bool:
     return dist.is_available() and dist.is_initialized()
 
@@ -126,4 +143,4 @@ def average_buffers(model: torch.nn.Module) -> None:
 
 
 __all__ = ["DistInfo", "all_reduce_gradients", "all_reduce_mean", "average_buffers", "barrier", "cleanup",
-           "get_rank", "get_world_size", "init_distributed", "is_initialized", "is_main_process"]
+           "get_rank", "get_world_size", "init_distributed", "is_initialized", "is_main_process", "setup_process"]

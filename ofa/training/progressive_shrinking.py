@@ -41,11 +41,13 @@ from ..errors import ConfigError
 from ..io import atomic_write_json
 from ..supernets import create_supernet
 from . import register_trainer
-from .checkpoint import load_checkpoint, save_checkpoint, set_rng_state
+from .checkpoint import save_checkpoint, set_rng_state
 from .config import check_value, config_space, merge_defaults
-from .distributed import DistInfo, all_reduce_gradients, all_reduce_mean, average_buffers, barrier, init_distributed
+from .distributed import (DistInfo, all_reduce_gradients, all_reduce_mean, average_buffers, barrier,
+                          setup_process)
 from .losses import distillation_loss
 from .optim import OPTIMIZERS, build_optimizer
+from .resume import resume_payload
 from .runlog import MetricsLog, format_table
 from .sampling import sample_restricted_genes, step_generator
 from .schedule import SCHEDULES, build_scheduler
@@ -80,13 +82,13 @@ DEFAULT_CONFIG = {
 
 # The reference recipe; epochs/lr sized for the small default data set.
 DEFAULT_PHASES = (
-    {"name": "teacher", "epochs": 30, "lr": 0.1, "warmup_epochs": 1, "subnets_per_step": 1,
+    {"name": "teacher", "epochs": 15, "lr": 0.1, "warmup_epochs": 1, "subnets_per_step": 1,
      "kernel_sizes": "max", "expand_ratios": "max", "depths": "max"},
-    {"name": "kernel", "epochs": 10, "lr": 0.03, "subnets_per_step": 1, "expand_ratios": "max", "depths": "max"},
-    {"name": "depth_1", "epochs": 8, "lr": 0.01, "subnets_per_step": 2, "expand_ratios": "max", "depths": "top2"},
-    {"name": "depth_2", "epochs": 10, "lr": 0.02, "subnets_per_step": 2, "expand_ratios": "max"},
-    {"name": "expand_1", "epochs": 8, "lr": 0.01, "subnets_per_step": 4, "expand_ratios": "top2"},
-    {"name": "expand_2", "epochs": 10, "lr": 0.02, "subnets_per_step": 4},
+    {"name": "kernel", "epochs": 5, "lr": 0.03, "subnets_per_step": 1, "expand_ratios": "max", "depths": "max"},
+    {"name": "depth_1", "epochs": 4, "lr": 0.01, "subnets_per_step": 2, "expand_ratios": "max", "depths": "top2"},
+    {"name": "depth_2", "epochs": 5, "lr": 0.02, "subnets_per_step": 2, "expand_ratios": "max"},
+    {"name": "expand_1", "epochs": 4, "lr": 0.01, "subnets_per_step": 4, "expand_ratios": "top2"},
+    {"name": "expand_2", "epochs": 6, "lr": 0.02, "subnets_per_step": 4},
 )
 
 
@@ -190,35 +192,16 @@ class ProgressiveShrinkingTrainer:
         self.out_dir = Path(out_dir)
         self.resume = resume
         self.dist = dist
-        self._resume_payload = None
-        last = self.out_dir / "last.pt"
-        if resume and last.exists():
-            payload = load_checkpoint(last, space=self.space)  # CheckpointError / SpaceMismatchError up front
-            if payload["trainer"] != self.name:
-                raise ConfigError(f"{last} was written by the {payload['trainer']!r} trainer, not {self.name!r}")
-            if payload["config"] != self.config:
-                changed = sorted(k for k in set(payload["config"]) | set(self.config)
-                                 if payload["config"].get(k) != self.config.get(k))
-                raise ConfigError(f"--resume: the config differs from the one {last} was trained with "
-                                  f"(keys {changed}); resume with the same config or start a new --out")
-            self._resume_payload = payload
-        elif not resume and any(self.out_dir.glob("*.pt")):
-            raise ConfigError(f"{self.out_dir} already holds checkpoints; pass --resume to continue that run or "
-                              f"choose another --out directory")
+        # checks the checkpoint, space and config before any work (CheckpointError, SpaceMismatchError, ConfigError)
+        self._resume_payload = resume_payload(self.out_dir, resume, self.space, self.name, self.config)
 
     # --- setup ------------------------------------------------------------------------------------
     def _setup(self) -> None:
         from ..data import build_datasets, fixed_subset
 
         cfg, train = self.config, self.config["train"]
-        if self.dist is None:
-            self.dist = init_distributed(None if cfg["device"] == "auto" else cfg["device"])
+        self.dist = setup_process(cfg["device"], train["threads"], train["batch_size"], self.dist)
         self.device = self.dist.device
-        if train["threads"]:
-            torch.set_num_threads(train["threads"])
-        if train["batch_size"] % self.dist.world_size:
-            raise ConfigError(f"train.batch_size = {train['batch_size']} must be divisible by the number of "
-                              f"processes ({self.dist.world_size})")
         self.local_batch = train["batch_size"] // self.dist.world_size
         data = cfg["data"]
         self.data = build_datasets(data["dataset"], max(self.space.resolutions), self.space.in_channels,
@@ -341,7 +324,8 @@ class ProgressiveShrinkingTrainer:
             self._save(self.out_dir / "last.pt", phase_index, 0, step)
         self._save(self.out_dir / "final.pt", phase_index, 0, step)
         barrier()
-        result = {"phases": self.history, "steps": step, "seconds_this_process": round(time.time() - run_start, 1)}
+        result = {"phases": self.history, "steps": step, "seconds_this_process": round(time.time() - run_start, 1),
+                  "cpu_seconds_this_process": round(time.process_time(), 1)}
         if self.dist.is_main:
             atomic_write_json(self.out_dir / "summary.json", result)
             self.log.write("done", steps=step)

@@ -27,7 +27,6 @@ moment and resumed ends with the same weights as an uninterrupted run.
 
 from __future__ import annotations
 
-import copy
 import math
 import sys
 import time
@@ -48,6 +47,7 @@ from .config import check_value, config_space, merge_defaults
 from .distributed import DistInfo, all_reduce_gradients, barrier, init_distributed
 from .losses import distillation_loss
 from .optim import OPTIMIZERS, build_optimizer
+from .resume import resume_payload
 from .runlog import MetricsLog, format_table
 from .sampling import step_generator
 from .schedule import SCHEDULES, build_scheduler
@@ -78,11 +78,11 @@ DEFAULT_CONFIG = {
         "val_fraction": 0.05, "test_fraction": 0.05,
     },
     "train": {
-        "steps": 3000, "batch_size": 64, "optimizer": "adamw", "lr": 0.002, "momentum": 0.9,
-        "weight_decay": 0.01, "schedule": "inverse_sqrt", "warmup_steps": 300, "min_lr_factor": 0.0,
+        "steps": 1500, "batch_size": 64, "optimizer": "adamw", "lr": 0.002, "momentum": 0.9,
+        "weight_decay": 0.01, "schedule": "inverse_sqrt", "warmup_steps": 200, "min_lr_factor": 0.0,
         "sampling": "sandwich", "subnets_per_step": 3, "kd_ratio": 1.0, "kd_temperature": 1.0,
         "label_smoothing": 0.1, "dropout": 0.1, "clip_grad_norm": 1.0, "mask_prob": 0.15,
-        "threads": 0, "log_every": 50, "eval_every": 1000, "checkpoint_every": 250, "eval_batch_size": 250,
+        "threads": 0, "log_every": 50, "eval_every": 500, "checkpoint_every": 250, "eval_batch_size": 250,
         "eval_sentences": 500, "progress": True,
     },
 }
@@ -186,37 +186,56 @@ def translation_scores(hypotheses: Sequence[str], references: Sequence[str]) -> 
 
 @torch.no_grad()
 def evaluate_subnet(model, data, split: str = "val", limit: int | None = None, batch_size: int = 250,
-                    decode: bool = True, beam_size: int = 1, seed: int = 0, mask_prob: float = 0.15) -> dict:
+                    decode: bool = True, beam_size: int = 1, seed: int = 0, mask_prob: float = 0.15,
+                    teacher=None) -> dict:
     """Metrics of ``model`` (a static network, or a supernet at its active
     subnet) on a split, in eval mode: ``val_loss`` (mean token cross entropy,
-    no smoothing - the fitness search uses), and for encoder-decoder models
-    with ``decode`` the exact match, BLEU and chrF of greedy (or beam) decoding.
-    Encoder-only masked-LM models: loss and accuracy on a fixed masking."""
+    no smoothing - the fitness search uses) and token accuracy; for
+    encoder-decoder models with ``decode`` the exact match, BLEU and chrF of
+    greedy (or beam) decoding; encoder-only masked-LM models are scored on a
+    fixed masking. With a ``teacher`` (e.g. the largest subnet, extracted):
+    label and probability loyalty (:mod:`ofa.evaluation`) of the token
+    predictions to the teacher's."""
     from ..data.text import detokenize, mask_tokens
+    from ..evaluation import label_loyalty, probability_loyalty
 
-    was_training = model.training
-    model.eval()
+    models = [model] + ([teacher] if teacher is not None else [])
+    modes = [m.training for m in models]
+    for m in models:
+        m.eval()
     device = next(model.parameters()).device
     total, count, correct = 0.0, 0, 0
-    hypotheses = []
+    hypotheses, student_logits, teacher_logits = [], [], []
     generator = torch.Generator().manual_seed(seed)
     for src, tgt in data.batches(split, batch_size, limit=limit):
         src, tgt = src.to(device), tgt.to(device)
         if model.space.has_decoder:
-            loss, logits = seq2seq_loss(model, src, tgt)
+            batch = (src, tgt)
+            loss, logits = seq2seq_loss(model, *batch)
             labels = tgt[:, 1:][tgt[:, 1:].ne(PAD)]
             if decode:
                 out = greedy_decode(model, src) if beam_size == 1 else beam_search(model, src, beam_size)
                 hypotheses += [detokenize(data.tgt_vocab.decode(row), data.level) for row in out.tolist()]
+            loss_fn = seq2seq_loss
         else:
             inputs, labels = mask_tokens(src.cpu(), len(data.src_vocab), generator, mask_prob)
-            loss, logits = masked_lm_loss(model, inputs.to(device), labels.to(device))
+            batch = (inputs.to(device), labels.to(device))
+            loss, logits = masked_lm_loss(model, *batch)
             labels = labels[labels.ne(-100)].to(device)
+            loss_fn = masked_lm_loss
+        if teacher is not None:
+            student_logits.append(logits)
+            teacher_logits.append(loss_fn(teacher, *batch)[1])
         total += loss.item() * len(labels)
         count += len(labels)
         correct += int((logits.argmax(-1) == labels).sum())
-    model.train(was_training)
+    for m, mode in zip(models, modes):
+        m.train(mode)
     result = {"val_loss": total / max(1, count), "token_accuracy": 100.0 * correct / max(1, count)}
+    if teacher is not None:
+        student, reference = torch.cat(student_logits), torch.cat(teacher_logits)
+        result.update(label_loyalty=100.0 * label_loyalty(student, reference),
+                      probability_loyalty=100.0 * probability_loyalty(student, reference))
     if hypotheses:
         result.update(translation_scores(hypotheses, data.references(split, limit)))
     return result
@@ -258,24 +277,11 @@ class TransformerTrainer:
         self.data = build_data(self.config) if data is None else data
         self.space = fit_space_to_data(named_space, self.data)
         self.fixed_arch = None if fixed_arch is None else self.space.parse(fixed_arch)
-        self._resume_payload = None
-        last = self.out_dir / "last.pt"
-        if resume and last.exists():
-            payload = load_checkpoint(last, space=self.space)  # CheckpointError / SpaceMismatchError up front
-            if payload["trainer"] != self.name:
-                raise ConfigError(f"{last} was written by the {payload['trainer']!r} trainer, not {self.name!r}")
-            if payload["config"] != self.config:
-                changed = sorted(k for k in set(payload["config"]) | set(self.config)
-                                 if payload["config"].get(k) != self.config.get(k))
-                raise ConfigError(f"--resume: the config differs from the one {last} was trained with "
-                                  f"(keys {changed}); resume with the same config or start a new --out")
-            self._resume_payload = payload
-        elif not resume and any(self.out_dir.glob("*.pt")):
-            raise ConfigError(f"{self.out_dir} already holds checkpoints; pass --resume to continue that run or "
-                              f"choose another --out directory")
+        self._resume_payload = resume_payload(self.out_dir, resume, self.space, self.name, self.config)
 
     # --- setup ------------------------------------------------------------------------------------
-    def _setup(self) -> None:
+    def setup(self) -> None:
+        """Build the model, optimizer, schedule and log (run() calls it; so can step-by-step users)."""
         from ..models.transformer import Transformer
 
         cfg, train = self.config, self.config["train"]
@@ -378,7 +384,7 @@ class TransformerTrainer:
     def run(self) -> dict:
         from tqdm import tqdm
 
-        self._setup()
+        self.setup()
         train = self.config["train"]
         step = 0
         if self._resume_payload is not None:

@@ -1,0 +1,138 @@
+"""Test-retest noise of every measurement backend, profiling throughput, the
+SCALE-Sim cache hit rate, and how closely the analytical systolic model tracks
+SCALE-Sim.
+
+For each backend the same ``--num-archs`` architectures (stratified over MACs)
+are measured twice, in two separate profiling runs (fresh files; the second
+run visits the architectures in reverse order with other pass shuffles). We
+report, per clock (wall clock ``latency_ms`` and thread CPU time
+``cpu_time_ms``), the share of architectures whose two medians agree within 5 %
+and 10 %, and the median |difference| (relative and in ms). That is the noise
+floor a latency predictor is judged against. Throughput is architectures per
+minute of the first run, export and conversion included. The simulators run
+with a fresh cache each time (so their throughput is the cold-cache one).
+
+Then ``--cache-archs`` architectures are simulated with SCALE-Sim from an
+empty cache: the hit rate after them, and the analytical model's agreement
+with SCALE-Sim on those architectures (Pearson, Spearman, mean absolute
+percentage error).
+
+    python benchmarks/measurement_noise.py --space mbv3-small
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks._timing import environment, save  # noqa: E402
+from hardware_profiles import get_backend, profile_space, stratified_sample  # noqa: E402
+from ofa.errors import BackendUnavailableError  # noqa: E402
+from ofa.spaces import resolve_space  # noqa: E402
+
+DEFAULT_BACKENDS = ("cpu-ort", "mobile-ncnn", "fpga-scalesim", "fpga-analytical")
+
+
+def agreement(first: np.ndarray, second: np.ndarray) -> dict:
+    relative = np.abs(first - second) / np.minimum(first, second)
+    return {"within_5pct": float(np.mean(relative <= 0.05)), "within_10pct": float(np.mean(relative <= 0.10)),
+            "median_abs_diff_pct": float(np.median(relative) * 100),
+            "median_abs_diff_ms": float(np.median(np.abs(first - second))),
+            "median_latency_ms": float(np.median(first))}
+
+
+def backend_for(name: str, cache_dir: Path):
+    return get_backend(name, cache_dir=cache_dir) if name == "fpga-scalesim" else get_backend(name)
+
+
+def test_retest(space, name: str, archs: list, workdir: Path) -> dict:
+    runs = []
+    for attempt, order in enumerate((archs, archs[::-1])):
+        backend = backend_for(name, workdir / f"cache-{name}-{attempt}")
+        start = time.perf_counter()
+        profile = profile_space(space, backend, len(order), workdir / f"{name}-{attempt}.jsonl", seed=attempt,
+                                archs=order, progress=False)
+        elapsed = time.perf_counter() - start
+        by_arch = {space.parse(r["arch"]).to_json(): r for r in profile.records}
+        runs.append((by_arch, elapsed))
+    keys = [a.to_json() for a in archs]
+    result = {"archs": len(keys), "archs_per_minute": len(keys) / runs[0][1] * 60,
+              "seconds_first_run": runs[0][1], "seconds_second_run": runs[1][1]}
+    for metric in ("latency_ms", "cpu_time_ms"):
+        if metric in runs[0][0][keys[0]]:
+            first = np.array([runs[0][0][k][metric]["median"] for k in keys])
+            second = np.array([runs[1][0][k][metric]["median"] for k in keys])
+            result[metric] = agreement(first, second)
+    loads = [r.get("load_average") for r in runs[0][0].values() if r.get("load_average") is not None]
+    if loads:
+        result["load_average_median"] = float(np.median(loads))
+    return result
+
+
+def cache_and_tracking(space, num_archs: int, workdir: Path, seed: int) -> dict:
+    from scipy.stats import pearsonr, spearmanr
+
+    archs = stratified_sample(space, num_archs, rng=seed + 1)
+    scalesim = get_backend("fpga-scalesim", cache_dir=workdir / "cache-hit-rate")
+    start = time.perf_counter()
+    simulated = profile_space(space, scalesim, num_archs, workdir / "scalesim-cache.jsonl", archs=archs,
+                              progress=False)
+    elapsed = time.perf_counter() - start
+    stats = scalesim.cache_stats()
+    analytical = get_backend("fpga-analytical")
+    reference = simulated.latencies()
+    predicted = np.array([analytical.measure_arch(space, a)["latency_ms"]["median"] for a in simulated.archs()])
+    return {
+        "archs": num_archs, "seconds": elapsed, "archs_per_minute": num_archs / elapsed * 60,
+        "cache_lookups": stats["hits"] + stats["misses"], "cache_hits": stats["hits"],
+        "simulated_layers": stats["misses"], "cache_hit_rate": stats["hit_rate"],
+        "analytical_vs_scalesim": {
+            "pearson": float(pearsonr(reference, predicted)[0]),
+            "spearman": float(spearmanr(reference, predicted)[0]),
+            "mape_pct": float(np.mean(np.abs(predicted - reference) / reference) * 100),
+            "median_ratio": float(np.median(predicted / reference)),
+        },
+    }
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--space", default="mbv3-small")
+    parser.add_argument("--backends", nargs="+", default=list(DEFAULT_BACKENDS))
+    parser.add_argument("--num-archs", type=int, default=30)
+    parser.add_argument("--cache-archs", type=int, default=300, help="0 skips the cache / tracking part")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args(argv)
+    space = resolve_space(args.space)
+    out = args.out or Path(__file__).resolve().parent / "results" / f"measurement_noise_{args.space}.json"
+    archs = stratified_sample(space, args.num_archs, rng=args.seed)
+    result = {"space": args.space, "environment": environment(), "test_retest": {}}
+    with tempfile.TemporaryDirectory(prefix="ofa-hw-noise-") as tmp:
+        workdir = Path(tmp)
+        for name in args.backends:
+            backend = get_backend(name)
+            if not backend.available():
+                result["test_retest"][name] = {"skipped": f"{name} is not available here"}
+                continue
+            try:
+                result["test_retest"][name] = test_retest(space, name, archs, workdir)
+            except BackendUnavailableError as error:  # e.g. a network with operators ncnn lacks
+                result["test_retest"][name] = {"skipped": str(error)}
+            print(name, result["test_retest"][name], flush=True)
+        if args.cache_archs and get_backend("fpga-scalesim").available():
+            result["scalesim_cache"] = cache_and_tracking(space, args.cache_archs, workdir, args.seed)
+    result["environment_after"] = environment()
+    save(result, out)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

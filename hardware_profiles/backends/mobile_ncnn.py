@@ -1,0 +1,171 @@
+"""``mobile-ncnn``: Tencent's ncnn, the inference runtime of many Android/iOS
+apps, on a model converted by pnnx (``pip install ncnn pnnx``).
+
+The static model is exported to ONNX, converted by pnnx to an ncnn
+``.param``/``.bin`` pair (the very files a phone app loads), and timed
+through ncnn's Python binding with one thread and no Vulkan, like the CPU
+backend: wall clock plus the calling thread's CPU time. The same ``.param``
+files run on a phone with ncnn's ``benchncnn`` (see
+``tools/phone_benchmark.sh`` and ``tools/profile_device.py --import``).
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ofa.errors import BackendUnavailableError, ConfigError
+
+from ..protocol import WALL_AND_THREAD_CLOCKS, WALL_CLOCK, MeasurementProtocol, Runner
+from .base import TemporaryExport, TimedBackend, example_inputs, numpy_inputs, require
+
+INSTALL_HINT = "pip install ncnn pnnx (or pip install 'ofa-hw[mobile]')"
+PRECISIONS = ("fp32", "fp16")
+_PNNX_TYPES = {np.dtype("float32"): "f32", np.dtype("float16"): "f16", np.dtype("int64"): "i64",
+               np.dtype("int32"): "i32"}
+
+
+def pnnx_input_arg(inputs: list[np.ndarray]) -> str:
+    """pnnx's ``inputshape=`` argument, e.g. ``[1,3,32,32]f32,[1,16]i64``."""
+    parts = []
+    for x in inputs:
+        if x.dtype not in _PNNX_TYPES:
+            raise ConfigError(f"pnnx cannot take inputs of dtype {x.dtype}; allowed: {sorted(map(str, _PNNX_TYPES))}")
+        parts.append("[" + ",".join(str(d) for d in x.shape) + "]" + _PNNX_TYPES[x.dtype])
+    return ",".join(parts)
+
+
+def convert_onnx_to_ncnn(onnx_path: Path, inputs: list[np.ndarray], out_dir: Path, stem: str = "model",
+                         fp16_weights: bool = False) -> tuple[Path, Path]:
+    """Run the pnnx converter; returns the ncnn (.param, .bin). Every file pnnx
+    writes goes into ``out_dir``."""
+    pnnx = require("pnnx", INSTALL_HINT)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    param, weights = out_dir / f"{stem}.ncnn.param", out_dir / f"{stem}.ncnn.bin"
+    command = [pnnx.EXEC_PATH, str(onnx_path), f"inputshape={pnnx_input_arg(inputs)}",
+               f"ncnnparam={param}", f"ncnnbin={weights}", f"ncnnpy={out_dir / (stem + '_ncnn.py')}",
+               f"pnnxparam={out_dir / (stem + '.pnnx.param')}", f"pnnxbin={out_dir / (stem + '.pnnx.bin')}",
+               f"pnnxpy={out_dir / (stem + '_pnnx.py')}", f"pnnxonnx={out_dir / (stem + '.pnnx.onnx')}",
+               f"fp16={1 if fp16_weights else 0}"]
+    done = subprocess.run(command, cwd=out_dir, capture_output=True, text=True)
+    if done.returncode != 0 or not param.is_file() or not weights.is_file():
+        tail = (done.stderr or done.stdout or "")[-800:]
+        raise BackendUnavailableError(f"pnnx could not convert {onnx_path.name} to ncnn (exit {done.returncode}): "
+                                      f"{tail}")
+    return param, weights
+
+
+def unsupported_layers(param_text: str) -> list[str]:
+    """Layer types in an ncnn ``.param`` that ncnn does not implement.
+
+    pnnx keeps operators it cannot map to an ncnn layer under their PyTorch
+    name (``torch.eq``, ``torch.where``, ``F.xxx``, ``pnnx.Expression``);
+    ncnn's own layer types never contain a dot."""
+    types = []
+    for line in param_text.splitlines()[2:]:  # magic number, then the layer/blob counts
+        fields = line.split()
+        if fields and "." in fields[0] and fields[0] not in types:
+            types.append(fields[0])
+    return types
+
+
+class NcnnRunner(Runner):
+    def __init__(self, static_model: torch.nn.Module, batch_size: int, threads: int, precision: str):
+        ncnn = require("ncnn", INSTALL_HINT)
+        if batch_size != 1:
+            raise ConfigError(f"ncnn runs one sample at a time (batch_size 1), got batch_size={batch_size}")
+        inputs = numpy_inputs(example_inputs(static_model, batch_size))
+        self.input_shapes = [x.shape for x in inputs]
+        self.export = TemporaryExport(static_model, batch_size)
+        try:
+            param, weights = convert_onnx_to_ncnn(self.export.path, inputs, self.export.directory,
+                                                  fp16_weights=precision == "fp16")
+            missing = unsupported_layers(param.read_text())
+            if missing:
+                raise BackendUnavailableError(
+                    f"ncnn has no layers for {missing}, which this network uses (pnnx left them unconverted), "
+                    f"so ncnn cannot run it as exported; use cpu-ort, or change the model to avoid these ops")
+            self.net = ncnn.Net()
+            options = self.net.opt
+            options.num_threads = threads
+            options.use_vulkan_compute = False
+            fp16 = precision == "fp16"
+            options.use_fp16_packed = options.use_fp16_storage = options.use_fp16_arithmetic = fp16
+            options.use_bf16_storage = False
+            if self.net.load_param(str(param)) != 0 or self.net.load_model(str(weights)) != 0:
+                raise BackendUnavailableError(f"ncnn could not load the converted model {param.name}")
+            self.input_names = list(self.net.input_names())
+            self.output_names = list(self.net.output_names())
+            # ncnn blobs have no batch axis; it keeps its own copy of each input
+            self.mats = [ncnn.Mat(np.ascontiguousarray(x[0], dtype=np.float32)).clone() for x in inputs]
+        except BaseException:
+            self.export.cleanup()
+            raise
+        self.clocks = WALL_AND_THREAD_CLOCKS if threads == 1 else WALL_CLOCK
+
+    def outputs(self) -> list[np.ndarray]:
+        """Run once and return the outputs (for parity checks)."""
+        extractor = self.net.create_extractor()
+        for name, mat in zip(self.input_names, self.mats):
+            extractor.input(name, mat)
+        results = []
+        for name in self.output_names:
+            status, mat = extractor.extract(name)
+            if status != 0:
+                raise BackendUnavailableError(f"ncnn failed to compute output {name!r} (status {status})")
+            results.append(np.array(mat))
+        return results
+
+    def run(self) -> None:
+        self.outputs()
+
+    def close(self) -> None:
+        if getattr(self, "net", None) is not None:
+            self.net.clear()
+            self.net = None
+        self.export.cleanup()
+
+
+class NcnnBackend(TimedBackend):
+    name = "mobile-ncnn"
+    install_hint = INSTALL_HINT
+
+    def __init__(self, threads: int = 1, precision: str = "fp32", protocol: MeasurementProtocol | dict | None = None):
+        super().__init__(protocol)
+        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+            raise ConfigError(f"threads must be a positive integer, got {threads!r}")
+        if precision not in PRECISIONS:
+            raise ConfigError(f"precision {precision!r} unknown for mobile-ncnn; allowed: {PRECISIONS}")
+        self.threads = threads
+        self.precision = precision
+
+    def check_available(self) -> None:
+        require("ncnn", self.install_hint)
+        require("pnnx", self.install_hint)
+
+    def version(self) -> str:
+        from importlib import metadata
+
+        ncnn = require("ncnn", self.install_hint)
+        try:
+            pnnx_version = metadata.version("pnnx")
+        except metadata.PackageNotFoundError:
+            pnnx_version = "unknown"
+        return f"ncnn {ncnn.__version__}, pnnx {pnnx_version}"
+
+    def default_device(self) -> str:
+        from ..dataset import host_info
+        from .base import slug
+
+        return f"{slug(host_info().get('cpu', 'cpu'))}-ncnn-{self.threads}t"
+
+    def header_fields(self) -> dict:
+        return {"clocks": ["latency_ms", "cpu_time_ms"] if self.threads == 1 else ["latency_ms"],
+                "runtime_options": {"vulkan": False, "fp16": self.precision == "fp16"}}
+
+    def prepare(self, static_model: torch.nn.Module, batch_size: int = 1) -> NcnnRunner:
+        self.check_available()
+        return NcnnRunner(static_model, batch_size, self.threads, self.precision)

@@ -1,0 +1,98 @@
+"""Specialisation end to end on real latency predictors (fitted on the shipped
+mbv3-small profiles) and a small untrained supernet: outputs per target,
+budgets met, joint targets, resume, and infeasible budgets."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from hardware_profiles import read_profile
+from ofa.data import build_datasets
+from ofa.errors import ConfigError, SearchError
+from ofa.search import SyntheticObjectives
+from ofa.search.deploy import load_subnet_weights, onnx_logits
+from ofa.search.specialize import Target, specialize
+from ofa.spaces import get_space
+from ofa.supernets import create_supernet
+from predictors import fit_accuracy_predictor, fit_latency_predictor
+
+PROFILES = "hardware_profiles/data/mbv3-small_{}.jsonl"
+
+
+@pytest.fixture(scope="module")
+def setup():
+    space = get_space("mbv3-small")
+    torch.manual_seed(0)
+    supernet = create_supernet(space).eval()
+    latency = [fit_latency_predictor(read_profile(PROFILES.format(name)), model="lut", cv=3)
+               for name in ("cpu-ort", "fpga-scalesim")]
+    # accuracy labels: the analytic stand-in of ofa.search.synthetic (no trained supernet in this test)
+    synthetic = SyntheticObjectives(space, seed=0)
+    archs = space.sample(0, n=60)
+    records = [{"arch": a.to_dict(), "top1": float(100 * synthetic.accuracy(space.to_genes(a))[0])} for a in archs]
+    accuracy = fit_accuracy_predictor(records, space, model="gbr", target="top1", cv=3)
+    data = build_datasets("digits", 32, augmentation="none")
+    return space, supernet, accuracy, latency, data
+
+
+def budget(predictor, space, quantile):
+    return float(np.quantile(predictor.predict_genes(space.sample_genes(2000, np.random.default_rng(0))), quantile))
+
+
+def test_specialize_writes_every_output_and_meets_every_budget(setup, tmp_path, monkeypatch):
+    monkeypatch.setenv("OFA_HW_CACHE", str(tmp_path / "cache"))
+    space, supernet, accuracy, (cpu, fpga), data = setup
+    cpu_budget, fpga_budget = budget(cpu, space, 0.4), budget(fpga, space, 0.4)
+    targets = [Target((("cpu-ort", cpu_budget),)), Target((("fpga-scalesim", fpga_budget),)),
+               Target((("cpu-ort", cpu_budget), ("fpga-scalesim", fpga_budget * 0.9)))]
+    rows = specialize(supernet, accuracy, [cpu, fpga], targets, tmp_path / "out", data=data, population=20,
+                      generations=15, pareto_population=16, pareto_generations=5, calib_images=128,
+                      max_macs=float(space.cost(space.largest()).macs) * 0.8, log=lambda *a: None)
+    assert [r["target"] for r in rows] == [t.name for t in targets]
+    for target, row in zip(targets, rows):
+        directory = tmp_path / "out" / target.name
+        for name in ("arch.json", "model.pt", "model.onnx", "result.json", "report.md"):
+            assert (directory / name).is_file(), (target.name, name)
+        arch = space.parse(json.loads((directory / "arch.json").read_text()))
+        assert arch.to_dict() == row["arch"]
+        assert row["macs"] <= space.cost(space.largest()).macs * 0.8
+        for device, entry in zip(target.budgets, row["devices"]):
+            assert entry["predicted_latency_ms"] <= device[1]
+            predictor = cpu if device[0] == "cpu-ort" else fpga
+            assert entry["predicted_latency_ms"] == pytest.approx(float(predictor.predict_archs(arch)[0]))
+            assert entry["measured_latency_ms"] is not None and entry["measured_latency_ms"] > 0
+            assert (directory / f"pareto_{device[0]}.png").stat().st_size > 1000
+        assert 0 <= row["measured_top1"] <= 100 and 0 <= row["label_loyalty"] <= 1
+        # the ONNX file reproduces the saved (BN re-calibrated) PyTorch subnet
+        static = load_subnet_weights(directory / "model.pt")
+        x = static.example_inputs(4)[0]
+        with torch.no_grad():
+            expected = static(x).numpy()
+        scale = max(1.0, float(np.abs(expected).max()))
+        assert np.abs(onnx_logits(directory / "model.onnx", x.numpy()) - expected).max() <= 1e-4 * scale
+    assert "| cpu-ort |" in (tmp_path / "out" / "summary.md").read_text()
+
+    # a second call with the same settings reuses the finished targets
+    messages = []
+    again = specialize(supernet, accuracy, [cpu, fpga], targets[:1], tmp_path / "out", data=data, population=20,
+                       generations=15, pareto_population=16, pareto_generations=5, calib_images=128,
+                       max_macs=float(space.cost(space.largest()).macs) * 0.8, log=messages.append)
+    assert again[0] == rows[0] and "already done" in messages[0]
+
+
+def test_specialize_refuses_infeasible_budgets_and_unknown_devices(setup, tmp_path):
+    space, supernet, accuracy, (cpu, fpga), _ = setup
+    smallest = float(cpu.predict_archs(space.smallest())[0])
+    with pytest.raises(SearchError, match="smallest subnet has latency_ms@cpu-ort"):
+        specialize(supernet, accuracy, [cpu, fpga], [Target((("cpu-ort", smallest * 0.3),))], tmp_path,
+                   population=10, generations=3, measure=False, log=lambda *a: None)
+    assert not (tmp_path / "cpu-ort-{:g}ms".format(smallest * 0.3)).exists()
+    with pytest.raises(ConfigError, match="no latency predictor for device 'gpu-tensorrt'"):
+        specialize(supernet, accuracy, [cpu, fpga], [Target((("gpu-tensorrt", 1.0),))], tmp_path,
+                   population=10, generations=3, measure=False, log=lambda *a: None)
+    rows = specialize(supernet, accuracy, [cpu], [Target((("cpu-ort", smallest * 0.3),))], tmp_path / "near",
+                      population=10, generations=3, measure=False, on_infeasible="nearest", pareto_population=8,
+                      pareto_generations=2, log=lambda *a: None)
+    assert rows[0]["feasible"] is False

@@ -1,0 +1,224 @@
+#!/usr/bin/env python
+"""The whole product on the built-in default, in minutes on 2 CPU cores.
+
+    python tools/quickstart.py --out runs/quickstart          # about 15-25 minutes on 2 cores
+    python tools/quickstart.py --out runs/quickstart --fast   # a few minutes: CI's reduced mode
+
+Steps (each printed with the command that does it on its own):
+
+1. train the small MobileNetV3 supernet with progressive shrinking on
+   scikit-learn's digits (``configs/mbv3-small-digits.yaml``);
+2. profile subnets on ``cpu-ort`` (onnxruntime, this CPU), ``fpga-scalesim``
+   (SCALE-Sim systolic-array simulation) and ``mobile-ncnn`` where ncnn is
+   installed;
+3. fit a latency predictor per device;
+4. evaluate subnets (BN re-calibrated) and fit the accuracy predictor;
+5. specialise for two latency budgets per device (evolutionary search),
+   export each subnet to ONNX, measure it, plot the Pareto fronts;
+6. print the final table: device, budget, architecture, predicted/measured
+   latency, accuracy, loyalty (also in ``--out/quickstart.md``).
+
+Every step resumes: re-running the same command after a kill continues.
+``--fast`` shrinks epochs, images and architecture counts (the numbers it
+prints are then only a smoke test of the pipeline, not good models).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import shlex
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from ofa.errors import OFAError  # noqa: E402
+
+# name -> (archs to profile, fast archs); latency label per backend (thread CPU time
+# where the backend records it: on a shared machine it does not count waiting for a core)
+DEVICES = {"cpu-ort": "cpu_time_ms", "fpga-scalesim": "latency_ms", "mobile-ncnn": "cpu_time_ms"}
+
+FULL = {"profile_archs": 60, "eval_archs": 80, "population": 100, "generations": 500, "pareto_generations": 100,
+        "runs": 30, "warmup": 5, "calib_images": 1000, "int8": True}
+FAST = {"profile_archs": 10, "eval_archs": 10, "population": 24, "generations": 25, "pareto_generations": 10,
+        "runs": 10, "warmup": 2, "calib_images": 128, "int8": False,
+        "epochs": 1, "max_train_images": 64, "batch_size": 32}
+
+
+def load_tool(name: str):
+    """A tool script of this repository as a module (its ``main(argv)`` is what its command runs)."""
+    spec = importlib.util.spec_from_file_location(f"ofa_tool_{name}", ROOT / "tools" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class Steps:
+    """Runs tools in this process, printing the equivalent command, timing each step."""
+
+    def __init__(self, out: Path):
+        self.out, self.timings = out, {}
+
+    def run(self, label: str, tool: str, argv: list[str]) -> None:
+        print(f"\n== {label}\n$ python tools/{tool}.py {shlex.join(argv)}", flush=True)
+        start = time.perf_counter()
+        code = load_tool(tool).main(argv)
+        self.timings[label] = round(time.perf_counter() - start, 2)
+        if code:
+            raise OFAError(f"step '{label}' failed (tools/{tool}.py exited with {code}); see the message above")
+
+
+def fast_config(config_path: Path, out: Path, settings: dict) -> Path:
+    """The training config with every phase shortened (CI smoke test)."""
+    import yaml
+
+    from ofa.io import atomic_write_text
+
+    config = yaml.safe_load(config_path.read_text())
+    for phase in config["phases"]:
+        phase["epochs"] = settings["epochs"]
+        phase.pop("warmup_epochs", None)
+    config.setdefault("data", {})["max_train_images"] = settings["max_train_images"]
+    config["data"]["calib_images"] = settings["calib_images"]
+    config.setdefault("train", {}).update(log_every=1000, batch_size=settings["batch_size"])
+    path = out / "config-fast.yaml"
+    atomic_write_text(path, yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+def budgets_for(predictor, space, quantiles=(0.3, 0.7), seed: int = 0) -> list[float]:
+    """Two latency budgets per device: quantiles of the predicted latency of
+    random subnets, rounded to two significant digits (a tight and a loose one)."""
+    import numpy as np
+
+    predicted = predictor.predict_genes(space.sample_genes(4000, np.random.default_rng(seed)))
+    return [float(f"{q:.2g}") for q in np.quantile(predicted, quantiles)]
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", default="runs/quickstart", help="run directory (default %(default)s)")
+    p.add_argument("--fast", action="store_true", help="reduced mode: 1 epoch per phase, few architectures")
+    p.add_argument("--transformer", action="store_true", help="the Transformer default instead of the CNN")
+    p.add_argument("--config", default=None, help="training config (default: configs/mbv3-small-digits.yaml)")
+    p.add_argument("--devices", nargs="+", default=None,
+                   help="backends to specialise for (default: cpu-ort fpga-scalesim, plus mobile-ncnn if installed "
+                        "and not --fast)")
+    return p.parse_args(argv)
+
+
+def run(args) -> dict:
+    from hardware_profiles import get_backend
+    from ofa.io import atomic_write_json, atomic_write_text
+    from ofa.search.specialize import summary_table
+    from ofa.training import load_supernet
+    from predictors import load_predictor
+
+    if args.transformer:
+        raise OFAError("--transformer: the Transformer quickstart is not available in this version; "
+                       "run the CNN quickstart (without --transformer)")
+    settings = FAST if args.fast else FULL
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    # SCALE-Sim's per-layer cache for profiling and for verifying the chosen subnets
+    os.environ.setdefault("OFA_HW_CACHE", str(out / "cache"))
+    steps = Steps(out)
+    started = time.perf_counter()
+
+    # 1. train -------------------------------------------------------------------------------------------
+    config = Path(args.config) if args.config else ROOT / "configs" / "mbv3-small-digits.yaml"
+    if args.fast:
+        config = fast_config(config, out, settings)
+    supernet_path = out / "supernet" / "final.pt"
+    if supernet_path.is_file():
+        print(f"\n== 1. train: {supernet_path} exists, reusing it")
+    else:
+        steps.run("1. train the supernet", "train_supernet",
+                  ["--config", str(config), "--out", str(out / "supernet"), "--resume", "--no-progress"])
+    supernet = load_supernet(supernet_path)
+    space = supernet.space
+    space_file = out / "space.json"
+    atomic_write_json(space_file, space.to_dict())
+
+    # 2-3. profile and fit latency predictors ---------------------------------------------------------------
+    devices = args.devices or ["cpu-ort", "fpga-scalesim"] + (
+        ["mobile-ncnn"] if get_backend("mobile-ncnn").available() and not args.fast else [])
+    latency_paths = {}
+    for device in devices:
+        profile = out / "profiles" / f"{device}.jsonl"
+        argv = ["--space", str(space_file), "--backend", device, "--num-archs", str(settings["profile_archs"]),
+                "--out", str(profile), "--no-progress"]
+        if device in ("cpu-ort", "mobile-ncnn"):
+            argv += ["--runs", str(settings["runs"]), "--warmup", str(settings["warmup"])]
+        if device == "fpga-scalesim":
+            argv += ["--cache-dir", str(Path(os.environ["OFA_HW_CACHE"]) / "scalesim")]
+        steps.run(f"2. profile {device}", "profile_device", argv)
+        latency_paths[device] = out / "predictors" / f"{device}.skops"
+        argv = ["--profile", str(profile), "--out", str(latency_paths[device]), "--metric", DEVICES.get(device,
+                "latency_ms")]
+        if args.fast:
+            argv += ["--cv", "3", "--model", "lut"]
+        steps.run(f"3. fit the {device} latency predictor", "fit_predictor", argv)
+
+    # 4. accuracy predictor ---------------------------------------------------------------------------------
+    evaluations = out / "evaluations.jsonl"
+    steps.run("4. evaluate subnets", "evaluate",
+              ["--supernet", str(supernet_path), "--archs", "largest", "smallest", f"random:{settings['eval_archs']}",
+               "--out", str(evaluations), "--calib-images", str(settings["calib_images"])])
+    accuracy_path = out / "predictors" / "top1.skops"
+    argv = ["--evaluations", str(evaluations), "--space", str(space_file), "--target", "top1",
+            "--out", str(accuracy_path)]
+    if args.fast:
+        argv += ["--cv", "3", "--model", "gbr"]
+    steps.run("4. fit the accuracy predictor", "fit_predictor", argv)
+
+    # 5. specialise -----------------------------------------------------------------------------------------
+    argv = ["--supernet", str(supernet_path), "--accuracy-predictor", str(accuracy_path), "--out", str(out / "deploy"),
+            "--population", str(settings["population"]), "--generations", str(settings["generations"]),
+            "--pareto-generations", str(settings["pareto_generations"]),
+            "--calib-images", str(settings["calib_images"])]
+    budgets = {}
+    for device, path in latency_paths.items():
+        argv += ["--latency-predictor", str(path)]
+        budgets[device] = budgets_for(load_predictor(path), space)
+        for budget in budgets[device]:
+            argv += ["--device", device, "--latency-ms", f"{budget:g}"]
+    if settings["int8"]:
+        argv.append("--int8")
+    steps.run("5. specialise, export, verify", "specialize", argv)
+
+    # 6. report -----------------------------------------------------------------------------------------------
+    rows = json.loads((out / "deploy" / "summary.json").read_text())
+    total = round(time.perf_counter() - started, 1)
+    table = summary_table(rows)
+    report = {"mode": "fast" if args.fast else "full", "settings": settings, "devices": devices,
+              "budgets_ms": budgets, "latency_labels": {d: DEVICES.get(d, "latency_ms") for d in devices},
+              "timings_s": steps.timings, "total_s": total, "rows": rows}
+    atomic_write_json(out / "quickstart.json", report)
+    labels = ", ".join(f"{d}: {DEVICES.get(d, 'latency_ms')}" for d in devices)
+    text = (f"# Quickstart ({report['mode']} mode)\n\nLatency labels ({labels}); accuracy: top-1 on the "
+            f"validation split after BN re-calibration; loyalty: agreement with the largest subnet.\n\n{table}\n\n"
+            f"Pareto plots: `deploy/<target>/pareto_<device>.png`. Wall time: {total} s "
+            f"({', '.join(f'{k}: {v} s' for k, v in steps.timings.items())}).\n")
+    atomic_write_text(out / "quickstart.md", text)
+    print(f"\n== 6. result ({labels})\n{table}\n\nwall time {total} s; report {out / 'quickstart.md'}")
+    return report
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    try:
+        run(args)
+    except OFAError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
