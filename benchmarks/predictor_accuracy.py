@@ -85,8 +85,7 @@ def transfer_section(source, target, metric: str, args) -> dict:
     from predictors.estimators import make_latency_model
     from predictors.metrics import within
 
-    source_predictor = core.fit_latency_predictor(source, model="hybrid", metric="latency_ms", cv=3,
-                                                  random_state=args.seed)
+    source_predictor = core.fit_latency_predictor(source, metric=metric, cv=3, random_state=args.seed)
     _, genes, y = core.profile_targets(target, metric)
     train, test = core.split_indices(len(y), 0.2, args.seed)
     rng = np.random.default_rng(args.seed)
@@ -94,20 +93,23 @@ def transfer_section(source, target, metric: str, args) -> dict:
     for n in args.transfer_sizes:
         if n > len(train):
             continue
-        scores: dict[str, list] = {"transfer": [], "macs-linear alone": [], "hybrid alone": [], "lut alone": []}
+        scores: dict[str, list] = {"transfer (auto)": [], "transfer log-linear": [], "transfer linear": [],
+                                   "macs-linear alone": [], "hybrid alone": [], "lut alone": []}
         for _ in range(args.repeats):
             few = rng.choice(train, size=n, replace=False)
-            transferred = core.fit_transfer_predictor(source_predictor, (genes[few], y[few]))
-            scores["transfer"].append(within(y[test], transferred.predict_genes(genes[test]), 0.10))
+            for correction, key in (("auto", "transfer (auto)"), ("log-linear", "transfer log-linear"),
+                                    ("linear", "transfer linear")):
+                transferred = core.fit_transfer_predictor(source_predictor, (genes[few], y[few]), correction)
+                scores[key].append(within(y[test], transferred.predict_genes(genes[test]), 0.10))
             for name in ("macs-linear", "hybrid", "lut"):
                 model = make_latency_model(name, target.space, args.seed).fit(genes[few], y[few])
                 scores[f"{name} alone"].append(within(y[test], model.predict(genes[test]), 0.10))
         rows[str(n)] = {k: float(np.mean(v)) for k, v in scores.items()}
     print(f"\ntransfer {source.device} -> {target.device} [{metric}], within +-10% on {len(test)} held out "
           f"(mean of {args.repeats} draws)")
-    print("  n   " + "".join(f"{k:>20s}" for k in next(iter(rows.values()), {})))
+    print("  n   " + "".join(f"{k:>21s}" for k in next(iter(rows.values()), {})))
     for n, row in rows.items():
-        print(f"  {n:<4s}" + "".join(f"{v:>20.1f}" for v in row.values()))
+        print(f"  {n:<4s}" + "".join(f"{v:>21.1f}" for v in row.values()))
     return {"source": source.device, "target": target.device, "metric": metric, "n_test": int(len(test)),
             "within_10_by_n": rows}
 

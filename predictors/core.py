@@ -26,7 +26,7 @@ from ofa.errors import ConfigError, DataError, PredictorError
 from ofa.spaces import SearchSpace, resolve_space, space_from_dict
 
 from .estimators import (ACCURACY_MODELS, LATENCY_MODELS, SourceCorrectionRegressor, make_accuracy_model,
-                         make_latency_model)
+                         make_latency_model, per_op_feature_names)
 from .features import ArchFeaturizer
 from .metrics import format_table, regression_report
 from .persistence import load_predictor_file, save_predictor_file
@@ -320,15 +320,17 @@ def fit_latency_predictor(profile, model: str = "auto", metric: str = "latency_m
                             interval_residuals=residuals, device=profile.device, profile_header=profile.header)
 
 
-def fit_transfer_predictor(source: LatencyPredictor, target, correction: str = "log-linear",
+def fit_transfer_predictor(source: LatencyPredictor, target, correction: str = "auto",
                            metric: str = "latency_ms", statistic: str = "median",
                            device: str | None = None) -> LatencyPredictor:
     """Adapt a latency predictor to a new device from a few measurements.
 
     ``target`` is a profile of the new device (or its path), or a pair
     ``(genes, latencies)``. The new predictor is ``source`` followed by a
-    two-parameter correction (:class:`SourceCorrectionRegressor`); 10-50
-    measured architectures are enough."""
+    low-capacity correction (:class:`SourceCorrectionRegressor`) fitted on
+    them; 10-50 measured architectures are enough. ``correction="auto"``
+    picks ``"log-linear"`` or ``"linear"`` by cross-validation on the target
+    measurements (the reason is in ``metrics_["selection"]``)."""
     if not isinstance(source, LatencyPredictor):
         raise ConfigError("source must be a fitted LatencyPredictor")
     header = {}
@@ -342,17 +344,26 @@ def fit_transfer_predictor(source: LatencyPredictor, target, correction: str = "
         header, device = profile.header, device or profile.device
     if len(y) < 2:
         raise DataError("transfer needs at least 2 measured architectures on the target device")
-    source_space = source.space
-    pipeline = Pipeline([("features", ArchFeaturizer(source_space.to_dict(), "genes")),
-                         ("model", SourceCorrectionRegressor(FrozenEstimator(source.estimator), correction))])
+    space_dict = source.space.to_dict()
+    features = FrozenEstimator(ArchFeaturizer(space_dict, per_op_feature_names(source.space)).fit())
+
+    def make(name):
+        return Pipeline([("features", ArchFeaturizer(space_dict, "genes")),
+                         ("model", SourceCorrectionRegressor(FrozenEstimator(source.estimator), name,
+                                                             features if name == "linear" else None))])
+
+    candidates = ("log-linear", "linear") if correction == "auto" else (correction,)
     metrics: dict = {"source_device": source.device, "n_train": int(len(y)), "target": f"{metric}.{statistic}"}
     residuals = None
-    if len(y) >= 5:  # enough to measure held-out error
-        results = cross_validate_models({"transfer": pipeline}, genes, y, cv=5)
-        metrics["cv"] = {"transfer": results["transfer"]["metrics"]}
-        residuals = _residuals(y, results["transfer"]["oof"], True)
-    pipeline.fit(genes, y)
-    return LatencyPredictor(pipeline, source_space, target=metric, model_name=f"transfer-{correction}",
+    chosen = candidates[0] if len(y) < 5 else None  # too few to cross-validate: the 2-parameter correction
+    if chosen is None:
+        results = cross_validate_models({name: make(name) for name in candidates}, genes, y, cv=5)
+        chosen, reason = select_model(results)
+        metrics["cv"] = {name: r["metrics"] for name, r in results.items()}
+        metrics["selection"] = {"model": chosen, "reason": reason, "candidates": list(candidates)}
+        residuals = _residuals(y, results[chosen]["oof"], True)
+    pipeline = make(chosen).fit(genes, y)
+    return LatencyPredictor(pipeline, source.space, target=metric, model_name=f"transfer-{chosen}",
                             metrics=metrics, interval_residuals=residuals, device=device or "unknown",
                             profile_header=header)
 

@@ -107,14 +107,17 @@ class HybridLatencyRegressor(RegressorMixin, BaseEstimator):
     ----------
     linear_columns : sequence of int or None
         Columns of ``X`` the linear part uses (None: all).
-    n_estimators, learning_rate, max_depth, subsample, min_samples_leaf : tree-part settings
-        Passed to :class:`~sklearn.ensemble.GradientBoostingRegressor`.
+    n_estimators, learning_rate, max_depth, subsample, min_samples_leaf, loss : tree-part settings
+        Passed to :class:`~sklearn.ensemble.GradientBoostingRegressor`. The
+        Huber loss keeps a few measurements taken under load spikes from
+        pulling the correction.
     random_state : int
     """
 
     def __init__(self, linear_columns=None, n_estimators=200, learning_rate=0.05, max_depth=3, subsample=0.8,
-                 min_samples_leaf=3, random_state=0):
+                 min_samples_leaf=3, loss="huber", random_state=0):
         self.linear_columns = linear_columns
+        self.loss = loss
         self.n_estimators = n_estimators
         self.learning_rate = learning_rate
         self.max_depth = max_depth
@@ -137,7 +140,8 @@ class HybridLatencyRegressor(RegressorMixin, BaseEstimator):
         base = self._base(X)
         self.trees_ = GradientBoostingRegressor(
             n_estimators=self.n_estimators, learning_rate=self.learning_rate, max_depth=self.max_depth,
-            subsample=self.subsample, min_samples_leaf=self.min_samples_leaf, random_state=self.random_state,
+            subsample=self.subsample, min_samples_leaf=self.min_samples_leaf, loss=self.loss,
+            random_state=self.random_state,
         ).fit(X, y / base - 1.0)
         return self
 
@@ -160,37 +164,61 @@ class HybridLatencyRegressor(RegressorMixin, BaseEstimator):
 
 
 class SourceCorrectionRegressor(RegressorMixin, BaseEstimator):
-    """Transfer to a new device: ``y = exp(a) * source(X) ** b`` (``"log-linear"``)
-    or ``y = c * source(X)`` (``"scale"``), fitted on a few target measurements.
+    """Transfer to a new device from a few measurements, on top of a fitted
+    predictor of another (source) device.
 
-    Two parameters are all that 10-50 measurements can pin down, and a device
-    that runs the same networks mostly differs from another by speed and by how
-    it scales with size.
+    ``correction``:
+
+    ``"log-linear"``
+        ``y = exp(a) * source(X) ** b``: the new device differs by speed and by
+        how it scales with size (two parameters).
+    ``"scale"``
+        ``y = c * source(X)`` (one parameter).
+    ``"linear"``
+        ``y = c0 + c * source(X) + sum_j w_j * features_j(X)`` with non-negative
+        ``c, w`` fitted for relative error: the source prediction plus the
+        per-op work, memory and tile counts, for devices whose balance between
+        op types differs from the source's (a CPU and a systolic array).
 
     Parameters
     ----------
     source : fitted estimator, wrapped in ``sklearn.frozen.FrozenEstimator``
         Predicts the source device's latency from the same ``X`` (frozen so that
         ``clone`` inside cross-validation keeps it fitted).
-    correction : "log-linear" or "scale"
+    correction : "log-linear", "scale" or "linear"
+    features : fitted transformer wrapped in ``FrozenEstimator`` (``"linear"`` only)
+        The extra columns of the linear correction, computed from ``X``.
     """
 
-    def __init__(self, source=None, correction="log-linear"):
+    def __init__(self, source=None, correction="log-linear", features=None):
         self.source = source
         self.correction = correction
+        self.features = features
 
-    def _source_log(self, X) -> np.ndarray:
-        return np.log(np.maximum(np.asarray(self.source.predict(X), dtype=np.float64), 1e-12))
+    def _source_prediction(self, X) -> np.ndarray:
+        return np.maximum(np.asarray(self.source.predict(X), dtype=np.float64), 1e-12)
+
+    def _design(self, X) -> np.ndarray:
+        return np.column_stack([self._source_prediction(X), self.features.transform(X)])
 
     def fit(self, X, y):
         X, y = validate_data(self, X, y, y_numeric=True)
         if self.source is None:
             raise ConfigError("SourceCorrectionRegressor needs source=FrozenEstimator(fitted source model)")
-        if self.correction not in ("log-linear", "scale"):
-            raise ConfigError(f"correction={self.correction!r} unknown; use 'log-linear' or 'scale'")
+        if self.correction not in TRANSFER_CORRECTIONS:
+            raise ConfigError(f"correction={self.correction!r} unknown; use one of {TRANSFER_CORRECTIONS}")
         if np.any(y <= 0):
             raise ConfigError("transfer corrections fit positive targets (latencies)")
-        s, t = self._source_log(X), np.log(y)
+        if self.correction == "linear":
+            if self.features is None:
+                raise ConfigError("correction='linear' needs features=FrozenEstimator(fitted ArchFeaturizer)")
+            design = self._design(X)
+            scale = design.std(axis=0)
+            self.scale_ = np.where(scale > 0, scale, 1.0)
+            # Weights 1/y^2 turn squared error into squared relative error.
+            self.linear_ = LinearRegression(positive=True).fit(design / self.scale_, y, sample_weight=1.0 / y**2)
+            return self
+        s, t = np.log(self._source_prediction(X)), np.log(y)
         if self.correction == "log-linear" and len(y) >= 3 and np.ptp(s) > 0:
             self.slope_, self.offset_ = (float(v) for v in np.polyfit(s, t, 1))
         else:
@@ -198,9 +226,11 @@ class SourceCorrectionRegressor(RegressorMixin, BaseEstimator):
         return self
 
     def predict(self, X):
-        check_is_fitted(self, "slope_")
+        check_is_fitted(self)
         X = validate_data(self, X, reset=False)
-        return np.exp(self.offset_ + self.slope_ * self._source_log(X))
+        if self.correction == "linear":
+            return self.linear_.predict(self._design(X) / self.scale_)
+        return np.exp(self.offset_ + self.slope_ * np.log(self._source_prediction(X)))
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -208,6 +238,17 @@ class SourceCorrectionRegressor(RegressorMixin, BaseEstimator):
         # Two parameters on top of a given source: it cannot fit arbitrary data.
         tags.regressor_tags.poor_score = True
         return tags
+
+
+TRANSFER_CORRECTIONS = ("log-linear", "scale", "linear")
+
+
+def per_op_feature_names(space) -> tuple[str, ...]:
+    """The analytic features that add up physically: work, memory traffic, layer,
+    group and tile counts per op type (not the totals or per-stage MACs)."""
+    wanted = {f"{kind}_{op}" for kind in ("macs", "memory", "layers", "groups") for op in OPS}
+    wanted |= {f"{kind}{t}" for kind in ("macs_tile", "tiles") for t in TILE_SIZES}
+    return tuple(name for name in analytic_feature_names(space) if name in wanted)
 
 
 def _log_target(regressor) -> TransformedTargetRegressor:
@@ -231,10 +272,8 @@ def make_latency_model(name: str, space, random_state: int = 0) -> Pipeline:
                                              min_samples_leaf=3, random_state=random_state)
         return Pipeline([("features", ArchFeaturizer(space_dict, "analytic")), ("model", _log_target(boosting))])
     if name == "hybrid":
-        # Per-op-type sums only: work, memory traffic and per-layer overhead of each op type.
-        per_op = {f"{kind}_{op}" for kind in ("macs", "memory", "layers", "groups") for op in OPS}
-        per_op |= {f"{kind}{t}" for kind in ("macs_tile", "tiles") for t in TILE_SIZES}
-        linear = tuple(i for i, n in enumerate(analytic_feature_names(space)) if n in per_op)
+        names = analytic_feature_names(space)
+        linear = tuple(names.index(n) for n in per_op_feature_names(space))
         return Pipeline([("features", ArchFeaturizer(space_dict, "analytic")),
                          ("model", HybridLatencyRegressor(linear_columns=linear, random_state=random_state))])
     raise ConfigError(f"unknown latency model {name!r}; available: {LATENCY_MODELS}")

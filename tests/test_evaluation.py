@@ -133,3 +133,50 @@ def test_subnet_evaluator_records_have_the_documented_keys():
     largest = evaluator.evaluate(space.largest())
     assert largest["label_loyalty"] == 1.0 and largest["probability_loyalty"] == pytest.approx(1.0)
     assert all(torch.equal(before[k], v) for k, v in supernet.state_dict().items())  # supernet untouched
+
+
+def _evaluate_tool():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "tools" / "evaluate.py"
+    spec = importlib.util.spec_from_file_location("evaluate_tool", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_evaluate_tool_writes_records_plot_and_skips_done_subnets(tmp_path, capsys):
+    import json
+
+    from ofa.training.checkpoint import save_checkpoint
+    from ofa.training.progressive_shrinking import DEFAULT_CONFIG
+
+    space = get_space("mbv3-small")
+    torch.manual_seed(0)
+    checkpoint = save_checkpoint(tmp_path / "final.pt", trainer="mobilenetv3", space=space,
+                                 config={**DEFAULT_CONFIG, "data": {**DEFAULT_CONFIG["data"], "calib_images": 64}},
+                                 model=create_supernet(space))
+    archs = tmp_path / "archs.jsonl"
+    archs.write_text(json.dumps({"arch": space.sample(5).to_dict()}) + "\n")
+    tool = _evaluate_tool()
+    out = tmp_path / "eval.jsonl"
+    args = ["--supernet", str(checkpoint), "--archs", "largest", "smallest", "random:2", str(archs),
+            "--out", str(out), "--threads", "1"]
+    assert tool.main(args) == 0
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(records) == 5 and (tmp_path / "eval.png").stat().st_size > 1000
+    for record in records:
+        assert {"arch", "top1", "loss", "macs", "params", "label_loyalty", "probability_loyalty", "split"} <= set(record)
+        assert record["split"] == "val" and space.parse(record["arch"])
+    assert "probability_loyalty" in capsys.readouterr().out
+    assert tool.main(args) == 0  # a re-run evaluates nothing again
+    assert len(out.read_text().splitlines()) == 5
+    assert tool.main(["--supernet", str(checkpoint), "--archs", "random:x", "--out", str(out)]) == 2
+    (tmp_path / "cut.pt").write_bytes(checkpoint.read_bytes()[:1000])
+    assert tool.main(["--supernet", str(tmp_path / "cut.pt"), "--out", str(out)]) == 2
+    assert "CheckpointError" in capsys.readouterr().err
+    other = tmp_path / "other.jsonl"
+    other.write_text(json.dumps(get_space("mbv3-small", num_classes=5).largest().to_dict()) + "\n")
+    assert tool.main(["--supernet", str(checkpoint), "--archs", str(other), "--out", str(out)]) == 2
+    assert "SpaceMismatchError" in capsys.readouterr().err

@@ -309,3 +309,22 @@ def test_two_ranks_sample_the_same_subnets_with_torchrun(tmp_path):
         assert a["param_checksum"] == b["param_checksum"]  # gradients were averaged: weights stay identical
     assert any(len(r["genes"]) == 2 for r in ranks[0])
     assert (out / "final.pt").exists() and not list(out.glob("*.tmp"))
+
+
+def test_classifier_follows_the_data_set_and_bad_data_fails_up_front(tmp_path):
+    from PIL import Image
+
+    from ofa.errors import DataError
+    from ofa.training import ProgressiveShrinkingTrainer
+
+    for c in range(3):
+        (tmp_path / "images" / f"class{c}").mkdir(parents=True)
+        for i in range(8):
+            image = Image.fromarray(np.full((10, 10, 3), 60 * c + i, np.uint8))
+            image.save(tmp_path / "images" / f"class{c}" / f"{i}.png")
+    config = {**TINY, "data": {"dataset": str(tmp_path / "images")}}
+    trainer = ProgressiveShrinkingTrainer(config, tmp_path / "out")
+    assert trainer.space.num_classes == 3 and trainer.data.class_names == ("class0", "class1", "class2")
+    with pytest.raises(DataError, match="neither a built-in"):
+        ProgressiveShrinkingTrainer({**TINY, "data": {"dataset": str(tmp_path / "nowhere")}}, tmp_path / "out")
+    assert not (tmp_path / "out").exists()

@@ -45,7 +45,7 @@ DEVICES = {"cpu-ort": "cpu_time_ms", "fpga-scalesim": "latency_ms", "mobile-ncnn
 
 FULL = {"profile_archs": 60, "eval_archs": 80, "population": 100, "generations": 500, "pareto_generations": 100,
         "runs": 30, "warmup": 5, "calib_images": 1000, "int8": True}
-FAST = {"profile_archs": 10, "eval_archs": 10, "population": 24, "generations": 25, "pareto_generations": 10,
+FAST = {"profile_archs": 10, "eval_archs": 24, "population": 24, "generations": 25, "pareto_generations": 10,
         "runs": 10, "warmup": 2, "calib_images": 128, "int8": False,
         "epochs": 1, "max_train_images": 64, "batch_size": 32}
 

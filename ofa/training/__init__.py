@@ -18,7 +18,11 @@ API summary (everything a new trainer reuses):
   ``checkpoint_space(payload)``, ``rng_state()`` / ``set_rng_state(state)``.
 * :mod:`.schedule` - ``build_scheduler(name, optimizer, total_steps, warmup_steps=0, min_factor=0.0)``;
   ``SCHEDULES`` maps names ("cosine", "constant") to ``factor(step, total, warmup, min_factor)``.
-* :mod:`.distributed` - ``init_distributed(device=None) -> DistInfo(rank, world_size, local_rank, device)``,
+* :mod:`.resume` - ``resume_payload(out_dir, resume, space, trainer, config)``: the checkpoint to continue from
+  (checked: trainer, space, config) or None; refuses to overwrite a run without ``--resume``.
+* :mod:`.distributed` - ``setup_process(device, threads, batch_size, dist_info=None) -> DistInfo`` (join the
+  group, set threads, check the batch splits),
+  ``init_distributed(device=None) -> DistInfo(rank, world_size, local_rank, device)``,
   ``is_main_process()``, ``all_reduce_gradients(model)``, ``average_buffers(model)``, ``all_reduce_mean``,
   ``barrier()``, ``cleanup()``.
 * :mod:`.losses` - ``distillation_loss(student, targets, teacher=None, kd_ratio=, label_smoothing=,
@@ -27,6 +31,8 @@ API summary (everything a new trainer reuses):
 * :mod:`.optim` - ``param_groups(model, weight_decay)`` (no decay on norms and biases),
   ``build_optimizer(name, model, lr, weight_decay, momentum)``.
 * :mod:`.runlog` - ``MetricsLog(path, enabled)``, ``format_table(rows, columns)``.
+* :mod:`.static` - ``train_classifier(model, train_set, epochs, resolution, lr=, ...)``: one static image
+  classifier (from-scratch baselines, fine-tuning an extracted subnet, optional distillation).
 * :mod:`.progressive_shrinking` - ``ProgressiveShrinkingTrainer`` (space type "mobilenetv3"),
   ``build_phases(space, config)``, ``DEFAULT_CONFIG``.
 """

@@ -192,24 +192,28 @@ class ProgressiveShrinkingTrainer:
         self.out_dir = Path(out_dir)
         self.resume = resume
         self.dist = dist
+        self.data = self._load_data()  # DataError for a bad path or file, before any work
+        if self.data.num_classes != self.space.num_classes:  # the classifier follows the data set
+            self.space = self.space.replace(num_classes=self.data.num_classes)
         # checks the checkpoint, space and config before any work (CheckpointError, SpaceMismatchError, ConfigError)
         self._resume_payload = resume_payload(self.out_dir, resume, self.space, self.name, self.config)
 
     # --- setup ------------------------------------------------------------------------------------
+    def _load_data(self):
+        from ..data import build_datasets
+
+        data = self.config["data"]
+        return build_datasets(data["dataset"], max(self.space.resolutions), self.space.in_channels,
+                              data["augmentation"], data["val_fraction"], data["test_fraction"])
+
     def _setup(self) -> None:
-        from ..data import build_datasets, fixed_subset
+        from ..data import fixed_subset
 
         cfg, train = self.config, self.config["train"]
         self.dist = setup_process(cfg["device"], train["threads"], train["batch_size"], self.dist)
         self.device = self.dist.device
         self.local_batch = train["batch_size"] // self.dist.world_size
         data = cfg["data"]
-        self.data = build_datasets(data["dataset"], max(self.space.resolutions), self.space.in_channels,
-                                   data["augmentation"], data["val_fraction"], data["test_fraction"])
-        if self.data.num_classes != self.space.num_classes:
-            raise ConfigError(f"the data set has {self.data.num_classes} classes but the space's classifier has "
-                              f"{self.space.num_classes}: set space_overrides: {{num_classes: "
-                              f"{self.data.num_classes}}}")
         self.train_set = self.data.train
         if data["max_train_images"]:
             self.train_set = fixed_subset(self.train_set, data["max_train_images"], cfg["seed"])

@@ -1,0 +1,64 @@
+"""The quickstart in its reduced mode (--fast): every step runs, and the
+outputs are consistent (budgets met, ONNX reproduces PyTorch, plots exist)."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def load_quickstart():
+    spec = importlib.util.spec_from_file_location("quickstart", ROOT / "tools" / "quickstart.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.slow
+def test_quickstart_fast_mode_end_to_end(tmp_path, monkeypatch):
+    from ofa.search.deploy import load_subnet_weights, onnx_logits
+    from ofa.spaces import space_from_dict
+    from predictors import load_predictor
+
+    monkeypatch.setenv("OFA_HW_CACHE", str(tmp_path / "cache"))
+    torch_threads = torch.get_num_threads()
+    out = tmp_path / "qs"
+    try:
+        assert load_quickstart().main(["--out", str(out), "--fast"]) == 0
+    finally:
+        torch.set_num_threads(torch_threads)  # training pins threads in this process
+
+    report = json.loads((out / "quickstart.json").read_text())
+    assert report["mode"] == "fast" and set(report["devices"]) == {"cpu-ort", "fpga-scalesim"}
+    space = space_from_dict(json.loads((out / "space.json").read_text()))
+    for name in ("supernet/final.pt", "profiles/cpu-ort.jsonl", "profiles/fpga-scalesim.jsonl",
+                 "predictors/cpu-ort.skops", "predictors/fpga-scalesim.skops", "predictors/top1.skops",
+                 "evaluations.jsonl", "deploy/summary.md", "quickstart.md"):
+        assert (out / name).is_file(), name
+    rows = report["rows"]
+    assert len(rows) == 4  # two budgets per device
+    for row in rows:
+        (device,) = row["devices"]
+        directory = out / "deploy" / row["target"]
+        arch = space.parse(json.loads((directory / "arch.json").read_text()))
+        # the chosen subnet's predicted latency is under its budget, and is what the saved predictor says
+        assert device["predicted_latency_ms"] <= device["budget_ms"]
+        predictor = load_predictor(out / "predictors" / f"{device['device']}.skops")
+        assert predictor.predict_archs(arch)[0] == pytest.approx(device["predicted_latency_ms"])
+        assert device["measured_latency_ms"] is not None and device["measured_latency_ms"] > 0
+        assert 0 <= row["measured_top1"] <= 100 and 0 <= row["probability_loyalty"] <= 1
+        assert (directory / f"pareto_{device['device']}.png").stat().st_size > 1000
+        # the ONNX file reproduces the PyTorch subnet (BN re-calibrated weights saved beside it)
+        static = load_subnet_weights(directory / "model.pt")
+        assert static.arch == arch
+        x = static.example_inputs(3)[0]
+        with torch.no_grad():
+            expected = static(x).numpy()
+        scale = max(1.0, float(np.abs(expected).max()))
+        assert np.abs(onnx_logits(directory / "model.onnx", x.numpy()) - expected).max() <= 1e-4 * scale
+    assert "| cpu-ort |" in (out / "quickstart.md").read_text()
