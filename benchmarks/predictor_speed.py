@@ -63,7 +63,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--n-fit", type=int, default=300)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", default="benchmarks/results/predictor_speed.json")
+    parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "results" / "predictor_speed.json"))
     args = parser.parse_args(argv)
 
     import torch

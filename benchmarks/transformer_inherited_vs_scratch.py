@@ -19,8 +19,8 @@ where it stopped.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -56,7 +56,6 @@ def main() -> None:
         run_dir = runs / label
         scratch_config = {**config, "train": {**config["train"], "steps": steps, "kd_ratio": 0.0,
                                               "eval_every": steps, "progress": False}}
-        start = time.time()
         if not (run_dir / "final.pt").exists():
             TransformerTrainer(scratch_config, run_dir, resume=(run_dir / "last.pt").exists(), data=data,
                                fixed_arch=arch.to_dict()).run()
@@ -64,7 +63,7 @@ def main() -> None:
         scratch = evaluate_subnet(scratch_model, data, "test", teacher=teacher)
         row = {"subnet": label, "arch": arch.to_dict(), "macs": space.cost(arch).macs,
                "params": space.cost(arch).params, "scratch_steps": steps,
-               "scratch_minutes": round((time.time() - start) / 60, 2),
+               "scratch_train_minutes": json.loads((run_dir / "summary.json").read_text())["minutes_this_process"],
                **{f"inherited_{k}": round(v, 3) for k, v in inherited.items()},
                **{f"scratch_{k}": round(v, 3) for k, v in scratch.items()}}
         rows.append(row)

@@ -121,7 +121,7 @@ class SpacePredictor:
 
     def save(self, path: str | os.PathLike) -> Path:
         """Save as a skops file (atomic write)."""
-        return save_predictor_file(path, self.estimator, _json_safe(self._meta()))
+        return save_predictor_file(path, self.estimator, json_safe(self._meta()))
 
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(model={self.model_name!r}, target={self.target!r}, "
@@ -320,7 +320,7 @@ def fit_latency_predictor(profile, model: str = "auto", metric: str = "latency_m
                             interval_residuals=residuals, device=profile.device, profile_header=profile.header)
 
 
-def fit_transfer_predictor(source: LatencyPredictor, target, correction: str = "auto",
+def fit_transfer_predictor(source: LatencyPredictor, target, correction: str = "linear",
                            metric: str = "latency_ms", statistic: str = "median",
                            device: str | None = None) -> LatencyPredictor:
     """Adapt a latency predictor to a new device from a few measurements.
@@ -328,9 +328,11 @@ def fit_transfer_predictor(source: LatencyPredictor, target, correction: str = "
     ``target`` is a profile of the new device (or its path), or a pair
     ``(genes, latencies)``. The new predictor is ``source`` followed by a
     low-capacity correction (:class:`SourceCorrectionRegressor`) fitted on
-    them; 10-50 measured architectures are enough. ``correction="auto"``
-    picks ``"log-linear"`` or ``"linear"`` by cross-validation on the target
-    measurements (the reason is in ``metrics_["selection"]``)."""
+    them; 10-50 measured architectures are enough. The default ``"linear"``
+    correction (source prediction plus per-op work, memory and tile counts,
+    non-negative) was the most accurate in ``benchmarks/predictor_accuracy.py``;
+    ``"auto"`` picks between it and ``"log-linear"`` by cross-validation on
+    the target measurements (the reason is in ``metrics_["selection"]``)."""
     if not isinstance(source, LatencyPredictor):
         raise ConfigError("source must be a fitted LatencyPredictor")
     header = {}
@@ -352,10 +354,10 @@ def fit_transfer_predictor(source: LatencyPredictor, target, correction: str = "
                          ("model", SourceCorrectionRegressor(FrozenEstimator(source.estimator), name,
                                                              features if name == "linear" else None))])
 
-    candidates = ("log-linear", "linear") if correction == "auto" else (correction,)
+    candidates = ("linear", "log-linear") if correction == "auto" else (correction,)
     metrics: dict = {"source_device": source.device, "n_train": int(len(y)), "target": f"{metric}.{statistic}"}
     residuals = None
-    chosen = candidates[0] if len(y) < 5 else None  # too few to cross-validate: the 2-parameter correction
+    chosen = candidates[0] if len(y) < 5 else None  # too few to cross-validate
     if chosen is None:
         results = cross_validate_models({name: make(name) for name in candidates}, genes, y, cv=5)
         chosen, reason = select_model(results)
@@ -422,12 +424,12 @@ def fit_accuracy_predictor(path_or_records: str | os.PathLike | Iterable[dict], 
                              interval_residuals=residuals, source=source)
 
 
-def _json_safe(value):
+def json_safe(value):
     """Metadata as plain JSON (NaN becomes null)."""
     if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
+        return {str(k): json_safe(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
+        return [json_safe(v) for v in value]
     if isinstance(value, (np.floating, float)):
         return None if not np.isfinite(value) else float(value)
     if isinstance(value, np.integer):

@@ -15,11 +15,14 @@ Latency models (``LATENCY_MODELS``):
     Random forest / gradient boosting on the analytic features, fitted on the
     log of the latency (relative errors are what matter).
 ``hybrid``
-    A non-negative linear model on MACs, memory traffic, layer counts and
-    group counts per op type, times a gradient-boosting correction fitted on its relative
-    residual (:class:`HybridLatencyRegressor`). The linear part extrapolates
-    like the physics does; the trees fix what it misses (e.g. kernel-size and
-    cache effects) without needing many samples.
+    A non-negative linear model on the per-op work, memory traffic, layer,
+    group and tile counts, times a gradient-boosting correction fitted on its
+    relative residual (:class:`HybridLatencyRegressor`). The linear part
+    extrapolates like the physics does; the trees fix what it misses (e.g.
+    kernel-size and cache effects) without needing many samples.
+
+Transfer to a new device: :class:`SourceCorrectionRegressor` (see
+``predictors.fit_transfer_predictor``).
 
 Accuracy models (``ACCURACY_MODELS``): ``mlp`` (Once-for-All's 3 x 400 MLP with
 Adam on the one-hot encoding) and ``gbr`` (gradient boosting on the encoding
@@ -41,6 +44,10 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from ofa.errors import ConfigError
 
 from .features import OPS, TILE_SIZES, ArchFeaturizer, analytic_feature_names
+
+LATENCY_MODELS = ("macs-linear", "lut", "rf", "gbr", "hybrid")
+ACCURACY_MODELS = ("mlp", "gbr")
+TRANSFER_CORRECTIONS = ("log-linear", "scale", "linear")
 
 
 class AdditiveLUTRegressor(RegressorMixin, BaseEstimator):
@@ -234,13 +241,11 @@ class SourceCorrectionRegressor(RegressorMixin, BaseEstimator):
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        tags.target_tags.positive_only = True  # fitted in log space
-        # Two parameters on top of a given source: it cannot fit arbitrary data.
+        tags.target_tags.positive_only = True  # latencies (fitted in log space or for relative error)
+        # A low-capacity correction of a given source: it cannot fit arbitrary data.
         tags.regressor_tags.poor_score = True
         return tags
 
-
-TRANSFER_CORRECTIONS = ("log-linear", "scale", "linear")
 
 
 def per_op_feature_names(space) -> tuple[str, ...]:
@@ -294,7 +299,3 @@ def make_accuracy_model(name: str, space, random_state: int = 0, max_iter: int =
                                              min_samples_leaf=3, random_state=random_state)
         return Pipeline([("features", ArchFeaturizer(space_dict, "analytic+encoding")), ("model", boosting)])
     raise ConfigError(f"unknown accuracy model {name!r}; available: {ACCURACY_MODELS}")
-
-
-LATENCY_MODELS = ("macs-linear", "lut", "rf", "gbr", "hybrid")
-ACCURACY_MODELS = ("mlp", "gbr")

@@ -352,7 +352,9 @@ class ArchFeaturizer(TransformerMixin, BaseEstimator):
         genes = genes.astype(np.int64, copy=False)
         if genes.size and (genes.min() < SKIPPED or np.any(genes >= space._choice_counts)):
             raise ConfigError("gene values out of range: each gene is -1 (skipped) or an index into its choices")
-        return genes
+        # The tables read a skipped block from its -1 genes: make sure unused
+        # decisions are -1 (and refuse a used decision without a value).
+        return space.normalize_genes(genes)
 
     def transform(self, X) -> np.ndarray:
         check_is_fitted(self, "selected_")

@@ -51,7 +51,7 @@ def test_quickstart_fast_mode_end_to_end(tmp_path, monkeypatch):
         predictor = load_predictor(out / "predictors" / f"{device['device']}.skops")
         assert predictor.predict_archs(arch)[0] == pytest.approx(device["predicted_latency_ms"])
         assert device["measured_latency_ms"] is not None and device["measured_latency_ms"] > 0
-        assert 0 <= row["measured_top1"] <= 100 and 0 <= row["probability_loyalty"] <= 1
+        assert 0 <= row["measured_accuracy"] <= 100 and 0 <= row["probability_loyalty"] <= 1
         assert (directory / f"pareto_{device['device']}.png").stat().st_size > 1000
         # the ONNX file reproduces the PyTorch subnet (BN re-calibrated weights saved beside it)
         static = load_subnet_weights(directory / "model.pt")
@@ -62,3 +62,33 @@ def test_quickstart_fast_mode_end_to_end(tmp_path, monkeypatch):
         scale = max(1.0, float(np.abs(expected).max()))
         assert np.abs(onnx_logits(directory / "model.onnx", x.numpy()) - expected).max() <= 1e-4 * scale
     assert "| cpu-ort |" in (out / "quickstart.md").read_text()
+
+
+@pytest.mark.slow
+def test_quickstart_transformer_fast_mode(tmp_path, monkeypatch):
+    """The same pipeline on the Transformer default: the objective is the
+    predicted validation loss (minimised), accuracy is token accuracy."""
+    from ofa.export import onnx_parity
+    from ofa.training import load_supernet
+
+    monkeypatch.setenv("OFA_HW_CACHE", str(tmp_path / "cache"))
+    torch_threads = torch.get_num_threads()
+    out = tmp_path / "qs"
+    try:
+        assert load_quickstart().main(["--out", str(out), "--fast", "--transformer",
+                                       "--devices", "cpu-ort", "fpga-scalesim"]) == 0
+    finally:
+        torch.set_num_threads(torch_threads)
+    report = json.loads((out / "quickstart.json").read_text())
+    assert report["model"] == "transformer" and len(report["rows"]) == 4
+    supernet = load_supernet(out / "supernet" / "final.pt")
+    for row in report["rows"]:
+        assert row["objective"] == "loss"
+        (device,) = row["devices"]
+        assert device["predicted_latency_ms"] <= device["budget_ms"]
+        assert row["measured_loss"] > 0 and 0 <= row["measured_accuracy"] <= 100
+        static = supernet.extract(row["arch"]).eval()
+        inputs = static.example_inputs(2)
+        with torch.no_grad():
+            scale = max(1.0, float(static(*inputs).abs().max()))
+        assert onnx_parity(static, out / "deploy" / row["target"] / "model.onnx", inputs) <= 1e-4 * scale

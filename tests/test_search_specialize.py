@@ -64,7 +64,7 @@ def test_specialize_writes_every_output_and_meets_every_budget(setup, tmp_path, 
             assert entry["predicted_latency_ms"] == pytest.approx(float(predictor.predict_archs(arch)[0]))
             assert entry["measured_latency_ms"] is not None and entry["measured_latency_ms"] > 0
             assert (directory / f"pareto_{device[0]}.png").stat().st_size > 1000
-        assert 0 <= row["measured_top1"] <= 100 and 0 <= row["label_loyalty"] <= 1
+        assert 0 <= row["measured_accuracy"] <= 100 and 0 <= row["label_loyalty"] <= 1
         # the ONNX file reproduces the saved (BN re-calibrated) PyTorch subnet
         static = load_subnet_weights(directory / "model.pt")
         x = static.example_inputs(4)[0]

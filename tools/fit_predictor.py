@@ -129,7 +129,7 @@ def run(args) -> dict:
         report.update(device=predictor.device, label=f"{args.metric}.{args.statistic}")
     else:
         report["target"] = args.target
-    atomic_write_json(json_path, core._json_safe(report))
+    atomic_write_json(json_path, core.json_safe(report))
     print(f"wrote {out}, {plot_path}, {json_path}")
     return report
 

@@ -1,18 +1,22 @@
 #!/usr/bin/env python
-"""The whole product on the built-in default, in minutes on 2 CPU cores.
+"""The whole product on the built-in default, on 2 CPU cores.
 
-    python tools/quickstart.py --out runs/quickstart          # about 15-25 minutes on 2 cores
-    python tools/quickstart.py --out runs/quickstart --fast   # a few minutes: CI's reduced mode
+    python tools/quickstart.py --out runs/quickstart                 # the CNN on digits
+    python tools/quickstart.py --out runs/quickstart --fast          # CI's reduced mode (about 2 CPU-minutes)
+    python tools/quickstart.py --out runs/qs-text --transformer      # the Transformer default
 
 Steps (each printed with the command that does it on its own):
 
-1. train the small MobileNetV3 supernet with progressive shrinking on
-   scikit-learn's digits (``configs/mbv3-small-digits.yaml``);
+1. train the supernet: the small MobileNetV3 with progressive shrinking on
+   scikit-learn's digits (``configs/mbv3-small-digits.yaml``), or with
+   ``--transformer`` the small Transformer on number translation
+   (``configs/transformer-small.yaml``);
 2. profile subnets on ``cpu-ort`` (onnxruntime, this CPU), ``fpga-scalesim``
    (SCALE-Sim systolic-array simulation) and ``mobile-ncnn`` where ncnn is
-   installed;
+   installed (not with ``--fast``);
 3. fit a latency predictor per device;
-4. evaluate subnets (BN re-calibrated) and fit the accuracy predictor;
+4. evaluate subnets (BN re-calibrated; Transformers: validation loss) and fit
+   the accuracy (Transformers: loss) predictor;
 5. specialise for two latency budgets per device (evolutionary search),
    export each subnet to ONNX, measure it, plot the Pareto fronts;
 6. print the final table: device, budget, architecture, predicted/measured
@@ -39,8 +43,8 @@ sys.path.insert(0, str(ROOT))
 
 from ofa.errors import OFAError  # noqa: E402
 
-# name -> (archs to profile, fast archs); latency label per backend (thread CPU time
-# where the backend records it: on a shared machine it does not count waiting for a core)
+# latency label per backend: thread CPU time where the backend records it (on a
+# shared machine it does not count waiting for a core), else the backend's latency
 DEVICES = {"cpu-ort": "cpu_time_ms", "fpga-scalesim": "latency_ms", "mobile-ncnn": "cpu_time_ms"}
 
 FULL = {"profile_archs": 60, "eval_archs": 80, "population": 100, "generations": 500, "pareto_generations": 100,
@@ -48,6 +52,9 @@ FULL = {"profile_archs": 60, "eval_archs": 80, "population": 100, "generations":
 FAST = {"profile_archs": 10, "eval_archs": 24, "population": 24, "generations": 25, "pareto_generations": 10,
         "runs": 10, "warmup": 2, "calib_images": 128, "int8": False,
         "epochs": 1, "max_train_images": 64, "batch_size": 32}
+# the Transformer default (number translation); --fast: a few hundred steps on a small corpus
+TRANSFORMER_FULL = {**FULL, "profile_archs": 40, "eval_archs": 60, "int8": False, "eval_sentences": 200}
+TRANSFORMER_FAST = {**FAST, "steps": 20, "train_size": 1000, "val_size": 60, "eval_sentences": 60}
 
 
 def load_tool(name: str):
@@ -73,22 +80,58 @@ class Steps:
             raise OFAError(f"step '{label}' failed (tools/{tool}.py exited with {code}); see the message above")
 
 
-def fast_config(config_path: Path, out: Path, settings: dict) -> Path:
-    """The training config with every phase shortened (CI smoke test)."""
+def fast_config(config_path: Path, out: Path, settings: dict, transformer: bool) -> Path:
+    """The training config shortened for a smoke test (``--fast``)."""
     import yaml
 
     from ofa.io import atomic_write_text
 
     config = yaml.safe_load(config_path.read_text())
-    for phase in config["phases"]:
-        phase["epochs"] = settings["epochs"]
-        phase.pop("warmup_epochs", None)
-    config.setdefault("data", {})["max_train_images"] = settings["max_train_images"]
-    config["data"]["calib_images"] = settings["calib_images"]
-    config.setdefault("train", {}).update(log_every=1000, batch_size=settings["batch_size"])
+    if transformer:
+        config.setdefault("data", {}).update(train_size=settings["train_size"], val_size=settings["val_size"],
+                                             test_size=settings["val_size"])
+        steps = settings["steps"]
+        config.setdefault("train", {}).update(steps=steps, warmup_steps=steps // 4, eval_every=steps,
+                                              checkpoint_every=steps, log_every=steps, batch_size=settings["batch_size"],
+                                              eval_sentences=settings["eval_sentences"])
+    else:
+        for phase in config["phases"]:
+            phase["epochs"] = settings["epochs"]
+            phase.pop("warmup_epochs", None)
+        config.setdefault("data", {}).update(max_train_images=settings["max_train_images"],
+                                             calib_images=settings["calib_images"])
+        config.setdefault("train", {}).update(log_every=1000, batch_size=settings["batch_size"])
     path = out / "config-fast.yaml"
     atomic_write_text(path, yaml.safe_dump(config, sort_keys=False))
     return path
+
+
+def evaluate_text_subnets(checkpoint: Path, out: Path, count: int, sentences: int, seed: int = 0) -> list[dict]:
+    """Validation loss of the largest, the smallest and ``count`` random
+    subnets of a Transformer supernet (inherited weights), appended to ``out``
+    as JSONL records ``{"arch", "loss", "token_accuracy", "split"}``; a re-run
+    skips the subnets already in the file."""
+    from ofa.io import append_jsonl
+    from ofa.training.transformer import evaluate_subnet, load_trained
+
+    from predictors import read_evaluations
+
+    supernet, data = load_trained(checkpoint)
+    space = supernet.space
+    done = {json.dumps(r["arch"], sort_keys=True): r for r in (read_evaluations(out) if out.is_file() else [])}
+    archs = [space.largest(), space.smallest(), *space.sample(seed, n=count)]
+    records = []
+    for arch in archs:
+        key = json.dumps(arch.to_dict(), sort_keys=True)
+        if key not in done:
+            r = evaluate_subnet(supernet.extract(arch), data, "val", limit=sentences, decode=False)
+            done[key] = {"arch": arch.to_dict(), "loss": r["val_loss"], "token_accuracy": r["token_accuracy"],
+                         "split": "val", "space": space.fingerprint}
+            append_jsonl(out, done[key])
+        records.append(done[key])
+    print(f"{len(records)} subnets: validation loss {min(r['loss'] for r in records):.3f} to "
+          f"{max(r['loss'] for r in records):.3f} -> {out}")
+    return records
 
 
 def budgets_for(predictor, space, quantiles=(0.3, 0.7), seed: int = 0) -> list[float]:
@@ -119,10 +162,11 @@ def run(args) -> dict:
     from ofa.training import load_supernet
     from predictors import load_predictor
 
-    if args.transformer:
-        raise OFAError("--transformer: the Transformer quickstart is not available in this version; "
-                       "run the CNN quickstart (without --transformer)")
-    settings = FAST if args.fast else FULL
+    transformer = args.transformer
+    if transformer:
+        settings = TRANSFORMER_FAST if args.fast else TRANSFORMER_FULL
+    else:
+        settings = FAST if args.fast else FULL
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     # SCALE-Sim's per-layer cache for profiling and for verifying the chosen subnets
@@ -131,9 +175,10 @@ def run(args) -> dict:
     started = time.perf_counter()
 
     # 1. train -------------------------------------------------------------------------------------------
-    config = Path(args.config) if args.config else ROOT / "configs" / "mbv3-small-digits.yaml"
+    default_config = "transformer-small.yaml" if transformer else "mbv3-small-digits.yaml"
+    config = Path(args.config) if args.config else ROOT / "configs" / default_config
     if args.fast:
-        config = fast_config(config, out, settings)
+        config = fast_config(config, out, settings, transformer)
     supernet_path = out / "supernet" / "final.pt"
     if supernet_path.is_file():
         print(f"\n== 1. train: {supernet_path} exists, reusing it")
@@ -165,17 +210,25 @@ def run(args) -> dict:
             argv += ["--cv", "3", "--model", "lut"]
         steps.run(f"3. fit the {device} latency predictor", "fit_predictor", argv)
 
-    # 4. accuracy predictor ---------------------------------------------------------------------------------
+    # 4. accuracy (or loss) predictor ----------------------------------------------------------------------------
     evaluations = out / "evaluations.jsonl"
-    steps.run("4. evaluate subnets", "evaluate",
-              ["--supernet", str(supernet_path), "--archs", "largest", "smallest", f"random:{settings['eval_archs']}",
-               "--out", str(evaluations), "--calib-images", str(settings["calib_images"])])
-    accuracy_path = out / "predictors" / "top1.skops"
-    argv = ["--evaluations", str(evaluations), "--space", str(space_file), "--target", "top1",
+    if transformer:
+        print("\n== 4. evaluate subnets (validation loss, inherited weights)")
+        start = time.perf_counter()
+        evaluate_text_subnets(supernet_path, evaluations, settings["eval_archs"], settings["eval_sentences"])
+        steps.timings["4. evaluate subnets"] = round(time.perf_counter() - start, 2)
+    else:
+        steps.run("4. evaluate subnets", "evaluate",
+                  ["--supernet", str(supernet_path), "--archs", "largest", "smallest",
+                   f"random:{settings['eval_archs']}", "--out", str(evaluations),
+                   "--calib-images", str(settings["calib_images"])])
+    target = "loss" if transformer else "top1"
+    accuracy_path = out / "predictors" / f"{target}.skops"
+    argv = ["--evaluations", str(evaluations), "--space", str(space_file), "--target", target,
             "--out", str(accuracy_path)]
     if args.fast:
         argv += ["--cv", "3", "--model", "gbr"]
-    steps.run("4. fit the accuracy predictor", "fit_predictor", argv)
+    steps.run(f"4. fit the {target} predictor", "fit_predictor", argv)
 
     # 5. specialise -----------------------------------------------------------------------------------------
     argv = ["--supernet", str(supernet_path), "--accuracy-predictor", str(accuracy_path), "--out", str(out / "deploy"),
@@ -196,13 +249,16 @@ def run(args) -> dict:
     rows = json.loads((out / "deploy" / "summary.json").read_text())
     total = round(time.perf_counter() - started, 1)
     table = summary_table(rows)
-    report = {"mode": "fast" if args.fast else "full", "settings": settings, "devices": devices,
+    report = {"mode": "fast" if args.fast else "full", "model": "transformer" if transformer else "cnn",
+              "settings": settings, "devices": devices,
               "budgets_ms": budgets, "latency_labels": {d: DEVICES.get(d, "latency_ms") for d in devices},
               "timings_s": steps.timings, "total_s": total, "rows": rows}
     atomic_write_json(out / "quickstart.json", report)
     labels = ", ".join(f"{d}: {DEVICES.get(d, 'latency_ms')}" for d in devices)
-    text = (f"# Quickstart ({report['mode']} mode)\n\nLatency labels ({labels}); accuracy: top-1 on the "
-            f"validation split after BN re-calibration; loyalty: agreement with the largest subnet.\n\n{table}\n\n"
+    accuracy = ("token accuracy and loss on validation sentences" if transformer
+                else "top-1 on the validation split after BN re-calibration")
+    text = (f"# Quickstart ({report['model']}, {report['mode']} mode)\n\nLatency labels ({labels}); accuracy: "
+            f"{accuracy}; loyalty: agreement with the largest subnet.\n\n{table}\n\n"
             f"Pareto plots: `deploy/<target>/pareto_<device>.png`. Wall time: {total} s "
             f"({', '.join(f'{k}: {v} s' for k, v in steps.timings.items())}).\n")
     atomic_write_text(out / "quickstart.md", text)

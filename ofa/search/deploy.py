@@ -259,12 +259,20 @@ def compare_precisions(files: dict[str, str | os.PathLike], images: np.ndarray, 
 
 # --- one subnet, end to end -------------------------------------------------------------------------------
 def checkpoint_data(checkpoint: str | os.PathLike, source: str | os.PathLike | None = None):
-    """The train/val/test splits a supernet checkpoint was trained on (or
-    ``source`` instead, with the same resolution and split fractions)."""
-    from ..data import build_datasets
+    """The data a supernet checkpoint was trained on: image splits
+    (:class:`ofa.data.DataSplits`, or ``source`` instead, same resolution and
+    split fractions) or, for a Transformer, its text splits."""
     from ..training.checkpoint import checkpoint_space, load_checkpoint
 
     payload = load_checkpoint(checkpoint)
+    if payload["trainer"] == "transformer":
+        if source is not None:
+            raise ConfigError("--data applies to image supernets; a Transformer checkpoint rebuilds its own text data")
+        from ..training.transformer import load_trained
+
+        return load_trained(checkpoint)[1]
+    from ..data import build_datasets
+
     space = checkpoint_space(payload)
     data = dict(payload["config"].get("data", {}))
     if source is None and "dataset" not in data:
@@ -272,6 +280,12 @@ def checkpoint_data(checkpoint: str | os.PathLike, source: str | os.PathLike | N
                           f"or an image folder)")
     return build_datasets(source if source is not None else data["dataset"], max(space.resolutions),
                           space.in_channels, "none", data.get("val_fraction", 0.15), data.get("test_fraction", 0.15))
+
+
+def image_data(data) -> bool:
+    from ..data import DataSplits
+
+    return isinstance(data, DataSplits)
 
 
 def has_batchnorm(model: nn.Module) -> bool:
@@ -282,8 +296,9 @@ def deploy_subnet(supernet: nn.Module, arch, out_dir: str | os.PathLike, name: s
                   calib_images: int = 2000, opset: int = DEFAULT_OPSET, ncnn: bool = False, tensorrt: bool = False,
                   fp16: bool = False, int8: bool = False, int8_calib_images: int = 512) -> tuple[nn.Module, dict]:
     """Extract ``arch`` from ``supernet``, re-calibrate its BatchNorm statistics
-    on ``calib_images`` training images of ``data`` (:class:`ofa.data.DataSplits`),
-    and write into ``out_dir``:
+    on ``calib_images`` training images of ``data`` (:class:`ofa.data.DataSplits`;
+    models without BatchNorm, e.g. Transformers, keep their weights as they
+    are), and write into ``out_dir``:
 
     * ``name.pt`` - the static subnet's weights: ``{"arch", "space", "state_dict"}``,
       loadable with ``torch.load(..., weights_only=True)``;
@@ -301,12 +316,13 @@ def deploy_subnet(supernet: nn.Module, arch, out_dir: str | os.PathLike, name: s
     arch = supernet.space.parse(arch)
     if tensorrt:
         require_tensorrt()  # before any work
-    if int8 and data is None:
-        raise ConfigError("INT8 quantisation is calibrated on training images: give the data set (--data)")
+    if int8 and not image_data(data):
+        raise ConfigError("INT8 quantisation is calibrated on training images: it needs an image model and its "
+                          "data set (--data)")
     static = supernet.extract(arch)
     report: dict = {"arch": arch.to_dict(), "space_fingerprint": supernet.space.fingerprint}
     calib = None
-    if data is not None:
+    if image_data(data):
         calib = fixed_subset(data.train, calib_images).tensors(resolution=arch.resolution)[0]
         if has_batchnorm(static):
             report["bn_recalibration_images"] = recalibrate_bn(static, calib)

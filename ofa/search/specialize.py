@@ -211,18 +211,17 @@ def specialize(supernet, accuracy_predictor, latency_predictors: list, targets: 
                             "predicted_latency_ms": result.constraints[f"latency_ms@{device}"],
                             "measured_latency_ms": measured, "measurement": how})
         accuracy = {}
-        if data is not None and _image_space(space):
+        if data is not None:
             if evaluator is None:
-                from ..evaluation import SubnetEvaluator
-
-                evaluator = SubnetEvaluator(supernet, data, split="val", calib_images=calib_images)
-            accuracy = evaluator.evaluate(arch)
+                evaluator = validation_evaluator(supernet, data, calib_images)
+            accuracy = evaluator(arch)
         cost = space.cost(arch)
         summary = {
             "target": target.name, "arch": arch.to_dict(), "arch_summary": arch_summary(arch),
             "predicted_objective": result.objective, "objective": objective.name, "feasible": result.feasible,
             "devices": devices, "macs": int(cost.macs), "params": int(cost.params),
-            "measured_top1": accuracy.get("top1"), "measured_loss": accuracy.get("loss"),
+            "measured_accuracy": accuracy.get("accuracy"), "accuracy_kind": accuracy.get("kind"),
+            "measured_loss": accuracy.get("loss"),
             "label_loyalty": accuracy.get("label_loyalty"), "probability_loyalty": accuracy.get("probability_loyalty"),
             "onnx": deployment["onnx"], "onnx_parity_max_abs_diff": deployment["parity_max_abs_diff"],
         }
@@ -252,18 +251,57 @@ def specialize(supernet, accuracy_predictor, latency_predictors: list, targets: 
     return rows
 
 
-def _image_space(space) -> bool:
-    return space.type_name == "mobilenetv3"
+def validation_evaluator(supernet, data, calib_images: int = 2000, text_limit: int = 200):
+    """``arch -> {"accuracy" (%), "kind", "loss", "label_loyalty", "probability_loyalty"}``
+    on the validation split, loyalty (0..1) to the largest subnet.
+
+    Image supernets: :class:`ofa.evaluation.SubnetEvaluator` (top-1, BN
+    re-calibrated). Transformers: :func:`ofa.training.transformer.evaluate_subnet`
+    (token accuracy and loss on ``text_limit`` validation sentences)."""
+    from .deploy import image_data
+
+    if image_data(data):
+        from ..evaluation import SubnetEvaluator
+
+        evaluator = SubnetEvaluator(supernet, data, split="val", calib_images=calib_images)
+
+        def evaluate(arch) -> dict:
+            r = evaluator.evaluate(arch)
+            return {"accuracy": r["top1"], "kind": "top-1", "loss": r["loss"], "label_loyalty": r["label_loyalty"],
+                    "probability_loyalty": r["probability_loyalty"]}
+        return evaluate
+    from ..training.transformer import evaluate_subnet
+
+    teacher = supernet.extract(supernet.space.largest())
+
+    def evaluate(arch) -> dict:
+        r = evaluate_subnet(supernet.extract(arch), data, "val", limit=text_limit, decode=False, teacher=teacher)
+        return {"accuracy": r["token_accuracy"], "kind": "token accuracy", "loss": r["val_loss"],
+                "label_loyalty": r["label_loyalty"] / 100.0, "probability_loyalty": r["probability_loyalty"] / 100.0}
+    return evaluate
 
 
 def arch_summary(arch) -> str:
-    """A one-line description: resolution, depths, kernel and expand choices."""
+    """A one-line description: for MobileNetV3 resolution, depths, kernel and
+    expand choices of the running blocks; for Transformers width x layers,
+    FFN widths, heads (self+cross) and cross-attended encoder layers."""
     d = arch.to_dict()
     if {"kernel_sizes", "expand_ratios", "depths", "resolution"} <= set(d):
         used = [(k, e) for k, e in zip(d["kernel_sizes"], d["expand_ratios"]) if k is not None]
         kernels = "".join(str(k) for k, _ in used)
         expands = "".join(f"{e:g}" for _, e in used)
         return f"r{d['resolution']} d{''.join(map(str, d['depths']))} k{kernels} e{expands}"
+    if "encoder_embed_dim" in d:  # Transformer: width x layers, FFN widths, heads per layer
+        def join(values):
+            return "/".join(str(v) for v in values)
+
+        text = (f"enc {d['encoder_embed_dim']}x{d['encoder_layers']} ffn {join(d['encoder_ffn_dims'])} "
+                f"h {join(d['encoder_heads'])}")
+        if d.get("decoder_layers"):
+            text += (f"; dec {d['decoder_embed_dim']}x{d['decoder_layers']} ffn {join(d['decoder_ffn_dims'])} "
+                     f"h {join(d['decoder_self_heads'])}+{join(d['decoder_cross_heads'])} "
+                     f"x {join(d['decoder_cross_layers'])}")
+        return text
     return ", ".join(f"{k}={v}" for k, v in d.items() if k != "space")
 
 
@@ -274,14 +312,14 @@ def _fmt(value, spec=".3f", missing="-") -> str:
 def summary_table(rows: list[dict]) -> str:
     """Markdown table: device, budget, architecture, predicted/measured latency, accuracy, loyalty."""
     lines = ["| device | budget (ms) | architecture | predicted latency (ms) | measured latency (ms) | "
-             "predicted | measured top-1 (%) | label loyalty | prob. loyalty |",
+             "predicted | measured accuracy (%) | label loyalty | prob. loyalty |",
              "|---|---|---|---|---|---|---|---|---|"]
     for row in rows:
         for device in row["devices"]:
             lines.append(
                 f"| {device['device']} | {device['budget_ms']:g} | `{row['arch_summary']}` | "
                 f"{device['predicted_latency_ms']:.3f} | {_fmt(device['measured_latency_ms'])} | "
-                f"{row['objective']} {row['predicted_objective']:.3f} | {_fmt(row['measured_top1'], '.2f')} | "
+                f"{row['objective']} {row['predicted_objective']:.3f} | {_fmt(row['measured_accuracy'], '.2f')} | "
                 f"{_fmt(row['label_loyalty'], '.3f')} | {_fmt(row['probability_loyalty'], '.3f')} |")
     return "\n".join(lines)
 
@@ -294,12 +332,16 @@ def target_report(summary: dict, deployment: dict, result) -> str:
     for d in summary["devices"]:
         lines.append(f"| {d['device']} | {d['budget_ms']:g} | {d['predicted_latency_ms']:.3f} | "
                      f"{_fmt(d['measured_latency_ms'])} | {d['measurement']} |")
-    lines += ["", f"Predicted {summary['objective']}: {summary['predicted_objective']:.4f}; measured top-1 on the "
-              f"validation split: {_fmt(summary['measured_top1'], '.2f')} %, label loyalty to the largest subnet "
+    lines += ["", f"Predicted {summary['objective']}: {summary['predicted_objective']:.4f}; measured "
+              f"{summary['accuracy_kind'] or 'accuracy'} on the validation split: "
+              f"{_fmt(summary['measured_accuracy'], '.2f')} %, loss {_fmt(summary['measured_loss'], '.4f')}, "
+              f"label loyalty to the largest subnet "
               f"{_fmt(summary['label_loyalty'])}, probability loyalty {_fmt(summary['probability_loyalty'])}.", "",
               f"Search: {result.method}, {result.num_evaluations} architectures scored, seed {result.seed}.", "",
-              f"Files: `model.pt` (weights, BN re-calibrated on {deployment.get('bn_recalibration_images', 0)} "
-              f"training images), `model.onnx` (opset {deployment['opset']}, dynamic batch, onnxruntime parity "
+              f"Files: `model.pt` (weights"
+              + (f", BN re-calibrated on {deployment['bn_recalibration_images']} training images"
+                 if "bn_recalibration_images" in deployment else "")
+              + f"), `model.onnx` (opset {deployment['opset']}, dynamic batch, onnxruntime parity "
               f"max |diff| {deployment['parity_max_abs_diff']:.2e})"
               + (", `model.ncnn.param`/`.bin`" if "ncnn_param" in deployment else "")
               + (", `model.int8.onnx`" if "precision" in deployment else "")
