@@ -240,6 +240,14 @@ def test_all_phases_chain_in_one_run(uninterrupted):
     assert len(ends) == 5 and all(0 <= e["largest_top1"] <= 100 for e in ends)
     steps = [e for e in events if e["event"] == "step"]
     assert len(steps) == 7 * 4 and all(len(e["subnets"]) == (1 if e["phase"] < 2 else 2) for e in steps)
+    space = get_space("mbv3-small")
+    for e in steps:  # sandwich rule: with several subnets per step, the first is the phase's smallest
+        if e["phase"] >= 2:
+            expand = 6 if e["phase"] == 2 else (4 if e["phase"] == 3 else 3)
+            smallest = space.parse({"kernel_sizes": [3] * 16, "expand_ratios": [expand] * 16, "depths": [2] * 4,
+                                    "resolution": e["resolution"]})
+            assert e["subnets"][0] == space.to_genes(smallest)[0].tolist()
+            assert e["subnets"][1] != e["subnets"][0]
     for name in ("final.pt", "last.pt", "phase0-teacher.pt", "phase4-expand_2.pt", "summary.json"):
         assert (out / name).exists()
     assert "largest_top1" in stdout and "teacher" in stdout

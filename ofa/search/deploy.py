@@ -8,9 +8,7 @@ Every runtime is imported lazily; a missing one raises
 
 from __future__ import annotations
 
-import contextlib
 import os
-import sys
 import tempfile
 from pathlib import Path
 
@@ -72,71 +70,32 @@ def export_checked(model: nn.Module, path: str | os.PathLike, opset: int = DEFAU
 # --- ncnn -----------------------------------------------------------------------------------------------
 def convert_ncnn(model: nn.Module, out_dir: str | os.PathLike, name: str = "model",
                  tolerance: float = 1e-3) -> dict:
-    """Convert a static subnet to ncnn (``name.ncnn.param`` / ``.bin``) with
-    pnnx, then check ncnn's output against PyTorch on one input.
+    """Convert a static subnet to ncnn (``name.ncnn.param`` / ``.bin``) the way
+    the ``mobile-ncnn`` backend does (ONNX -> pnnx -> ncnn, refusing layers
+    ncnn lacks), and check ncnn's output against PyTorch on one input before
+    writing anything to ``out_dir``."""
+    from hardware_profiles.backends.base import example_inputs
+    from hardware_profiles.backends.mobile_ncnn import NcnnRunner
 
-    pnnx traces the model itself (TorchScript), which keeps its graph
-    rewrites exact; its many side files stay in a temporary directory."""
-    try:
-        import ncnn
-        import pnnx
-    except ImportError as error:
-        raise BackendUnavailableError("ncnn export needs pnnx and ncnn: pip install pnnx ncnn "
-                                      "(or pip install 'ofa-hw[mobile]')") from error
-    out_dir = Path(out_dir)
     model.eval()
-    (example,) = _inputs(model, 1)
-    with tempfile.TemporaryDirectory(prefix="ofa-pnnx-") as tmp:
-        tmp = Path(tmp)
-        param, weights = tmp / f"{name}.ncnn.param", tmp / f"{name}.ncnn.bin"
-        cwd, log = os.getcwd(), tmp / "pnnx.log"
-        try:
-            os.chdir(tmp)  # pnnx writes helper files into the working directory
-            with _stderr_to(log):  # pnnx's converter is chatty on stderr
-                pnnx.export(model, str(tmp / f"{name}.pt"), (example,), ncnnparam=str(param),
-                            ncnnbin=str(weights), fp16=False)
-        except Exception as error:
-            raise BackendUnavailableError(f"pnnx could not convert the model ({type(error).__name__}: {error}); "
-                                          f"its log ends with: {log.read_text()[-500:] if log.exists() else ''}") \
-                from None
-        finally:
-            os.chdir(cwd)
-        if not param.is_file() or not weights.is_file():
-            raise BackendUnavailableError(f"pnnx produced no ncnn files (looked for {param.name}, {weights.name})")
-        net = ncnn.Net()
-        net.opt.use_fp16_storage = net.opt.use_fp16_arithmetic = net.opt.use_fp16_packed = False
-        net.load_param(str(param))
-        net.load_model(str(weights))
-        extractor = net.create_extractor()
-        image = np.ascontiguousarray(example[0].numpy())  # ncnn.Mat wraps this buffer: keep it alive
-        extractor.input("in0", ncnn.Mat(image))
-        _, out = extractor.extract("out0")
-        got = np.array(out).reshape(-1)
+    runner = NcnnRunner(model, batch_size=1, threads=1, precision="fp32")  # converts in a temporary directory
+    try:
+        got = runner.outputs()[0].reshape(-1)
         with torch.no_grad():
-            expected = model(example).numpy().reshape(-1)
+            expected = model(*example_inputs(model, 1)).numpy().reshape(-1)  # the inputs the runner was given
         diff = float(np.max(np.abs(got - expected)))
         scale = max(1.0, float(np.max(np.abs(expected))))
-        out_param = atomic_write_bytes(out_dir / param.name, param.read_bytes())
-        out_bin = atomic_write_bytes(out_dir / weights.name, weights.read_bytes())
-    if not diff <= tolerance * scale:
-        raise ExportParityError(f"ncnn output differs from PyTorch by {diff:.3g} on outputs up to {scale:.3g} "
-                                f"(allowed {tolerance:g} x max(1, output))")
-    return {"ncnn_param": str(out_param), "ncnn_bin": str(out_bin), "ncnn_parity_max_abs_diff": diff,
-            "ncnn_tolerance": tolerance, "ncnn_input": "in0 (C, H, W), batch 1", "ncnn_output": "out0"}
-
-
-@contextlib.contextmanager
-def _stderr_to(path: Path):
-    """Send file descriptor 2 (also used by child processes) to ``path``."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with open(path, "wb") as handle:
-        os.dup2(handle.fileno(), 2)
-        try:
-            yield
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
+        if not diff <= tolerance * scale:
+            raise ExportParityError(f"ncnn output differs from PyTorch by {diff:.3g} on outputs up to {scale:.3g} "
+                                    f"(allowed {tolerance:g} x max(1, output))")
+        converted = runner.export.directory
+        out_dir = Path(out_dir)
+        paths = [atomic_write_bytes(out_dir / f"{name}.ncnn.{ext}", (converted / f"model.ncnn.{ext}").read_bytes())
+                 for ext in ("param", "bin")]
+    finally:
+        runner.close()
+    return {"ncnn_param": str(paths[0]), "ncnn_bin": str(paths[1]), "ncnn_parity_max_abs_diff": diff,
+            "ncnn_tolerance": tolerance, "ncnn_inputs": runner.input_names, "ncnn_outputs": runner.output_names}
 
 
 # --- TensorRT --------------------------------------------------------------------------------------------

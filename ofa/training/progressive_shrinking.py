@@ -13,7 +13,10 @@ switching (Cai et al., ICLR 2020, section 3.2):
 
 Each step samples ``subnets_per_step`` subnets from a generator seeded by
 (seed, phase, epoch, step) - the same on every rank and after a resume - and
-one resolution for the batch, runs the teacher once on the batch, and
+one resolution for the batch (with ``train.sandwich``, the default, the first
+of several subnets is always the phase's smallest one - the "sandwich rule" of
+BigNAS, which lifts the smallest subnets; ``false`` samples all at random, as
+the original recipe), runs the teacher once on the batch, and
 accumulates the subnets' gradients (loss = (CE with label smoothing +
 kd_ratio x soft-target loss) / subnets) before one optimizer step. Phases have
 their own epochs, learning rate (cosine with warm-up) and subnet count; the
@@ -73,8 +76,8 @@ DEFAULT_CONFIG = {
     },
     "train": {
         "batch_size": 64, "optimizer": "sgd", "momentum": 0.9, "weight_decay": 3e-5, "label_smoothing": 0.1,
-        "kd_ratio": 1.0, "kd_temperature": 1.0, "schedule": "cosine", "min_lr_factor": 0.0, "dropout": 0.1,
-        "channels_last": True, "threads": 0, "log_every": 10, "log_samples": False, "progress": True,
+        "kd_ratio": 1.0, "kd_temperature": 1.0, "sandwich": True, "schedule": "cosine", "min_lr_factor": 0.0,
+        "dropout": 0.1, "channels_last": True, "threads": 0, "log_every": 10, "log_samples": False, "progress": True,
         "eval_batch_size": 256,
     },
     "phases": None,
@@ -361,6 +364,8 @@ class ProgressiveShrinkingTrainer:
             rng = step_generator(seed, phase_index, epoch, b)
             resolution = int(resolutions[rng.integers(len(resolutions))])
             genes = sample_restricted_genes(self.space, n, rng, _allowed_gene_indices(self.space, phase, resolution))
+            if train["sandwich"] and n > 1:  # the phase's smallest subnet trains at every step
+                genes[0] = self.space.to_genes(self._phase_extreme(phase, min, resolution))[0]
             archs = self.space.from_genes(genes)
             augment_gen = torch.Generator().manual_seed(int(step_generator(seed, phase_index, epoch, b, rank,
                                                                           2).integers(2**62)))
@@ -432,12 +437,13 @@ class ProgressiveShrinkingTrainer:
         barrier()
         return summary
 
-    def _phase_extreme(self, phase: dict, pick):
+    def _phase_extreme(self, phase: dict, pick, resolution: int | None = None):
+        """The phase's smallest (``pick=min``) or largest subnet."""
         b = self.space.num_blocks
         return self.space.parse({"kernel_sizes": [pick(phase["kernel_sizes"])] * b,
                                  "expand_ratios": [pick(phase["expand_ratios"])] * b,
                                  "depths": [pick(phase["depths"])] * self.space.num_stages,
-                                 "resolution": pick(phase["resolutions"])})
+                                 "resolution": resolution or pick(phase["resolutions"])})
 
     def _phase_name(self, index: int) -> str:
         return self.phases[index]["name"] if index < len(self.phases) else "done"
