@@ -111,9 +111,10 @@ def warn_if_loaded(load: float | None) -> bool:
     include waiting for a core; prefer ``cpu_time_ms`` as the label)."""
     cores = os.cpu_count() or 1
     if load is not None and load > cores:
-        warnings.warn(f"load average {load:.1f} exceeds the {cores} cores: wall-clock latencies are inflated "
-                      f"by waiting for a core; thread CPU time (cpu_time_ms) is the steadier label",
-                      RuntimeWarning, stacklevel=3)
+        # one message text, so Python shows it once per run, not once per measurement
+        warnings.warn(f"the load average exceeds the {cores} cores: wall-clock latencies are inflated by waiting "
+                      f"for a core (each record keeps its load_average); thread CPU time (cpu_time_ms) is the "
+                      f"steadier label", RuntimeWarning, stacklevel=3)
         return True
     return False
 

@@ -169,3 +169,10 @@ def test_bort_space_exhaustive_optimum_with_a_loss_objective_and_a_params_budget
     found = evolution_search(problem, population_size=30, generations=30, seed=0)
     assert found.objective == pytest.approx(truth.objective) and found.arch == truth.arch
     assert found.constraints["params"] <= problem.constraints[0].limit
+
+
+def test_search_terminates_on_a_space_with_a_single_architecture():
+    space = get_space("mbv3-small", kernel_sizes=(3,), expand_ratios=(4,), depths=(1,), resolutions=(24,))
+    problem = SearchProblem(space, Objective("top1", SyntheticObjectives(space).accuracy))
+    result = evolution_search(problem, population_size=10, generations=5, seed=0)
+    assert result.feasible and result.arch == space.smallest() == space.largest()

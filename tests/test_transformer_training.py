@@ -11,8 +11,8 @@ from ofa.data.text import (NUMBER_BLOCKS, TEST_BLOCK, VAL_BLOCK, Vocabulary, bui
                            mask_tokens, tokenize)
 from ofa.models.transformer import BOS, EOS, PAD
 from ofa.training import get_trainer
-from ofa.training.transformer import (TransformerTrainer, evaluate_subnet, inverse_sqrt_factor, load_trained,
-                                      sample_subnets, translation_scores)
+from ofa.training.transformer import (TransformerTrainer, evaluate_subnet, fit_space_to_data, inverse_sqrt_factor,
+                                      load_trained, sample_subnets, translation_scores)
 
 
 @pytest.fixture(scope="module")
@@ -130,13 +130,19 @@ def test_encoder_only_masked_lm_and_scratch_training(tmp_path, numbers):
     config = {**tiny_config(steps=2, sampling="uniform", subnets_per_step=2), "space": "bort-small"}
     summary = TransformerTrainer(config, tmp_path / "mlm", data=numbers).run()
     assert np.isfinite(summary["history"][-1]["val_loss"])
-    space = get_space("transformer-small", src_vocab_size=len(numbers.src_vocab),
-                      tgt_vocab_size=len(numbers.tgt_vocab))
+    space = get_space("transformer-small")  # the default task's vocabularies fit: the space stays as named
     trainer = TransformerTrainer(tiny_config(steps=2), tmp_path / "scratch", data=numbers,
                                  fixed_arch=space.smallest().to_dict())
     assert trainer.run()["history"][-1]["subnet"] == "fixed"
     model, _ = load_trained(tmp_path / "scratch" / "final.pt")
-    assert model.arch == trainer.fixed_arch
+    assert model.arch == trainer.fixed_arch and model.space == space
+
+
+def test_space_vocabulary_grows_to_fit_the_data(numbers):
+    small = get_space("transformer-small", src_vocab_size=8, tgt_vocab_size=8)
+    fitted = fit_space_to_data(small, numbers)
+    assert (fitted.src_vocab_size, fitted.tgt_vocab_size) == (len(numbers.src_vocab), len(numbers.tgt_vocab))
+    assert fit_space_to_data(get_space("transformer-small"), numbers) == get_space("transformer-small")
 
 
 def test_translation_scores():

@@ -39,7 +39,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--out", required=True, help="predictor file to write (.skops)")
     p.add_argument("--model", default="auto", help="'auto' (chosen by cross-validation) or a model name")
     p.add_argument("--metric", default="latency_ms", help="profile label: latency_ms (wall) or cpu_time_ms")
-    p.add_argument("--statistic", default="median", help="statistic of the label (median, mean, p10, p90)")
+    p.add_argument("--statistic", default="median",
+                   help="statistic of the label: median, mean, p10, p90 (p10 resists load on a shared machine)")
     p.add_argument("--space", help="search space of the evaluations (preset, dict file)")
     p.add_argument("--target", default="top1", help="evaluation target: top1 or loss")
     p.add_argument("--split", help="use only evaluation records of this split")

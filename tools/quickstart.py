@@ -139,7 +139,10 @@ def budgets_for(predictor, space, quantiles=(0.3, 0.7), seed: int = 0) -> list[f
     random subnets, rounded to two significant digits (a tight and a loose one)."""
     import numpy as np
 
-    predicted = predictor.predict_genes(space.sample_genes(4000, np.random.default_rng(seed)))
+    from ofa.search.specialize import IMPLAUSIBLE_MS, positive_latency
+
+    predicted = positive_latency(predictor)(space.sample_genes(4000, np.random.default_rng(seed)))
+    predicted = predicted[predicted < IMPLAUSIBLE_MS]
     return [float(f"{q:.2g}") for q in np.quantile(predicted, quantiles)]
 
 

@@ -38,7 +38,7 @@ from typing import Iterator, Sequence
 import numpy as np
 import torch
 
-from ..errors import ConfigError, DataError
+from ..errors import BackendUnavailableError, ConfigError, DataError
 from ..models.transformer import BOS, EOS, PAD, SPECIAL_TOKENS, UNK
 
 LEVELS = ("word", "char")
@@ -187,7 +187,8 @@ def number_translation(train_size: int = 20000, val_size: int = 500, test_size: 
     try:
         import num2words  # noqa: F401
     except ImportError as error:
-        raise DataError("the number-translation task needs num2words: pip install num2words") from error
+        raise BackendUnavailableError("the number-translation task needs num2words: pip install num2words "
+                                      "(or pip install 'ofa-hw[nlp]')") from error
     for name, value in (("train_size", train_size), ("val_size", val_size), ("test_size", test_size)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ConfigError(f"{name} must be a positive integer, got {value!r}")

@@ -60,20 +60,22 @@ def evolution_search(
 
     for _ in range(generations):
         parents = population.take(rank(population)[:num_parents])
+        available = len(parents.genes)  # fewer than num_parents in a space with fewer subnets
         children = []
         if num_mutants:
-            picks = rng.integers(0, num_parents, OVERSAMPLE * num_mutants)
+            picks = rng.integers(0, available, OVERSAMPLE * num_mutants)
             children.append(space.mutate_genes(parents.genes[picks], rng, mutate_prob))
         if num_crossovers:
-            a, b = rng.integers(0, num_parents, (2, OVERSAMPLE * num_crossovers))
+            a, b = rng.integers(0, available, (2, OVERSAMPLE * num_crossovers))
             children.append(space.crossover_genes(parents.genes[a], parents.genes[b], rng))
-        if not children:
-            continue
-        children = np.concatenate(children)
+        children = np.concatenate(children) if children else np.zeros((0, space.num_genes), dtype=np.int64)
         children = children[unique_rows(children, exclude=parents.genes)]
-        evaluations += len(children)
-        offspring = _select(problem.evaluate(children), population_size - num_parents)
-        population = Evaluation.concatenate([parents, offspring])
+        if len(children):  # (a tiny space can run out of new children)
+            evaluations += len(children)
+            offspring = _select(problem.evaluate(children), population_size - num_parents)
+            population = Evaluation.concatenate([parents, offspring])
+        else:
+            population = parents
         history.append(_best_objective(population))
 
     return best_of(problem, population, "evolution", evaluations, seed, history, on_infeasible)

@@ -62,6 +62,19 @@ def predictor_for(device: str, predictors) -> object:
     return matches[0]
 
 
+IMPLAUSIBLE_MS = 1e12  # stands in for a non-positive latency prediction
+
+
+def positive_latency(predictor):
+    """The predictor's latency, with non-positive predictions (a regressor
+    extrapolating outside its profile) replaced by an implausibly large value,
+    so that such subnets count as over every budget instead of looking free."""
+    def latency(genes: np.ndarray) -> np.ndarray:
+        values = predictor.predict_genes(genes)
+        return np.where(values > 0, values, IMPLAUSIBLE_MS)
+    return latency
+
+
 def accuracy_objective(predictor) -> Objective:
     """Maximise predicted top-1, or minimise predicted loss."""
     target = getattr(predictor, "target", "top1")
@@ -114,14 +127,17 @@ def measure_latency(predictor, static_model) -> tuple[float | None, str]:
 def pareto_front(space, accuracy, latency, constraints, population: int, generations: int, seed: int) -> ParetoFront:
     """Accuracy vs latency front of one device: NSGA-II, or random search without pymoo."""
     problem = ParetoProblem(space, [accuracy_objective(accuracy),
-                                    Objective(f"latency_ms@{latency.device}", latency.predict_genes, maximize=False)],
-                            constraints)
+                                    Objective(f"latency_ms@{latency.device}", positive_latency(latency),
+                                              maximize=False)], constraints)
     try:
         from .nsga2 import nsga2_search
 
-        return nsga2_search(problem, population, generations, seed=seed, on_infeasible="nearest")
+        front = nsga2_search(problem, population, generations, seed=seed, on_infeasible="nearest")
     except BackendUnavailableError:
-        return random_front(problem, population * (generations + 1), seed, on_infeasible="nearest")
+        front = random_front(problem, population * (generations + 1), seed, on_infeasible="nearest")
+    plausible = front.values[:, 1] < IMPLAUSIBLE_MS
+    front.genes, front.values = front.genes[plausible], front.values[plausible]
+    return front
 
 
 def plot_front(path: Path, front: ParetoFront, cloud: tuple[np.ndarray, np.ndarray], chosen: dict,
@@ -138,7 +154,8 @@ def plot_front(path: Path, front: ParetoFront, cloud: tuple[np.ndarray, np.ndarr
     from ..io import atomic_write_bytes
 
     fig, ax = plt.subplots(figsize=(6, 4.2))
-    ax.scatter(cloud[1], cloud[0], s=6, c="#bbbbbb", label="random subnets (predicted)")
+    plausible = cloud[1] < IMPLAUSIBLE_MS
+    ax.scatter(cloud[1][plausible], cloud[0][plausible], s=6, c="#bbbbbb", label="random subnets (predicted)")
     ax.plot(front.values[:, 1], front.values[:, 0], "-o", ms=3, c="#1f77b4", label=f"Pareto front ({front.method})")
     ax.axvline(budget, ls="--", c="#d62728", label=f"budget {budget:g} ms")
     ax.scatter([chosen["predicted_latency_ms"]], [chosen["predicted_objective"]], marker="*", s=220, c="#ff7f0e",
@@ -193,7 +210,7 @@ def specialize(supernet, accuracy_predictor, latency_predictors: list, targets: 
                 rows.append(stored["summary"])
                 continue
         predictors = [(device, budget, predictor_for(device, latency_predictors)) for device, budget in target.budgets]
-        constraints = [Constraint(f"latency_ms@{device}", p.predict_genes, budget, "ms")
+        constraints = [Constraint(f"latency_ms@{device}", positive_latency(p), budget, "ms")
                        for device, budget, p in predictors] + extra
         problem = SearchProblem(space, objective, constraints)
         result = evolution_search(problem, population, generations, seed=seed, on_infeasible=on_infeasible)
@@ -234,7 +251,7 @@ def specialize(supernet, accuracy_predictor, latency_predictors: list, targets: 
                 front = pareto_front(space, accuracy_predictor, predictor, extra, pareto_population, pareto_generations,
                                      seed)
                 cloud_genes = space.sample_genes(1000, np.random.default_rng(seed))
-                cloud = (accuracy_predictor.predict_genes(cloud_genes), predictor.predict_genes(cloud_genes))
+                cloud = (accuracy_predictor.predict_genes(cloud_genes), positive_latency(predictor)(cloud_genes))
                 fronts[device] = (front, cloud)
                 atomic_write_json(out_dir / f"pareto_{_slug(device)}.json", front.to_records())
             front, cloud = fronts[device]

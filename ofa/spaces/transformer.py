@@ -160,7 +160,9 @@ class TransformerSpace(SearchSpace):
     @classmethod
     def small(cls) -> "TransformerSpace":
         """Encoder-decoder for the number-translation task: trains on 2 CPU cores
-        in minutes. Vocabulary sizes are set from the data by the trainer."""
+        in minutes. Its 64-token vocabularies hold the default task's (37
+        English, 32 French word tokens), so this preset is exactly the space of
+        the supernet ``configs/transformer-small.yaml`` trains."""
         return cls(encoder_embed_dims=(32, 48, 64), decoder_embed_dims=(32, 48, 64), encoder_layer_counts=(1, 2, 3),
                    decoder_layer_counts=(1, 2, 3), ffn_dims=(64, 128, 256), head_counts=(2, 4), head_dim=16,
                    cross_layer_counts=(1, 2, 3), src_vocab_size=64, tgt_vocab_size=64, max_positions=32,
@@ -181,7 +183,8 @@ class TransformerSpace(SearchSpace):
     def bort_small(cls) -> "TransformerSpace":
         """Bort's space scaled down for 2 CPU cores, same shape and constraint
         (3 widths x 4 head counts with heads dividing the width, 6 depths, 5
-        intermediate sizes): also exactly 300 architectures."""
+        intermediate sizes): also exactly 300 architectures; vocabulary as in
+        :meth:`small`."""
         return cls(mode="encoder", encoder_embed_dims=(32, 48, 64), encoder_layer_counts=(1, 2, 3, 4, 5, 6),
                    ffn_dims=(16, 32, 48, 64, 192), head_counts=(1, 2, 3, 4), head_dim=None,
                    heterogeneous_layers=False, src_vocab_size=64, tgt_vocab_size=64, max_positions=32,

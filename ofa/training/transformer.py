@@ -17,7 +17,8 @@ accumulated before one optimizer step. The learning rate follows
 Encoder-decoder spaces train on parallel text (the default task translates
 numbers written in words, English -> French, :mod:`ofa.data.text`);
 encoder-only spaces with a masked-LM head train with BERT's masking on the
-source side. Vocabulary sizes of the space are set from the data.
+source side. The space's vocabulary sizes are enlarged if the data's
+vocabulary does not fit (otherwise the space stays as named).
 
 Checkpoints (``last.pt`` every ``checkpoint_every`` steps, ``final.pt``) use
 :mod:`ofa.training.checkpoint`; the data order of an epoch, the subnets and
@@ -37,7 +38,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..errors import ConfigError
+from ..errors import BackendUnavailableError, ConfigError
 from ..io import atomic_write_json
 from ..models.transformer import PAD, beam_search, greedy_decode
 from ..supernets import create_supernet
@@ -143,9 +144,16 @@ def build_data(config: dict):
 
 
 def fit_space_to_data(space, data):
-    """The space with vocabulary sizes from the data; refuses sentences longer
+    """The space, its vocabulary sizes enlarged where the data's vocabulary
+    does not fit (a vocabulary that fits keeps the space - and its fingerprint
+    - as named: unused embedding rows are harmless); refuses sentences longer
     than the space's ``max_positions``."""
-    space = space.replace(src_vocab_size=len(data.src_vocab), tgt_vocab_size=len(data.tgt_vocab))
+    changes = {}
+    if len(data.src_vocab) > space.src_vocab_size:
+        changes["src_vocab_size"] = len(data.src_vocab)
+    if space.has_decoder and len(data.tgt_vocab) > space.tgt_vocab_size:
+        changes["tgt_vocab_size"] = len(data.tgt_vocab)
+    space = space.replace(**changes) if changes else space
     longest = data.max_length()
     if longest > space.max_positions:
         raise ConfigError(f"the data has sequences of {longest} tokens (with BOS/EOS) but the space allows "
@@ -176,7 +184,11 @@ def masked_lm_loss(model, inputs: torch.Tensor, labels: torch.Tensor, teacher_lo
 
 def translation_scores(hypotheses: Sequence[str], references: Sequence[str]) -> dict:
     """Exact-match accuracy (%), corpus BLEU and chrF (sacrebleu)."""
-    import sacrebleu
+    try:
+        import sacrebleu
+    except ImportError as error:
+        raise BackendUnavailableError("BLEU/chrF need sacrebleu: pip install sacrebleu "
+                                      "(or pip install 'ofa-hw[nlp]')") from error
 
     exact = 100.0 * sum(h == r for h, r in zip(hypotheses, references)) / max(1, len(references))
     return {"exact_match": exact,
