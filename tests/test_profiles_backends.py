@@ -9,7 +9,7 @@ from hardware_profiles import MeasurementProtocol, get_backend
 from hardware_profiles.backends.base import example_inputs
 from hardware_profiles.systolic import (AcceleratorConfig, SimLayer, analytical_cycles, decompose, fold_cycles,
                                         load_accelerator, network_cycles)
-from ofa.errors import ConfigError
+from ofa.errors import BackendUnavailableError, ConfigError
 from ofa.spaces import LayerShape
 from ofa.supernets import create_supernet
 
@@ -63,6 +63,10 @@ def test_ncnn_end_to_end_on_tiny_subnet(tiny_subnet):
         assert output.reshape(-1).shape == expected.reshape(-1).shape
         np.testing.assert_allclose(output.reshape(-1), expected.reshape(-1), rtol=1e-3, atol=1e-4)
         assert any(p.suffix == ".param" for p in runner.export.directory.iterdir())
+        # a wrongly converted network is refused rather than timed
+        runner.outputs = lambda: [output + 1.0]
+        with pytest.raises(BackendUnavailableError, match="differs from PyTorch"):
+            runner._check_parity(model)
     finally:
         runner.close()
     assert not runner.export.directory.exists()

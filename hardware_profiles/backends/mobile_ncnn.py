@@ -43,6 +43,7 @@ def convert_onnx_to_ncnn(onnx_path: Path, inputs: list[np.ndarray], out_dir: Pat
     """Run the pnnx converter; returns the ncnn (.param, .bin). Every file pnnx
     writes goes into ``out_dir``."""
     pnnx = require("pnnx", INSTALL_HINT)
+    out_dir, onnx_path = Path(out_dir).resolve(), Path(onnx_path).resolve()  # pnnx runs inside out_dir
     out_dir.mkdir(parents=True, exist_ok=True)
     param, weights = out_dir / f"{stem}.ncnn.param", out_dir / f"{stem}.ncnn.bin"
     command = [pnnx.EXEC_PATH, str(onnx_path), f"inputshape={pnnx_input_arg(inputs)}",
@@ -73,7 +74,8 @@ def unsupported_layers(param_text: str) -> list[str]:
 
 
 class NcnnRunner(Runner):
-    def __init__(self, static_model: torch.nn.Module, batch_size: int, threads: int, precision: str):
+    def __init__(self, static_model: torch.nn.Module, batch_size: int, threads: int, precision: str,
+                 check_parity: bool = True):
         ncnn = require("ncnn", INSTALL_HINT)
         if batch_size != 1:
             raise ConfigError(f"ncnn runs one sample at a time (batch_size 1), got batch_size={batch_size}")
@@ -101,10 +103,27 @@ class NcnnRunner(Runner):
             self.output_names = list(self.net.output_names())
             # ncnn blobs have no batch axis; it keeps its own copy of each input
             self.mats = [ncnn.Mat(np.ascontiguousarray(x[0], dtype=np.float32)).clone() for x in inputs]
+            if check_parity:
+                self._check_parity(static_model)
         except BaseException:
             self.export.cleanup()
             raise
         self.clocks = WALL_AND_THREAD_CLOCKS if threads == 1 else WALL_CLOCK
+
+    def _check_parity(self, static_model: torch.nn.Module) -> None:
+        """Refuse to time a network that pnnx converted wrongly: ncnn's outputs
+        must match PyTorch's on the example inputs."""
+        with torch.no_grad():
+            expected = static_model.eval()(*example_inputs(static_model, 1))
+        expected = expected if isinstance(expected, (tuple, list)) else (expected,)
+        for want, got in zip(expected, self.outputs()):
+            want = want.detach().cpu().numpy().reshape(-1)
+            got = got.reshape(-1)
+            error = float(np.max(np.abs(want - got))) if want.shape == got.shape else float("inf")
+            if not error <= 1e-3 + 1e-2 * float(np.max(np.abs(want))):
+                raise BackendUnavailableError(
+                    f"ncnn's output differs from PyTorch's (max abs difference {error:.3g}): pnnx did not convert "
+                    f"this network faithfully, so its ncnn latency would not be this network's")
 
     def outputs(self) -> list[np.ndarray]:
         """Run once and return the outputs (for parity checks)."""
@@ -168,4 +187,6 @@ class NcnnBackend(TimedBackend):
 
     def prepare(self, static_model: torch.nn.Module, batch_size: int = 1) -> NcnnRunner:
         self.check_available()
-        return NcnnRunner(static_model, batch_size, self.threads, self.precision)
+        # fp16 changes the numbers on purpose: the parity check is for fp32
+        return NcnnRunner(static_model, batch_size, self.threads, self.precision,
+                          check_parity=self.precision == "fp32")
