@@ -131,13 +131,13 @@ def transfer_section(source, target, metric: str, statistic: str, args) -> dict:
                 model = make_latency_model(name, target.space, args.seed).fit(genes[few], y[few])
                 scores[f"{name} alone"].append(within(y[test], model.predict(genes[test]), 0.10))
         rows[str(n)] = {k: float(np.mean(v)) for k, v in scores.items()}
-    print(f"\ntransfer {source.device} -> {target.device} [{metric}.{statistic}], within +-10% on {len(test)} "
-          f"held out (mean of {args.repeats} draws)")
+    print(f"\ntransfer {source.device} -> {target.device} ({target.space.type_name}) [{metric}.{statistic}], "
+          f"within +-10% on {len(test)} held out (mean of {args.repeats} draws)")
     print("  n   " + "".join(f"{k:>21s}" for k in next(iter(rows.values()), {})))
     for n, row in rows.items():
         print(f"  {n:<4s}" + "".join(f"{v:>21.1f}" for v in row.values()))
-    return {"source": source.device, "target": target.device, "label": f"{metric}.{statistic}",
-            "n_test": int(len(test)), "within_10_by_n": rows}
+    return {"space": target.space.fingerprint, "source": source.device, "target": target.device,
+            "label": f"{metric}.{statistic}", "n_test": int(len(test)), "within_10_by_n": rows}
 
 
 def accuracy_section(path: str, space_name: str, args) -> dict:

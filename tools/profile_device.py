@@ -28,7 +28,7 @@ from ofa.errors import OFAError  # noqa: E402
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--space", default="mbv3-small", help="search space preset, or a space JSON/YAML file")
+    p.add_argument("--space", default="mbv3-small", help="search space preset, a space JSON/YAML file, or a trained checkpoint (.pt)")
     p.add_argument("--backend", default="cpu-ort",
                    help="cpu-ort, gpu-tensorrt, gpu-cuda, mobile-ncnn, fpga-scalesim, fpga-analytical")
     p.add_argument("--num-archs", type=int, default=300, help="architectures to measure (stratified over MACs)")

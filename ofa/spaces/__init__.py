@@ -62,7 +62,8 @@ def space_from_dict(config: dict) -> SearchSpace:
 
 
 def resolve_space(spec: "str | dict | SearchSpace | Path") -> SearchSpace:
-    """A space from a preset name, a dict, a JSON/YAML file path, or a space."""
+    """A space from a preset name, a dict, a JSON/YAML file, a trained
+    checkpoint (``.pt``: the space it was trained on), or a space."""
     if isinstance(spec, SearchSpace):
         return spec
     if isinstance(spec, dict):
@@ -71,7 +72,12 @@ def resolve_space(spec: "str | dict | SearchSpace | Path") -> SearchSpace:
         return get_space(spec)
     path = Path(spec)
     if not path.is_file():
-        raise ConfigError(f"{spec!r} is neither a space preset ({list_spaces()}) nor a space file")
+        raise ConfigError(f"{spec!r} is neither a space preset ({list_spaces()}) nor a space file "
+                          f"(.json/.yaml) nor a checkpoint (.pt)")
+    if path.suffix == ".pt":
+        from ..training.checkpoint import checkpoint_space, load_checkpoint
+
+        return checkpoint_space(load_checkpoint(path))
     text = path.read_text()
     if path.suffix in (".yaml", ".yml"):
         import yaml
