@@ -56,6 +56,7 @@ class SpacePredictor:
 
     kind = "base"
     relative_errors = True
+    output_range: tuple[float, float] = (-np.inf, np.inf)
 
     def __init__(self, estimator: Pipeline, space, target: str, model_name: str = "custom", metrics=None,
                  interval_residuals: Sequence[float] | None = None):
@@ -86,7 +87,9 @@ class SpacePredictor:
         genes = np.asarray(genes)
         if genes.ndim == 1:
             genes = genes[None, :]
-        return np.asarray(self.estimator.predict(genes), dtype=np.float64)
+        prediction = np.asarray(self.estimator.predict(genes), dtype=np.float64)
+        low, high = self.output_range
+        return np.clip(prediction, low, high) if (low, high) != (-np.inf, np.inf) else prediction
 
     def predict_archs(self, archs) -> np.ndarray:
         """Predictions for one architecture, a dict, or a list of them (validated
@@ -149,10 +152,15 @@ class LatencyPredictor(SpacePredictor):
 
 class AccuracyPredictor(SpacePredictor):
     """Predicts top-1 accuracy (percent) or validation loss of subnets with
-    inherited weights."""
+    inherited weights. Predictions are clipped to the target's range (a
+    regressor can overshoot 100% on a saturated task)."""
 
     kind = "accuracy"
     relative_errors = False
+
+    @property
+    def output_range(self) -> tuple[float, float]:
+        return (0.0, 100.0) if self.target == "top1" else (0.0, np.inf)
 
     def __init__(self, estimator, space, target="top1", model_name="custom", metrics=None, interval_residuals=None,
                  source: str | None = None):
@@ -389,6 +397,9 @@ def read_evaluations(path: str | os.PathLike) -> list[dict]:
     return records
 
 
+MIN_ACCURACY_RECORDS = 16
+
+
 def fit_accuracy_predictor(path_or_records: str | os.PathLike | Iterable[dict], space, model: str = "auto",
                            target: str = "top1", split: str | None = None, cv: int = 5, random_state: int = 0,
                            candidates: Sequence[str] = AUTO_ACCURACY_MODELS,
@@ -408,9 +419,11 @@ def fit_accuracy_predictor(path_or_records: str | os.PathLike | Iterable[dict], 
     missing = [i for i, r in enumerate(records) if not isinstance(r.get(target), (int, float))]
     if missing:
         raise DataError(f"{len(missing)} evaluation record(s) (first: #{missing[0]}) have no numeric {target!r}")
-    if len(records) < 5:
-        raise DataError(f"need at least 5 evaluated architectures to fit an accuracy predictor, got {len(records)}"
-                        + (f" in split {split!r}" if split else ""))
+    if len(records) < MIN_ACCURACY_RECORDS:
+        raise DataError(f"need at least {MIN_ACCURACY_RECORDS} evaluated architectures to fit an accuracy predictor "
+                        f"(cross-validation and the MLP's early-stopping split need them), got {len(records)}"
+                        + (f" in split {split!r}" if split else "")
+                        + "; evaluate more with tools/evaluate.py --archs random:N")
     genes = space.to_genes([r["arch"] for r in records])
     y = np.array([r[target] for r in records], dtype=np.float64)
     for name in ([model] if model != "auto" else candidates):

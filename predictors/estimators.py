@@ -289,7 +289,8 @@ def make_accuracy_model(name: str, space, random_state: int = 0, max_iter: int =
     space_dict = space.to_dict()
     if name == "mlp":
         mlp = MLPRegressor(hidden_layer_sizes=(400, 400, 400), solver="adam", learning_rate_init=1e-3,
-                           alpha=1e-4, max_iter=max_iter, early_stopping=True, n_iter_no_change=20,
+                           alpha=1e-4, max_iter=max_iter, early_stopping=True, validation_fraction=0.2,
+                           n_iter_no_change=20,
                            random_state=random_state)
         # Standardised targets: Adam's default step suits unit-scale outputs.
         return Pipeline([("features", ArchFeaturizer(space_dict, "encoding")),

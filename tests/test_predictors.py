@@ -332,8 +332,10 @@ def test_accuracy_predictor_from_jsonl(space, tmp_path):
     np.testing.assert_array_equal(loaded.predict_archs([r["arch"] for r in test]), prediction)
     loss = fit_accuracy_predictor(records, space, model="gbr", target="loss", split="val", cv=3)
     assert loss.target == "loss"
-    with pytest.raises(DataError, match="at least 5"):
+    with pytest.raises(DataError, match="at least 16"):
         fit_accuracy_predictor(records, space, split="test")
+    few = fit_accuracy_predictor(records[:16], space, model="mlp", max_iter=30)  # the MLP's early stopping copes
+    assert np.all((few.predict_archs([r["arch"] for r in test]) >= 0) & (few.predict_archs([r["arch"] for r in test]) <= 100))
     with pytest.raises(DataError, match="no numeric 'top5'"):
         fit_accuracy_predictor(records, space, target="top5")
     bad = tmp_path / "bad.jsonl"

@@ -23,7 +23,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ofa.errors import ConfigError, OFAError  # noqa: E402
+from ofa.cli import run_command  # noqa: E402
+from ofa.errors import ConfigError  # noqa: E402
 
 
 def read_arch_file(path: Path, space) -> list:
@@ -104,12 +105,7 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="seed of random:N")
     parser.add_argument("--threads", type=int, default=0)
     args = parser.parse_args(argv)
-    try:
-        evaluate(args)
-    except OFAError as error:
-        print(f"error: {type(error).__name__}: {error}", file=sys.stderr)
-        return 2
-    return 0
+    return run_command(evaluate, args)
 
 
 def evaluate(args) -> list[dict]:

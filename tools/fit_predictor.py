@@ -28,7 +28,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ofa.errors import OFAError  # noqa: E402
+from ofa.cli import run_command  # noqa: E402
+from ofa.errors import ConfigError  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -41,7 +42,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--metric", default="latency_ms", help="profile label: latency_ms (wall) or cpu_time_ms")
     p.add_argument("--statistic", default="median",
                    help="statistic of the label: median, mean, p10, p90 (p10 resists load on a shared machine)")
-    p.add_argument("--space", help="search space of the evaluations (preset, dict file)")
+    p.add_argument("--space", help="search space of the evaluations (preset, space JSON/YAML file, or trained checkpoint .pt)")
     p.add_argument("--target", default="top1", help="evaluation target: top1 or loss")
     p.add_argument("--split", help="use only evaluation records of this split")
     p.add_argument("--test-fraction", type=float, default=0.2, help="share of architectures held out (0.2)")
@@ -76,7 +77,7 @@ def run(args) -> dict:
         title = f"{predictor.device} ({args.metric}.{args.statistic})"
     else:
         if not args.space:
-            raise OFAError("--evaluations needs --space (the search space the architectures belong to)")
+            raise ConfigError("--evaluations needs --space (the search space the architectures belong to)")
         from ofa.spaces import resolve_space
 
         space = resolve_space(args.space)
@@ -137,12 +138,7 @@ def run(args) -> dict:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    try:
-        run(args)
-    except OFAError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    return 0
+    return run_command(run, args)
 
 
 if __name__ == "__main__":

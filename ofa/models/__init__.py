@@ -2,5 +2,6 @@
 
 from .layers import ConvBNAct, InvertedResidual, SqueezeExcite, activation
 from .mobilenetv3 import MobileNetV3
+from .transformer import Transformer
 
-__all__ = ["ConvBNAct", "InvertedResidual", "SqueezeExcite", "activation", "MobileNetV3"]
+__all__ = ["ConvBNAct", "InvertedResidual", "SqueezeExcite", "activation", "MobileNetV3", "Transformer"]

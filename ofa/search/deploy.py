@@ -49,7 +49,7 @@ def export_checked(model: nn.Module, path: str | os.PathLike, opset: int = DEFAU
     Returns ``{"onnx", "opset", "parity_max_abs_diff", "output_max_abs",
     "parity_batch_sizes", "tolerance"}``; raises :class:`ExportParityError`."""
     model.eval()
-    export_model(model, path, opset=opset)
+    extra_graphs = _export_graphs(model, Path(path), opset)
     diff, scale = 0.0, 1.0
     for batch_size in batch_sizes:
         inputs = _inputs(model, batch_size)
@@ -57,14 +57,37 @@ def export_checked(model: nn.Module, path: str | os.PathLike, opset: int = DEFAU
         with torch.no_grad():
             output = model(*inputs)
         scale = max(scale, float(output.abs().max()))
-    report = {"onnx": str(path), "opset": opset, "dynamic_axes": "batch (axis 0 of every input and output)",
+    report = {"onnx": str(path), "opset": opset, "dynamic_axes": ("batch and sequence length" if extra_graphs
+                                                      else "batch (axis 0 of every input and output)"),
               "parity_max_abs_diff": diff, "output_max_abs": scale, "parity_batch_sizes": list(batch_sizes),
-              "tolerance": tolerance}
+              "tolerance": tolerance, **extra_graphs}
     if not diff <= tolerance * scale:
         raise ExportParityError(f"{path}: onnxruntime differs from PyTorch by {diff:.3g} on outputs up to "
                                 f"{scale:.3g} (allowed {tolerance:g} x max(1, output)); the export is not faithful "
                                 f"- try another --opset")
     return report
+
+
+def _export_graphs(model: nn.Module, path: Path, opset: int) -> dict:
+    """Write ``path`` (the whole network); for an encoder-decoder Transformer also
+    ``<stem>.encoder.onnx`` and ``<stem>.decoder_step.onnx`` for incremental
+    decoding, with dynamic batch and sequence axes. Returns the extra files."""
+    arch = getattr(model, "arch", None)
+    if not getattr(arch, "has_decoder", False):
+        export_model(model, path, opset=opset)
+        return {}
+    from ..models.transformer import export_transformer
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=path.parent) as scratch:
+        written = export_transformer(model, scratch, opset)
+        extra = {}
+        for name, source in written.items():
+            target = path if name == "model" else path.with_name(f"{path.stem}.{name}.onnx")
+            os.replace(source, target)  # same filesystem: atomic
+            if name != "model":
+                extra[f"onnx_{name}"] = str(target)
+    return extra
 
 
 # --- ncnn -----------------------------------------------------------------------------------------------

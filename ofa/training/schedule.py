@@ -5,8 +5,8 @@ giving the multiplier of the base learning rate; :class:`StepSchedule` turns
 one into a ``torch.optim.lr_scheduler.LRScheduler`` whose state dict is plain
 data (checkpoint-safe). Register new shapes in :data:`SCHEDULES`::
 
-    SCHEDULES["inverse_sqrt"] = my_inverse_sqrt_factor
-    scheduler = build_scheduler("inverse_sqrt", optimizer, total_steps=..., warmup_steps=...)
+    SCHEDULES["my_shape"] = my_factor
+    scheduler = build_scheduler("my_shape", optimizer, total_steps=..., warmup_steps=...)
 """
 
 from __future__ import annotations
@@ -35,7 +35,17 @@ def constant_factor(step: int, total_steps: int, warmup_steps: int = 0, min_fact
     return (step + 1) / (warmup_steps + 1) if step < warmup_steps else 1.0
 
 
-SCHEDULES: dict[str, Callable[..., float]] = {"cosine": cosine_factor, "constant": constant_factor}
+def inverse_sqrt_factor(step: int, total_steps: int, warmup_steps: int = 0, min_factor: float = 0.0) -> float:
+    """The Transformer schedule: linear warm-up to 1 at ``warmup_steps``,
+    then ``sqrt(warmup_steps / step)`` (never below ``min_factor``)."""
+    step = step + 1
+    if step <= warmup_steps:
+        return step / max(1, warmup_steps)
+    return max(min_factor, math.sqrt(max(1, warmup_steps) / step))
+
+
+SCHEDULES: dict[str, Callable[..., float]] = {"cosine": cosine_factor, "constant": constant_factor,
+                                              "inverse_sqrt": inverse_sqrt_factor}
 
 
 class StepSchedule(LRScheduler):

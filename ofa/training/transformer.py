@@ -28,7 +28,6 @@ moment and resumed ends with the same weights as an uninterrupted run.
 
 from __future__ import annotations
 
-import math
 import sys
 import time
 from pathlib import Path
@@ -51,19 +50,9 @@ from .optim import OPTIMIZERS, build_optimizer
 from .resume import resume_payload
 from .runlog import MetricsLog, format_table
 from .sampling import step_generator
-from .schedule import SCHEDULES, build_scheduler
+from .schedule import SCHEDULES, build_scheduler, inverse_sqrt_factor
 
 
-def inverse_sqrt_factor(step: int, total_steps: int, warmup_steps: int = 0, min_factor: float = 0.0) -> float:
-    """The Transformer schedule: linear warm-up to 1 at ``warmup_steps``,
-    then ``sqrt(warmup_steps / step)`` (never below ``min_factor``)."""
-    step = step + 1
-    if step <= warmup_steps:
-        return step / max(1, warmup_steps)
-    return max(min_factor, math.sqrt(max(1, warmup_steps) / step))
-
-
-SCHEDULES.setdefault("inverse_sqrt", inverse_sqrt_factor)
 
 SAMPLINGS = ("uniform", "sandwich")
 
