@@ -46,7 +46,7 @@ def export_ncnn_bundle(space, directory, num_archs: int, seed: int = 0, strata: 
     from ofa.supernets import create_supernet
 
     from .backends.base import TemporaryExport, example_inputs, numpy_inputs
-    from .backends.mobile_ncnn import convert_onnx_to_ncnn
+    from .backends.mobile_ncnn import convert_onnx_to_ncnn, ncnn_graph
 
     space = resolve_space(space)
     directory = Path(directory)
@@ -55,7 +55,7 @@ def export_ncnn_bundle(space, directory, num_archs: int, seed: int = 0, strata: 
     entries, lines = [], []
     for index, arch in enumerate(stratified_sample(space, num_archs, rng=seed, strata=strata)):
         model_id = f"a{index:04d}"
-        model = supernet.extract(arch).eval()
+        model = ncnn_graph(supernet.extract(arch).eval())
         inputs = numpy_inputs(example_inputs(model, 1))
         export = TemporaryExport(model)
         try:

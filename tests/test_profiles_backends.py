@@ -75,6 +75,34 @@ def test_ncnn_end_to_end_on_tiny_subnet(tiny_subnet):
         backend.prepare(model, batch_size=2)
 
 
+@pytest.mark.parametrize("preset", ["transformer-small", "bort-small"])
+def test_ncnn_end_to_end_on_tiny_transformer(preset):
+    """Token ids reach ncnn's Embed layer as int32, and the unpadded graph
+    (no padding mask, additive causal mask) has only ops ncnn implements."""
+    pytest.importorskip("ncnn")
+    pytest.importorskip("pnnx")
+    from ofa.spaces import get_space
+
+    space = get_space(preset)
+    torch.manual_seed(0)
+    model = create_supernet(space).extract(space.smallest()).eval()
+    for norm in (m for m in model.modules() if isinstance(m, torch.nn.LayerNorm)):  # not the identity
+        torch.nn.init.normal_(norm.weight, 1.0, 0.2)
+        torch.nn.init.normal_(norm.bias, 0.0, 0.2)
+    inputs = example_inputs(model, 1)
+    with torch.no_grad():
+        expected = model(*inputs).numpy()
+        np.testing.assert_array_equal(model.unpadded()(*inputs).numpy(), expected)
+    backend = get_backend("mobile-ncnn", protocol=QUICK)
+    runner = backend.prepare(model)  # refuses (BackendUnavailableError) if ncnn differs from PyTorch
+    try:
+        (output,) = runner.outputs()
+        np.testing.assert_allclose(output.reshape(-1), expected.reshape(-1), rtol=1e-4, atol=1e-4)
+    finally:
+        runner.close()
+    assert runner.input_shapes == [tuple(x.shape) for x in inputs]
+
+
 def test_ncnn_names_layers_it_lacks():
     from hardware_profiles.backends.mobile_ncnn import unsupported_layers
 

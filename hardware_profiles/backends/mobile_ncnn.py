@@ -59,6 +59,13 @@ def convert_onnx_to_ncnn(onnx_path: Path, inputs: list[np.ndarray], out_dir: Pat
     return param, weights
 
 
+def ncnn_graph(static_model: torch.nn.Module) -> torch.nn.Module:
+    """The module to convert for ncnn. A Transformer becomes its unpadded
+    graph (the same function on one unpadded sentence): its padding and
+    causal masks would need boolean/select operators ncnn does not have."""
+    return static_model.unpadded() if hasattr(static_model, "unpadded") else static_model
+
+
 def unsupported_layers(param_text: str) -> list[str]:
     """Layer types in an ncnn ``.param`` that ncnn does not implement.
 
@@ -79,6 +86,7 @@ class NcnnRunner(Runner):
         ncnn = require("ncnn", INSTALL_HINT)
         if batch_size != 1:
             raise ConfigError(f"ncnn runs one sample at a time (batch_size 1), got batch_size={batch_size}")
+        static_model = ncnn_graph(static_model)
         inputs = numpy_inputs(example_inputs(static_model, batch_size))
         self.input_shapes = [x.shape for x in inputs]
         self.export = TemporaryExport(static_model, batch_size)
@@ -101,8 +109,10 @@ class NcnnRunner(Runner):
                 raise BackendUnavailableError(f"ncnn could not load the converted model {param.name}")
             self.input_names = list(self.net.input_names())
             self.output_names = list(self.net.output_names())
-            # ncnn blobs have no batch axis; it keeps its own copy of each input
-            self.mats = [ncnn.Mat(np.ascontiguousarray(x[0], dtype=np.float32)).clone() for x in inputs]
+            # ncnn blobs have no batch axis; it keeps its own copy of each input. Token ids go in
+            # as int32: ncnn's Embed layer reads its input's bits as int32, not as float values
+            self.mats = [ncnn.Mat(np.ascontiguousarray(x[0], dtype=np.int32 if x.dtype.kind in "iu" else np.float32))
+                         .clone() for x in inputs]
             if check_parity:
                 self._check_parity(static_model)
         except BaseException:

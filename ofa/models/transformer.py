@@ -32,12 +32,24 @@ SPECIAL_TOKENS = ("<pad>", "<bos>", "<eos>", "<unk>")
 # --- layers ---------------------------------------------------------------------------------------------
 def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, blocked: Optional[torch.Tensor]) -> torch.Tensor:
     """Scaled dot-product attention over (batch, heads, time, head_size)
-    tensors. ``blocked`` (broadcastable to (batch, heads, Tq, Tk), True = may
-    not attend) uses the most negative finite value, so no row becomes NaN."""
+    tensors. ``blocked`` (broadcastable to (batch, heads, Tq, Tk)) is either a
+    boolean mask (True = may not attend), filled with the most negative finite
+    value so no row becomes NaN, or the same mask as an additive float bias
+    (0 or that value; see :func:`additive_mask`), which gives the same scores
+    and needs no select operator in exported graphs."""
     scores = torch.matmul(q * (1.0 / math.sqrt(q.shape[-1])), k.transpose(-1, -2))
-    if blocked is not None:
+    if blocked is not None and blocked.dtype == torch.bool:
         scores = scores.masked_fill(blocked, torch.finfo(scores.dtype).min)
+    elif blocked is not None:
+        scores = scores + blocked
     return torch.matmul(torch.softmax(scores, dim=-1), v)
+
+
+def additive_mask(blocked: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """A boolean mask as a float bias: 0 where allowed, the most negative
+    finite value where blocked. Adding it to a score s of magnitude below
+    ~1e31 rounds to that value, i.e. exactly what ``masked_fill`` writes."""
+    return torch.zeros(blocked.shape, dtype=dtype, device=blocked.device).masked_fill(blocked, torch.finfo(dtype).min)
 
 
 class MultiHeadAttention(nn.Module):
@@ -128,7 +140,7 @@ class DecoderLayer(nn.Module):
         padding mask tiled to match: (batch, 1, 1, k * source_length)."""
         k = self.cross_layers
         source = torch.cat(memory.states[-k:], dim=1) if k > 1 else memory.states[-1]
-        blocked = memory.padding.repeat(1, k)[:, None, None, :]
+        blocked = None if memory.padding is None else memory.padding.repeat(1, k)[:, None, None, :]
         return self.cross_attn.project_kv(source), blocked
 
     def forward(self, x, self_blocked, cross_kv, cross_blocked, past=None):
@@ -158,13 +170,15 @@ def init_transformer_weights(module: nn.Module) -> None:
 class EncoderMemory:
     """What the decoder reads: the normalised outputs of the last encoder
     layers (oldest first, each (batch, source_length, dim)) and the source
-    padding mask (batch, source_length), True at padding."""
+    padding mask (batch, source_length), True at padding; None when the
+    source is known to hold no padding (see :class:`UnpaddedGraph`)."""
 
     states: tuple[torch.Tensor, ...]
-    padding: torch.Tensor
+    padding: Optional[torch.Tensor]
 
     def index_select(self, index: torch.Tensor) -> "EncoderMemory":
-        return EncoderMemory(tuple(s.index_select(0, index) for s in self.states), self.padding.index_select(0, index))
+        padding = None if self.padding is None else self.padding.index_select(0, index)
+        return EncoderMemory(tuple(s.index_select(0, index) for s in self.states), padding)
 
 
 def _positions(tokens: torch.Tensor) -> torch.Tensor:
@@ -209,10 +223,12 @@ class TransformerBody(nn.Module):
         table, positions = self._embedding_weights(side)
         return self.dropout(F.embedding(tokens, table) + F.embedding(_positions(tokens) + offset, positions))
 
-    def encode(self, src_tokens: torch.Tensor) -> EncoderMemory:
-        """Run the encoder; keep the normalised outputs the decoder reads."""
-        padding = src_tokens.eq(PAD)
-        blocked = padding[:, None, None, :]
+    def encode(self, src_tokens: torch.Tensor, mask_padding: bool = True) -> EncoderMemory:
+        """Run the encoder; keep the normalised outputs the decoder reads.
+        ``mask_padding=False`` skips the padding mask, for sources known to
+        hold no PAD token (the result is then the same)."""
+        padding = src_tokens.eq(PAD) if mask_padding else None
+        blocked = None if padding is None else padding[:, None, None, :]
         x = self._embed(src_tokens, "src")
         layers = self.active_encoder_layers()
         keep = max([layer.cross_layers for layer in self.active_decoder_layers()], default=1) \
@@ -229,9 +245,13 @@ class TransformerBody(nn.Module):
         return F.linear(self.decoder_norm(x), self._embedding_weights("tgt")[0])
 
     def decode(self, tgt_tokens: torch.Tensor, memory: EncoderMemory) -> torch.Tensor:
-        """Teacher-forced decoding: logits (batch, target_length, vocab)."""
+        """Teacher-forced decoding: logits (batch, target_length, vocab).
+        Without a padding mask (``memory.padding is None``) the causal mask is
+        an additive bias, so the graph has no boolean operators."""
         position = _positions(tgt_tokens[:1])[0]
         causal = position[None, :] > position[:, None]  # (T, T): no attending to later positions
+        if memory.padding is None:
+            causal = additive_mask(causal)
         x = self._embed(tgt_tokens, "tgt")
         for layer in self.active_decoder_layers():
             x, _ = layer(x, causal, *layer.cross_keys_values(memory))
@@ -259,22 +279,25 @@ class TransformerBody(nn.Module):
             new_cache.append({"self": self_kv, "cross": cross_kv, "cross_blocked": cross_blocked})
         return self.output_logits(x)[:, -1], new_cache
 
-    def encoder_only_logits(self, src_tokens: torch.Tensor) -> torch.Tensor:
-        x = self.encode(src_tokens).states[-1]
+    def encoder_only_logits(self, src_tokens: torch.Tensor, mask_padding: bool = True) -> torch.Tensor:
+        x = self.encode(src_tokens, mask_padding).states[-1]
         if self.space.encoder_head == "lm":  # tied to the token embedding
             return F.linear(x, self._embedding_weights("src")[0])
         return F.linear(x[:, 0], *self._classifier_weights())  # the first (BOS) token classifies
 
-    def forward(self, src_tokens: torch.Tensor, tgt_tokens: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def forward(self, src_tokens: torch.Tensor, tgt_tokens: Optional[torch.Tensor] = None,
+                mask_padding: bool = True) -> torch.Tensor:
         """Encoder-decoder: logits (batch, target_length, vocab) for the
         teacher-forced target (its first token is BOS). Encoder-only: masked-LM
-        logits (batch, source_length, vocab) or class logits (batch, classes)."""
+        logits (batch, source_length, vocab) or class logits (batch, classes).
+        ``mask_padding=False``: the sources hold no PAD token, so no padding
+        mask is built (same result, a graph without boolean operators)."""
         if not self.space.has_decoder:
-            return self.encoder_only_logits(src_tokens)
+            return self.encoder_only_logits(src_tokens, mask_padding)
         if tgt_tokens is None:
             raise ConfigError("an encoder-decoder Transformer needs target tokens (teacher forcing); "
                               "use greedy_decode/beam_search to generate")
-        return self.decode(tgt_tokens, self.encode(src_tokens))
+        return self.decode(tgt_tokens, self.encode(src_tokens, mask_padding))
 
 
 # --- the static network ---------------------------------------------------------------------------------
@@ -324,6 +347,10 @@ class Transformer(TransformerBody):
                             (batch_size, self.space.target_length), device=device)
         tgt[:, 0] = BOS
         return src, tgt
+
+    def unpadded(self) -> "UnpaddedGraph":
+        """This network for unpadded inputs, as a graph without masks (see :class:`UnpaddedGraph`)."""
+        return UnpaddedGraph(self)
 
 
 # --- generation -----------------------------------------------------------------------------------------
@@ -425,6 +452,27 @@ def _max_length(model: TransformerBody, max_length: int | None) -> int:
 
 
 # --- ONNX graphs ----------------------------------------------------------------------------------------
+class UnpaddedGraph(nn.Module):
+    """A static Transformer's forward for sources without PAD tokens (one
+    sentence at a time, as on a phone): no padding mask, and the decoder's
+    causal mask as an additive bias. It computes the same logits as the
+    model on such inputs (its example inputs are such), and its exported graph
+    has no boolean/select operators, which runtimes like ncnn lack."""
+
+    def __init__(self, model: Transformer):
+        super().__init__()
+        self.model = model
+        self.arch = model.arch
+        self.input_names, self.output_names = model.input_names, model.output_names
+        self.train(model.training)
+
+    def example_inputs(self, batch_size: int = 1) -> tuple[torch.Tensor, ...]:
+        return self.model.example_inputs(batch_size)
+
+    def forward(self, src_tokens: torch.Tensor, tgt_tokens: Optional[torch.Tensor] = None) -> torch.Tensor:
+        return self.model(src_tokens, tgt_tokens, mask_padding=False)
+
+
 class EncoderGraph(nn.Module):
     """Encoder of a static encoder-decoder Transformer as one graph:
     ``src_tokens`` -> ``encoder_states`` (K, batch, source_length, dim), the
