@@ -161,6 +161,16 @@ class SearchSpace(abc.ABC):
 
     type_name: ClassVar[str]
 
+    def __post_init__(self):
+        for field in dataclasses.fields(self):  # type: ignore[arg-type]
+            value = getattr(self, field.name)
+            if isinstance(value, list):  # from JSON/YAML: store tuples so the space is hashable
+                object.__setattr__(self, field.name, tuple(value))
+        self._validate()
+
+    def _validate(self) -> None:
+        """Raise :class:`ConfigError` for a definition that cannot work (each space adds its checks)."""
+
     # --- identity -----------------------------------------------------------------
     def to_dict(self) -> dict:
         d = {"type": self.type_name}
@@ -341,6 +351,16 @@ def check_keys(config: dict, allowed: Iterable[str], required: Iterable[str], wh
     missing = [k for k in required if k not in config]
     if missing:
         raise ConfigError(f"missing key(s) {missing} in {what}; required keys: {list(required)}")
+
+
+def check_positive_ints(name: str, values: Any, distinct: bool = False) -> None:
+    """Refuse a space field that is not a non-empty tuple of positive integers
+    (or, with ``distinct``, that repeats a value: choices must be unique)."""
+    if (not isinstance(values, tuple) or not values
+            or any(isinstance(v, bool) or not isinstance(v, int) or v <= 0 for v in values)):
+        raise ConfigError(f"space field {name} must be a non-empty list of positive integers, got {values!r}")
+    if distinct and len(set(values)) != len(values):
+        raise ConfigError(f"space field {name} has duplicates: {values}")
 
 
 def check_choice(value: Any, allowed: Sequence, field: str) -> Any:

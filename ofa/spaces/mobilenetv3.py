@@ -9,7 +9,7 @@ final 1x1 expansion, global pooling, a feature-mix 1x1 conv and the classifier.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any, ClassVar, Optional
 
 import numpy as np
@@ -23,6 +23,7 @@ from .base import (
     SearchSpace,
     as_rng,
     check_choice,
+    check_positive_ints,
     check_keys,
     check_sequence,
 )
@@ -86,31 +87,18 @@ class MobileNetV3Space(SearchSpace):
     num_classes: int = 1000
     in_channels: int = 3
 
-    def __post_init__(self):
-        for field in fields(self):
-            value = getattr(self, field.name)
-            if isinstance(value, list):  # from JSON/YAML: store tuples so the space is hashable
-                object.__setattr__(self, field.name, tuple(value))
-        self._validate()
-
     def _validate(self) -> None:
-        def positive_ints(name, values):
-            if not values or any(isinstance(v, bool) or not isinstance(v, int) or v <= 0 for v in values):
-                raise ConfigError(f"space field {name} must be a non-empty list of positive integers, got {values!r}")
-
-        positive_ints("kernel_sizes", self.kernel_sizes)
+        check_positive_ints("kernel_sizes", self.kernel_sizes, distinct=True)
         if any(k % 2 == 0 for k in self.kernel_sizes):
             raise ConfigError(f"space kernel_sizes must be odd, got {self.kernel_sizes}")
-        if len(set(self.kernel_sizes)) != len(self.kernel_sizes):
-            raise ConfigError(f"space kernel_sizes has duplicates: {self.kernel_sizes}")
         if not self.expand_ratios or any(isinstance(e, bool) or not isinstance(e, (int, float)) or e <= 0
                                          for e in self.expand_ratios):
             raise ConfigError(f"space expand_ratios must be positive numbers, got {self.expand_ratios!r}")
-        positive_ints("depths", self.depths)
-        positive_ints("resolutions", self.resolutions)
-        positive_ints("stage_widths", self.stage_widths)
-        positive_ints("stage_strides", self.stage_strides)
-        positive_ints("stem_width, first_block_width, final_expand_width, feature_mix_width, num_classes, "
+        check_positive_ints("depths", self.depths, distinct=True)
+        check_positive_ints("resolutions", self.resolutions, distinct=True)
+        check_positive_ints("stage_widths", self.stage_widths)
+        check_positive_ints("stage_strides", self.stage_strides)
+        check_positive_ints("stem_width, first_block_width, final_expand_width, feature_mix_width, num_classes, "
                       "in_channels, stem_stride",
                       (self.stem_width, self.first_block_width, self.final_expand_width, self.feature_mix_width,
                        self.num_classes, self.in_channels, self.stem_stride))

@@ -26,7 +26,7 @@ architectures that satisfy this.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any, ClassVar, Optional
 
 import numpy as np
@@ -41,6 +41,7 @@ from .base import (
     as_rng,
     check_choice,
     check_keys,
+    check_positive_ints,
 )
 
 MODES = ("encoder-decoder", "encoder")
@@ -115,32 +116,18 @@ class TransformerSpace(SearchSpace):
     source_length: int = 30
     target_length: int = 30
 
-    def __post_init__(self):
-        for field in fields(self):
-            value = getattr(self, field.name)
-            if isinstance(value, list):  # from JSON/YAML: store tuples so the space is hashable
-                object.__setattr__(self, field.name, tuple(value))
-        self._validate()
-
     def _validate(self) -> None:
-        def positive_ints(name, values):
-            if (not isinstance(values, tuple) or not values
-                    or any(isinstance(v, bool) or not isinstance(v, int) or v <= 0 for v in values)):
-                raise ConfigError(f"space field {name} must be a non-empty list of positive integers, got {values!r}")
-            if len(set(values)) != len(values):
-                raise ConfigError(f"space field {name} has duplicates: {values}")
-
         if self.mode not in MODES:
             raise ConfigError(f"space mode {self.mode!r} unknown; allowed: {MODES}")
         if self.encoder_head not in ENCODER_HEADS:
             raise ConfigError(f"space encoder_head {self.encoder_head!r} unknown; allowed: {ENCODER_HEADS}")
         for name in ("encoder_embed_dims", "decoder_embed_dims", "encoder_layer_counts", "decoder_layer_counts",
                      "ffn_dims", "head_counts", "cross_layer_counts"):
-            positive_ints(name, getattr(self, name))
+            check_positive_ints(name, getattr(self, name), distinct=True)
         for name in ("src_vocab_size", "tgt_vocab_size", "max_positions", "num_classes", "source_length", "target_length"):
-            positive_ints(name, (getattr(self, name),))
+            check_positive_ints(name, (getattr(self, name),))
         if self.head_dim is not None:
-            positive_ints("head_dim", (self.head_dim,))
+            check_positive_ints("head_dim", (self.head_dim,))
         if not isinstance(self.heterogeneous_layers, bool):
             raise ConfigError(f"space heterogeneous_layers must be true or false, got {self.heterogeneous_layers!r}")
         sides = [("encoder", self.encoder_embed_dims)]
