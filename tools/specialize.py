@@ -1,6 +1,14 @@
 #!/usr/bin/env python
 """Specialise a trained supernet for one or more devices and latency budgets.
 
+    python tools/specialize.py --supernet runs/mbv3-small-digits/final.pt \
+        --device cpu-ort --latency-ms 0.3 --device fpga-scalesim --latency-ms 3 --out deploy/digits
+
+fits what it is not given: a latency predictor per device from the shipped
+profile of the supernet's space, and an accuracy predictor from
+``--eval-archs`` evaluated subnets (both saved under ``--out/predictors/``).
+With your own predictors:
+
     python tools/specialize.py --supernet runs/mbv3-small-digits/final.pt \\
         --accuracy-predictor runs/qs/predictors/top1.skops \\
         --latency-predictor runs/qs/predictors/cpu-ort.skops --latency-predictor runs/qs/predictors/fpga.skops \\
@@ -36,9 +44,14 @@ from ofa.errors import ConfigError  # noqa: E402
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--supernet", required=True, help="supernet checkpoint (final.pt of train_supernet.py)")
-    p.add_argument("--accuracy-predictor", required=True, help="accuracy (top1) or loss predictor (.skops)")
-    p.add_argument("--latency-predictor", action="append", default=[], required=True,
-                   help="latency predictor of a device (.skops); repeat for several devices")
+    p.add_argument("--accuracy-predictor",
+                   help="accuracy (top1) or loss predictor (.skops); default: evaluate --eval-archs random "
+                        "subnets of the supernet (BN re-calibrated) and fit one")
+    p.add_argument("--eval-archs", type=int, default=60,
+                   help="random subnets to evaluate when no --accuracy-predictor is given")
+    p.add_argument("--latency-predictor", action="append", default=[],
+                   help="latency predictor of a device (.skops); repeat for several devices. A device without "
+                        "one gets a predictor fitted on the shipped profile of the supernet's space, if any")
     p.add_argument("--device", action="append", default=[], required=True, help="target device (repeatable)")
     p.add_argument("--latency-ms", action="append", type=float, default=[], required=True,
                    help="latency budget of the --device at the same position (repeatable)")
@@ -64,6 +77,48 @@ def digest(path: str) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
 
 
+def fit_shipped_latency_predictor(space, device: str, out_dir: Path) -> Path:
+    """A latency predictor for ``device`` fitted on the shipped profile of ``space``
+    (thread CPU time where the profile has it: steadier on a shared machine)."""
+    from hardware_profiles import read_profile, shipped_profile_path, shipped_profiles
+    from predictors import fit_latency_predictor
+
+    for name in shipped_profiles():
+        profile = read_profile(shipped_profile_path(*name.split("_", 1)))
+        header = profile.header
+        if header["space_fingerprint"] == space.fingerprint and device in (header["backend"], header["device"]):
+            metric = "cpu_time_ms" if "cpu_time_ms" in profile.records[0] else "latency_ms"
+            print(f"fitting a {device} latency predictor on the shipped profile {name} ({metric})")
+            path = out_dir / f"{device}.skops"
+            fit_latency_predictor(profile, metric=metric).save(path)
+            return path
+    raise ConfigError(f"no latency predictor for device {device!r}: pass --latency-predictor (fit one with "
+                      f"tools/fit_predictor.py on a profile from tools/profile_device.py); no shipped profile "
+                      f"matches this supernet's space {space.fingerprint}")
+
+
+def fit_default_accuracy_predictor(args, space, out_dir: Path) -> Path:
+    """Evaluate ``--eval-archs`` random subnets (plus the largest and smallest)
+    with tools/evaluate.py and fit a top-1 predictor on them."""
+    import subprocess
+
+    from predictors import fit_accuracy_predictor
+
+    if space.type_name != "mobilenetv3":
+        raise ConfigError("pass --accuracy-predictor for this supernet (for Transformers: a validation-loss "
+                          "predictor, see the README)")
+    evaluations = out_dir / "evaluations.jsonl"
+    command = [sys.executable, str(Path(__file__).with_name("evaluate.py")), "--supernet", args.supernet,
+               "--archs", "largest", "smallest", f"random:{args.eval_archs}", "--seed", str(args.seed),
+               "--out", str(evaluations)] + (["--data", args.data] if args.data else [])
+    print("evaluating subnets for the accuracy predictor:", " ".join(command))
+    if subprocess.run(command).returncode != 0:
+        raise ConfigError("evaluating subnets failed (see the message above); or pass --accuracy-predictor")
+    path = out_dir / "accuracy.skops"
+    fit_accuracy_predictor(evaluations, space, target="top1").save(path)
+    return path
+
+
 def run(args) -> list[dict]:
     from ofa.search.deploy import checkpoint_data
     from ofa.search.specialize import Target, specialize, summary_table
@@ -76,8 +131,18 @@ def run(args) -> list[dict]:
     pairs = list(zip(args.device, args.latency_ms))
     targets = [Target(tuple(pairs))] if args.joint else [Target((pair,)) for pair in pairs]
     supernet = load_supernet(args.supernet)
+    made = Path(args.out) / "predictors"
+    if args.accuracy_predictor is None:
+        args.accuracy_predictor = str(fit_default_accuracy_predictor(args, supernet.space, made))
     accuracy = load_predictor(args.accuracy_predictor, space=supernet.space)
     latency = [load_predictor(path, space=supernet.space) for path in args.latency_predictor]
+    covered = {name for predictor in latency
+               for name in (predictor.device, predictor.profile_header.get("backend"))}
+    for device in dict.fromkeys(args.device):
+        if device not in covered:
+            path = fit_shipped_latency_predictor(supernet.space, device, made)
+            args.latency_predictor.append(str(path))
+            latency.append(load_predictor(path, space=supernet.space))
     data = checkpoint_data(args.supernet, args.data)
     provenance = {"supernet": digest(args.supernet), "accuracy_predictor": digest(args.accuracy_predictor),
                   "latency_predictors": [digest(p) for p in args.latency_predictor], "data": args.data,
