@@ -44,7 +44,7 @@ from ..supernets import create_supernet
 from . import register_trainer
 from .checkpoint import load_checkpoint, save_checkpoint, set_rng_state
 from .config import check_value, config_space, merge_defaults
-from .distributed import DistInfo, all_reduce_gradients, barrier, init_distributed
+from .distributed import DistInfo, all_reduce_gradients, barrier, setup_process
 from .losses import distillation_loss
 from .optim import OPTIMIZERS, build_optimizer
 from .resume import resume_payload
@@ -286,14 +286,8 @@ class TransformerTrainer:
         from ..models.transformer import Transformer
 
         cfg, train = self.config, self.config["train"]
-        if self.dist is None:
-            self.dist = init_distributed(None if cfg["device"] == "auto" else cfg["device"])
+        self.dist = setup_process(cfg["device"], train["threads"], train["batch_size"], self.dist)
         self.device = self.dist.device
-        if train["threads"]:
-            torch.set_num_threads(train["threads"])
-        if train["batch_size"] % self.dist.world_size:
-            raise ConfigError(f"train.batch_size = {train['batch_size']} must be divisible by the number of "
-                              f"processes ({self.dist.world_size})")
         self.sources, self.targets = self.data.encode("train")
         if len(self.sources) < train["batch_size"]:
             raise ConfigError(f"train.batch_size = {train['batch_size']} is larger than the training set "
