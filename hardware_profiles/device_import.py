@@ -46,7 +46,7 @@ def export_ncnn_bundle(space, directory, num_archs: int, seed: int = 0, strata: 
     from ofa.supernets import create_supernet
 
     from .backends.base import TemporaryExport, example_inputs, numpy_inputs
-    from .backends.mobile_ncnn import convert_onnx_to_ncnn, ncnn_graph
+    from ofa.export import convert_onnx_to_ncnn, ncnn_graph
 
     space = resolve_space(space)
     directory = Path(directory)

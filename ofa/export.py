@@ -1,9 +1,30 @@
-"""ONNX export of extracted (static) subnets, with an onnxruntime parity check."""
+"""Everything that turns a static subnet into a deployable file, in one place.
+
+Deployment (:mod:`ofa_pipeline.deploy`) and profiling (the backends of
+:mod:`hardware_profiles`) both call these functions, so the file a profile
+measures is made exactly like the file a user ships:
+
+* :func:`export_onnx` - the one call to ``torch.onnx.export`` (dynamic batch axis);
+  :func:`export_model` for a static network with its own example inputs,
+  :func:`export_checked` adds the onnxruntime parity check and, for an
+  encoder-decoder Transformer, the encoder and decoder-step graphs;
+* :func:`convert_onnx_to_ncnn` - pnnx, ONNX to ncnn ``.param``/``.bin``;
+* :func:`build_tensorrt_engine` - the one TensorRT engine builder;
+* :func:`quantize_int8` - onnxruntime static INT8 post-training quantisation;
+* :func:`save_subnet_weights` / :func:`load_subnet_weights` - the static subnet's weights.
+
+Optional runtimes (pnnx, TensorRT) are imported lazily; a missing one raises
+:class:`~ofa.errors.BackendUnavailableError` saying what to install.
+"""
 
 from __future__ import annotations
 
+import copy
+import importlib
 import io
 import os
+import subprocess
+import tempfile
 import warnings
 from pathlib import Path
 
@@ -11,14 +32,38 @@ import numpy as np
 import torch
 from torch import nn
 
-from .errors import BackendUnavailableError
-from .io import atomic_write_bytes
+from .errors import BackendUnavailableError, CheckpointError, ConfigError, OFAError
+from .io import atomic_torch_save, atomic_write_bytes
 
 # Opset 17: HardSwish/HardSigmoid and LayerNormalization are native ops, and every
-# runtime we target (onnxruntime, TensorRT 10+, pnnx/ncnn) reads it.
+# runtime we target (onnxruntime, TensorRT 10+, pnnx/ncnn) reads it. HardSwish
+# exists from opset 14; the TorchScript exporter of torch 2.13 writes up to 20.
 DEFAULT_OPSET = 17
+OPSETS = range(14, 21)
+PARITY_TOLERANCE = 1e-4  # max |PyTorch - onnxruntime| on the outputs, relative to max(1, |output|)
+NCNN_INSTALL_HINT = "pip install ncnn pnnx (or pip install 'ofa-hw[mobile]')"
+TENSORRT_INSTALL_HINT = ("TensorRT needs pip install 'tensorrt>=10' (or pip install 'ofa-hw[tensorrt]') on a machine with an "
+                         "NVIDIA GPU, its driver and a CUDA build of PyTorch")
 
 
+def check_opset(opset) -> int:
+    if isinstance(opset, bool) or not isinstance(opset, int) or opset not in OPSETS:
+        raise ConfigError(f"ONNX opset {opset!r} is not supported; allowed: {OPSETS.start}..{OPSETS.stop - 1} "
+                          f"(default {DEFAULT_OPSET}: HardSwish needs 14, the exporter writes up to "
+                          f"{OPSETS.stop - 1})")
+    return opset
+
+
+def require(module: str, hint: str):
+    """Import an optional runtime or raise BackendUnavailableError with ``hint``."""
+    try:
+        return importlib.import_module(module)
+    except Exception as error:  # ImportError, or a broken native library
+        raise BackendUnavailableError(f"{module} is not usable here ({error.__class__.__name__}: {error}); "
+                                      f"{hint}") from None
+
+
+# --- ONNX ------------------------------------------------------------------------------------------------
 def export_onnx(
     model: nn.Module,
     path: str | os.PathLike,
@@ -33,6 +78,7 @@ def export_onnx(
     By default the first axis of every input and output is dynamic (batch).
     Uses the TorchScript-based exporter: it needs no extra packages and
     gives plain graphs that every runtime reads."""
+    check_opset(opset)
     if isinstance(example_inputs, torch.Tensor):
         example_inputs = (example_inputs,)
     if dynamic_axes is None:
@@ -86,3 +132,281 @@ def onnx_parity(model: nn.Module, path: str | os.PathLike, example_inputs: torch
     expected = expected if isinstance(expected, (tuple, list)) else (expected,)
     got = session.run(None, feeds)
     return max(float(np.max(np.abs(e.detach().cpu().numpy() - g))) for e, g in zip(expected, got))
+
+
+def _example_inputs(model: nn.Module, batch_size: int) -> tuple[torch.Tensor, ...]:
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(batch_size)
+        inputs = model.example_inputs(batch_size)
+    return inputs if isinstance(inputs, tuple) else (inputs,)
+
+
+class ExportParityError(OFAError):
+    """An exported file does not reproduce the PyTorch model's outputs."""
+
+
+def export_checked(model: nn.Module, path: str | os.PathLike, opset: int = DEFAULT_OPSET,
+                   tolerance: float = PARITY_TOLERANCE, batch_sizes=(1, 3)) -> dict:
+    """Export a static subnet to ONNX (dynamic batch axis) and check that
+    onnxruntime reproduces PyTorch at several batch sizes.
+
+    The check is ``max |PyTorch - onnxruntime| <= tolerance * max(1, max |logit|)``:
+    absolute for ordinary logits, relative for networks whose outputs are
+    large (float32 rounding grows with magnitude, e.g. untrained weights).
+    Returns ``{"onnx", "opset", "parity_max_abs_diff", "output_max_abs",
+    "parity_batch_sizes", "tolerance"}``; raises :class:`ExportParityError`."""
+    check_opset(opset)
+    model.eval()
+    extra_graphs = _export_graphs(model, Path(path), opset)
+    diff, scale = 0.0, 1.0
+    for batch_size in batch_sizes:
+        inputs = _example_inputs(model, batch_size)
+        diff = max(diff, onnx_parity(model, path, inputs))
+        with torch.no_grad():
+            output = model(*inputs)
+        scale = max(scale, float(output.abs().max()))
+    report = {"onnx": str(path), "opset": opset, "dynamic_axes": ("batch and sequence length" if extra_graphs
+                                                      else "batch (axis 0 of every input and output)"),
+              "parity_max_abs_diff": diff, "output_max_abs": scale, "parity_batch_sizes": list(batch_sizes),
+              "tolerance": tolerance, **extra_graphs}
+    if not diff <= tolerance * scale:
+        raise ExportParityError(f"{path}: onnxruntime differs from PyTorch by {diff:.3g} on outputs up to "
+                                f"{scale:.3g} (allowed {tolerance:g} x max(1, output)); the export is not faithful "
+                                f"- try another --opset")
+    return report
+
+
+def _export_graphs(model: nn.Module, path: Path, opset: int) -> dict:
+    """Write ``path`` (the whole network); for an encoder-decoder Transformer also
+    ``<stem>.encoder.onnx`` and ``<stem>.decoder_step.onnx`` for incremental
+    decoding, with dynamic batch and sequence axes. Returns the extra files."""
+    arch = getattr(model, "arch", None)
+    if not getattr(arch, "has_decoder", False):
+        export_model(model, path, opset=opset)
+        return {}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=path.parent) as scratch:
+        written = export_transformer(model, scratch, opset)
+        extra = {}
+        for name, source in written.items():
+            target = path if name == "model" else path.with_name(f"{path.stem}.{name}.onnx")
+            os.replace(source, target)  # same filesystem: atomic
+            if name != "model":
+                extra[f"onnx_{name}"] = str(target)
+    return extra
+
+
+
+def export_transformer(model: nn.Module, directory: str | os.PathLike, opset: int | None = None) -> dict:
+    """Export a static Transformer to ONNX in ``directory`` (atomic writes).
+
+    Encoder-decoder: ``encoder.onnx`` and ``decoder_step.onnx`` (incremental
+    decoding with a key/value cache), plus ``model.onnx`` (teacher-forced
+    forward). Encoder-only: ``model.onnx``. Batch and sequence axes are
+    dynamic. Returns {name: path}."""
+    from .models.transformer import DecoderStepGraph, EncoderGraph
+
+    opset = DEFAULT_OPSET if opset is None else opset
+    directory = Path(directory)
+    seq_axes = {"src_tokens": {0: "batch", 1: "source_length"}, "tgt_tokens": {0: "batch", 1: "target_length"},
+                "logits": {0: "batch", 1: "length"}}
+    if not model.arch.has_decoder and model.space.encoder_head == "classifier":
+        seq_axes["logits"] = {0: "batch"}
+    paths = {"model": export_onnx(model, directory / "model.onnx", model.example_inputs(2), model.input_names,
+                                  model.output_names, {n: seq_axes[n] for n in (*model.input_names, "logits")},
+                                  opset)}
+    if model.arch.has_decoder:
+        encoder = EncoderGraph(model)
+        paths["encoder"] = export_onnx(encoder, directory / "encoder.onnx", encoder.example_inputs(2),
+                                       encoder.input_names, encoder.output_names,
+                                       {"src_tokens": {0: "batch", 1: "source_length"},
+                                        "encoder_states": {1: "batch", 2: "source_length"}}, opset)
+        step = DecoderStepGraph(model)
+        paths["decoder_step"] = export_onnx(step, directory / "decoder_step.onnx", step.example_inputs(2),
+                                            step.input_names, step.output_names, step.dynamic_axes(), opset)
+    return paths
+
+
+# --- ncnn (pnnx) -----------------------------------------------------------------------------------------
+_PNNX_TYPES = {np.dtype("float32"): "f32", np.dtype("float16"): "f16", np.dtype("int64"): "i64",
+               np.dtype("int32"): "i32"}
+
+
+def pnnx_input_arg(inputs: list[np.ndarray]) -> str:
+    """pnnx's ``inputshape=`` argument, e.g. ``[1,3,32,32]f32,[1,16]i64``."""
+    parts = []
+    for x in inputs:
+        if x.dtype not in _PNNX_TYPES:
+            raise ConfigError(f"pnnx cannot take inputs of dtype {x.dtype}; allowed: {sorted(map(str, _PNNX_TYPES))}")
+        parts.append("[" + ",".join(str(d) for d in x.shape) + "]" + _PNNX_TYPES[x.dtype])
+    return ",".join(parts)
+
+
+def convert_onnx_to_ncnn(onnx_path: Path, inputs: list[np.ndarray], out_dir: Path, stem: str = "model",
+                         fp16_weights: bool = False) -> tuple[Path, Path]:
+    """Run the pnnx converter; returns the ncnn (.param, .bin). Every file pnnx
+    writes goes into ``out_dir``."""
+    pnnx = require("pnnx", NCNN_INSTALL_HINT)
+    out_dir, onnx_path = Path(out_dir).resolve(), Path(onnx_path).resolve()  # pnnx runs inside out_dir
+    out_dir.mkdir(parents=True, exist_ok=True)
+    param, weights = out_dir / f"{stem}.ncnn.param", out_dir / f"{stem}.ncnn.bin"
+    command = [pnnx.EXEC_PATH, str(onnx_path), f"inputshape={pnnx_input_arg(inputs)}",
+               f"ncnnparam={param}", f"ncnnbin={weights}", f"ncnnpy={out_dir / (stem + '_ncnn.py')}",
+               f"pnnxparam={out_dir / (stem + '.pnnx.param')}", f"pnnxbin={out_dir / (stem + '.pnnx.bin')}",
+               f"pnnxpy={out_dir / (stem + '_pnnx.py')}", f"pnnxonnx={out_dir / (stem + '.pnnx.onnx')}",
+               f"fp16={1 if fp16_weights else 0}"]
+    done = subprocess.run(command, cwd=out_dir, capture_output=True, text=True)
+    if done.returncode != 0 or not param.is_file() or not weights.is_file():
+        tail = (done.stderr or done.stdout or "")[-800:]
+        raise BackendUnavailableError(f"pnnx could not convert {onnx_path.name} to ncnn (exit {done.returncode}): "
+                                      f"{tail}")
+    return param, weights
+
+
+def ncnn_graph(static_model: torch.nn.Module) -> torch.nn.Module:
+    """The module to convert for ncnn. A Transformer becomes its unpadded
+    graph (the same function on one unpadded sentence): its padding and
+    causal masks would need boolean/select operators ncnn does not have."""
+    return static_model.unpadded() if hasattr(static_model, "unpadded") else static_model
+
+
+def unsupported_layers(param_text: str) -> list[str]:
+    """Layer types in an ncnn ``.param`` that ncnn does not implement.
+
+    pnnx keeps operators it cannot map to an ncnn layer under their PyTorch
+    name (``torch.eq``, ``torch.where``, ``F.xxx``, ``pnnx.Expression``);
+    ncnn's own layer types never contain a dot."""
+    types = []
+    for line in param_text.splitlines()[2:]:  # magic number, then the layer/blob counts
+        fields = line.split()
+        if fields and "." in fields[0] and fields[0] not in types:
+            types.append(fields[0])
+    return types
+
+
+# --- TensorRT --------------------------------------------------------------------------------------------
+def require_tensorrt():
+    """The ``tensorrt`` module, or :class:`BackendUnavailableError` saying what is missing."""
+    trt = require("tensorrt", TENSORRT_INSTALL_HINT)
+    if not torch.cuda.is_available():
+        raise BackendUnavailableError("TensorRT needs an NVIDIA GPU with CUDA; none is visible here")
+    return trt
+
+
+def tensorrt_onnx_bytes(static_model: nn.Module, precision: str = "fp32", opset: int = DEFAULT_OPSET) -> bytes:
+    """The ONNX that TensorRT builds from: the model in the run precision (TensorRT 10/11 strongly
+    typed networks take their precision from the ONNX types, so FP16 is an FP16 export)."""
+    model = copy.deepcopy(static_model).eval().to("cuda")
+    model = model.half() if precision == "fp16" else model
+    dtype = torch.float16 if precision == "fp16" else torch.float32
+    inputs = tuple(x.to("cuda", dtype=dtype if x.is_floating_point() else x.dtype)
+                   for x in _example_inputs(static_model, 1))
+    with tempfile.TemporaryDirectory(prefix="ofa-trt-") as tmp:
+        path = export_onnx(model, Path(tmp) / "model.onnx", inputs, static_model.input_names,
+                           static_model.output_names, opset=opset)
+        return path.read_bytes()
+
+
+def build_tensorrt_engine(static_model: nn.Module, batch_size: int = 1, precision: str = "fp32",
+                          workspace_bytes: int = 1 << 30, max_batch: int = 32) -> tuple[bytes, dict]:
+    """The one TensorRT engine builder: a strongly typed network parsed from
+    :func:`tensorrt_onnx_bytes`, one optimisation profile per input with the
+    batch axis dynamic from 1 to ``max(max_batch, batch_size)`` and optimised
+    for ``batch_size``, the workspace limited to ``workspace_bytes``.
+    Profiling builds with the batch size it times; deployment with batch 1.
+    Returns the serialised engine and a report."""
+    if precision not in ("fp32", "fp16"):
+        raise ConfigError(f"TensorRT precision {precision!r} unknown; allowed: fp32, fp16")
+    trt = require_tensorrt()
+    logger = trt.Logger(trt.Logger.WARNING)
+    builder = trt.Builder(logger)
+    network = builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse(tensorrt_onnx_bytes(static_model, precision)):
+        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+        raise BackendUnavailableError(f"TensorRT could not parse the ONNX export: {errors}")
+    config = builder.create_builder_config()
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_bytes)
+    profile = builder.create_optimization_profile()
+    largest = max(max_batch, batch_size)
+    for i, example in enumerate(_example_inputs(static_model, 1)):
+        rest = tuple(example.shape[1:])
+        profile.set_shape(network.get_input(i).name, (1, *rest), (batch_size, *rest), (largest, *rest))
+    config.add_optimization_profile(profile)
+    serialized = builder.build_serialized_network(network, config)
+    if serialized is None:
+        raise BackendUnavailableError("TensorRT failed to build an engine (see the TensorRT log above)")
+    return bytes(serialized), {"tensorrt_version": trt.__version__, "precision": precision,
+                               "optimised_batch": batch_size, "max_batch": largest,
+                               "workspace_bytes": workspace_bytes, "network": "strongly typed"}
+
+
+# --- INT8 post-training quantisation ---------------------------------------------------------------------
+def quantize_int8(onnx_path: str | os.PathLike, out_path: str | os.PathLike, calibration_images: np.ndarray,
+                  batch_size: int = 32) -> Path:
+    """Static INT8 quantisation (QDQ, per-channel int8 weights, uint8
+    activations, min-max calibration on ``calibration_images``)."""
+    try:
+        from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType, quant_pre_process,
+                                              quantize_static)
+    except ImportError as error:
+        raise BackendUnavailableError("INT8 quantisation needs onnxruntime: pip install onnxruntime") from error
+    images = np.ascontiguousarray(calibration_images, dtype=np.float32)
+    if images.ndim != 4 or len(images) == 0:
+        raise ConfigError(f"calibration images must be a non-empty (N, C, H, W) array, got shape {images.shape}")
+    input_name = onnxruntime_session(onnx_path).get_inputs()[0].name
+
+    class Batches(CalibrationDataReader):
+        def __init__(self):
+            self.batches = iter([{input_name: images[i:i + batch_size]} for i in range(0, len(images), batch_size)])
+
+        def get_next(self):
+            return next(self.batches, None)
+
+    with tempfile.TemporaryDirectory(prefix="ofa-int8-") as tmp:
+        prepared, quantized = Path(tmp) / "prepared.onnx", Path(tmp) / "int8.onnx"
+        quant_pre_process(str(onnx_path), str(prepared), skip_symbolic_shape=True)
+        quantize_static(str(prepared), str(quantized), Batches(), quant_format=QuantFormat.QDQ, per_channel=True,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+        return atomic_write_bytes(out_path, quantized.read_bytes())
+
+
+def onnx_logits(path: str | os.PathLike, images: np.ndarray, batch_size: int = 256, threads: int = 1) -> np.ndarray:
+    """Outputs of an ONNX classifier for every image (batched)."""
+    session = onnxruntime_session(path, threads)
+    name = session.get_inputs()[0].name
+    images = np.ascontiguousarray(images, dtype=np.float32)
+    return np.concatenate([session.run(None, {name: images[i:i + batch_size]})[0]
+                           for i in range(0, len(images), batch_size)])
+
+
+# --- the static subnet's weights ---------------------------------------------------------------------------
+def save_subnet_weights(static: nn.Module, space, path: str | os.PathLike) -> Path:
+    """``{"arch", "space", "state_dict"}``, loadable with ``torch.load(..., weights_only=True)``."""
+    return atomic_torch_save({"arch": static.arch.to_dict(), "space": space.to_dict(),
+                              "state_dict": static.state_dict()}, path)
+
+
+def load_subnet_weights(path: str | os.PathLike) -> nn.Module:
+    """The static subnet saved by :func:`save_subnet_weights` (``name.pt``), in eval mode."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"subnet weights {str(path)!r} " + ("is a directory; pass the .pt file written by "
+                              "specialize/export_onnx" if path.is_dir() else "does not exist"))
+    from .spaces import space_from_dict
+    from .supernets import create_supernet
+
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+        space = space_from_dict(payload["space"])
+        arch = space.parse(payload["arch"])
+    except Exception as error:  # unpickling refusals, truncated zips, missing keys: all one answer
+        reason = (f"it holds Python objects that only a full unpickler would load, and unpickling "
+                  f"runs arbitrary code, so it is refused" if "weights_only" in str(error)
+                  else f"{type(error).__name__}: {str(error)[:200]}")
+        raise CheckpointError(f"{path} is not a subnet weights file written by specialize/export_onnx "
+                              f"({reason})") from None
+    # the supernet of the space knows how to build the static network of any of its architectures
+    static = create_supernet(space).extract(arch)
+    static.load_state_dict(payload["state_dict"])
+    return static.eval()

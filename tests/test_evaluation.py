@@ -136,14 +136,9 @@ def test_subnet_evaluator_records_have_the_documented_keys():
 
 
 def _evaluate_tool():
-    import importlib.util
-    from pathlib import Path
+    from ofa_pipeline.commands import evaluate
 
-    path = Path(__file__).resolve().parents[1] / "tools" / "evaluate.py"
-    spec = importlib.util.spec_from_file_location("evaluate_tool", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return evaluate
 
 
 def test_evaluate_tool_writes_records_plot_and_skips_done_subnets(tmp_path, capsys):

@@ -11,7 +11,8 @@ import torch
 
 from ofa.data import build_datasets
 from ofa.errors import BackendUnavailableError, ConfigError
-from ofa.search.deploy import deploy_subnet, export_checked, load_subnet_weights
+from ofa.export import export_checked, load_subnet_weights
+from ofa_pipeline.deploy import deploy_subnet
 from ofa.spaces import get_space
 from ofa.supernets import create_supernet
 from ofa.training.checkpoint import save_checkpoint
@@ -36,17 +37,14 @@ def digits():
 
 
 def export_tool():
-    spec = importlib.util.spec_from_file_location("export_onnx", ROOT / "tools" / "export_onnx.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return importlib.import_module("ofa_pipeline.commands.export_onnx")
 
 
 def test_onnx_export_reproduces_pytorch_at_several_batch_sizes(space, supernet, tmp_path):
     static = supernet.extract(space.sample(rng=3))
     report = export_checked(static, tmp_path / "m.onnx")
     assert report["parity_max_abs_diff"] <= 1e-4 * max(1.0, report["output_max_abs"]) and report["opset"] == 17
-    from ofa.search.deploy import onnx_logits
+    from ofa.export import onnx_logits
 
     images = torch.randn(5, 3, static.arch.resolution, static.arch.resolution)
     with torch.no_grad():

@@ -243,13 +243,8 @@ def test_profile_writer_keeps_records_atomic(tmp_path, small_space):
 
 
 def test_profile_device_command(tmp_path, capsys):
-    import importlib.util
-    from pathlib import Path
+    from ofa_pipeline.commands import profile_device as tool
 
-    spec = importlib.util.spec_from_file_location(
-        "profile_device", Path(__file__).resolve().parents[1] / "tools" / "profile_device.py")
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
     out = tmp_path / "cli.jsonl"
     args = ["--space", "mbv3-small", "--backend", "fpga-analytical", "--num-archs", "3", "--out", str(out),
             "--no-progress"]

@@ -13,15 +13,12 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def load_quickstart():
-    spec = importlib.util.spec_from_file_location("quickstart", ROOT / "tools" / "quickstart.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return importlib.import_module("ofa_pipeline.commands.quickstart")
 
 
 @pytest.mark.slow
 def test_quickstart_fast_mode_end_to_end(tmp_path, monkeypatch):
-    from ofa.search.deploy import load_subnet_weights, onnx_logits
+    from ofa.export import load_subnet_weights, onnx_logits
     from ofa.spaces import space_from_dict
     from predictors import load_predictor
 

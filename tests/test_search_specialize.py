@@ -12,8 +12,8 @@ from hardware_profiles import read_profile
 from ofa.data import build_datasets
 from ofa.errors import ConfigError, SearchError
 from ofa.search import SyntheticObjectives
-from ofa.search.deploy import load_subnet_weights, onnx_logits
-from ofa.search.specialize import Target, specialize
+from ofa.export import load_subnet_weights, onnx_logits
+from ofa_pipeline.specialize import Target, specialize
 from ofa.spaces import get_space
 from ofa.supernets import create_supernet
 from predictors import fit_accuracy_predictor, fit_latency_predictor

@@ -93,7 +93,7 @@ def uninterrupted(tmp_path_factory, tiny_config):
 
 # --- configs and phases -----------------------------------------------------------------------------------------
 def test_default_config_is_valid_and_chains_all_phases():
-    config = load_yaml(ROOT / "configs" / "mbv3-small-digits.yaml")
+    config = load_yaml("mbv3-small-digits")
     _, space, phases = check_config(config)
     assert [p["name"] for p in phases] == ["teacher", "kernel", "depth_1", "depth_2", "expand_1", "expand_2"]
     assert phases[0]["kernel_sizes"] == (7,) and phases[1]["kernel_sizes"] == (3, 5, 7)

@@ -11,9 +11,9 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from ofa import ConfigError, SpaceMismatchError, create_supernet, get_space, space_from_dict
-from ofa.export import export_model, onnx_parity, onnxruntime_session
+from ofa.export import export_model, export_transformer, onnx_parity, onnxruntime_session
 from ofa.models.transformer import (BOS, PAD, DecoderStepGraph, EncoderMemory, Transformer, beam_search,
-                                    export_transformer, greedy_decode)
+                                    greedy_decode)
 from ofa.spaces import TransformerSpace
 
 

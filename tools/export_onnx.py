@@ -1,101 +1,10 @@
 #!/usr/bin/env python
 """Export one subnet of a trained supernet: ONNX (+ ncnn, TensorRT, INT8).
 
-    python tools/export_onnx.py --supernet runs/mbv3-small-digits/final.pt --arch arch.json --out deploy/model.onnx
-        [--ncnn] [--tensorrt [--fp16]] [--int8] [--data digits|DIR] [--opset 17]
-
-``--arch`` is an architecture JSON file (``arch.json`` written by
-``tools/specialize.py``, or any file holding the architecture dict, or a dict
-with an ``"arch"`` key). The subnet's BatchNorm statistics are re-calibrated
-on training images (``--calib-images``; ``--no-recalibrate-bn`` skips it), the
-ONNX file has a dynamic batch axis (opset 17 by default) and is checked
-against PyTorch with onnxruntime (max abs difference <= 1e-4, reported).
-Everything lands next to ``--out``: ``model.onnx``, ``model.pt`` (weights),
-``model.export.json`` (the report) and, as asked, ``model.ncnn.param``/``.bin``,
-``model.engine``, ``model.int8.onnx``.
+Same as the console command ``ofa-export-onnx``; see :mod:`ofa_pipeline.commands.export_onnx`.
 """
 
-from __future__ import annotations
-
-import argparse
-import json
-import sys
-from pathlib import Path
-
-from ofa.errors import ConfigError, OFAError
-from ofa.export import DEFAULT_OPSET
-from ofa.io import atomic_write_json
-
-
-def read_arch(path: str) -> dict:
-    try:
-        value = json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"architecture file {path} does not exist") from None
-    except json.JSONDecodeError as error:
-        raise ConfigError(f"{path} is not JSON ({error.msg}, line {error.lineno})") from None
-    if isinstance(value, dict) and isinstance(value.get("arch"), dict):
-        value = value["arch"]
-    if not isinstance(value, dict):
-        raise ConfigError(f"{path} must hold an architecture (a JSON object)")
-    return value
-
-
-def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--supernet", required=True, help="supernet checkpoint (final.pt of train_supernet.py)")
-    parser.add_argument("--arch", required=True, help="architecture JSON file")
-    parser.add_argument("--out", required=True, help="ONNX file to write (other files go next to it)")
-    parser.add_argument("--opset", type=int, default=DEFAULT_OPSET, help="ONNX opset (default %(default)s)")
-    parser.add_argument("--data", default=None, help="data set for BN re-calibration and INT8 calibration "
-                        "(default: the one the supernet was trained on)")
-    parser.add_argument("--calib-images", type=int, default=2000, help="BN re-calibration images")
-    parser.add_argument("--no-recalibrate-bn", action="store_true", help="keep the supernet's BN statistics")
-    parser.add_argument("--ncnn", action="store_true", help="also convert to ncnn with pnnx")
-    parser.add_argument("--tensorrt", action="store_true", help="also build a TensorRT engine (NVIDIA GPU)")
-    parser.add_argument("--fp16", action="store_true", help="TensorRT engine in FP16")
-    parser.add_argument("--int8", action="store_true", help="also quantise to INT8 with onnxruntime and "
-                        "compare accuracy, latency and loyalty with FP32")
-    parser.add_argument("--int8-calib-images", type=int, default=512, help="INT8 calibration images")
-    return parser.parse_args(argv)
-
-
-def main(argv=None) -> int:
-    args = parse_args(argv)
-    try:
-        from ofa.search.deploy import checkpoint_data, deploy_subnet
-        from ofa.training import load_supernet
-
-        out = Path(args.out)
-        if out.suffix != ".onnx":
-            raise ConfigError(f"--out must name an .onnx file, got {args.out}")
-        supernet = load_supernet(args.supernet)
-        arch = supernet.space.parse(read_arch(args.arch))
-        needs_data = args.int8 or not args.no_recalibrate_bn
-        data = checkpoint_data(args.supernet, args.data) if needs_data else None
-        _, report = deploy_subnet(supernet, arch, out.parent, out.stem, data=data, calib_images=args.calib_images,
-                                  opset=args.opset, ncnn=args.ncnn, tensorrt=args.tensorrt, fp16=args.fp16,
-                                  int8=args.int8, int8_calib_images=args.int8_calib_images)
-        atomic_write_json(out.parent / f"{out.stem}.export.json", report)
-    except OFAError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    print(f"ONNX: {report['onnx']} (opset {report['opset']}, dynamic batch); onnxruntime parity "
-          f"max |diff| = {report['parity_max_abs_diff']:.2e} on outputs up to {report['output_max_abs']:.3g} "
-          f"(allowed: {report['tolerance']:g} x max(1, output))")
-    if "ncnn_param" in report:
-        print(f"ncnn: {report['ncnn_param']} / .bin; parity max |diff| = {report['ncnn_parity_max_abs_diff']:.2e}")
-    if "tensorrt_engine" in report:
-        print(f"TensorRT engine: {report['tensorrt_engine']}")
-    if "precision" in report:
-        for name, entry in report["precision"].items():
-            extra = (f", label loyalty {entry['label_loyalty']:.4f}, probability loyalty "
-                     f"{entry['probability_loyalty']:.4f}") if "label_loyalty" in entry else ""
-            print(f"{name}: top-1 {entry['top1']:.2f}% (val), latency {entry['latency_ms']:.3f} ms "
-                  f"(onnxruntime, 1 thread), {entry['size_bytes'] / 1024:.0f} KiB{extra}")
-    print(f"report: {out.parent / (out.stem + '.export.json')}")
-    return 0
-
+from ofa_pipeline.commands.export_onnx import main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

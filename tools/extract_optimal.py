@@ -1,19 +1,10 @@
+#!/usr/bin/env python
 """Bort-style optimal sub-architecture extraction over an encoder-only space.
 
-    python tools/extract_optimal.py --supernet runs/bort-small/final.pt --out runs/bort-small/optimal.json
-    python tools/extract_optimal.py --space bort-small --scratch-steps 100 --out runs/bort-scratch/optimal.json
-
-Enumerates the space (or ``--samples N`` of it), computes the three surrogates
-(parameters, counted inference operations, error) and writes the Pareto-optimal
-set and the best architecture by the W-coefficient; see :mod:`ofa.bort`.
+Same as the console command ``ofa-extract-optimal``; see :mod:`ofa_pipeline.commands.extract_optimal`.
 """
 
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from ofa.bort import main  # noqa: E402
+from ofa_pipeline.commands.extract_optimal import main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

@@ -1,51 +1,10 @@
 #!/usr/bin/env python
 """Train a supernet end to end through every progressive-shrinking phase.
 
-    python tools/train_supernet.py --config configs/mbv3-small-digits.yaml --out runs/digits
-    python tools/train_supernet.py --config configs/mbv3-small-digits.yaml --out runs/digits --resume
-    torchrun --nproc_per_node=2 tools/train_supernet.py --config ... --out ...   # data-parallel
-
-The config's search space picks the trainer (``ofa.training.TRAINERS``). The run
-directory receives ``last.pt`` (each epoch), ``phase<i>-<name>.pt`` (phase ends),
-``final.pt``, ``metrics.jsonl`` and ``summary.json``.
+Same as the console command ``ofa-train-supernet``; see :mod:`ofa_pipeline.commands.train_supernet`.
 """
 
-from __future__ import annotations
-
-import argparse
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from ofa.errors import OFAError  # noqa: E402
-
-
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--config", required=True, help="training config (YAML)")
-    parser.add_argument("--out", required=True, help="run directory for checkpoints and logs")
-    parser.add_argument("--resume", action="store_true", help="continue from <out>/last.pt if it exists")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
-    args = parser.parse_args(argv)
-
-    from ofa.training import config_space, get_trainer, load_yaml
-    from ofa.training.distributed import cleanup
-
-    try:
-        config = load_yaml(args.config)
-        if args.no_progress:
-            config.setdefault("train", {})["progress"] = False
-        trainer_cls = get_trainer(config_space(config).type_name)
-        trainer = trainer_cls(config, args.out, resume=args.resume)
-        trainer.run()
-    except OFAError as error:
-        print(f"error: {type(error).__name__}: {error}", file=sys.stderr)
-        return 2
-    finally:
-        cleanup()
-    return 0
-
+from ofa_pipeline.commands.train_supernet import main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from ofa.errors import BackendUnavailableError, ConfigError
-from ofa.export import export_model
+from ofa.export import export_model, require  # noqa: F401 (require: shared by the backends)
 
 from ..protocol import MeasurementProtocol, Runner, measure_runners, warn_if_loaded
 
@@ -127,17 +127,6 @@ class TemporaryExport:
 
 def numpy_inputs(inputs: tuple[torch.Tensor, ...]) -> list[np.ndarray]:
     return [t.detach().cpu().numpy() for t in inputs]
-
-
-def require(module: str, hint: str):
-    """Import an optional runtime or raise BackendUnavailableError with ``hint``."""
-    import importlib
-
-    try:
-        return importlib.import_module(module)
-    except Exception as error:  # ImportError, or a broken native library
-        raise BackendUnavailableError(f"{module} is not usable here ({error.__class__.__name__}: {error}); "
-                                      f"{hint}") from None
 
 
 def slug(text: str) -> str:

@@ -17,34 +17,16 @@ No engine file is kept: engines are built in memory per measurement.
 
 from __future__ import annotations
 
-import copy
-import io
-import warnings
-
 import torch
 
 from ofa.errors import BackendUnavailableError, ConfigError
-from ofa.export import DEFAULT_OPSET
+from ofa.export import TENSORRT_INSTALL_HINT, build_tensorrt_engine
 
 from ..protocol import MeasurementProtocol, Runner
 from .base import require
 from .gpu_cuda import CudaBackend, CudaRunner, check_cuda, cuda_inputs
 
-INSTALL_HINT = ("pip install 'tensorrt>=10' (or pip install 'ofa-hw[tensorrt]') on a machine with an NVIDIA GPU, "
-                "its driver and a CUDA build of PyTorch")
-
-
-def onnx_bytes(static_model: torch.nn.Module, inputs: list[torch.Tensor], precision: str) -> bytes:
-    """ONNX of the model in the run precision (fixed shapes: the engine is built for them)."""
-    model = copy.deepcopy(static_model).eval().to("cuda")
-    model = model.half() if precision == "fp16" else model
-    buffer = io.BytesIO()
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(model, tuple(inputs), buffer, input_names=list(static_model.input_names),
-                          output_names=list(static_model.output_names), opset_version=DEFAULT_OPSET,
-                          do_constant_folding=True, dynamo=False)
-    return buffer.getvalue()
+INSTALL_HINT = TENSORRT_INSTALL_HINT
 
 
 def torch_dtype(trt, dtype) -> torch.dtype:
@@ -64,23 +46,9 @@ class TensorRTRunner(CudaRunner):
         check_cuda()
         inputs = cuda_inputs(static_model, batch_size, precision)
         self.input_shapes = [tuple(x.shape) for x in inputs]
+        # the same builder, with the same flags, as the engine deployment ships (ofa.export)
+        serialized, self.build_info = build_tensorrt_engine(static_model, batch_size, precision, workspace_bytes)
         logger = trt.Logger(trt.Logger.WARNING)
-        builder = trt.Builder(logger)
-        network = builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
-        parser = trt.OnnxParser(network, logger)
-        if not parser.parse(onnx_bytes(static_model, inputs, precision)):
-            errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
-            raise BackendUnavailableError(f"TensorRT could not parse the ONNX export: {errors}")
-        config = builder.create_builder_config()
-        config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_bytes)
-        profile = builder.create_optimization_profile()
-        for i, tensor in enumerate(inputs):  # one shape: the engine is built for exactly this input
-            name = network.get_input(i).name
-            profile.set_shape(name, tuple(tensor.shape), tuple(tensor.shape), tuple(tensor.shape))
-        config.add_optimization_profile(profile)
-        serialized = builder.build_serialized_network(network, config)
-        if serialized is None:
-            raise BackendUnavailableError("TensorRT failed to build an engine (see the TensorRT log above)")
         self.runtime = trt.Runtime(logger)
         self.engine = self.runtime.deserialize_cuda_engine(serialized)
         self.context = self.engine.create_execution_context()

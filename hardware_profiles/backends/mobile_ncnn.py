@@ -18,68 +18,13 @@ import numpy as np
 import torch
 
 from ofa.errors import BackendUnavailableError, ConfigError
+from ofa.export import NCNN_INSTALL_HINT, convert_onnx_to_ncnn, ncnn_graph, unsupported_layers
 
 from ..protocol import WALL_AND_THREAD_CLOCKS, WALL_CLOCK, MeasurementProtocol, Runner
 from .base import TemporaryExport, TimedBackend, example_inputs, numpy_inputs, require
 
-INSTALL_HINT = "pip install ncnn pnnx (or pip install 'ofa-hw[mobile]')"
+INSTALL_HINT = NCNN_INSTALL_HINT
 PRECISIONS = ("fp32", "fp16")
-_PNNX_TYPES = {np.dtype("float32"): "f32", np.dtype("float16"): "f16", np.dtype("int64"): "i64",
-               np.dtype("int32"): "i32"}
-
-
-def pnnx_input_arg(inputs: list[np.ndarray]) -> str:
-    """pnnx's ``inputshape=`` argument, e.g. ``[1,3,32,32]f32,[1,16]i64``."""
-    parts = []
-    for x in inputs:
-        if x.dtype not in _PNNX_TYPES:
-            raise ConfigError(f"pnnx cannot take inputs of dtype {x.dtype}; allowed: {sorted(map(str, _PNNX_TYPES))}")
-        parts.append("[" + ",".join(str(d) for d in x.shape) + "]" + _PNNX_TYPES[x.dtype])
-    return ",".join(parts)
-
-
-def convert_onnx_to_ncnn(onnx_path: Path, inputs: list[np.ndarray], out_dir: Path, stem: str = "model",
-                         fp16_weights: bool = False) -> tuple[Path, Path]:
-    """Run the pnnx converter; returns the ncnn (.param, .bin). Every file pnnx
-    writes goes into ``out_dir``."""
-    pnnx = require("pnnx", INSTALL_HINT)
-    out_dir, onnx_path = Path(out_dir).resolve(), Path(onnx_path).resolve()  # pnnx runs inside out_dir
-    out_dir.mkdir(parents=True, exist_ok=True)
-    param, weights = out_dir / f"{stem}.ncnn.param", out_dir / f"{stem}.ncnn.bin"
-    command = [pnnx.EXEC_PATH, str(onnx_path), f"inputshape={pnnx_input_arg(inputs)}",
-               f"ncnnparam={param}", f"ncnnbin={weights}", f"ncnnpy={out_dir / (stem + '_ncnn.py')}",
-               f"pnnxparam={out_dir / (stem + '.pnnx.param')}", f"pnnxbin={out_dir / (stem + '.pnnx.bin')}",
-               f"pnnxpy={out_dir / (stem + '_pnnx.py')}", f"pnnxonnx={out_dir / (stem + '.pnnx.onnx')}",
-               f"fp16={1 if fp16_weights else 0}"]
-    done = subprocess.run(command, cwd=out_dir, capture_output=True, text=True)
-    if done.returncode != 0 or not param.is_file() or not weights.is_file():
-        tail = (done.stderr or done.stdout or "")[-800:]
-        raise BackendUnavailableError(f"pnnx could not convert {onnx_path.name} to ncnn (exit {done.returncode}): "
-                                      f"{tail}")
-    return param, weights
-
-
-def ncnn_graph(static_model: torch.nn.Module) -> torch.nn.Module:
-    """The module to convert for ncnn. A Transformer becomes its unpadded
-    graph (the same function on one unpadded sentence): its padding and
-    causal masks would need boolean/select operators ncnn does not have."""
-    return static_model.unpadded() if hasattr(static_model, "unpadded") else static_model
-
-
-def unsupported_layers(param_text: str) -> list[str]:
-    """Layer types in an ncnn ``.param`` that ncnn does not implement.
-
-    pnnx keeps operators it cannot map to an ncnn layer under their PyTorch
-    name (``torch.eq``, ``torch.where``, ``F.xxx``, ``pnnx.Expression``);
-    ncnn's own layer types never contain a dot."""
-    types = []
-    for line in param_text.splitlines()[2:]:  # magic number, then the layer/blob counts
-        fields = line.split()
-        if fields and "." in fields[0] and fields[0] not in types:
-            types.append(fields[0])
-    return types
-
-
 class NcnnRunner(Runner):
     def __init__(self, static_model: torch.nn.Module, batch_size: int, threads: int, precision: str,
                  check_parity: bool = True):

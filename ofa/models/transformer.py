@@ -543,33 +543,3 @@ class DecoderStepGraph(nn.Module):
         for name in self.output_names[1:]:
             axes[name] = {0: "batch", 2: "length"}
         return axes
-
-
-def export_transformer(model: Transformer, directory: str | os.PathLike, opset: int | None = None) -> dict:
-    """Export a static Transformer to ONNX in ``directory`` (atomic writes).
-
-    Encoder-decoder: ``encoder.onnx`` and ``decoder_step.onnx`` (incremental
-    decoding with a key/value cache), plus ``model.onnx`` (teacher-forced
-    forward). Encoder-only: ``model.onnx``. Batch and sequence axes are
-    dynamic. Returns {name: path}."""
-    from ..export import DEFAULT_OPSET, export_onnx
-
-    opset = DEFAULT_OPSET if opset is None else opset
-    directory = Path(directory)
-    seq_axes = {"src_tokens": {0: "batch", 1: "source_length"}, "tgt_tokens": {0: "batch", 1: "target_length"},
-                "logits": {0: "batch", 1: "length"}}
-    if not model.arch.has_decoder and model.space.encoder_head == "classifier":
-        seq_axes["logits"] = {0: "batch"}
-    paths = {"model": export_onnx(model, directory / "model.onnx", model.example_inputs(2), model.input_names,
-                                  model.output_names, {n: seq_axes[n] for n in (*model.input_names, "logits")},
-                                  opset)}
-    if model.arch.has_decoder:
-        encoder = EncoderGraph(model)
-        paths["encoder"] = export_onnx(encoder, directory / "encoder.onnx", encoder.example_inputs(2),
-                                       encoder.input_names, encoder.output_names,
-                                       {"src_tokens": {0: "batch", 1: "source_length"},
-                                        "encoder_states": {1: "batch", 2: "source_length"}}, opset)
-        step = DecoderStepGraph(model)
-        paths["decoder_step"] = export_onnx(step, directory / "decoder_step.onnx", step.example_inputs(2),
-                                            step.input_names, step.output_names, step.dynamic_axes(), opset)
-    return paths

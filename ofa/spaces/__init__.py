@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..errors import ConfigError
+from .blocks import (BLOCK_KINDS, BlockSpec, ClassifierHeadBlock, MBConvBlock, StemBlock, block_from_dict,
+                     block_from_key, register_block)
 from .base import SKIPPED, Architecture, CostReport, LayerShape, SearchSpace, as_rng
 from .mobilenetv3 import MobileNetV3Arch, MobileNetV3Space, make_divisible
 from .transformer import TransformerArch, TransformerSpace
@@ -119,6 +121,8 @@ register_preset("bort", lambda: TransformerSpace.bort())
 register_preset("bort-small", lambda: TransformerSpace.bort_small())
 
 __all__ = [
+    "BLOCK_KINDS", "BlockSpec", "ClassifierHeadBlock", "MBConvBlock", "StemBlock", "block_from_dict",
+    "block_from_key", "register_block",
     "SKIPPED", "Architecture", "CostReport", "LayerShape", "SearchSpace", "MobileNetV3Arch", "MobileNetV3Space",
     "TransformerArch", "TransformerSpace",
     "as_rng", "get_space", "list_spaces", "register_preset", "register_space_type", "resolve_space",

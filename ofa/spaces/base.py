@@ -222,6 +222,15 @@ class SearchSpace(abc.ABC):
     def size(self) -> int:
         """Number of distinct architectures in the space (exact)."""
 
+    def blocks(self, arch: Architecture) -> list:
+        """``(name, BlockSpec)`` of every block the network runs, in order (see :mod:`ofa.spaces.blocks`)."""
+        raise NotImplementedError(f"{type(self).__name__} does not describe its blocks")
+
+    def distinct_blocks(self, **kwargs) -> list:
+        """Every distinct block spec the space's architectures run (a covering set where the space
+        has too many to list)."""
+        raise NotImplementedError(f"{type(self).__name__} does not enumerate its blocks")
+
     @abc.abstractmethod
     def cost(self, arch: Architecture) -> CostReport:
         """Analytic cost model: MACs, parameters, activations, per-layer shapes."""

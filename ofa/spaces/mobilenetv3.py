@@ -15,6 +15,7 @@ from typing import Any, ClassVar, Optional
 import numpy as np
 
 from ..errors import ConfigError
+from .blocks import BlockSpec, ClassifierHeadBlock, MBConvBlock, StemBlock
 from .base import (
     SKIPPED,
     Architecture,
@@ -248,38 +249,62 @@ class MobileNetV3Space(SearchSpace):
         total = per_stage**self.num_stages
         return total if per_resolution else total * len(self.resolutions)
 
+    # --- blocks ----------------------------------------------------------------------------------------
+    def blocks(self, arch) -> list[tuple[str, BlockSpec]]:
+        """``(name, block spec)`` of every block the network runs, in order, stem and head included."""
+        arch = self.parse(arch)
+        size = arch.resolution
+        stem = StemBlock(size, self.in_channels, self.stem_width, 3, self.stem_stride, "h_swish")
+        size = stem.out_resolution
+        first = MBConvBlock(size, self.stem_width, self.first_block_width, self.stem_width, 3, 1, 0, "relu",
+                            expand=False)
+        out: list[tuple[str, BlockSpec]] = [("stem", stem), ("first_block", first)]
+        for stage, i, k, e in arch.active_blocks():
+            block = self.block_spec(stage, i, k, e, size)
+            out.append((f"stages.{stage}.{i}", block))
+            size = block.out_resolution
+        out.append(("head", ClassifierHeadBlock(size, self.stage_widths[-1], self.final_expand_width,
+                                                self.feature_mix_width, self.num_classes, "h_swish")))
+        return out
+
+    def block_spec(self, stage: int, index: int, kernel: int, expand_ratio: float, resolution: int) -> MBConvBlock:
+        """The elastic block at ``(stage, index)`` with this kernel and expand ratio, on a
+        ``resolution`` x ``resolution`` input."""
+        cin = self.block_in_channels(stage, index)
+        mid = self.mid_channels(cin, expand_ratio)
+        return MBConvBlock(resolution, cin, self.stage_widths[stage], mid, kernel,
+                           self.stage_strides[stage] if index == 0 else 1,
+                           self.se_channels(mid) if self.stage_use_se[stage] else 0, self.stage_activations[stage],
+                           expand=True, expand_ratio=float(expand_ratio))
+
+    def distinct_blocks(self, resolutions=None) -> list[BlockSpec]:
+        """Every distinct block any architecture of the space runs (at the given input
+        resolutions, default all of the space's): stem, first block, each position x
+        kernel x expand ratio, head. Blocks of the same shape at different positions
+        are one block."""
+        seen: dict[str, BlockSpec] = {}
+        for resolution in (resolutions or self.resolutions):
+            stem = StemBlock(resolution, self.in_channels, self.stem_width, 3, self.stem_stride, "h_swish")
+            size = stem.out_resolution
+            first = MBConvBlock(size, self.stem_width, self.first_block_width, self.stem_width, 3, 1, 0, "relu",
+                                expand=False)
+            found = [stem, first]
+            for stage in range(self.num_stages):
+                for i in range(self.max_depth):
+                    found += [self.block_spec(stage, i, k, e, size)
+                              for k in self.kernel_sizes for e in self.expand_ratios]
+                    size = conv_out_size(size, self.stage_strides[stage] if i == 0 else 1)
+            found.append(ClassifierHeadBlock(size, self.stage_widths[-1], self.final_expand_width,
+                                             self.feature_mix_width, self.num_classes, "h_swish"))
+            for block in found:
+                seen.setdefault(block.key, block)
+        return list(seen.values())
+
     # --- analytic cost -------------------------------------------------------------------------------
     def cost(self, arch) -> CostReport:
-        arch = self.parse(arch)
         layers: list[LayerShape] = []
         norm_params = 0
-
-        def add(name, op, cin, cout, size, kernel=1, stride=1, groups=1, bias=False, bn=True):
-            nonlocal norm_params
-            out = conv_out_size(size, stride)
-            layers.append(LayerShape(name, op, cin, cout, (size, size), (out, out), kernel, stride, groups, bias))
-            norm_params += 2 * cout if bn else 0
-            return out
-
-        size = arch.resolution
-        size = add("stem", "conv", self.in_channels, self.stem_width, size, 3, self.stem_stride)
-        size = add("first_block.depthwise", "depthwise", self.stem_width, self.stem_width, size, 3, 1,
-                   self.stem_width)
-        size = add("first_block.project", "pointwise", self.stem_width, self.first_block_width, size)
-        for stage, i, k, e in arch.active_blocks():
-            name = f"stages.{stage}.{i}"
-            cin = self.block_in_channels(stage, i)
-            mid = self.mid_channels(cin, e)
-            stride = self.stage_strides[stage] if i == 0 else 1
-            add(f"{name}.expand", "pointwise", cin, mid, size)
-            size = add(f"{name}.depthwise", "depthwise", mid, mid, size, k, stride, mid)
-            if self.stage_use_se[stage]:
-                se = self.se_channels(mid)
-                add(f"{name}.se_reduce", "pointwise", mid, se, 1, bias=True, bn=False)
-                add(f"{name}.se_expand", "pointwise", se, mid, 1, bias=True, bn=False)
-            add(f"{name}.project", "pointwise", mid, self.stage_widths[stage], size)
-        add("final_expand", "pointwise", self.stage_widths[-1], self.final_expand_width, size)
-        add("feature_mix", "pointwise", self.final_expand_width, self.feature_mix_width, 1, bn=False)
-        layers.append(LayerShape("classifier", "linear", self.feature_mix_width, self.num_classes, (1, 1), (1, 1),
-                                 bias=True))
+        for name, block in self.blocks(arch):
+            layers.extend(block.layers("" if name == "head" else name))
+            norm_params += block.norm_params()
         return CostReport.from_layers(layers, extra_params=norm_params)

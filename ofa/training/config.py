@@ -19,13 +19,34 @@ from typing import Any, Sequence
 from ..errors import ConfigError
 
 
+SHIPPED_CONFIGS = Path(__file__).with_name("configs")
+
+
+def shipped_configs() -> list[str]:
+    """Names of the training configs shipped with the package (``ofa/training/configs/*.yaml``)."""
+    return sorted(p.stem for p in SHIPPED_CONFIGS.glob("*.yaml"))
+
+
+def resolve_config_path(path: str | os.PathLike) -> Path:
+    """A config file path, or the name of a shipped config (``mbv3-small-digits``; the
+    old checkout path ``configs/mbv3-small-digits.yaml`` is accepted too)."""
+    path = Path(path)
+    if path.is_file():
+        return path
+    shipped = SHIPPED_CONFIGS / (path.stem + ".yaml")
+    if path.suffix in ("", ".yaml") and path.parent in (Path("."), Path("configs")) and shipped.is_file():
+        return shipped
+    if path.is_dir():
+        raise ConfigError(f"config {str(path)!r} is a directory; pass a YAML file or a shipped config name "
+                          f"({shipped_configs()})")
+    raise ConfigError(f"config file {str(path)!r} does not exist; shipped configs: {shipped_configs()}")
+
+
 def load_yaml(path: str | os.PathLike) -> dict:
-    """Read a YAML mapping (``yaml.safe_load``: plain data only)."""
+    """Read a YAML mapping (``yaml.safe_load``: plain data only) from a file or a shipped config name."""
     import yaml
 
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file {str(path)!r} does not exist")
+    path = resolve_config_path(path)
     try:
         value = yaml.safe_load(path.read_text())
     except yaml.YAMLError as error:

@@ -8,7 +8,7 @@ For every target (a device and its latency budget) :func:`specialize`
    :func:`~ofa.search.evolution_search` (``joint=True``: one subnet meeting
    every device's budget at once);
 2. extracts it, re-calibrates its BatchNorm statistics, saves its weights and
-   a parity-checked ONNX file (:func:`~ofa.search.deploy.deploy_subnet`);
+   a parity-checked ONNX file (:func:`~ofa_pipeline.deploy.deploy_subnet`);
 3. measures its latency on the real backend where that backend runs here, and
    its accuracy (and loyalty to the largest subnet) on the validation split;
 4. computes the device's accuracy/latency Pareto front with NSGA-II and plots
@@ -28,12 +28,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import BackendUnavailableError, ConfigError
-from ..io import atomic_write_json, atomic_write_text
-from .costs import cost_function
-from .evolution import evolution_search
-from .pareto import ParetoFront, ParetoProblem, random_front
-from .problem import Constraint, Objective, SearchProblem
+from ofa.errors import BackendUnavailableError, ConfigError
+from ofa.io import atomic_write_json, atomic_write_text
+from ofa.search.costs import cost_function
+from ofa.search.evolution import evolution_search
+from ofa.search.pareto import ParetoFront, ParetoProblem, random_front
+from ofa.search.problem import Constraint, Objective, SearchProblem
 
 
 @dataclass(frozen=True)
@@ -130,7 +130,7 @@ def pareto_front(space, accuracy, latency, constraints, population: int, generat
                                     Objective(f"latency_ms@{latency.device}", positive_latency(latency),
                                               maximize=False)], constraints)
     try:
-        from .nsga2 import nsga2_search
+        from ofa.search.nsga2 import nsga2_search
 
         front = nsga2_search(problem, population, generations, seed=seed, on_infeasible="nearest")
     except BackendUnavailableError:
@@ -151,7 +151,7 @@ def plot_front(path: Path, front: ParetoFront, cloud: tuple[np.ndarray, np.ndarr
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from ..io import atomic_write_bytes
+    from ofa.io import atomic_write_bytes
 
     fig, ax = plt.subplots(figsize=(6, 4.2))
     plausible = cloud[1] < IMPLAUSIBLE_MS
@@ -278,7 +278,7 @@ def validation_evaluator(supernet, data, calib_images: int = 2000, text_limit: i
     from .deploy import image_data
 
     if image_data(data):
-        from ..evaluation import SubnetEvaluator
+        from ofa.evaluation import SubnetEvaluator
 
         evaluator = SubnetEvaluator(supernet, data, split="val", calib_images=calib_images)
 
@@ -287,7 +287,7 @@ def validation_evaluator(supernet, data, calib_images: int = 2000, text_limit: i
             return {"accuracy": r["top1"], "kind": "top-1", "loss": r["loss"], "label_loyalty": r["label_loyalty"],
                     "probability_loyalty": r["probability_loyalty"]}
         return evaluate
-    from ..training.transformer import evaluate_subnet
+    from ofa.training.transformer import evaluate_subnet
 
     teacher = supernet.extract(supernet.space.largest())
 

@@ -1,0 +1,163 @@
+"""Evaluate subnets of a trained supernet: accuracy after BN re-calibration,
+MACs, parameters and loyalty to the full network.
+
+    python tools/evaluate.py --supernet runs/digits/final.pt --archs largest smallest random:20 \\
+        [more_archs.jsonl] --out runs/digits/eval.jsonl [--split val|test] [--data PATH]
+
+Writes one JSON record per subnet to --out (appended as it goes; a re-run with
+the same --out skips subnets already evaluated for this supernet and split):
+``{"arch", "top1" (percent), "loss" (cross entropy), "macs", "params",
+"label_loyalty" (0..1), "probability_loyalty" (0..1), "split", "resolution",
+"name", "space", "supernet"}``; plus a PNG of top-1 versus MACs (--plot,
+default: --out with .png) and a printed summary table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import sys
+from pathlib import Path
+
+
+from ofa.cli import run_command
+from ofa.errors import ConfigError
+
+
+def read_arch_file(path: Path, space) -> list:
+    """Architectures from a JSONL file (one arch dict, or a record with an
+    "arch" key, per line) or a JSON list."""
+    if not path.is_file():
+        raise ConfigError(f"--archs entry {str(path)!r} is neither largest, smallest, random:N nor a file")
+    text = path.read_text()
+    try:
+        if text.lstrip().startswith("["):
+            items = json.loads(text)
+        else:
+            items = [json.loads(line) for line in text.splitlines() if line.strip()]
+    except json.JSONDecodeError as error:
+        raise ConfigError(f"{path}: not JSON/JSONL ({error})") from None
+    return [space.parse(item["arch"] if isinstance(item, dict) and "arch" in item else item) for item in items]
+
+
+def parse_arch_specs(specs: list[str], space, seed: int) -> list[tuple[str, object]]:
+    """(name, arch) pairs for ``largest``, ``smallest``, ``random:N`` and files."""
+    archs = []
+    for spec in specs:
+        if spec == "largest":
+            archs.append(("largest", space.largest()))
+        elif spec == "smallest":
+            archs.append(("smallest", space.smallest()))
+        elif spec.startswith("random:"):
+            count = spec.split(":", 1)[1]
+            if not count.isdigit() or int(count) < 1:
+                raise ConfigError(f"--archs {spec!r}: write random:N with N >= 1")
+            archs += [(f"random{i}", a) for i, a in enumerate(space.sample(seed, n=int(count)))]
+        else:
+            archs += [(f"{Path(spec).stem}{i}", a) for i, a in enumerate(read_arch_file(Path(spec), space))]
+    unique, seen = [], set()
+    for name, arch in archs:
+        if arch.to_json() not in seen:
+            seen.add(arch.to_json())
+            unique.append((name, arch))
+    return unique
+
+
+def save_plot(records: list[dict], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ofa.io import atomic_write_bytes
+
+    fig, ax = plt.subplots(figsize=(6, 4.2))
+    ax.scatter([r["macs"] / 1e6 for r in records], [r["top1"] for r in records], s=18, alpha=0.8)
+    for r in records:
+        if r.get("name") in ("largest", "smallest"):
+            ax.annotate(r["name"], (r["macs"] / 1e6, r["top1"]), fontsize=8, xytext=(4, -10),
+                        textcoords="offset points")
+    ax.set_xlabel("MMACs")
+    ax.set_ylabel(f"top-1 accuracy on {records[0]['split']} (%)")
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=120)
+    plt.close(fig)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--supernet", required=True, help="checkpoint (e.g. runs/<name>/final.pt)")
+    parser.add_argument("--archs", nargs="+", default=["largest", "smallest", "random:20"],
+                        help="largest, smallest, random:N, or JSON/JSONL files of architectures")
+    parser.add_argument("--out", required=True, help="JSONL output")
+    parser.add_argument("--plot", default=None, help="PNG of accuracy versus MACs (default: --out with .png)")
+    parser.add_argument("--split", default="val", choices=("val", "test", "train"))
+    parser.add_argument("--data", default=None, help="data set (default: the one the supernet was trained on)")
+    parser.add_argument("--calib-images", type=int, default=None, help="BN re-calibration images (default: config)")
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--seed", type=int, default=0, help="seed of random:N")
+    parser.add_argument("--threads", type=int, default=0)
+    args = parser.parse_args(argv)
+    return run_command(evaluate, args)
+
+
+def evaluate(args) -> list[dict]:
+    import torch
+    from tqdm import tqdm
+
+    from ofa.data import build_datasets
+    from ofa.evaluation import SubnetEvaluator
+    from ofa.io import append_jsonl
+    from ofa.training.checkpoint import load_checkpoint, load_supernet
+    from ofa.training.runlog import format_table
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    supernet = load_supernet(args.supernet)
+    space = supernet.space
+    config = load_checkpoint(args.supernet)["config"]
+    archs = parse_arch_specs(args.archs, space, args.seed)
+    data_cfg = config.get("data", {})
+    data = build_datasets(args.data or data_cfg.get("dataset", "digits"), max(space.resolutions), space.in_channels,
+                          "none", data_cfg.get("val_fraction", 0.15), data_cfg.get("test_fraction", 0.15))
+    if data.num_classes != space.num_classes:
+        raise ConfigError(f"the data set has {data.num_classes} classes; the supernet predicts {space.num_classes}")
+    out = Path(args.out)
+    supernet_id = str(Path(args.supernet).resolve())
+    done = {}
+    if out.is_file():
+        for line in out.read_text().splitlines():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a line cut by a kill
+            if record.get("supernet") == supernet_id and record.get("split") == args.split:
+                done[json.dumps(record["arch"], sort_keys=True)] = record
+    calib = args.calib_images or data_cfg.get("calib_images", 2000)
+    evaluator = SubnetEvaluator(supernet, data, args.split, calib, args.batch_size)
+    records = []
+    for name, arch in tqdm(archs, desc="subnets", file=sys.stderr, leave=False):
+        key = json.dumps(arch.to_dict(), sort_keys=True)
+        if key in done:
+            records.append(done[key])
+            continue
+        record = {**evaluator.evaluate(arch), "name": name, "space": space.fingerprint, "supernet": supernet_id}
+        append_jsonl(out, record)
+        records.append(record)
+    plot = Path(args.plot) if args.plot else out.with_suffix(".png")
+    save_plot(records, plot, f"{Path(args.supernet).parent.name}: {len(records)} subnets, BN re-calibrated")
+    rows = [{**r, "mmacs": r["macs"] / 1e6, "label_loyalty": 100 * r["label_loyalty"],
+             "probability_loyalty": 100 * r["probability_loyalty"]} for r in records]
+    print(format_table(rows, ["name", "resolution", "mmacs", "params", "top1", "loss", "label_loyalty",
+                              "probability_loyalty"]))
+    print(f"{len(records)} subnets on the {args.split} split -> {out}, plot {plot}")
+    return records
+
+
+if __name__ == "__main__":
+    sys.exit(main())

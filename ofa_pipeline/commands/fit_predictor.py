@@ -1,0 +1,143 @@
+"""Fit a latency predictor on a device profile (or an accuracy predictor on
+evaluation records), compare it with the baselines on held-out architectures,
+and save it.
+
+Latency:
+
+    python tools/fit_predictor.py --profile hardware_profiles/data/mbv3-small_cpu-ort.jsonl \\
+        --out predictors/data/mbv3-small_cpu-ort.skops [--metric cpu_time_ms] [--model auto]
+
+Accuracy (records written by tools/evaluate.py):
+
+    python tools/fit_predictor.py --evaluations runs/digits/evaluations.jsonl --space mbv3-small \\
+        --target top1 --out predictors/data/mbv3-small_top1.skops
+
+A random ``--test-fraction`` of the architectures is held out; the rest picks
+the model by cross-validation (``--model auto``) and fits it. The held-out
+metrics of every model are printed as a table and written, with the selection
+reason, to ``<out>.json``; ``<out>.png`` is the parity plot (predicted vs
+measured on the held-out architectures).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+from ofa.cli import run_command
+from ofa.errors import ConfigError
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--profile", help="latency profile (JSONL) of one device")
+    source.add_argument("--evaluations", help="evaluation records (JSONL) of tools/evaluate.py")
+    p.add_argument("--out", required=True, help="predictor file to write (.skops)")
+    p.add_argument("--model", default="auto", help="'auto' (chosen by cross-validation) or a model name")
+    p.add_argument("--metric", default="latency_ms", help="profile label: latency_ms (wall) or cpu_time_ms")
+    p.add_argument("--statistic", default="median",
+                   help="statistic of the label: median, mean, p10, p90 (p10 resists load on a shared machine)")
+    p.add_argument("--space", help="search space of the evaluations (preset, space JSON/YAML file, or trained checkpoint .pt)")
+    p.add_argument("--target", default="top1", help="evaluation target: top1 or loss")
+    p.add_argument("--split", help="use only evaluation records of this split")
+    p.add_argument("--test-fraction", type=float, default=0.2, help="share of architectures held out (0.2)")
+    p.add_argument("--cv", type=int, default=5, help="cross-validation folds for the model choice (5)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--plot", help="parity plot PNG (default: <out>.png)")
+    p.add_argument("--metrics-json", help="metrics JSON (default: <out>.json)")
+    return p.parse_args(argv)
+
+
+def run(args) -> dict:
+    import numpy as np
+
+    from ofa.io import atomic_write_json
+    from predictors import core
+    from predictors.estimators import ACCURACY_MODELS, LATENCY_MODELS, make_accuracy_model, make_latency_model
+    from predictors.metrics import format_table, interval_coverage
+    from predictors.plots import save_parity_plot
+
+    out = Path(args.out)
+    plot_path = Path(args.plot) if args.plot else out.with_suffix(".png")
+    json_path = Path(args.metrics_json) if args.metrics_json else out.with_suffix(".json")
+    latency = args.profile is not None
+    if latency:
+        profile, genes, y = core.profile_targets(args.profile, args.metric, args.statistic)
+        space = profile.space
+        train, test = core.split_indices(len(y), args.test_fraction, args.seed)
+        predictor = core.fit_latency_predictor(core.subset_profile(profile, train), model=args.model,
+                                               metric=args.metric, statistic=args.statistic, cv=args.cv,
+                                               random_state=args.seed)
+        names, make = LATENCY_MODELS, make_latency_model
+        title = f"{predictor.device} ({args.metric}.{args.statistic})"
+    else:
+        if not args.space:
+            raise ConfigError("--evaluations needs --space (the search space the architectures belong to)")
+        from ofa.spaces import resolve_space
+
+        space = resolve_space(args.space)
+        records = core.read_evaluations(args.evaluations)
+        if args.split:
+            records = [r for r in records if r.get("split") == args.split]
+        train, test = core.split_indices(len(records), args.test_fraction, args.seed)
+        predictor = core.fit_accuracy_predictor([records[i] for i in train], space, model=args.model,
+                                                target=args.target, cv=args.cv, random_state=args.seed)
+        genes = space.to_genes([r["arch"] for r in records])
+        y = np.array([r[args.target] for r in records], dtype=np.float64)
+        names, make = ACCURACY_MODELS, make_accuracy_model
+        title = f"{args.target} predictor ({Path(args.evaluations).name})"
+
+    # Every model, fitted on the same training split, scored on the same held-out split.
+    others = {name: make(name, space, args.seed) for name in names if name != predictor.model_name}
+    results = core.holdout_comparison(others, (genes[train], y[train]), (genes[test], y[test]), relative=latency)
+    chosen = predictor.predict_genes(genes[test])
+    results[predictor.model_name] = {"metrics": core.regression_report(y[test], chosen, relative=latency),
+                                     "prediction": chosen}
+    test_metrics = {name: r["metrics"] for name, r in results.items()}
+    coverage = {}
+    for level in (0.8, 0.9):
+        low, high = predictor.predict_interval_genes(genes[test], level)
+        coverage[f"{level:.0%}"] = interval_coverage(y[test], low, high)
+    predictor.metrics_["test"] = test_metrics[predictor.model_name]
+    predictor.metrics_["test_all_models"] = test_metrics
+    predictor.metrics_["interval_coverage_test"] = coverage
+    predictor.metrics_["n_test"] = int(len(test))
+    predictor.save(out)
+
+    columns = (("within_5", "within_10", "mape", "rmse", "spearman", "kendall") if latency
+               else ("rmse", "mae", "spearman", "kendall"))
+    order = sorted(test_metrics, key=lambda n: n != predictor.model_name)
+    print(f"{len(train)} architectures to fit, {len(test)} held out; selection: "
+          f"{predictor.metrics_['selection']['reason']}")
+    print(format_table({(n + " *" if n == predictor.model_name else n): test_metrics[n] for n in order}, columns))
+    print("interval coverage on held-out architectures: "
+          + ", ".join(f"{k} interval -> {v:.1f}%" for k, v in coverage.items()))
+    baseline = "macs-linear" if latency else min(others, key=lambda n: test_metrics[n]["rmse"], default=None)
+    shown = {f"{predictor.model_name} (chosen)": chosen}
+    if baseline in results:
+        shown[baseline] = results[baseline]["prediction"]
+    save_parity_plot(plot_path, y[test], shown, title, unit="ms" if latency else args.target,
+                     band=0.10 if latency else None)
+    report = {"predictor": str(out), "model": predictor.model_name, "space_fingerprint": predictor.space_fingerprint,
+              "selection": predictor.metrics_["selection"], "cv": predictor.metrics_["cv"], "test": test_metrics,
+              "interval_coverage_test": coverage, "n_train": int(len(train)), "n_test": int(len(test)),
+              "source": args.profile or args.evaluations}
+    if latency:
+        report.update(device=predictor.device, label=f"{args.metric}.{args.statistic}")
+    else:
+        report["target"] = args.target
+    atomic_write_json(json_path, core.json_safe(report))
+    print(f"wrote {out}, {plot_path}, {json_path}")
+    return report
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    return run_command(run, args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

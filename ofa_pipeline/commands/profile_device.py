@@ -1,0 +1,111 @@
+"""Measure subnet latencies of a search space on one backend, into a profile file.
+
+Profile (resumable: rerun the same command after a kill to continue):
+
+    python tools/profile_device.py --space mbv3-small --backend cpu-ort --num-archs 300 \\
+        --out profiles/my-cpu.jsonl
+
+Phone measurements with ncnn's benchncnn (see tools/phone_benchmark.sh):
+
+    python tools/profile_device.py --space mbv3-small --export-ncnn bundle/ --num-archs 300
+    tools/phone_benchmark.sh bundle/ results.txt            # on a host with adb and a phone
+    python tools/profile_device.py --import results.txt --bundle bundle/ --device pixel-7 \\
+        --out profiles/pixel-7-ncnn.jsonl
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import sys
+from pathlib import Path
+
+
+from ofa.errors import OFAError
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--space", default="mbv3-small", help="search space preset, a space JSON/YAML file, or a trained checkpoint (.pt)")
+    p.add_argument("--backend", default="cpu-ort",
+                   help="cpu-ort, gpu-tensorrt, gpu-cuda, mobile-ncnn, fpga-scalesim, fpga-analytical")
+    p.add_argument("--num-archs", type=int, default=300, help="architectures to measure (stratified over MACs)")
+    p.add_argument("--out", type=Path, help="profile file (JSONL) to create or resume")
+    p.add_argument("--seed", type=int, default=0, help="seed of the architecture sample and pass shuffling")
+    p.add_argument("--device", help="device id written into the header (default: derived from the backend)")
+    p.add_argument("--batch-size", type=int, default=1)
+    p.add_argument("--chunk-size", type=int, default=4, help="architectures measured together per shuffled pass")
+    p.add_argument("--strata", type=int, default=10, help="MAC strata of the architecture sample")
+    p.add_argument("--threads", type=int, help="runtime threads (cpu-ort, mobile-ncnn); default 1")
+    p.add_argument("--precision", help="fp32 or fp16 (gpu-tensorrt, gpu-cuda, mobile-ncnn)")
+    p.add_argument("--accelerator", help="fpga-*: accelerator config name (see hardware_profiles/configs) or JSON path")
+    p.add_argument("--cache-dir", type=Path, help="fpga-scalesim: simulation cache (default ~/.cache/ofa-hw/scalesim)")
+    p.add_argument("--warmup", type=int, help="protocol: warm-up runs")
+    p.add_argument("--runs", type=int, help="protocol: timed runs per pass (>= 50 recommended)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    # on-device (phone) measurements
+    p.add_argument("--export-ncnn", type=Path, metavar="DIR",
+                   help="write ncnn models of the sampled architectures and a manifest for tools/phone_benchmark.sh")
+    p.add_argument("--import", dest="import_path", type=Path, metavar="RESULTS",
+                   help="read the output of tools/phone_benchmark.sh into a profile (needs --bundle, --device, --out)")
+    p.add_argument("--bundle", type=Path, help="the --export-ncnn directory the phone results belong to")
+    return p.parse_args(argv)
+
+
+def backend_options(args, backend_name: str) -> dict:
+    from hardware_profiles.backends import backend_class
+
+    accepted = inspect.signature(backend_class(backend_name).__init__).parameters
+    wanted = {"threads": args.threads, "precision": args.precision, "accelerator": args.accelerator,
+              "cache_dir": args.cache_dir}
+    options = {k: v for k, v in wanted.items() if v is not None and k in accepted}
+    ignored = sorted(k for k, v in wanted.items() if v is not None and k not in accepted)
+    if ignored:
+        print(f"note: backend {backend_name} ignores {ignored}", file=sys.stderr)
+    if (args.warmup is not None or args.runs is not None) and "protocol" in accepted:
+        from hardware_profiles.protocol import MeasurementProtocol
+
+        defaults = MeasurementProtocol()
+        options["protocol"] = MeasurementProtocol(
+            warmup=defaults.warmup if args.warmup is None else args.warmup,
+            runs=defaults.runs if args.runs is None else args.runs)
+    return options
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    try:
+        if args.import_path is not None:
+            from hardware_profiles.device_import import import_phone_results
+
+            if args.bundle is None or args.out is None or args.device is None:
+                raise SystemExit("--import needs --bundle DIR, --device ID and --out FILE")
+            profile = import_phone_results(args.import_path, args.bundle, args.out, device=args.device)
+            print(f"{args.out}: {len(profile)} records imported for device {profile.device}")
+            return 0
+        if args.export_ncnn is not None:
+            from hardware_profiles.device_import import export_ncnn_bundle
+
+            manifest = export_ncnn_bundle(args.space, args.export_ncnn, args.num_archs, seed=args.seed,
+                                          strata=args.strata)
+            print(f"{manifest}: ncnn models written; next: tools/phone_benchmark.sh {args.export_ncnn} results.txt")
+            return 0
+        if args.out is None:
+            raise SystemExit("--out FILE is required")
+        from hardware_profiles import get_backend, profile_space
+
+        backend = get_backend(args.backend, **backend_options(args, args.backend))
+        profile = profile_space(args.space, backend, args.num_archs, args.out, seed=args.seed, device=args.device,
+                                batch_size=args.batch_size, strata=args.strata, chunk_size=args.chunk_size,
+                                progress=not args.no_progress)
+        stats = getattr(backend, "cache_stats", None)
+        print(f"{args.out}: {len(profile)} records, device {profile.device}, backend {backend.name}"
+              + (f", simulation cache {stats()}" if stats else ""))
+        return 0
+    except OFAError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

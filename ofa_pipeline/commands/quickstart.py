@@ -1,0 +1,275 @@
+"""The whole product on the built-in default, on 2 CPU cores.
+
+    python tools/quickstart.py --out runs/quickstart                 # the CNN on digits
+    python tools/quickstart.py --out runs/quickstart --fast          # CI's reduced mode (about 2 CPU-minutes)
+    python tools/quickstart.py --out runs/qs-text --transformer      # the Transformer default
+
+Steps (each printed with the command that does it on its own):
+
+1. train the supernet: the small MobileNetV3 with progressive shrinking on
+   scikit-learn's digits (``configs/mbv3-small-digits.yaml``), or with
+   ``--transformer`` the small Transformer on number translation
+   (``configs/transformer-small.yaml``);
+2. profile subnets on ``cpu-ort`` (onnxruntime, this CPU), ``fpga-scalesim``
+   (SCALE-Sim systolic-array simulation) and ``mobile-ncnn`` where ncnn is
+   installed (not with ``--fast``);
+3. fit a latency predictor per device;
+4. evaluate subnets (BN re-calibrated; Transformers: validation loss) and fit
+   the accuracy (Transformers: loss) predictor;
+5. specialise for two latency budgets per device (evolutionary search),
+   export each subnet to ONNX, measure it, plot the Pareto fronts;
+6. print the final table: device, budget, architecture, predicted/measured
+   latency, accuracy, loyalty (also in ``--out/quickstart.md``).
+
+Every step resumes: re-running the same command after a kill continues.
+``--fast`` shrinks epochs, images and architecture counts (the numbers it
+prints are then only a smoke test of the pipeline, not good models).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import shlex
+import sys
+import time
+from pathlib import Path
+
+
+from ofa.cli import run_command
+from ofa.errors import OFAError
+
+# latency label per backend: thread CPU time where the backend records it (on a
+# shared machine it does not count waiting for a core), else the backend's latency
+DEVICES = {"cpu-ort": "cpu_time_ms", "fpga-scalesim": "latency_ms", "mobile-ncnn": "cpu_time_ms"}
+
+FULL = {"profile_archs": 60, "eval_archs": 80, "population": 100, "generations": 500, "pareto_generations": 100,
+        "runs": 30, "warmup": 5, "calib_images": 1000, "int8": True}
+FAST = {"profile_archs": 10, "eval_archs": 24, "population": 24, "generations": 25, "pareto_generations": 10,
+        "runs": 10, "warmup": 2, "calib_images": 128, "int8": False,
+        "epochs": 1, "max_train_images": 64, "batch_size": 32}
+# the Transformer default (number translation); --fast: a few hundred steps on a small corpus
+TRANSFORMER_FULL = {**FULL, "profile_archs": 40, "eval_archs": 60, "int8": False, "eval_sentences": 200}
+TRANSFORMER_FAST = {**FAST, "steps": 20, "train_size": 1000, "val_size": 60, "eval_sentences": 60}
+
+
+def load_tool(name: str):
+    """The command module behind ``tools/<name>.py`` (its ``main(argv)`` is what the command runs)."""
+    return importlib.import_module(f"ofa_pipeline.commands.{name}")
+
+
+class Steps:
+    """Runs tools in this process, printing the equivalent command, timing each step."""
+
+    def __init__(self, out: Path):
+        self.out, self.timings = out, {}
+
+    def run(self, label: str, tool: str, argv: list[str]) -> None:
+        print(f"\n== {label}\n$ python tools/{tool}.py {shlex.join(argv)}", flush=True)
+        start = time.perf_counter()
+        code = load_tool(tool).main(argv)
+        self.timings[label] = round(time.perf_counter() - start, 2)
+        if code:
+            raise OFAError(f"step '{label}' failed (tools/{tool}.py exited with {code}); see the message above")
+
+
+def fast_config(config_path: Path, out: Path, settings: dict, transformer: bool) -> Path:
+    """The training config shortened for a smoke test (``--fast``)."""
+    import yaml
+
+    from ofa.io import atomic_write_text
+
+    config = yaml.safe_load(config_path.read_text())
+    if transformer:
+        config.setdefault("data", {}).update(train_size=settings["train_size"], val_size=settings["val_size"],
+                                             test_size=settings["val_size"])
+        steps = settings["steps"]
+        config.setdefault("train", {}).update(steps=steps, warmup_steps=steps // 4, eval_every=steps,
+                                              checkpoint_every=steps, log_every=steps, batch_size=settings["batch_size"],
+                                              eval_sentences=settings["eval_sentences"])
+    else:
+        for phase in config["phases"]:
+            phase["epochs"] = settings["epochs"]
+            phase.pop("warmup_epochs", None)
+        config.setdefault("data", {}).update(max_train_images=settings["max_train_images"],
+                                             calib_images=settings["calib_images"])
+        config.setdefault("train", {}).update(log_every=1000, batch_size=settings["batch_size"])
+    path = out / "config-fast.yaml"
+    atomic_write_text(path, yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+def evaluate_text_subnets(checkpoint: Path, out: Path, count: int, sentences: int, seed: int = 0) -> list[dict]:
+    """Validation loss of the largest, the smallest and ``count`` random
+    subnets of a Transformer supernet (inherited weights), appended to ``out``
+    as JSONL records ``{"arch", "loss", "token_accuracy", "split"}``; a re-run
+    skips the subnets already in the file."""
+    from ofa.io import append_jsonl
+    from ofa.training.transformer import evaluate_subnet, load_trained
+
+    from predictors import read_evaluations
+
+    supernet, data = load_trained(checkpoint)
+    space = supernet.space
+    done = {json.dumps(r["arch"], sort_keys=True): r for r in (read_evaluations(out) if out.is_file() else [])}
+    archs = [space.largest(), space.smallest(), *space.sample(seed, n=count)]
+    records = []
+    for arch in archs:
+        key = json.dumps(arch.to_dict(), sort_keys=True)
+        if key not in done:
+            r = evaluate_subnet(supernet.extract(arch), data, "val", limit=sentences, decode=False)
+            done[key] = {"arch": arch.to_dict(), "loss": r["val_loss"], "token_accuracy": r["token_accuracy"],
+                         "split": "val", "space": space.fingerprint}
+            append_jsonl(out, done[key])
+        records.append(done[key])
+    print(f"{len(records)} subnets: validation loss {min(r['loss'] for r in records):.3f} to "
+          f"{max(r['loss'] for r in records):.3f} -> {out}")
+    return records
+
+
+def budgets_for(predictor, space, quantiles=(0.3, 0.7), seed: int = 0) -> list[float]:
+    """Two latency budgets per device: quantiles of the predicted latency of
+    random subnets, rounded to two significant digits (a tight and a loose one)."""
+    import numpy as np
+
+    from ofa_pipeline.specialize import IMPLAUSIBLE_MS, positive_latency
+
+    predicted = positive_latency(predictor)(space.sample_genes(4000, np.random.default_rng(seed)))
+    predicted = predicted[predicted < IMPLAUSIBLE_MS]
+    return [float(f"{q:.2g}") for q in np.quantile(predicted, quantiles)]
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", default="runs/quickstart", help="run directory (default %(default)s)")
+    p.add_argument("--fast", action="store_true", help="reduced mode: 1 epoch per phase, few architectures")
+    p.add_argument("--transformer", action="store_true", help="the Transformer default instead of the CNN")
+    p.add_argument("--config", default=None, help="training config (default: configs/mbv3-small-digits.yaml)")
+    p.add_argument("--devices", nargs="+", default=None,
+                   help="backends to specialise for (default: cpu-ort fpga-scalesim, plus mobile-ncnn if installed "
+                        "and not --fast)")
+    return p.parse_args(argv)
+
+
+def run(args) -> dict:
+    from hardware_profiles import get_backend
+    from ofa.io import atomic_write_json, atomic_write_text
+    from ofa_pipeline.specialize import summary_table
+    from ofa.training import load_supernet
+    from predictors import load_predictor
+
+    transformer = args.transformer
+    if transformer:
+        settings = TRANSFORMER_FAST if args.fast else TRANSFORMER_FULL
+    else:
+        settings = FAST if args.fast else FULL
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    # SCALE-Sim's per-layer cache for profiling and for verifying the chosen subnets
+    os.environ.setdefault("OFA_HW_CACHE", str(out / "cache"))
+    steps = Steps(out)
+    started = time.perf_counter()
+
+    # 1. train -------------------------------------------------------------------------------------------
+    default_config = "transformer-small.yaml" if transformer else "mbv3-small-digits.yaml"
+    from ofa.training.config import resolve_config_path
+
+    config = resolve_config_path(args.config or default_config)
+    if args.fast:
+        config = fast_config(config, out, settings, transformer)
+    supernet_path = out / "supernet" / "final.pt"
+    if supernet_path.is_file():
+        print(f"\n== 1. train: {supernet_path} exists, reusing it")
+    else:
+        steps.run("1. train the supernet", "train_supernet",
+                  ["--config", str(config), "--out", str(out / "supernet"), "--resume", "--no-progress"])
+    supernet = load_supernet(supernet_path)
+    space = supernet.space
+    space_file = out / "space.json"
+    atomic_write_json(space_file, space.to_dict())
+
+    # 2-3. profile and fit latency predictors ---------------------------------------------------------------
+    devices = args.devices or ["cpu-ort", "fpga-scalesim"] + (
+        ["mobile-ncnn"] if get_backend("mobile-ncnn").available() and not args.fast else [])
+    latency_paths = {}
+    for device in devices:
+        profile = out / "profiles" / f"{device}.jsonl"
+        argv = ["--space", str(space_file), "--backend", device, "--num-archs", str(settings["profile_archs"]),
+                "--out", str(profile), "--no-progress"]
+        if device in ("cpu-ort", "mobile-ncnn"):
+            argv += ["--runs", str(settings["runs"]), "--warmup", str(settings["warmup"])]
+        if device == "fpga-scalesim":
+            argv += ["--cache-dir", str(Path(os.environ["OFA_HW_CACHE"]) / "scalesim")]
+        steps.run(f"2. profile {device}", "profile_device", argv)
+        latency_paths[device] = out / "predictors" / f"{device}.skops"
+        argv = ["--profile", str(profile), "--out", str(latency_paths[device]), "--metric", DEVICES.get(device,
+                "latency_ms")]
+        if args.fast:
+            argv += ["--cv", "3", "--model", "lut"]
+        steps.run(f"3. fit the {device} latency predictor", "fit_predictor", argv)
+
+    # 4. accuracy (or loss) predictor ----------------------------------------------------------------------------
+    evaluations = out / "evaluations.jsonl"
+    if transformer:
+        print("\n== 4. evaluate subnets (validation loss, inherited weights)")
+        start = time.perf_counter()
+        evaluate_text_subnets(supernet_path, evaluations, settings["eval_archs"], settings["eval_sentences"])
+        steps.timings["4. evaluate subnets"] = round(time.perf_counter() - start, 2)
+    else:
+        steps.run("4. evaluate subnets", "evaluate",
+                  ["--supernet", str(supernet_path), "--archs", "largest", "smallest",
+                   f"random:{settings['eval_archs']}", "--out", str(evaluations),
+                   "--calib-images", str(settings["calib_images"])])
+    target = "loss" if transformer else "top1"
+    accuracy_path = out / "predictors" / f"{target}.skops"
+    argv = ["--evaluations", str(evaluations), "--space", str(space_file), "--target", target,
+            "--out", str(accuracy_path)]
+    if args.fast:
+        argv += ["--cv", "3", "--model", "gbr"]
+    steps.run(f"4. fit the {target} predictor", "fit_predictor", argv)
+
+    # 5. specialise -----------------------------------------------------------------------------------------
+    argv = ["--supernet", str(supernet_path), "--accuracy-predictor", str(accuracy_path), "--out", str(out / "deploy"),
+            "--population", str(settings["population"]), "--generations", str(settings["generations"]),
+            "--pareto-generations", str(settings["pareto_generations"]),
+            "--calib-images", str(settings["calib_images"])]
+    budgets = {}
+    for device, path in latency_paths.items():
+        argv += ["--latency-predictor", str(path)]
+        budgets[device] = budgets_for(load_predictor(path), space)
+        for budget in budgets[device]:
+            argv += ["--device", device, "--latency-ms", f"{budget:g}"]
+    if settings["int8"]:
+        argv.append("--int8")
+    steps.run("5. specialise, export, verify", "specialize", argv)
+
+    # 6. report -----------------------------------------------------------------------------------------------
+    rows = json.loads((out / "deploy" / "summary.json").read_text())
+    total = round(time.perf_counter() - started, 1)
+    table = summary_table(rows)
+    report = {"mode": "fast" if args.fast else "full", "model": "transformer" if transformer else "cnn",
+              "settings": settings, "devices": devices,
+              "budgets_ms": budgets, "latency_labels": {d: DEVICES.get(d, "latency_ms") for d in devices},
+              "timings_s": steps.timings, "total_s": total, "rows": rows}
+    atomic_write_json(out / "quickstart.json", report)
+    labels = ", ".join(f"{d}: {DEVICES.get(d, 'latency_ms')}" for d in devices)
+    accuracy = ("token accuracy and loss on validation sentences" if transformer
+                else "top-1 on the validation split after BN re-calibration")
+    text = (f"# Quickstart ({report['model']}, {report['mode']} mode)\n\nLatency labels ({labels}); accuracy: "
+            f"{accuracy}; loyalty: agreement with the largest subnet.\n\n{table}\n\n"
+            f"Pareto plots: `deploy/<target>/pareto_<device>.png`. Wall time: {total} s "
+            f"({', '.join(f'{k}: {v} s' for k, v in steps.timings.items())}).\n")
+    atomic_write_text(out / "quickstart.md", text)
+    print(f"\n== 6. result ({labels})\n{table}\n\nwall time {total} s; report {out / 'quickstart.md'}")
+    return report
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    return run_command(run, args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,165 @@
+"""Specialise a trained supernet for one or more devices and latency budgets.
+
+    python tools/specialize.py --supernet runs/mbv3-small-digits/final.pt \
+        --device cpu-ort --latency-ms 0.3 --device fpga-scalesim --latency-ms 3 --out deploy/digits
+
+fits what it is not given: a latency predictor per device from the shipped
+profile of the supernet's space, and an accuracy predictor from
+``--eval-archs`` evaluated subnets (both saved under ``--out/predictors/``).
+With your own predictors:
+
+    python tools/specialize.py --supernet runs/mbv3-small-digits/final.pt \\
+        --accuracy-predictor runs/qs/predictors/top1.skops \\
+        --latency-predictor runs/qs/predictors/cpu-ort.skops --latency-predictor runs/qs/predictors/fpga.skops \\
+        --device cpu-ort --latency-ms 0.8 --device fpga-scalesim --latency-ms 0.05 --out deploy/digits
+
+Each ``--device NAME --latency-ms X`` pair is one target (NAME is the backend
+of a latency predictor's profile, e.g. ``cpu-ort``, or its device id); a
+device may appear with several budgets. ``--joint`` instead finds one subnet
+that meets every budget at once. ``--max-macs`` / ``--max-params`` add budgets
+to every target.
+
+For each target, ``--out/<device>-<budget>ms/`` receives ``arch.json``,
+``model.pt`` (weights, BN re-calibrated), ``model.onnx`` (parity-checked),
+``pareto_<device>.png`` (the chosen point marked), ``result.json`` and
+``report.md``; ``--out/summary.md`` tabulates all targets. Latency is measured
+on the real backend where it runs here (``--no-measure`` skips it) and
+accuracy on the validation split of the training data set.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import sys
+from pathlib import Path
+
+
+from ofa.cli import run_command
+from ofa.errors import ConfigError
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--supernet", required=True, help="supernet checkpoint (final.pt of train_supernet.py)")
+    p.add_argument("--accuracy-predictor",
+                   help="accuracy (top1) or loss predictor (.skops); default: evaluate --eval-archs random "
+                        "subnets of the supernet (BN re-calibrated) and fit one")
+    p.add_argument("--eval-archs", type=int, default=60,
+                   help="random subnets to evaluate when no --accuracy-predictor is given")
+    p.add_argument("--latency-predictor", action="append", default=[],
+                   help="latency predictor of a device (.skops); repeat for several devices. A device without "
+                        "one gets a predictor fitted on the shipped profile of the supernet's space, if any")
+    p.add_argument("--device", action="append", default=[], required=True, help="target device (repeatable)")
+    p.add_argument("--latency-ms", action="append", type=float, default=[], required=True,
+                   help="latency budget of the --device at the same position (repeatable)")
+    p.add_argument("--joint", action="store_true", help="one subnet meeting every budget at once")
+    p.add_argument("--max-macs", type=float, help="MACs budget for every target")
+    p.add_argument("--max-params", type=float, help="parameter budget for every target")
+    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--population", type=int, default=100)
+    p.add_argument("--generations", type=int, default=500)
+    p.add_argument("--pareto-generations", type=int, default=100, help="NSGA-II generations of the Pareto plot")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--nearest", action="store_true",
+                   help="on an infeasible budget, deploy the closest subnet instead of failing")
+    p.add_argument("--data", help="data set (default: the one the supernet was trained on)")
+    p.add_argument("--calib-images", type=int, default=2000, help="BN re-calibration images")
+    p.add_argument("--no-measure", action="store_true", help="do not measure latency on the real backends")
+    p.add_argument("--ncnn", action="store_true", help="also convert each subnet to ncnn")
+    p.add_argument("--int8", action="store_true", help="also quantise each subnet to INT8 and compare with FP32")
+    return p.parse_args(argv)
+
+
+def digest(path: str) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+
+
+def fit_shipped_latency_predictor(space, device: str, out_dir: Path) -> Path:
+    """A latency predictor for ``device`` fitted on the shipped profile of ``space``
+    (thread CPU time where the profile has it: steadier on a shared machine)."""
+    from hardware_profiles import read_profile, shipped_profile_path, shipped_profiles
+    from predictors import fit_latency_predictor
+
+    for name in shipped_profiles():
+        profile = read_profile(shipped_profile_path(*name.split("_", 1)))
+        header = profile.header
+        if header["space_fingerprint"] == space.fingerprint and device in (header["backend"], header["device"]):
+            metric = "cpu_time_ms" if "cpu_time_ms" in profile.records[0] else "latency_ms"
+            print(f"fitting a {device} latency predictor on the shipped profile {name} ({metric})")
+            path = out_dir / f"{device}.skops"
+            fit_latency_predictor(profile, metric=metric).save(path)
+            return path
+    raise ConfigError(f"no latency predictor for device {device!r}: pass --latency-predictor (fit one with "
+                      f"tools/fit_predictor.py on a profile from tools/profile_device.py); no shipped profile "
+                      f"matches this supernet's space {space.fingerprint}")
+
+
+def fit_default_accuracy_predictor(args, space, out_dir: Path) -> Path:
+    """Evaluate ``--eval-archs`` random subnets (plus the largest and smallest)
+    with tools/evaluate.py and fit a top-1 predictor on them."""
+    import subprocess
+
+    from predictors import fit_accuracy_predictor
+
+    if space.type_name != "mobilenetv3":
+        raise ConfigError("pass --accuracy-predictor for this supernet (for Transformers: a validation-loss "
+                          "predictor, see the README)")
+    evaluations = out_dir / "evaluations.jsonl"
+    command = [sys.executable, "-m", "ofa_pipeline.commands.evaluate", "--supernet", args.supernet,
+               "--archs", "largest", "smallest", f"random:{args.eval_archs}", "--seed", str(args.seed),
+               "--out", str(evaluations)] + (["--data", args.data] if args.data else [])
+    print("evaluating subnets for the accuracy predictor:", " ".join(command))
+    if subprocess.run(command).returncode != 0:
+        raise ConfigError("evaluating subnets failed (see the message above); or pass --accuracy-predictor")
+    path = out_dir / "accuracy.skops"
+    fit_accuracy_predictor(evaluations, space, target="top1").save(path)
+    return path
+
+
+def run(args) -> list[dict]:
+    from ofa_pipeline.deploy import checkpoint_data
+    from ofa_pipeline.specialize import Target, specialize, summary_table
+    from ofa.training import load_supernet
+    from predictors import load_predictor
+
+    if len(args.device) != len(args.latency_ms):
+        raise ConfigError(f"give one --latency-ms per --device: got {len(args.device)} devices and "
+                          f"{len(args.latency_ms)} budgets")
+    pairs = list(zip(args.device, args.latency_ms))
+    targets = [Target(tuple(pairs))] if args.joint else [Target((pair,)) for pair in pairs]
+    supernet = load_supernet(args.supernet)
+    made = Path(args.out) / "predictors"
+    if args.accuracy_predictor is None:
+        args.accuracy_predictor = str(fit_default_accuracy_predictor(args, supernet.space, made))
+    accuracy = load_predictor(args.accuracy_predictor, space=supernet.space)
+    latency = [load_predictor(path, space=supernet.space) for path in args.latency_predictor]
+    covered = {name for predictor in latency
+               for name in (predictor.device, predictor.profile_header.get("backend"))}
+    for device in dict.fromkeys(args.device):
+        if device not in covered:
+            path = fit_shipped_latency_predictor(supernet.space, device, made)
+            args.latency_predictor.append(str(path))
+            latency.append(load_predictor(path, space=supernet.space))
+    data = checkpoint_data(args.supernet, args.data)
+    provenance = {"supernet": digest(args.supernet), "accuracy_predictor": digest(args.accuracy_predictor),
+                  "latency_predictors": [digest(p) for p in args.latency_predictor], "data": args.data,
+                  "calib_images": args.calib_images}
+    rows = specialize(supernet, accuracy, latency, targets, args.out, data=data, max_macs=args.max_macs,
+                      max_params=args.max_params, population=args.population, generations=args.generations,
+                      seed=args.seed, measure=not args.no_measure, ncnn=args.ncnn, int8=args.int8,
+                      on_infeasible="nearest" if args.nearest else "raise",
+                      pareto_generations=args.pareto_generations, calib_images=args.calib_images,
+                      provenance=provenance)
+    print(summary_table(rows))
+    print(f"results: {Path(args.out) / 'summary.md'}")
+    return rows
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    return run_command(run, args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
