@@ -26,18 +26,17 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import torch  # noqa: E402
+import torch
 
-from ofa.data import build_datasets, fixed_subset  # noqa: E402
-from ofa.evaluation import SubnetEvaluator, predict, recalibrate_bn, top1_accuracy  # noqa: E402
-from ofa.io import atomic_write_json  # noqa: E402
-from ofa.models import MobileNetV3  # noqa: E402
-from ofa.training.checkpoint import load_checkpoint, load_supernet  # noqa: E402
-from ofa.training.progressive_shrinking import build_phases  # noqa: E402
-from ofa.training.runlog import format_table  # noqa: E402
-from ofa.training.static import train_classifier  # noqa: E402
+from ofa.data import build_datasets, fixed_subset
+from ofa.evaluation import SubnetEvaluator, predict, recalibrate_bn, top1_accuracy
+from ofa.io import atomic_write_json
+from ofa.models import MobileNetV3
+from ofa.training.checkpoint import load_checkpoint, load_supernet
+from ofa.training.progressive_shrinking import build_phases
+from ofa.training.runlog import format_table
+from ofa.training.static import train_classifier
 
 
 def training_wall_time(run_dir: Path) -> float | None:

@@ -23,19 +23,17 @@ percentage error).
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks._timing import environment, save  # noqa: E402
-from hardware_profiles import get_backend, profile_space, stratified_sample  # noqa: E402
-from ofa.errors import BackendUnavailableError  # noqa: E402
-from ofa.spaces import resolve_space  # noqa: E402
+from _timing import environment, save
+from hardware_profiles import get_backend, profile_space, stratified_sample
+from ofa.errors import BackendUnavailableError
+from ofa.spaces import resolve_space
 
 DEFAULT_BACKENDS = ("cpu-ort", "mobile-ncnn", "fpga-scalesim", "fpga-analytical")
 

@@ -17,13 +17,12 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import torch  # noqa: E402
+import torch
 
-from ofa import create_supernet, get_space  # noqa: E402
-from ofa.io import atomic_write_json  # noqa: E402
-from ofa.training.losses import distillation_loss  # noqa: E402
+from ofa import create_supernet, get_space
+from ofa.io import atomic_write_json
+from ofa.training.losses import distillation_loss
 
 CASES = (("mbv3-small", 32, 64), ("ofa-mbv3-w1.0", 128, 32))
 

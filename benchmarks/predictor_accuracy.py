@@ -27,14 +27,12 @@ from __future__ import annotations
 import argparse
 import glob
 import json
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from benchmarks._timing import environment, save  # noqa: E402
+from _timing import environment, save
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

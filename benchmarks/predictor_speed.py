@@ -22,16 +22,14 @@ import os
 for _name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[_name] = "1"  # one core, before numpy loads its BLAS
 
-import argparse  # noqa: E402
-import glob  # noqa: E402
-import sys  # noqa: E402
-from pathlib import Path  # noqa: E402
+import argparse
+import glob
+from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from benchmarks._timing import environment, save, time_alternately  # noqa: E402
+from _timing import environment, save, time_alternately
 
 TARGET_PER_SECOND = 100_000
 

@@ -19,18 +19,16 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _timing import environment, save  # noqa: E402
+from _timing import environment, save
 
-from ofa.search import (Constraint, Objective, ParetoProblem, SearchProblem, SyntheticObjectives,  # noqa: E402
+from ofa.search import (Constraint, Objective, ParetoProblem, SearchProblem, SyntheticObjectives,
                         cost_function, enumerate_genes, evolution_search, exhaustive_search, front_from,
                         hypervolume, nsga2_search, random_front, random_search)
-from ofa.spaces import get_space  # noqa: E402
+from ofa.spaces import get_space
 
 
 def reduced_space():

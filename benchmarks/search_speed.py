@@ -22,21 +22,19 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import sys
 import time
 from pathlib import Path
 
 for variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(variable, "1")
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _timing import environment, save  # noqa: E402
+from _timing import environment, save
 
-from ofa.search import (Constraint, Objective, ParetoProblem, SearchProblem, SyntheticObjectives,  # noqa: E402
+from ofa.search import (Constraint, Objective, ParetoProblem, SearchProblem, SyntheticObjectives,
                         cost_function, evolution_search, nsga2_search)
-from ofa.spaces import get_space  # noqa: E402
+from ofa.spaces import get_space
 
 
 def timed(fn, repeats: int) -> dict:

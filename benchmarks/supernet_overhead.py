@@ -11,16 +11,14 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _timing import environment, save, time_alternately  # noqa: E402
+from _timing import environment, save, time_alternately
 
-from ofa import create_supernet, get_space  # noqa: E402
+from ofa import create_supernet, get_space
 
 
 def train_step(model, x, y):

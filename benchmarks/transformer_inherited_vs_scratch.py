@@ -20,15 +20,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _timing import environment, save  # noqa: E402
+from _timing import environment, save
 
-from ofa.training.transformer import TransformerTrainer, evaluate_subnet, load_trained  # noqa: E402
+from ofa.training.transformer import TransformerTrainer, evaluate_subnet, load_trained
 
 
 def main() -> None:

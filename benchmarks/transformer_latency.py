@@ -15,16 +15,14 @@ subnets are compared on the same work; source length is the space's
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _timing import environment, save, time_alternately  # noqa: E402
+from _timing import environment, save, time_alternately
 
-from ofa import get_space  # noqa: E402
-from ofa.models.transformer import BOS, Transformer  # noqa: E402
+from ofa import get_space
+from ofa.models.transformer import BOS, Transformer
 
 
 def fixed_length_greedy(model, src: torch.Tensor, steps: int):

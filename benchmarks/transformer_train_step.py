@@ -15,18 +15,16 @@ repeated 3x as often).
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _timing import environment, save, time_alternately  # noqa: E402
+from _timing import environment, save, time_alternately
 
-from ofa import create_supernet, get_space  # noqa: E402
-from ofa.models.transformer import BOS  # noqa: E402
-from ofa.spaces import TransformerSpace  # noqa: E402
+from ofa import create_supernet, get_space
+from ofa.models.transformer import BOS
+from ofa.spaces import TransformerSpace
 
 
 def train_step(model, src, tgt):

@@ -46,7 +46,8 @@ def export_ncnn_bundle(space, directory, num_archs: int, seed: int = 0, strata: 
     from ofa.supernets import create_supernet
 
     from .backends.base import TemporaryExport, example_inputs, numpy_inputs
-    from ofa.export import convert_onnx_to_ncnn, ncnn_graph
+    from ofa.export import convert_onnx_to_ncnn
+    from ofa.families import get_family
 
     space = resolve_space(space)
     directory = Path(directory)
@@ -55,7 +56,7 @@ def export_ncnn_bundle(space, directory, num_archs: int, seed: int = 0, strata: 
     entries, lines = [], []
     for index, arch in enumerate(stratified_sample(space, num_archs, rng=seed, strata=strata)):
         model_id = f"a{index:04d}"
-        model = ncnn_graph(supernet.extract(arch).eval())
+        model = get_family(space).ncnn_graph(supernet.extract(arch).eval())
         inputs = numpy_inputs(example_inputs(model, 1))
         export = TemporaryExport(model)
         try:

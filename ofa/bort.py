@@ -169,7 +169,7 @@ def extract_optimal(space: TransformerSpace, error_fn: Callable[[TransformerArch
 # --- error surrogates ----------------------------------------------------------------------------------------
 def inherited_error(supernet, data, split: str = "val", limit: int | None = None) -> Callable:
     """Validation loss of each architecture with the supernet's weights."""
-    from .training.transformer import evaluate_subnet
+    from .evaluation import evaluate_subnet
 
     def error(arch) -> float:
         supernet.set_active(arch)
@@ -183,7 +183,8 @@ def scratch_error(config: dict, data, steps: int, split: str = "val", limit: int
     from scratch (the training recipe of ``config``, the Transformer trainer's)."""
     import tempfile
 
-    from .training.transformer import TransformerTrainer, evaluate_subnet
+    from .evaluation import evaluate_subnet
+    from .training.transformer import TransformerTrainer
 
     def error(arch) -> float:
         cfg = {**config, "train": {**config.get("train", {}), "steps": steps, "eval_every": steps + 1,

@@ -13,19 +13,24 @@
   the Jensen-Shannon distance, a metric.
 * :class:`SubnetEvaluator` - evaluate many architectures of one supernet on
   one split (extract -> re-calibrate -> predict), the supernet untouched.
+* :func:`evaluate_subnet` - the same metrics for text models (Transformers):
+  loss, token accuracy, loyalty, and exact match / BLEU / chrF of decoding.
+
+This is the one evaluation module of both model families; the family objects
+(:mod:`ofa.families`) pick the right entry point for a supernet.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Iterable
+from typing import Iterable, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .errors import DataError
+from .errors import BackendUnavailableError, DataError
 
 LN2 = math.log(2.0)
 
@@ -194,16 +199,26 @@ class SubnetEvaluator:
     network's outputs (the teacher: the largest subnet, itself re-calibrated).
 
     ``evaluate(arch)`` returns ``{"arch", "top1", "loss", "macs", "params",
-    "label_loyalty", "probability_loyalty", "split", "resolution"}``."""
+    "label_loyalty", "probability_loyalty", "split", "resolution"}``;
+    ``evaluate_many(archs)`` does it for a list, one resolution at a time.
+
+    ``fast=True`` (default) runs :mod:`ofa.fast_evaluation` (images prepared
+    once per resolution, channels-last, batched exact BN statistics);
+    ``fast=False`` the reference path (:func:`recalibrate_bn`, :func:`predict`).
+    Both give the same results up to float rounding
+    (``benchmarks/evaluation_speed.py``). ``batch_size`` is the calibration
+    batch (BN normalises each with its own statistics, so it is part of the
+    result); prediction batches do not change results."""
 
     def __init__(self, supernet: nn.Module, data, split: str = "val", calib_images: int = 2000,
-                 batch_size: int = 256, teacher_arch=None):
+                 batch_size: int = 256, teacher_arch=None, fast: bool = True):
         from .data import fixed_subset
 
         if split not in ("train", "val", "test"):
             raise DataError(f"split must be 'train', 'val' or 'test', got {split!r}")
         self.supernet, self.space = supernet, supernet.space
-        self.split, self.batch_size = split, batch_size
+        self.split, self.batch_size, self.fast = split, batch_size, fast
+        self._prepared: dict[int, object] = {}
         self.eval_set = getattr(data, split)
         self.calib_set = fixed_subset(data.train, calib_images)
         self._images: dict[tuple[str, int], torch.Tensor] = {}
@@ -219,16 +234,54 @@ class SubnetEvaluator:
             self._images[key] = dataset.tensors(resolution=resolution)[0]
         return self._images[key]
 
+    def _prepared_images(self, resolution: int):
+        from .fast_evaluation import PreparedImages
+
+        if resolution not in self._prepared:
+            self._prepared[resolution] = PreparedImages.build(self._tensor("calib", resolution)[:2000],
+                                                              self._tensor("eval", resolution), self.batch_size)
+        return self._prepared[resolution]
+
+    def release(self, keep_resolution: int | None = None) -> None:
+        """Forget the prepared images of every resolution but ``keep_resolution``."""
+        self._images = {k: v for k, v in self._images.items() if k[1] == keep_resolution}
+        self._prepared = {k: v for k, v in self._prepared.items() if k == keep_resolution}
+
     def subnet(self, arch) -> nn.Module:
         """The static subnet of ``arch`` with re-calibrated BN statistics."""
         arch = self.space.parse(arch)
         static = self.supernet.extract(arch)
+        if self.fast:
+            from .fast_evaluation import prepare_subnet
+
+            return prepare_subnet(static, self._prepared_images(arch.resolution))
         recalibrate_bn(static, self._tensor("calib", arch.resolution), batch_size=self.batch_size)
         return static.eval()
 
     def _logits(self, arch) -> torch.Tensor:
         arch = self.space.parse(arch)
+        if self.fast:
+            from .fast_evaluation import predict_fast
+
+            return predict_fast(self.subnet(arch), self._prepared_images(arch.resolution).evaluation)
         return predict(self.subnet(arch), self._tensor("eval", arch.resolution), self.batch_size)
+
+    def evaluate_many(self, archs, progress=None) -> list[dict]:
+        """:meth:`evaluate` for each of ``archs`` (results in their order),
+        grouped by resolution so that each resolution's images are prepared
+        once and dropped when its group is done. ``progress``: an optional
+        callable taking each result as it comes."""
+        archs = [self.space.parse(a) for a in archs]
+        results: list[dict | None] = [None] * len(archs)
+        order = sorted(range(len(archs)), key=lambda i: archs[i].resolution)
+        for position, i in enumerate(order):
+            results[i] = self.evaluate(archs[i])
+            if progress is not None:
+                progress(results[i])
+            following = order[position + 1] if position + 1 < len(order) else None
+            if following is None or archs[following].resolution != archs[i].resolution:
+                self.release()
+        return results
 
     def evaluate(self, arch) -> dict:
         arch = self.space.parse(arch)
@@ -249,3 +302,92 @@ class SubnetEvaluator:
 
 __all__ = ["SubnetEvaluator", "js_divergence", "label_loyalty", "predict", "probability_loyalty",
            "recalibrate_bn", "top1_accuracy"]
+
+
+# --- text models (Transformers) ------------------------------------------------------------------------------
+def _seq2seq_logits(model, src: torch.Tensor, tgt: torch.Tensor):
+    """(logits of the real target positions (N, vocab), their labels): the model reads
+    ``tgt[:, :-1]`` and predicts ``tgt[:, 1:]``; padding is not scored."""
+    from .models.transformer import PAD
+
+    labels = tgt[:, 1:]
+    keep = labels.ne(PAD)
+    return model(src, tgt[:, :-1])[keep], labels[keep]
+
+
+def _masked_lm_logits(model, inputs: torch.Tensor, labels: torch.Tensor):
+    """(logits of the masked positions (N, vocab), their labels)."""
+    keep = labels.ne(-100)
+    return model(inputs)[keep], labels[keep]
+
+
+def translation_scores(hypotheses: Sequence[str], references: Sequence[str]) -> dict:
+    """Exact-match accuracy (%), corpus BLEU and chrF (sacrebleu)."""
+    try:
+        import sacrebleu
+    except ImportError as error:
+        raise BackendUnavailableError("BLEU/chrF need sacrebleu: pip install sacrebleu "
+                                      "(or pip install 'ofa-hw[nlp]')") from error
+
+    exact = 100.0 * sum(h == r for h, r in zip(hypotheses, references)) / max(1, len(references))
+    return {"exact_match": exact,
+            "bleu": sacrebleu.corpus_bleu(list(hypotheses), [list(references)]).score,
+            "chrf": sacrebleu.corpus_chrf(list(hypotheses), [list(references)]).score}
+
+
+@torch.no_grad()
+def evaluate_subnet(model, data, split: str = "val", limit: int | None = None, batch_size: int = 250,
+                    decode: bool = True, beam_size: int = 1, seed: int = 0, mask_prob: float = 0.15,
+                    teacher=None) -> dict:
+    """Metrics of ``model`` (a static network, or a supernet at its active
+    subnet) on a split, in eval mode: ``val_loss`` (mean token cross entropy,
+    no smoothing - the fitness search uses) and token accuracy; for
+    encoder-decoder models with ``decode`` the exact match, BLEU and chrF of
+    greedy (or beam) decoding; encoder-only masked-LM models are scored on a
+    fixed masking. With a ``teacher`` (e.g. the largest subnet, extracted):
+    label and probability loyalty (:mod:`ofa.evaluation`) of the token
+    predictions to the teacher's."""
+    from .data.text import detokenize, mask_tokens
+    from .models.transformer import PAD, beam_search, greedy_decode
+
+    models = [model] + ([teacher] if teacher is not None else [])
+    modes = [m.training for m in models]
+    for m in models:
+        m.eval()
+    device = next(model.parameters()).device
+    total, count, correct = 0.0, 0, 0
+    hypotheses, student_logits, teacher_logits = [], [], []
+    generator = torch.Generator().manual_seed(seed)
+    for src, tgt in data.batches(split, batch_size, limit=limit):
+        src, tgt = src.to(device), tgt.to(device)
+        if model.space.has_decoder:
+            batch = (src, tgt)
+            logits, labels = _seq2seq_logits(model, *batch)
+            if decode:
+                out = greedy_decode(model, src) if beam_size == 1 else beam_search(model, src, beam_size)
+                hypotheses += [detokenize(data.tgt_vocab.decode(row), data.level) for row in out.tolist()]
+            logits_of = _seq2seq_logits
+        else:
+            inputs, labels = mask_tokens(src.cpu(), len(data.src_vocab), generator, mask_prob)
+            batch = (inputs.to(device), labels.to(device))
+            logits, labels = _masked_lm_logits(model, *batch)
+            logits_of = _masked_lm_logits
+        loss = F.cross_entropy(logits, labels) if len(labels) else logits.sum()
+        if teacher is not None:
+            student_logits.append(logits)
+            teacher_logits.append(logits_of(teacher, *batch)[0])
+        total += loss.item() * len(labels)
+        count += len(labels)
+        correct += int((logits.argmax(-1) == labels).sum())
+    for m, mode in zip(models, modes):
+        m.train(mode)
+    result = {"val_loss": total / max(1, count), "token_accuracy": 100.0 * correct / max(1, count)}
+    if teacher is not None:
+        student, reference = torch.cat(student_logits), torch.cat(teacher_logits)
+        result.update(label_loyalty=100.0 * label_loyalty(student, reference),
+                      probability_loyalty=100.0 * probability_loyalty(student, reference))
+    if hypotheses:
+        result.update(translation_scores(hypotheses, data.references(split, limit)))
+    return result
+
+

@@ -146,18 +146,27 @@ class ExportParityError(OFAError):
 
 
 def export_checked(model: nn.Module, path: str | os.PathLike, opset: int = DEFAULT_OPSET,
-                   tolerance: float = PARITY_TOLERANCE, batch_sizes=(1, 3)) -> dict:
+                   tolerance: float = PARITY_TOLERANCE, batch_sizes=(1, 3), write=None) -> dict:
     """Export a static subnet to ONNX (dynamic batch axis) and check that
     onnxruntime reproduces PyTorch at several batch sizes.
 
-    The check is ``max |PyTorch - onnxruntime| <= tolerance * max(1, max |logit|)``:
+    ``write(model, path, opset) -> {extra files}`` writes the graph(s): by
+    default :func:`export_model`; a model family may write more graphs (see
+    :meth:`ofa.families.ModelFamily.write_onnx`). The check is
+    ``max |PyTorch - onnxruntime| <= tolerance * max(1, max |output|)``:
     absolute for ordinary logits, relative for networks whose outputs are
     large (float32 rounding grows with magnitude, e.g. untrained weights).
     Returns ``{"onnx", "opset", "parity_max_abs_diff", "output_max_abs",
-    "parity_batch_sizes", "tolerance"}``; raises :class:`ExportParityError`."""
+    "parity_batch_sizes", "tolerance", ...extra files}``; raises
+    :class:`ExportParityError` (after removing what it wrote)."""
     check_opset(opset)
     model.eval()
-    extra_graphs = _export_graphs(model, Path(path), opset)
+    path = Path(path)
+    if write is None:
+        export_model(model, path, opset=opset)
+        extra_graphs = {}
+    else:
+        extra_graphs = write(model, path, opset)
     diff, scale = 0.0, 1.0
     for batch_size in batch_sizes:
         inputs = _example_inputs(model, batch_size)
@@ -170,31 +179,12 @@ def export_checked(model: nn.Module, path: str | os.PathLike, opset: int = DEFAU
               "parity_max_abs_diff": diff, "output_max_abs": scale, "parity_batch_sizes": list(batch_sizes),
               "tolerance": tolerance, **extra_graphs}
     if not diff <= tolerance * scale:
+        for written in [path, *map(Path, extra_graphs.values())]:
+            written.unlink(missing_ok=True)
         raise ExportParityError(f"{path}: onnxruntime differs from PyTorch by {diff:.3g} on outputs up to "
                                 f"{scale:.3g} (allowed {tolerance:g} x max(1, output)); the export is not faithful "
                                 f"- try another --opset")
     return report
-
-
-def _export_graphs(model: nn.Module, path: Path, opset: int) -> dict:
-    """Write ``path`` (the whole network); for an encoder-decoder Transformer also
-    ``<stem>.encoder.onnx`` and ``<stem>.decoder_step.onnx`` for incremental
-    decoding, with dynamic batch and sequence axes. Returns the extra files."""
-    arch = getattr(model, "arch", None)
-    if not getattr(arch, "has_decoder", False):
-        export_model(model, path, opset=opset)
-        return {}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=path.parent) as scratch:
-        written = export_transformer(model, scratch, opset)
-        extra = {}
-        for name, source in written.items():
-            target = path if name == "model" else path.with_name(f"{path.stem}.{name}.onnx")
-            os.replace(source, target)  # same filesystem: atomic
-            if name != "model":
-                extra[f"onnx_{name}"] = str(target)
-    return extra
-
 
 
 def export_transformer(model: nn.Module, directory: str | os.PathLike, opset: int | None = None) -> dict:
@@ -261,13 +251,6 @@ def convert_onnx_to_ncnn(onnx_path: Path, inputs: list[np.ndarray], out_dir: Pat
         raise BackendUnavailableError(f"pnnx could not convert {onnx_path.name} to ncnn (exit {done.returncode}): "
                                       f"{tail}")
     return param, weights
-
-
-def ncnn_graph(static_model: torch.nn.Module) -> torch.nn.Module:
-    """The module to convert for ncnn. A Transformer becomes its unpadded
-    graph (the same function on one unpadded sentence): its padding and
-    causal masks would need boolean/select operators ncnn does not have."""
-    return static_model.unpadded() if hasattr(static_model, "unpadded") else static_model
 
 
 def unsupported_layers(param_text: str) -> list[str]:
@@ -408,5 +391,9 @@ def load_subnet_weights(path: str | os.PathLike) -> nn.Module:
                               f"({reason})") from None
     # the supernet of the space knows how to build the static network of any of its architectures
     static = create_supernet(space).extract(arch)
-    static.load_state_dict(payload["state_dict"])
+    try:
+        static.load_state_dict(payload["state_dict"])
+    except (KeyError, TypeError, RuntimeError, AttributeError) as error:
+        raise CheckpointError(f"{path}: its weights do not fit the subnet it names ({type(error).__name__}: "
+                              f"{str(error).splitlines()[0][:200] if str(error) else ''})") from None
     return static.eval()

@@ -19,6 +19,7 @@ from hardware_profiles.protocol import (WALL_AND_THREAD_CLOCKS, WALL_CLOCK, Meas
                                         measure_runners)
 
 from ofa.errors import ConfigError
+from ofa.families import get_family
 from ofa.evaluation import label_loyalty, probability_loyalty, top1_accuracy
 from ofa.export import (DEFAULT_OPSET, ExportParityError, build_tensorrt_engine, check_opset, export_checked,
                         onnx_logits, onnxruntime_session, quantize_int8, require_tensorrt, save_subnet_weights)
@@ -98,33 +99,17 @@ def compare_precisions(files: dict[str, str | os.PathLike], images: np.ndarray, 
 
 # --- one subnet, end to end -------------------------------------------------------------------------------
 def checkpoint_data(checkpoint: str | os.PathLike, source: str | os.PathLike | None = None):
-    """The data a supernet checkpoint was trained on: image splits
-    (:class:`ofa.data.DataSplits`, or ``source`` instead, same resolution and
-    split fractions) or, for a Transformer, its text splits."""
+    """The data a supernet checkpoint was trained on (or ``source`` instead), as its family defines it."""
+    from ofa.families import get_family
     from ofa.training.checkpoint import checkpoint_space, load_checkpoint
 
-    payload = load_checkpoint(checkpoint)
-    if payload["trainer"] == "transformer":
-        if source is not None:
-            raise ConfigError("--data applies to image supernets; a Transformer checkpoint rebuilds its own text data")
-        from ofa.training.transformer import load_trained
-
-        return load_trained(checkpoint)[1]
-    from ofa.data import build_datasets
-
-    space = checkpoint_space(payload)
-    data = dict(payload["config"].get("data", {}))
-    if source is None and "dataset" not in data:
-        raise ConfigError(f"checkpoint {checkpoint} records no data set; pass --data (digits, a CIFAR directory "
-                          f"or an image folder)")
-    return build_datasets(source if source is not None else data["dataset"], max(space.resolutions),
-                          space.in_channels, "none", data.get("val_fraction", 0.15), data.get("test_fraction", 0.15))
+    return get_family(checkpoint_space(load_checkpoint(checkpoint))).checkpoint_data(checkpoint, source)
 
 
 def image_data(data) -> bool:
-    from ofa.data import DataSplits
+    from ofa.families import get_family
 
-    return isinstance(data, DataSplits)
+    return get_family("mobilenetv3").is_data(data)
 
 
 def has_batchnorm(model: nn.Module) -> bool:
@@ -169,7 +154,7 @@ def deploy_subnet(supernet: nn.Module, arch, out_dir: str | os.PathLike, name: s
     save_subnet_weights(static, supernet.space, out_dir / f"{name}.pt")
     report["weights"] = str(out_dir / f"{name}.pt")
     onnx_path = out_dir / f"{name}.onnx"
-    report.update(export_checked(static, onnx_path, opset))
+    report.update(export_checked(static, onnx_path, opset, write=get_family(supernet.space).write_onnx))
     if ncnn:
         report.update(convert_ncnn(static, out_dir, name))
     if tensorrt:

@@ -226,7 +226,8 @@ def specialize(supernet, accuracy_predictor, latency_predictors: list, targets: 
             measured, how = measure_latency(predictor, static) if measure else (None, "not measured (--no-measure)")
             devices.append({"device": device, "device_id": predictor.device, "budget_ms": budget,
                             "predicted_latency_ms": result.constraints[f"latency_ms@{device}"],
-                            "measured_latency_ms": measured, "measurement": how})
+                            "measured_latency_ms": measured, "measurement": how,
+                            "over_budget": measured is not None and measured > budget})
         accuracy = {}
         if data is not None:
             if evaluator is None:
@@ -245,6 +246,8 @@ def specialize(supernet, accuracy_predictor, latency_predictors: list, targets: 
         if "precision" in deployment:
             summary["int8"] = deployment["precision"]["int8"]
             summary["fp32"] = deployment["precision"]["fp32"]
+            summary["int8_slower_than_fp32"] = bool(summary["int8"]["latency_ms"] > summary["fp32"]["latency_ms"])
+        summary["warnings"] = target_warnings(summary)
 
         for entry, (device, budget, predictor) in zip(devices, predictors):
             if device not in fronts:
@@ -269,33 +272,13 @@ def specialize(supernet, accuracy_predictor, latency_predictors: list, targets: 
 
 
 def validation_evaluator(supernet, data, calib_images: int = 2000, text_limit: int = 200):
-    """``arch -> {"accuracy" (%), "kind", "loss", "label_loyalty", "probability_loyalty"}``
-    on the validation split, loyalty (0..1) to the largest subnet.
+    """``arch -> {"accuracy", "kind", "loss", "label_loyalty", "probability_loyalty"}`` on the
+    validation split, loyalty (0..1) to the largest subnet, as the supernet's family evaluates
+    (:meth:`ofa.families.ModelFamily.evaluator`: image top-1 with BN re-calibrated, or token
+    accuracy and loss on ``text_limit`` validation sentences)."""
+    from ofa.families import get_family
 
-    Image supernets: :class:`ofa.evaluation.SubnetEvaluator` (top-1, BN
-    re-calibrated). Transformers: :func:`ofa.training.transformer.evaluate_subnet`
-    (token accuracy and loss on ``text_limit`` validation sentences)."""
-    from .deploy import image_data
-
-    if image_data(data):
-        from ofa.evaluation import SubnetEvaluator
-
-        evaluator = SubnetEvaluator(supernet, data, split="val", calib_images=calib_images)
-
-        def evaluate(arch) -> dict:
-            r = evaluator.evaluate(arch)
-            return {"accuracy": r["top1"], "kind": "top-1", "loss": r["loss"], "label_loyalty": r["label_loyalty"],
-                    "probability_loyalty": r["probability_loyalty"]}
-        return evaluate
-    from ofa.training.transformer import evaluate_subnet
-
-    teacher = supernet.extract(supernet.space.largest())
-
-    def evaluate(arch) -> dict:
-        r = evaluate_subnet(supernet.extract(arch), data, "val", limit=text_limit, decode=False, teacher=teacher)
-        return {"accuracy": r["token_accuracy"], "kind": "token accuracy", "loss": r["val_loss"],
-                "label_loyalty": r["label_loyalty"] / 100.0, "probability_loyalty": r["probability_loyalty"] / 100.0}
-    return evaluate
+    return get_family(supernet.space).evaluator(supernet, data, "val", calib_images=calib_images, limit=text_limit)
 
 
 def arch_summary(arch) -> str:
@@ -326,6 +309,14 @@ def _fmt(value, spec=".3f", missing="-") -> str:
     return missing if value is None else format(value, spec)
 
 
+def _measured_cell(device: dict) -> str:
+    """The measured latency, marked when it is over the budget."""
+    measured = device.get("measured_latency_ms")
+    if measured is not None and measured > device["budget_ms"]:
+        return f"**{measured:.3f} OVER BUDGET**"
+    return _fmt(measured)
+
+
 def summary_table(rows: list[dict]) -> str:
     """Markdown table: device, budget, architecture, predicted/measured latency, accuracy, loyalty."""
     lines = ["| device | budget (ms) | architecture | predicted latency (ms) | measured latency (ms) | "
@@ -335,20 +326,35 @@ def summary_table(rows: list[dict]) -> str:
         for device in row["devices"]:
             lines.append(
                 f"| {device['device']} | {device['budget_ms']:g} | `{row['arch_summary']}` | "
-                f"{device['predicted_latency_ms']:.3f} | {_fmt(device['measured_latency_ms'])} | "
+                f"{device['predicted_latency_ms']:.3f} | {_measured_cell(device)} | "
                 f"{row['objective']} {row['predicted_objective']:.3f} | {_fmt(row['measured_accuracy'], '.2f')} | "
                 f"{_fmt(row['label_loyalty'], '.3f')} | {_fmt(row['probability_loyalty'], '.3f')} |")
-    return "\n".join(lines)
+    warnings = [f"**WARNING ({row['target']}): {w}**" for row in rows for w in target_warnings(row)]
+    return "\n".join(lines + ([""] + warnings if warnings else []))
+
+
+def target_warnings(summary: dict) -> list[str]:
+    """What a reader must not miss: a measured latency over its budget, INT8 slower than FP32."""
+    warnings = [f"OVER BUDGET on {d['device']}: measured {d['measured_latency_ms']:.3f} ms > budget "
+                f"{d['budget_ms']:g} ms (predicted {d['predicted_latency_ms']:.3f} ms)"
+                for d in summary["devices"]
+                if d.get("measured_latency_ms") is not None and d["measured_latency_ms"] > d["budget_ms"]]
+    if summary.get("int8") and summary.get("fp32") and summary["int8"]["latency_ms"] > summary["fp32"]["latency_ms"]:
+        warnings.append(f"INT8 IS SLOWER than FP32: {summary['int8']['latency_ms']:.3f} ms vs "
+                        f"{summary['fp32']['latency_ms']:.3f} ms (onnxruntime, 1 thread): deploy FP32")
+    return warnings
 
 
 def target_report(summary: dict, deployment: dict, result) -> str:
-    lines = [f"# Specialised subnet: {summary['target']}", "",
+    lines = [f"# Specialised subnet: {summary['target']}", ""]
+    lines += [f"**WARNING: {w}**" for w in target_warnings(summary)] + ([""] if target_warnings(summary) else [])
+    lines += [
              f"Architecture: `{summary['arch_summary']}` ({summary['macs'] / 1e6:.2f} M MACs, "
              f"{summary['params'] / 1e6:.3f} M parameters); full value in `arch.json`.", "",
              "| device | budget (ms) | predicted (ms) | measured (ms) | how measured |", "|---|---|---|---|---|"]
     for d in summary["devices"]:
         lines.append(f"| {d['device']} | {d['budget_ms']:g} | {d['predicted_latency_ms']:.3f} | "
-                     f"{_fmt(d['measured_latency_ms'])} | {d['measurement']} |")
+                     f"{_measured_cell(d)} | {d['measurement']} |")
     lines += ["", f"Predicted {summary['objective']}: {summary['predicted_objective']:.4f}; measured "
               f"{summary['accuracy_kind'] or 'accuracy'} on the validation split: "
               f"{_fmt(summary['measured_accuracy'], '.2f')} %, loss {_fmt(summary['measured_loss'], '.4f')}, "

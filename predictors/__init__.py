@@ -11,7 +11,7 @@ from .core import (AUTO_ACCURACY_MODELS, AUTO_LATENCY_MODELS, AccuracyPredictor,
                    load_predictor, read_evaluations, select_model)
 from .estimators import (ACCURACY_MODELS, LATENCY_MODELS, AdditiveLUTRegressor, HybridLatencyRegressor,
                          SourceCorrectionRegressor, make_accuracy_model, make_latency_model)
-from .features import ArchFeaturizer, register_feature_tables
+from .features import ArchFeaturizer
 from .metrics import interval_coverage, kendall, mape, regression_report, rmse, spearman, within
 
 __all__ = [
@@ -19,6 +19,6 @@ __all__ = [
     "ArchFeaturizer", "HybridLatencyRegressor", "LATENCY_MODELS", "LatencyPredictor", "SourceCorrectionRegressor",
     "SpacePredictor", "cross_validate_models", "fit_accuracy_predictor", "fit_latency_predictor",
     "fit_transfer_predictor", "interval_coverage", "kendall", "load_predictor", "make_accuracy_model",
-    "make_latency_model", "mape", "read_evaluations", "register_feature_tables", "regression_report", "rmse",
+    "make_latency_model", "mape", "read_evaluations", "regression_report", "rmse",
     "select_model", "spearman", "within",
 ]

@@ -1,12 +1,12 @@
 """Architecture-level predictors: fit from a profile or evaluation records,
 predict from gene matrices or architectures, save and load.
 
->>> from predictors import fit_latency_predictor, load_predictor
->>> predictor = fit_latency_predictor("profiles/cpu.jsonl")         # model chosen by cross-validation
->>> predictor.metrics_["selection"]["reason"]
->>> latency = predictor.predict_genes(space.sample_genes(100_000))  # the fast batch path
->>> low, high = predictor.predict_interval_genes(genes, coverage=0.8)
->>> predictor.save("predictors/cpu.skops"); predictor = load_predictor("predictors/cpu.skops")
+    >>> from predictors import fit_latency_predictor, load_predictor
+    >>> predictor = fit_latency_predictor("profiles/cpu.jsonl")         # model chosen by cross-validation
+    >>> predictor.metrics_["selection"]["reason"]
+    >>> latency = predictor.predict_genes(space.sample_genes(100_000))  # the fast batch path
+    >>> low, high = predictor.predict_interval_genes(genes, coverage=0.8)
+    >>> predictor.save("predictors/cpu.skops"); predictor = load_predictor("predictors/cpu.skops")
 """
 
 from __future__ import annotations
@@ -177,6 +177,10 @@ def load_predictor(path: str | os.PathLike, space=None) -> SpacePredictor:
     With ``space`` (a preset name, dict or SearchSpace), a predictor made for
     another space is refused with :class:`~ofa.errors.SpaceMismatchError`."""
     estimator, meta = load_predictor_file(path)
+    if meta.get("kind") == "feature-latency":  # a predictor on plain feature columns (predictors.tabular)
+        from .tabular import FeatureTablePredictor
+
+        return FeatureTablePredictor.from_saved(estimator, meta, path, space)
     try:
         saved_space = space_from_dict(meta["space"])
         kind = meta["kind"]
@@ -283,14 +287,52 @@ def holdout_comparison(models: dict[str, Pipeline], train: tuple, test: tuple, r
     return results
 
 
-def profile_targets(profile, metric: str = "latency_ms", statistic: str = "median"):
-    """``(profile, genes, y)`` from a profile or its path."""
+# The default label of timed backends (those recording the thread CPU time): the
+# statistic that repeats best between two profiling runs of the same
+# architectures on a shared machine (benchmarks/measurement_noise.py; the
+# figures and the reasoning are in docs/profiles.md, "Which label to fit").
+# Simulators are deterministic: their latency_ms.median is exact.
+TIMED_LABEL = ("cpu_time_ms", "p10")
+SIMULATED_LABEL = ("latency_ms", "median")
+
+
+def default_label(profile) -> tuple[str, str]:
+    """``(metric, statistic)`` fitted by default on ``profile`` (a Profile or its path):
+    :data:`TIMED_LABEL` where the records hold thread CPU time, else :data:`SIMULATED_LABEL`."""
+    from hardware_profiles.dataset import Profile, read_profile
+
+    if not isinstance(profile, Profile):
+        profile = read_profile(profile)
+    if profile.records and all(TIMED_LABEL[0] in r for r in profile.records):
+        return TIMED_LABEL
+    return SIMULATED_LABEL
+
+
+def resolve_label(profile, metric: str | None, statistic: str | None) -> tuple[str, str]:
+    """The label to fit: the given metric/statistic, the defaults (:func:`default_label`) for those not given."""
+    if metric is None or statistic is None:
+        default_metric, default_statistic = default_label(profile)
+        if metric is None:
+            metric, statistic = default_metric, statistic or default_statistic
+        else:  # a chosen metric keeps the usual statistic unless one is given
+            statistic = default_statistic if metric == default_metric else "median"
+    return metric, statistic
+
+
+def profile_targets(profile, metric: str | None = "latency_ms", statistic: str | None = "median"):
+    """``(profile, genes, y)`` from a network profile or its path (``metric``/``statistic``
+    None: :func:`default_label`)."""
     from hardware_profiles.dataset import Profile, read_profile
 
     if not isinstance(profile, Profile):
         profile = read_profile(profile)
     if len(profile) == 0:
         raise DataError(f"the profile {profile.path or ''} holds no measurements")
+    if profile.level != "network":
+        raise DataError(f"{profile.path or 'the profile'} is a {profile.level} profile; this needs whole-network "
+                        f"measurements (a block profile fits a block-sum predictor: predictors.fit_block_predictor, "
+                        f"tools/fit_predictor.py --blocks)")
+    metric, statistic = resolve_label(profile, metric, statistic)
     genes = profile.space.to_genes(profile.archs())
     y = profile.latencies(metric, statistic)
     if np.any(y <= 0):
@@ -305,7 +347,7 @@ def subset_profile(profile, indices):
     return Profile(profile.header, [profile.records[i] for i in indices], profile.path)
 
 
-def fit_latency_predictor(profile, model: str = "auto", metric: str = "latency_ms", statistic: str = "median",
+def fit_latency_predictor(profile, model: str = "auto", metric: str | None = None, statistic: str | None = None,
                           cv: int = 5, random_state: int = 0,
                           candidates: Sequence[str] = AUTO_LATENCY_MODELS) -> LatencyPredictor:
     """Fit a latency predictor on a profile (a ``Profile`` or its path).
@@ -313,7 +355,13 @@ def fit_latency_predictor(profile, model: str = "auto", metric: str = "latency_m
     ``model="auto"`` cross-validates every candidate and keeps the best (the
     reason is in ``metrics_["selection"]``); or name one of ``LATENCY_MODELS``.
     ``metric`` picks the label: ``"latency_ms"`` (wall clock) or
-    ``"cpu_time_ms"`` (thread CPU time, steadier on a shared machine)."""
+    ``"cpu_time_ms"`` (thread CPU time, steadier on a shared machine); by default
+    (None) the label that repeats best (:func:`default_label`: ``cpu_time_ms.p10``
+    for timed backends, ``latency_ms.median`` for simulators)."""
+    from hardware_profiles.dataset import Profile, read_profile
+
+    profile = profile if isinstance(profile, Profile) else read_profile(profile)
+    metric, statistic = resolve_label(profile, metric, statistic)
     profile, genes, y = profile_targets(profile, metric, statistic)
     for name in ([model] if model != "auto" else candidates):
         if name not in LATENCY_MODELS:
@@ -328,27 +376,72 @@ def fit_latency_predictor(profile, model: str = "auto", metric: str = "latency_m
                             interval_residuals=residuals, device=profile.device, profile_header=profile.header)
 
 
-def fit_transfer_predictor(source: LatencyPredictor, target, correction: str = "linear",
-                           metric: str = "latency_ms", statistic: str = "median",
-                           device: str | None = None) -> LatencyPredictor:
+def fit_transfer_predictor(source, target, correction: str = "linear", metric: str | None = None,
+                           statistic: str | None = None, device: str | None = None, *, space=None,
+                           networks=None, block_options: dict | None = None) -> LatencyPredictor:
     """Adapt a latency predictor to a new device from a few measurements.
 
-    ``target`` is a profile of the new device (or its path), or a pair
-    ``(genes, latencies)``. The new predictor is ``source`` followed by a
-    low-capacity correction (:class:`SourceCorrectionRegressor`) fitted on
-    them; 10-50 measured architectures are enough. The default ``"linear"``
-    correction (source prediction plus per-op work, memory and tile counts,
-    non-negative) was the most accurate in ``benchmarks/predictor_accuracy.py``;
-    ``"auto"`` picks between it and ``"log-linear"`` by cross-validation on
-    the target measurements (the reason is in ``metrics_["selection"]``)."""
+    ``source`` is a fitted :class:`LatencyPredictor` of another device, or what a
+    block-sum source is made of: ``"macs"``, a simulator backend name
+    (``"fpga-analytical"``), a block profile of another device (path or Profile),
+    or ``{block key: ms}`` (then ``space`` is needed unless the target says it).
+
+    ``target`` is what was measured on the new device:
+
+    * whole networks: a network profile (or its path), or a pair ``(genes,
+      latencies)``. The new predictor is the source followed by a low-capacity
+      correction (:class:`SourceCorrectionRegressor`) fitted on them; 10-50
+      measured architectures are enough. The default ``"linear"`` correction
+      (source prediction plus per-op work, memory and tile counts,
+      non-negative) was the most accurate in ``benchmarks/predictor_accuracy.py``;
+      ``"auto"`` picks between it and ``"log-linear"`` by cross-validation on
+      the target measurements (the reason is in ``metrics_["selection"]``);
+    * blocks: a block profile of the new device holding a few measured blocks.
+      The result is a block-sum predictor (:func:`predictors.blocks.fit_block_predictor`)
+      whose unmeasured blocks are predicted from the source's latency of the
+      same blocks (scale, log-linear or linear on source and block features,
+      chosen by cross-validation on the measured blocks); ``networks`` (a few
+      whole-network measurements of the new device) add its network-level
+      correction.
+
+    Labels default to :func:`default_label` of the target profile."""
+    from hardware_profiles.dataset import Profile, read_profile
+
+    from .blocks import fit_block_predictor, space_blocks
+
+    if isinstance(target, (str, os.PathLike)):
+        target = read_profile(target)
+    if isinstance(target, Profile) and target.level == "block":
+        metric, statistic = resolve_label(target, metric, statistic)
+        target_space = target.space if space is None else resolve_space(space)
+        if isinstance(source, LatencyPredictor):
+            source = _block_table_of_predictor(source, space_blocks(target_space, block_options))
+        return fit_block_predictor(target, networks, space=target_space, metric=metric, statistic=statistic,
+                                   block_options=block_options, source=source, device=device)
+    if networks is not None:
+        raise ConfigError("networks= goes with a block-profile target; with whole-network targets give them as "
+                          "the target")
     if not isinstance(source, LatencyPredictor):
-        raise ConfigError("source must be a fitted LatencyPredictor")
+        if space is None:
+            if isinstance(target, Profile):
+                space = target.space
+            else:
+                raise ConfigError("a block-level transfer source needs space= (the space of the target networks)")
+        source_space = resolve_space(space)
+        table = _source_table(source, source_space, block_options, metric, statistic)
+        source = fit_block_predictor(table, None, space=source_space, metric="latency_ms", statistic="median",
+                                     block_options=block_options, device=f"source:{_source_name(source)}")
+    if source.kind == "feature-latency":
+        raise PredictorError("transfer needs a source predictor of architectures (gene matrices); this one is a "
+                             "plain-feature predictor: fit the source on a profile instead")
     header = {}
     if isinstance(target, tuple):
+        metric, statistic = metric or "latency_ms", statistic or "median"
         genes, y = np.asarray(target[0]), np.asarray(target[1], dtype=np.float64)
         if len(genes) != len(y):
             raise DataError(f"{len(genes)} gene rows but {len(y)} latencies")
     else:
+        metric, statistic = resolve_label(target, metric, statistic)
         profile, genes, y = profile_targets(target, metric, statistic)
         source.space.check_fingerprint(profile.space.fingerprint, "the target profile")
         header, device = profile.header, device or profile.device
@@ -376,6 +469,30 @@ def fit_transfer_predictor(source: LatencyPredictor, target, correction: str = "
     return LatencyPredictor(pipeline, source.space, target=metric, model_name=f"transfer-{chosen}",
                             metrics=metrics, interval_residuals=residuals, device=device or "unknown",
                             profile_header=header)
+
+
+def _block_table_of_predictor(predictor: LatencyPredictor, blocks) -> dict:
+    """Block latencies of a block-sum predictor (a transfer source for blocks)."""
+    model = predictor.estimator.steps[-1][1]
+    if not hasattr(model, "predict_blocks"):
+        raise ConfigError(f"a block-profile target needs a block-level source; the predictor {predictor!r} "
+                          f"predicts whole networks only: give a block profile, a simulator backend or 'macs'")
+    return dict(zip((b.key for b in blocks), model.predict_blocks(blocks)))
+
+
+def _source_table(source, space, block_options, metric, statistic) -> dict:
+    from .blocks import source_block_latencies, space_blocks
+
+    blocks = space_blocks(space, block_options)
+    if isinstance(source, (str, os.PathLike)) and str(source) != "macs" and os.path.exists(source):
+        metric, statistic = resolve_label(source, metric, statistic)
+    return source_block_latencies(source, blocks, metric or "latency_ms", statistic or "median")
+
+
+def _source_name(source) -> str:
+    if isinstance(source, (str, os.PathLike)):
+        return str(source)
+    return getattr(source, "name", None) or getattr(source, "device", None) or type(source).__name__
 
 
 def read_evaluations(path: str | os.PathLike) -> list[dict]:

@@ -20,8 +20,8 @@ and the embedding dimensions). So the featurizer precomputes, once, from
 ``space.cost()``, the feature vector of every block choice in every context
 (:class:`AdditiveTables`); featurizing a batch is then a handful of vectorised
 table look-ups (about a million architectures per second). A space type
-without a registered :class:`TableLayout` falls back to ``space.cost()`` per
-architecture (exact, but slow): see :func:`register_feature_tables`.
+whose ``additive_layout()`` is None falls back to ``space.cost()`` per
+architecture (exact, but slow): see :mod:`ofa.spaces.tables`.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from ofa.errors import ConfigError, PredictorError
 from ofa.spaces import SKIPPED, LayerShape, SearchSpace, resolve_space
+from ofa.spaces.tables import AdditiveTables, build_additive_tables
 
 OPS = ("conv", "pointwise", "depthwise", "linear", "matmul")
 GROUPED_OPS = ("depthwise", "matmul")
@@ -125,163 +126,9 @@ class LayerFeatureSpec:
         return out
 
 
-@dataclass
-class UnitGroup:
-    """Units of the same kind (e.g. the 20 blocks of a MobileNetV3): each unit is
-    decided by the same number of genes, with the same choice counts."""
-
-    genes: np.ndarray  # (units, g) gene columns of each unit
-    radix: np.ndarray  # (g,) number of choices of each of those genes
-    tables: np.ndarray  # (units, contexts * codes, features)
-
-    @property
-    def num_codes(self) -> int:
-        return int(np.prod(self.radix)) + 1
-
-    def code(self, genes: np.ndarray, unit: int) -> np.ndarray:
-        """0 where the unit is skipped (its genes are -1), else 1 + the mixed-radix index of its genes."""
-        columns = self.genes[unit]
-        code = np.zeros(len(genes), dtype=np.int64)
-        for column, radix in zip(columns, self.radix):
-            code = code * radix + genes[:, column]
-        return np.where(genes[:, columns[0]] == SKIPPED, 0, code + 1)
-
-
-@dataclass
-class AdditiveTables:
-    """Analytic features of a space as table sums:
-    ``features(G) = fixed[context] + sum over units u of table_u[context, code_u]``
-    where ``context`` is the mixed-radix index of a few global genes (the
-    resolution; the embedding dimensions) and ``code_u`` encodes unit u's genes."""
-
-    context_genes: np.ndarray  # (c,) gene columns
-    context_radix: np.ndarray  # (c,) number of choices of each
-    fixed: np.ndarray  # (contexts, features)
-    groups: list  # of UnitGroup
-
-    def context_index(self, genes: np.ndarray) -> np.ndarray:
-        index = np.zeros(len(genes), dtype=np.int64)
-        for column, radix in zip(self.context_genes, self.context_radix):
-            index = index * radix + genes[:, column]
-        return index
-
-    def transform(self, genes: np.ndarray) -> np.ndarray:
-        context = self.context_index(genes)
-        out = self.fixed[context]  # fancy indexing copies: safe to add into
-        for group in self.groups:
-            row_base = context * group.num_codes
-            for unit in range(len(group.genes)):
-                out += np.take(group.tables[unit], row_base + group.code(genes, unit), axis=0)
-        return out
-
-
-@dataclass
-class TableLayout:
-    """How a space decomposes into additive units (what a table builder returns).
-
-    ``template`` is a valid gene row in which every unit runs; probing sets the
-    context genes and one group's units to every combination of choices,
-    validates the row with ``space.from_genes`` (invalid combinations are
-    skipped: they never occur), and reads the layers of each unit, found by
-    ``unit_of_layer(name) -> (group, unit)`` (None for layers outside units,
-    which must depend on the context only)."""
-
-    context_genes: Sequence[int]
-    groups: Sequence[Sequence[Sequence[int]]]  # per group, per unit, its gene columns
-    unit_of_layer: Callable[[str], "tuple[int, int] | None"]
-    template: np.ndarray
-
-
-def build_tables(space: SearchSpace, spec: LayerFeatureSpec, layout: TableLayout) -> AdditiveTables:
-    counts = space._choice_counts
-    context_genes = np.asarray(layout.context_genes, dtype=np.int64)
-    context_radix = counts[context_genes]
-    num_contexts = int(np.prod(context_radix))
-    num_features = len(spec.names)
-    fixed = np.full((num_contexts, num_features), np.nan)
-    groups = []
-    for unit_genes in layout.groups:
-        unit_genes = np.asarray(unit_genes, dtype=np.int64)
-        radix = counts[unit_genes[0]]
-        groups.append(UnitGroup(unit_genes, radix, np.zeros((len(unit_genes), num_contexts * (int(np.prod(radix))
-                                                                                           + 1), num_features))))
-    for context, context_values in enumerate(itertools.product(*[range(r) for r in context_radix])):
-        for g, group in enumerate(groups):
-            for code, choice in enumerate(itertools.product(*[range(r) for r in group.radix]), start=1):
-                row = np.array(layout.template, dtype=np.int64)
-                row[context_genes] = context_values
-                row[group.genes] = choice
-                try:
-                    arch = space.from_genes(row[None])[0]
-                except ConfigError:  # a combination the space forbids: it never needs a table entry
-                    continue
-                per_unit: dict = {}
-                rest = []
-                for layer in space.cost(arch).layers:
-                    owner = layout.unit_of_layer(layer.name)
-                    (rest if owner is None else per_unit.setdefault(owner, [])).append(layer)
-                for unit in range(len(group.genes)):
-                    group.tables[unit, context * group.num_codes + code] = spec.of_layers(per_unit.get((g, unit), []))
-                fixed[context] = spec.of_layers(rest)
-    return AdditiveTables(context_genes, context_radix, np.nan_to_num(fixed), groups)
-
-
-def _mobilenetv3_layout(space) -> TableLayout:
-    """A block's layers depend only on its position, kernel, expand ratio and
-    the resolution (strides sit at a stage's first block, which always runs)."""
-    b, d = space.num_blocks, space.max_depth
-    template = np.zeros(space.num_genes, dtype=np.int64)
-    template[2 * b:2 * b + space.num_stages] = space.depths.index(space.max_depth)
-
-    def unit_of_layer(name):
-        match = re.match(r"^stages\.(\d+)\.(\d+)\.", name)
-        return (0, int(match.group(1)) * d + int(match.group(2))) if match else None
-
-    return TableLayout(context_genes=[space.num_genes - 1], groups=[[[i, b + i] for i in range(b)]],
-                       unit_of_layer=unit_of_layer, template=template)
-
-
-def _transformer_layout(space) -> TableLayout:
-    """A Transformer layer's layers depend on its own genes and the embedding
-    dimensions. With layers sharing one value (``heterogeneous_layers=False``)
-    the one shared unit stands for all layers, so the depth joins the context."""
-    lay = space._layout
-    sides = [("encoder", ("encoder_ffn", "encoder_heads"))]
-    if space.has_decoder:
-        sides.append(("decoder", ("decoder_ffn", "decoder_self_heads", "decoder_cross_heads",
-                                  "decoder_cross_layers")))
-    context = [lay[f"{side}_embed"].start for side, _ in sides]
-    if not space.heterogeneous_layers:
-        context += [lay[f"{side}_layers"].start for side, _ in sides]
-    groups = []
-    for side, names in sides:
-        slots = lay[names[0]].stop - lay[names[0]].start
-        groups.append([[lay[name].start + i for name in names] for i in range(slots)])
-    template = np.zeros(space.num_genes, dtype=np.int64)
-    template[lay["encoder_layers"].start] = len(space.encoder_layer_counts) - 1
-    if space.has_decoder:
-        template[lay["decoder_layers"].start] = len(space.decoder_layer_counts) - 1
-    group_of_side = {side: g for g, (side, _) in enumerate(sides)}
-
-    def unit_of_layer(name):
-        match = re.match(r"^(encoder|decoder)\.layers\.(\d+)\.", name)
-        if not match:
-            return None
-        return group_of_side[match.group(1)], int(match.group(2)) if space.heterogeneous_layers else 0
-
-    return TableLayout(context_genes=context, groups=groups, unit_of_layer=unit_of_layer, template=template)
-
-
-TABLE_LAYOUTS: dict[str, Callable[[SearchSpace], TableLayout]] = {
-    "mobilenetv3": _mobilenetv3_layout,
-    "transformer": _transformer_layout,
-}
-
-
-def register_feature_tables(space_type: str, layout: Callable[[SearchSpace], TableLayout]) -> None:
-    """Register how a space type decomposes into additive units (see :class:`TableLayout`),
-    which makes its featurizer fast."""
-    TABLE_LAYOUTS[space_type] = layout
+def build_tables(space: SearchSpace, spec: LayerFeatureSpec) -> AdditiveTables:
+    """The analytic features of ``space`` as additive tables (see :mod:`ofa.spaces.tables`)."""
+    return build_additive_tables(space, spec.of_layers, len(spec.names))
 
 
 class ArchFeaturizer(TransformerMixin, BaseEstimator):
@@ -322,8 +169,7 @@ class ArchFeaturizer(TransformerMixin, BaseEstimator):
         self.n_features_in_ = space.num_genes
         self.analytic_names_ = np.array(spec.names, dtype=object)
         self.selected_ = np.array(selected, dtype=np.int64)
-        layout = TABLE_LAYOUTS.get(space.type_name)
-        self.tables_ = build_tables(space, spec, layout(space)) if (layout is not None and len(selected)) else None
+        self.tables_ = build_tables(space, spec) if (space.additive_layout() is not None and len(selected)) else None
         self._runtime = None
         if X is not None:
             self._check_genes(X, space)
@@ -345,12 +191,14 @@ class ArchFeaturizer(TransformerMixin, BaseEstimator):
         genes = np.asarray(X)
         if genes.ndim != 2 or genes.shape[1] != space.num_genes:
             raise ConfigError(f"expected a gene matrix of shape (n, {space.num_genes}) for this "
-                              f"{space.type_name} space, got shape {genes.shape}")
+                              f"{space.type_name} space, got shape {genes.shape}; for a table of plain "
+                              f"feature columns use make_latency_model(name, None, feature_names=...) or "
+                              f"predictors.tabular.fit_feature_predictor")
         if genes.dtype.kind == "f":
             if not np.all(np.isfinite(genes)) or np.any(genes != np.round(genes)):
                 raise ConfigError("gene matrices hold integer choice indices (or -1 for skipped)")
         genes = genes.astype(np.int64, copy=False)
-        if genes.size and (genes.min() < SKIPPED or np.any(genes >= space._choice_counts)):
+        if genes.size and (genes.min() < SKIPPED or np.any(genes >= space.choice_counts)):
             raise ConfigError("gene values out of range: each gene is -1 (skipped) or an index into its choices")
         # The tables read a skipped block from its -1 genes: make sure unused
         # decisions are -1 (and refuse a used decision without a value).

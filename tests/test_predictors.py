@@ -133,11 +133,11 @@ def test_table_features_equal_the_cost_model(preset):
 
 
 def test_space_without_tables_falls_back_to_the_cost_model(space, monkeypatch):
-    import predictors.features as features
+    from ofa.spaces import MobileNetV3Space
 
     genes = space.sample_genes(20, 2)
     fast = ArchFeaturizer(space.to_dict()).fit().transform(genes)
-    monkeypatch.delitem(features.TABLE_LAYOUTS, "mobilenetv3")
+    monkeypatch.setattr(MobileNetV3Space, "additive_layout", lambda self: None)
     slow = ArchFeaturizer(space.to_dict()).fit()
     assert slow.tables_ is None
     np.testing.assert_array_equal(slow.transform(genes), fast)

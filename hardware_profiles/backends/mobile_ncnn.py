@@ -18,7 +18,8 @@ import numpy as np
 import torch
 
 from ofa.errors import BackendUnavailableError, ConfigError
-from ofa.export import NCNN_INSTALL_HINT, convert_onnx_to_ncnn, ncnn_graph, unsupported_layers
+from ofa.export import NCNN_INSTALL_HINT, convert_onnx_to_ncnn, unsupported_layers
+from ofa.families import family_or_none
 
 from ..protocol import WALL_AND_THREAD_CLOCKS, WALL_CLOCK, MeasurementProtocol, Runner
 from .base import TemporaryExport, TimedBackend, example_inputs, numpy_inputs, require
@@ -31,7 +32,8 @@ class NcnnRunner(Runner):
         ncnn = require("ncnn", INSTALL_HINT)
         if batch_size != 1:
             raise ConfigError(f"ncnn runs one sample at a time (batch_size 1), got batch_size={batch_size}")
-        static_model = ncnn_graph(static_model)
+        family = family_or_none(static_model)
+        static_model = family.ncnn_graph(static_model) if family is not None else static_model
         inputs = numpy_inputs(example_inputs(static_model, batch_size))
         self.input_shapes = [x.shape for x in inputs]
         self.export = TemporaryExport(static_model, batch_size)
@@ -53,7 +55,9 @@ class NcnnRunner(Runner):
             if self.net.load_param(str(param)) != 0 or self.net.load_model(str(weights)) != 0:
                 raise BackendUnavailableError(f"ncnn could not load the converted model {param.name}")
             self.input_names = list(self.net.input_names())
-            self.output_names = list(self.net.output_names())
+            # pnnx names outputs out0, out1, ... in the model's order but lists them in graph order
+            self.output_names = sorted(self.net.output_names(),
+                                       key=lambda n: (0, int(n[3:])) if n[:3] == "out" and n[3:].isdigit() else (1, 0))
             # ncnn blobs have no batch axis; it keeps its own copy of each input. Token ids go in
             # as int32: ncnn's Embed layer reads its input's bits as int32, not as float values
             self.mats = [ncnn.Mat(np.ascontiguousarray(x[0], dtype=np.int32 if x.dtype.kind in "iu" else np.float32))

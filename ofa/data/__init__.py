@@ -1,12 +1,13 @@
 """Image data for training and evaluating supernets - no torchvision needed.
 
->>> from ofa.data import build_datasets, make_loader
->>> data = build_datasets("digits", resolution=28)      # or an image folder / CIFAR directory
->>> data.num_classes, len(data.train), len(data.val), len(data.test)
+    >>> from ofa.data import build_datasets, make_loader
+    >>> data = build_datasets("digits", resolution=28)      # or an image folder / CIFAR directory
+    >>> data.num_classes, len(data.train), len(data.val), len(data.test)
 (10, 1297, 230, 270)
->>> images, labels = data.val.tensors()                  # the whole split, model-ready
->>> for images, labels in make_loader(data.test, batch_size=256):
-...     ...
+
+    >>> images, labels = data.val.tensors()                  # the whole split, model-ready
+    >>> for images, labels in make_loader(data.test, batch_size=256):
+    ...     ...
 
 ``build_datasets(source="digits", resolution=32, channels=3, augmentation="auto",
 val_fraction=0.15, test_fraction=0.15, image_size=None) -> DataSplits`` with
@@ -33,15 +34,22 @@ seed=0, augment=False, rank=0, world_size=1, drop_last=False)`` iterates
 ``(images, labels)`` batches in an order fixed by (seed, epoch);
 ``fixed_subset(dataset, n=2000)`` is the BN re-calibration subset. Bad paths
 and files raise :class:`ofa.errors.DataError`.
+
+ImageNet-format folders (``train/`` + ``val/``) with ImageNet's
+resize/centre-crop and normalisation: ``imagenet_datasets(root, resolution)``
+or ``build_datasets(root, resolution, preprocessing="imagenet")``
+(:mod:`ofa.data.imagenet`).
 """
 
 from .datasets import (BatchLoader, DataSplits, ImageDataset, build_datasets, epoch_batches, fixed_subset,
                        make_loader, open_source, stratified_split)
+from .imagenet import IMAGENET_MEAN, IMAGENET_STD, ImageNetFolderSource, imagenet_datasets, read_class_list
 from .sources import ArraySource, FolderSource, cifar_source, digits_source
 from .transforms import AUGMENTATIONS, prepare_batch, resize
 
 __all__ = [
-    "AUGMENTATIONS", "ArraySource", "BatchLoader", "DataSplits", "FolderSource", "ImageDataset", "build_datasets",
+    "AUGMENTATIONS", "ArraySource", "BatchLoader", "DataSplits", "FolderSource", "IMAGENET_MEAN", "IMAGENET_STD",
+    "ImageDataset", "ImageNetFolderSource", "build_datasets", "imagenet_datasets", "read_class_list",
     "cifar_source", "digits_source", "epoch_batches", "fixed_subset", "make_loader", "open_source",
     "prepare_batch", "resize", "stratified_split",
 ]

@@ -1,11 +1,12 @@
 """Text data for Transformer supernets - nothing to download.
 
->>> from ofa.data.text import build_text_data
->>> data = build_text_data("numbers")          # English -> French numbers in words
->>> data.train[0]
+    >>> from ofa.data.text import build_text_data
+    >>> data = build_text_data("numbers")          # English -> French numbers in words
+    >>> data.train[0]
 ('four hundred and twelve thousand, ...', 'quatre cent douze mille ...')
->>> for src, tgt in data.batches("train", batch_size=64, shuffle=True, seed=0, epoch=0):
-...     logits = model(src, tgt[:, :-1]); loss = ce(logits, tgt[:, 1:])
+
+    >>> for src, tgt in data.batches("train", batch_size=64, shuffle=True, seed=0, epoch=0):
+    ...     logits = model(src, tgt[:, :-1]); loss = ce(logits, tgt[:, 1:])
 
 The default task translates integers below 10**6 written out in words, from
 English to French, generated with the ``num2words`` package. French reorders

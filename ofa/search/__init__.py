@@ -3,11 +3,11 @@
 Objectives and budgets are vectorised functions of gene matrices
 (``predictor.predict_genes`` plugs in directly):
 
->>> from ofa.search import Objective, Constraint, SearchProblem, evolution_search
->>> problem = SearchProblem(space, Objective("top1", accuracy.predict_genes),
-...                         [Constraint("latency_ms@cpu-ort", latency.predict_genes, 5.0, "ms")])
->>> result = evolution_search(problem, population_size=100, generations=500, seed=0)
->>> result.arch, result.objective, result.constraints
+    >>> from ofa.search import Objective, Constraint, SearchProblem, evolution_search
+    >>> problem = SearchProblem(space, Objective("top1", accuracy.predict_genes),
+    ...                         [Constraint("latency_ms@cpu-ort", latency.predict_genes, 5.0, "ms")])
+    >>> result = evolution_search(problem, population_size=100, generations=500, seed=0)
+    >>> result.arch, result.objective, result.constraints
 
 * :func:`evolution_search` - Once-for-All's evolutionary search, several budgets at once;
 * :func:`nsga2_search` - the Pareto front of several objectives with NSGA-II (pymoo);

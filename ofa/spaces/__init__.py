@@ -1,9 +1,9 @@
 """Search spaces: one registry of space types and named presets.
 
->>> from ofa.spaces import get_space
->>> space = get_space("mbv3-small")
->>> arch = space.sample(rng=0)
->>> space.cost(arch).macs
+    >>> from ofa.spaces import get_space
+    >>> space = get_space("mbv3-small")
+    >>> arch = space.sample(rng=0)
+    >>> space.cost(arch).macs
 """
 
 from __future__ import annotations
@@ -13,13 +13,16 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..errors import ConfigError
-from .blocks import (BLOCK_KINDS, BlockSpec, ClassifierHeadBlock, MBConvBlock, StemBlock, block_from_dict,
+from .blocks import (BLOCK_KINDS, BlockSpec, ClassifierHeadBlock, CrossKVBlock, DecoderLayerBlock, DecoderStepBlock,
+                     EmbeddingBlock, EncoderLayerBlock, MBConvBlock, OutputBlock, StemBlock, block_from_dict,
                      block_from_key, register_block)
 from .base import SKIPPED, Architecture, CostReport, LayerShape, SearchSpace, as_rng
 from .mobilenetv3 import MobileNetV3Arch, MobileNetV3Space, make_divisible
 from .transformer import TransformerArch, TransformerSpace
 
 SPACE_TYPES: dict[str, type[SearchSpace]] = {}
+# other files that hold a space (``.pt`` training checkpoints: registered by ofa.training.checkpoint)
+SPACE_FILE_LOADERS: dict[str, Callable[[Path], SearchSpace]] = {}
 PRESETS: dict[str, Callable[[], SearchSpace]] = {}
 
 
@@ -76,10 +79,8 @@ def resolve_space(spec: "str | dict | SearchSpace | Path") -> SearchSpace:
     if not path.is_file():
         raise ConfigError(f"{spec!r} is neither a space preset ({list_spaces()}) nor a space file "
                           f"(.json/.yaml) nor a checkpoint (.pt)")
-    if path.suffix == ".pt":
-        from ..training.checkpoint import checkpoint_space, load_checkpoint
-
-        return checkpoint_space(load_checkpoint(path))
+    if path.suffix in SPACE_FILE_LOADERS:
+        return SPACE_FILE_LOADERS[path.suffix](path)
     text = path.read_text()
     if path.suffix in (".yaml", ".yml"):
         import yaml
@@ -122,7 +123,8 @@ register_preset("bort-small", lambda: TransformerSpace.bort_small())
 
 __all__ = [
     "BLOCK_KINDS", "BlockSpec", "ClassifierHeadBlock", "MBConvBlock", "StemBlock", "block_from_dict",
-    "block_from_key", "register_block",
+    "block_from_key", "register_block", "CrossKVBlock", "DecoderLayerBlock", "DecoderStepBlock", "EmbeddingBlock",
+    "EncoderLayerBlock", "OutputBlock",
     "SKIPPED", "Architecture", "CostReport", "LayerShape", "SearchSpace", "MobileNetV3Arch", "MobileNetV3Space",
     "TransformerArch", "TransformerSpace",
     "as_rng", "get_space", "list_spaces", "register_preset", "register_space_type", "resolve_space",

@@ -34,6 +34,9 @@ def as_rng(rng: np.random.Generator | int | None) -> np.random.Generator:
     """Accept a generator, a seed or None (fresh entropy)."""
     if isinstance(rng, np.random.Generator):
         return rng
+    if rng is not None and (isinstance(rng, bool) or not isinstance(rng, (int, np.integer)) or rng < 0):
+        raise ConfigError(f"rng must be a numpy Generator, a seed (an integer >= 0) or None, got {rng!r} "
+                          f"({type(rng).__name__})")
     return np.random.default_rng(rng)
 
 
@@ -62,6 +65,7 @@ class LayerShape:
     stride: int = 1
     groups: int = 1
     bias: bool = False
+    norm_params: int = 0  # parameters of the normalisation layer that follows it (BatchNorm: 2 x channels)
 
     @property
     def macs(self) -> int:
@@ -114,7 +118,7 @@ class CostReport:
     def from_layers(cls, layers: Sequence[LayerShape], extra_params: int = 0) -> "CostReport":
         return cls(
             macs=sum(layer.macs for layer in layers),
-            params=sum(layer.params for layer in layers) + extra_params,
+            params=sum(layer.params + layer.norm_params for layer in layers) + extra_params,
             activation_elements=sum(layer.output_elements for layer in layers),
             peak_activation_elements=max(layer.input_elements + layer.output_elements for layer in layers),
             layers=tuple(layers),
@@ -241,8 +245,22 @@ class SearchSpace(abc.ABC):
         return len(self.gene_choices)
 
     @functools.cached_property
-    def _choice_counts(self) -> np.ndarray:
-        return np.array([len(c) for c in self.gene_choices], dtype=np.int64)
+    def choice_counts(self) -> np.ndarray:
+        """Number of choices of every gene (read-only)."""
+        counts = np.array([len(c) for c in self.gene_choices], dtype=np.int64)
+        counts.flags.writeable = False
+        return counts
+
+    @property
+    def gene_layout(self) -> dict:
+        """``{decision name: slice of gene columns}``: the one description of the gene layout."""
+        raise NotImplementedError(f"{type(self).__name__} does not describe its gene layout")
+
+    def additive_layout(self):
+        """How the space's layers decompose into units for additive tables
+        (:class:`ofa.spaces.tables.TableLayout`), or None: then table users fall back to
+        ``space.cost`` per architecture."""
+        return None
 
     def to_genes(self, archs: Architecture | Iterable[Architecture | dict]) -> np.ndarray:
         """Gene matrix (n, num_genes) of int64 for one or many architectures."""
@@ -259,7 +277,7 @@ class SearchSpace(abc.ABC):
         genes = np.atleast_2d(np.asarray(genes, dtype=np.int64))
         if genes.shape[1] != self.num_genes:
             raise ConfigError(f"gene rows have {genes.shape[1]} entries; this space has {self.num_genes} genes")
-        if np.any(genes < SKIPPED) or np.any(genes >= self._choice_counts):
+        if np.any(genes < SKIPPED) or np.any(genes >= self.choice_counts):
             raise ConfigError("gene values out of range: each gene is -1 (skipped) or an index into its choices")
         return genes
 
@@ -275,7 +293,7 @@ class SearchSpace(abc.ABC):
             if rng is None:
                 raise ConfigError("an active decision has no value (gene -1); pass an rng to fill it")
             rng = as_rng(rng)
-            counts = np.broadcast_to(self._choice_counts, genes.shape)
+            counts = np.broadcast_to(self.choice_counts, genes.shape)
             genes[missing] = (rng.random(int(missing.sum())) * counts[missing]).astype(np.int64)
         genes[~active] = SKIPPED
         return genes
@@ -283,7 +301,7 @@ class SearchSpace(abc.ABC):
     def sample_genes(self, n: int, rng: np.random.Generator | int | None = None) -> np.ndarray:
         """``n`` architectures, every decision uniform and independent."""
         rng = as_rng(rng)
-        genes = (rng.random((n, self.num_genes)) * self._choice_counts).astype(np.int64)
+        genes = (rng.random((n, self.num_genes)) * self.choice_counts).astype(np.int64)
         return self.normalize_genes(genes, rng)
 
     def mutate_genes(
@@ -292,7 +310,7 @@ class SearchSpace(abc.ABC):
         """Resample every gene with probability ``prob`` (Once-for-All's mutation)."""
         rng = as_rng(rng)
         genes = self._check_genes(genes)
-        fresh = (rng.random(genes.shape) * self._choice_counts).astype(np.int64)
+        fresh = (rng.random(genes.shape) * self.choice_counts).astype(np.int64)
         mutated = np.where(rng.random(genes.shape) < prob, fresh, genes)
         return self.normalize_genes(mutated, rng)
 
@@ -307,13 +325,13 @@ class SearchSpace(abc.ABC):
 
     @property
     def encoding_size(self) -> int:
-        return int(self._choice_counts.sum())
+        return int(self.choice_counts.sum())
 
     def encode_genes(self, genes: np.ndarray) -> np.ndarray:
         """Fixed-length one-hot encoding (float32): one block of columns per
         gene, all zeros where the gene is skipped."""
         genes = np.atleast_2d(np.asarray(genes, dtype=np.int64))
-        offsets = np.concatenate([[0], np.cumsum(self._choice_counts)[:-1]])
+        offsets = np.concatenate([[0], np.cumsum(self.choice_counts)[:-1]])
         out = np.zeros((genes.shape[0], self.encoding_size), dtype=np.float32)
         rows, cols = np.nonzero(genes >= 0)
         out[rows, offsets[cols] + genes[rows, cols]] = 1.0

@@ -72,8 +72,8 @@ class BlockSpec:
         raise NotImplementedError
 
     def norm_params(self) -> int:
-        """Parameters of normalisation layers (not in :class:`LayerShape`)."""
-        return 0
+        """Parameters of the block's normalisation layers."""
+        return sum(layer.norm_params for layer in self.layers())
 
     @property
     def macs(self) -> int:
@@ -81,7 +81,7 @@ class BlockSpec:
 
     @property
     def params(self) -> int:
-        return sum(layer.params for layer in self.layers()) + self.norm_params()
+        return sum(layer.params + layer.norm_params for layer in self.layers())
 
     def __str__(self) -> str:
         return self.key
@@ -179,10 +179,7 @@ class StemBlock(BlockSpec):
     def layers(self, prefix: str = "stem") -> tuple[LayerShape, ...]:
         r, o = self.resolution, self.out_resolution
         return (LayerShape(prefix or "stem", "conv", self.in_channels, self.out_channels, (r, r), (o, o),
-                           self.kernel, self.stride),)
-
-    def norm_params(self) -> int:
-        return 2 * self.out_channels
+                           self.kernel, self.stride, norm_params=2 * self.out_channels),)
 
 
 @register_block
@@ -233,19 +230,18 @@ class MBConvBlock(BlockSpec):
         name = (prefix + ".") if prefix else ""
         out = []
         if self.expand:
-            out.append(LayerShape(f"{name}expand", "pointwise", self.in_channels, mid, (r, r), (r, r)))
+            out.append(LayerShape(f"{name}expand", "pointwise", self.in_channels, mid, (r, r), (r, r),
+                                  norm_params=2 * mid))
         out.append(LayerShape(f"{name}depthwise", "depthwise", mid, mid, (r, r), (o, o), self.kernel, self.stride,
-                              mid))
+                              mid, norm_params=2 * mid))
         if self.use_se:
             out.append(LayerShape(f"{name}se_reduce", "pointwise", mid, self.se_channels, (1, 1), (1, 1),
                                   bias=True))
             out.append(LayerShape(f"{name}se_expand", "pointwise", self.se_channels, mid, (1, 1), (1, 1),
                                   bias=True))
-        out.append(LayerShape(f"{name}project", "pointwise", mid, self.out_channels, (o, o), (o, o)))
+        out.append(LayerShape(f"{name}project", "pointwise", mid, self.out_channels, (o, o), (o, o),
+                              norm_params=2 * self.out_channels))
         return tuple(out)
-
-    def norm_params(self) -> int:
-        return 2 * ((self.mid_channels if self.expand else 0) + self.mid_channels + self.out_channels)
 
 
 @register_block
@@ -275,15 +271,12 @@ class ClassifierHeadBlock(BlockSpec):
         name = (prefix + ".") if prefix else ""
         return (
             LayerShape(f"{name}final_expand", "pointwise", self.in_channels, self.final_expand_channels, (r, r),
-                       (r, r)),
+                       (r, r), norm_params=2 * self.final_expand_channels),
             LayerShape(f"{name}feature_mix", "pointwise", self.final_expand_channels, self.feature_mix_channels,
                        (1, 1), (1, 1)),
             LayerShape(f"{name}classifier", "linear", self.feature_mix_channels, self.num_classes, (1, 1), (1, 1),
                        bias=True),
         )
-
-    def norm_params(self) -> int:
-        return 2 * self.final_expand_channels
 
 
 # --- the Transformer family ------------------------------------------------------------------------------
@@ -316,6 +309,17 @@ def _join(prefix: str, name: str) -> str:
     return f"{prefix}.{name}" if prefix else name
 
 
+def _check_sizes(block: BlockSpec, may_be_zero: tuple[str, ...] = ()) -> None:
+    """Integer fields are positive integers (``may_be_zero``: non-negative)."""
+    for f in dataclasses.fields(block):
+        value = getattr(block, f.name)
+        if str(f.type) != "int":
+            continue
+        low = 0 if f.name in may_be_zero else 1
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ConfigError(f"{block.kind} block field {f.name} must be an integer >= {low}, got {value!r}")
+
+
 @register_block
 @dataclass(frozen=True)
 class EmbeddingBlock(BlockSpec):
@@ -328,6 +332,9 @@ class EmbeddingBlock(BlockSpec):
     dim: int
     tokens: int
     max_positions: int
+
+    def __post_init__(self):
+        _check_sizes(self)
 
     @property
     def example_input_shape(self) -> tuple[int, ...]:
@@ -353,6 +360,9 @@ class EncoderLayerBlock(BlockSpec):
     heads: int
     head_size: int
     tokens: int
+
+    def __post_init__(self):
+        _check_sizes(self)
 
     @property
     def example_input_shape(self) -> tuple[int, ...]:
@@ -388,6 +398,9 @@ class DecoderLayerBlock(BlockSpec):
     tokens: int
     source_tokens: int
 
+    def __post_init__(self):
+        _check_sizes(self)
+
     @property
     def example_input_shape(self) -> tuple[int, ...]:
         return (1, self.tokens, self.dim)
@@ -420,6 +433,9 @@ class CrossKVBlock(BlockSpec):
     source_tokens: int
     beams: int = 1
 
+    def __post_init__(self):
+        _check_sizes(self)
+
     @property
     def example_input_shape(self) -> tuple[int, ...]:
         return (self.beams, self.source_tokens, self.encoder_dim)
@@ -451,6 +467,9 @@ class DecoderStepBlock(BlockSpec):
     source_tokens: int
     cache_length: int
     beams: int = 1
+
+    def __post_init__(self):
+        _check_sizes(self, ("cache_length",))
 
     @property
     def example_input_shape(self) -> tuple[int, ...]:
@@ -488,6 +507,9 @@ class OutputBlock(BlockSpec):
     tokens: int
     bias: bool = False
     norm: bool = True
+
+    def __post_init__(self):
+        _check_sizes(self)
 
     @property
     def example_input_shape(self) -> tuple[int, ...]:

@@ -9,12 +9,14 @@ final 1x1 expansion, global pooling, a feature-mix 1x1 conv and the classifier.
 from __future__ import annotations
 
 import functools
+import re
 from dataclasses import dataclass
 from typing import Any, ClassVar, Optional
 
 import numpy as np
 
 from ..errors import ConfigError
+from .tables import TableLayout
 from .blocks import BlockSpec, ClassifierHeadBlock, MBConvBlock, StemBlock
 from .base import (
     SKIPPED,
@@ -140,6 +142,12 @@ class MobileNetV3Space(SearchSpace):
         return make_divisible(mid_channels // 4)
 
     # --- genes: [kernel per block] [expand per block] [depth per stage] [resolution] ---
+    @property
+    def gene_layout(self) -> dict[str, slice]:
+        b, s = self.num_blocks, self.num_stages
+        return {"kernel_sizes": slice(0, b), "expand_ratios": slice(b, 2 * b), "depths": slice(2 * b, 2 * b + s),
+                "resolution": slice(2 * b + s, 2 * b + s + 1)}
+
     @functools.cached_property
     def gene_choices(self) -> tuple[tuple, ...]:
         b = self.num_blocks
@@ -300,11 +308,24 @@ class MobileNetV3Space(SearchSpace):
                 seen.setdefault(block.key, block)
         return list(seen.values())
 
+    # --- additive tables (ofa.spaces.tables) ---------------------------------------------------------
+    def additive_layout(self) -> TableLayout:
+        """A block's layers depend only on its position, kernel, expand ratio and
+        the resolution (strides sit at a stage's first block, which always runs)."""
+        b, d = self.num_blocks, self.max_depth
+        template = np.zeros(self.num_genes, dtype=np.int64)
+        template[2 * b:2 * b + self.num_stages] = self.depths.index(self.max_depth)
+
+        def unit_of_layer(name):
+            match = re.match(r"^stages\.(\d+)\.(\d+)\.", name)
+            return (0, int(match.group(1)) * d + int(match.group(2))) if match else None
+
+        return TableLayout(context_genes=[self.num_genes - 1], groups=[[[i, b + i] for i in range(b)]],
+                           unit_of_layer=unit_of_layer, template=template)
+
     # --- analytic cost -------------------------------------------------------------------------------
     def cost(self, arch) -> CostReport:
         layers: list[LayerShape] = []
-        norm_params = 0
         for name, block in self.blocks(arch):
             layers.extend(block.layers("" if name == "head" else name))
-            norm_params += block.norm_params()
-        return CostReport.from_layers(layers, extra_params=norm_params)
+        return CostReport.from_layers(layers)

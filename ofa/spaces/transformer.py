@@ -20,18 +20,33 @@ query/key/value width is ``heads * head_dim``, so fewer heads really means
 fewer parameters and MACs. With ``head_dim=None`` the width is the embedding
 dimension and heads split it (BERT's convention), so heads must divide the
 embedding dimension; sampling, mutation and crossover only produce
-architectures that satisfy this.
+architectures that satisfy this. With ``head_dim=None`` and an integer
+``qkv_dim`` the width is fixed at ``qkv_dim`` whatever the embedding dimension
+and heads split it (HAT's convention: ``qkv_dim=512`` for every embedding
+dimension, so heads change the head size, not the MACs of the projections).
+
+Cost (:meth:`TransformerSpace.cost`) and blocks (:meth:`TransformerSpace.blocks`)
+describe one of two workloads: ``mode="forward"``, one teacher-forced pass over
+``target_length`` target tokens (what the exported ``model.onnx`` computes), or
+``mode="decode"``, autoregressive decoding of ``target_length`` tokens with a
+key/value cache (the encoder once, then per token one step of every decoder
+layer and the output projection; ``beam_size`` hypotheses decoded as a batch),
+which is what translating a sentence costs.
 """
 
 from __future__ import annotations
 
 import functools
+import re
 from dataclasses import dataclass
 from typing import Any, ClassVar, Optional
 
 import numpy as np
 
 from ..errors import ConfigError
+from .blocks import (BlockSpec, CrossKVBlock, DecoderLayerBlock, DecoderStepBlock, EmbeddingBlock, EncoderLayerBlock,
+                     OutputBlock)
+from .tables import TableLayout
 from .base import (
     SKIPPED,
     Architecture,
@@ -45,6 +60,7 @@ from .base import (
 )
 
 MODES = ("encoder-decoder", "encoder")
+WORKLOADS = ("forward", "decode")  # what cost() and blocks() describe: one teacher-forced pass, or decoding
 ENCODER_HEADS = ("lm", "classifier")
 
 ENCODER_KEYS = ("encoder_embed_dim", "encoder_layers", "encoder_ffn_dims", "encoder_heads")
@@ -115,6 +131,14 @@ class TransformerSpace(SearchSpace):
     # Default sequence lengths for the analytic cost model (cost() takes overrides).
     source_length: int = 30
     target_length: int = 30
+    # HAT's convention (with head_dim=None): a fixed query/key/value width that heads split.
+    qkv_dim: Optional[int] = None
+
+    def to_dict(self) -> dict:
+        d = super().to_dict()
+        if self.qkv_dim is None:  # absent when unused, so existing spaces keep their fingerprints
+            d.pop("qkv_dim")
+        return d
 
     def _validate(self) -> None:
         if self.mode not in MODES:
@@ -128,6 +152,12 @@ class TransformerSpace(SearchSpace):
             check_positive_ints(name, (getattr(self, name),))
         if self.head_dim is not None:
             check_positive_ints("head_dim", (self.head_dim,))
+        if self.qkv_dim is not None:
+            check_positive_ints("qkv_dim", (self.qkv_dim,))
+            if self.head_dim is not None:
+                raise ConfigError(f"give either head_dim (fixed head size, width heads x head_dim) or qkv_dim "
+                                  f"(fixed width that heads split), not both: head_dim={self.head_dim}, "
+                                  f"qkv_dim={self.qkv_dim}; set head_dim to null for qkv_dim")
         if not isinstance(self.heterogeneous_layers, bool):
             raise ConfigError(f"space heterogeneous_layers must be true or false, got {self.heterogeneous_layers!r}")
         sides = [("encoder", self.encoder_embed_dims)]
@@ -136,8 +166,9 @@ class TransformerSpace(SearchSpace):
         for side, dims in sides:
             for dim in dims:
                 if not self.valid_head_counts(dim):
-                    raise ConfigError(f"no head count in {self.head_counts} divides the {side} embedding dimension "
-                                      f"{dim}; with head_dim=None heads must divide the width")
+                    raise ConfigError(f"no head count in {self.head_counts} divides the {side} attention width "
+                                      f"{self.attention_width(dim, 1)}; with head_dim=None heads must divide "
+                                      f"the width (qkv_dim, else the embedding dimension)")
         if self.has_decoder and min(self.cross_layer_counts) > min(self.encoder_layer_counts):
             raise ConfigError(f"cross_layer_counts {self.cross_layer_counts} has no value <= the smallest encoder "
                               f"depth {min(self.encoder_layer_counts)}: a decoder layer cannot attend to more "
@@ -194,21 +225,24 @@ class TransformerSpace(SearchSpace):
         """Head counts allowed at this embedding dimension."""
         if self.head_dim is not None:
             return self.head_counts
-        return tuple(h for h in self.head_counts if embed_dim % h == 0)
+        width = self.attention_width(embed_dim, 1)
+        return tuple(h for h in self.head_counts if width % h == 0)
 
     def attention_width(self, embed_dim: int, heads: int) -> int:
         """Width of the query/key/value projections."""
-        return heads * self.head_dim if self.head_dim is not None else embed_dim
+        if self.head_dim is not None:
+            return heads * self.head_dim
+        return self.qkv_dim if self.qkv_dim is not None else embed_dim
 
     def head_size(self, embed_dim: int, heads: int) -> int:
-        return self.head_dim if self.head_dim is not None else embed_dim // heads
+        return self.head_dim if self.head_dim is not None else self.attention_width(embed_dim, heads) // heads
 
     @property
     def max_attention_width(self) -> int:
         dims = self.encoder_embed_dims + (self.decoder_embed_dims if self.has_decoder else ())
         if self.head_dim is not None:
             return max(self.head_counts) * self.head_dim
-        return max(dims)
+        return self.qkv_dim if self.qkv_dim is not None else max(dims)
 
     # --- genes ---------------------------------------------------------------------------------
     # encoder: [embed] [layers] [ffn x G_enc] [heads x G_enc]
@@ -223,7 +257,7 @@ class TransformerSpace(SearchSpace):
         return (self.max_decoder_layers if self.heterogeneous_layers else 1) if self.has_decoder else 0
 
     @functools.cached_property
-    def _layout(self) -> dict[str, slice]:
+    def gene_layout(self) -> dict[str, slice]:
         """Gene index ranges by name."""
         layout, start = {}, 0
         sizes = [("encoder_embed", 1), ("encoder_layers", 1), ("encoder_ffn", self._encoder_slots),
@@ -245,13 +279,13 @@ class TransformerSpace(SearchSpace):
                    "decoder_ffn": self.ffn_dims, "decoder_self_heads": self.head_counts,
                    "decoder_cross_heads": self.head_counts, "decoder_cross_layers": self.cross_layer_counts}
         out: list[tuple] = []
-        for name, where in self._layout.items():
+        for name, where in self.gene_layout.items():
             out += [tuple(choices[name])] * (where.stop - where.start)
         return tuple(out)
 
     def _values(self, genes: np.ndarray, name: str, choices) -> np.ndarray:
         """Values of the genes ``name`` (skipped genes read as the first choice)."""
-        return np.asarray(choices)[np.clip(genes[:, self._layout[name]], 0, None)]
+        return np.asarray(choices)[np.clip(genes[:, self.gene_layout[name]], 0, None)]
 
     def active_genes(self, genes: np.ndarray) -> np.ndarray:
         genes = np.atleast_2d(genes)
@@ -266,7 +300,7 @@ class TransformerSpace(SearchSpace):
             depth = self._values(genes, f"{side}_layers", counts)  # (n, 1)
             used = np.arange(max(counts))[None, :] < depth
             for name in names:
-                active[:, self._layout[name]] = used
+                active[:, self.gene_layout[name]] = used
         return active
 
     def normalize_genes(self, genes: np.ndarray, rng: np.random.Generator | int | None = None) -> np.ndarray:
@@ -286,21 +320,23 @@ class TransformerSpace(SearchSpace):
         heads = np.asarray(self.head_counts)
         for heads_name, embed_name, dims in checks:
             embed = self._values(genes, embed_name, dims)  # (n, 1)
-            block = genes[:, self._layout[heads_name]]
+            if self.qkv_dim is not None:  # heads split the fixed width, whatever the embedding dimension
+                embed = np.full_like(embed, self.qkv_dim)
+            block = genes[:, self.gene_layout[heads_name]]
             bad = (block >= 0) & (embed % heads[np.clip(block, 0, None)] != 0)
             for row, col in zip(*np.nonzero(bad)):
                 allowed = [i for i, h in enumerate(self.head_counts) if embed[row, 0] % h == 0]
                 block[row, col] = self._redraw(allowed, rng, f"{heads_name} (heads must divide the width)")
-            genes[:, self._layout[heads_name]] = block
+            genes[:, self.gene_layout[heads_name]] = block
         if self.has_decoder:
             depth = self._values(genes, "encoder_layers", self.encoder_layer_counts)
-            block = genes[:, self._layout["decoder_cross_layers"]]
+            block = genes[:, self.gene_layout["decoder_cross_layers"]]
             cross = np.asarray(self.cross_layer_counts)
             bad = (block >= 0) & (cross[np.clip(block, 0, None)] > depth)
             for row, col in zip(*np.nonzero(bad)):
                 allowed = [i for i, c in enumerate(self.cross_layer_counts) if c <= depth[row, 0]]
                 block[row, col] = self._redraw(allowed, rng, "decoder_cross_layers (more than the encoder depth)")
-            genes[:, self._layout["decoder_cross_layers"]] = block
+            genes[:, self.gene_layout["decoder_cross_layers"]] = block
         return genes
 
     @staticmethod
@@ -315,7 +351,7 @@ class TransformerSpace(SearchSpace):
 
     def _arch_to_genes(self, arch: TransformerArch) -> list[int]:
         genes = [SKIPPED] * self.num_genes
-        lay = self._layout
+        lay = self.gene_layout
 
         def put(name, values, choices):
             start = lay[name].start
@@ -336,7 +372,7 @@ class TransformerSpace(SearchSpace):
         return genes
 
     def _genes_to_arch(self, genes: np.ndarray) -> TransformerArch:
-        lay = self._layout
+        lay = self.gene_layout
 
         def values(name, choices):
             return tuple(choices[g] for g in genes[lay[name]] if g >= 0)
@@ -487,63 +523,211 @@ class TransformerSpace(SearchSpace):
                 continue
         return archs
 
+    # --- blocks ------------------------------------------------------------------------------------
+    def _lengths(self, source_length, target_length) -> tuple[int, int]:
+        S = self.source_length if source_length is None else source_length
+        T = self.target_length if target_length is None else target_length
+        for name, value in (("source_length", S), ("target_length", T)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+        return S, T
+
+    def blocks(self, arch, mode: str = "forward", source_length: int | None = None,
+               target_length: int | None = None, beam_size: int = 1) -> list[tuple[str, BlockSpec]]:
+        """``(name, block spec)`` of every block the network runs, in order.
+
+        ``mode="forward"``: the source embedding, the encoder layers, then
+        (encoder-decoder) the target embedding, the teacher-forced decoder
+        layers over ``target_length`` tokens and the output projection; or
+        (encoder-only) the LM head / classifier. ``mode="decode"``: the encoder
+        once, each decoder layer's encoder-decoder keys/values once
+        (``decoder.layers.<i>.cross_kv``), then for each of ``target_length``
+        decoded tokens t the target embedding (``step.<t>.embedding``), one
+        :class:`DecoderStepBlock` per decoder layer at cache length t
+        (``decoder.layers.<i>.step.<t>``) and the output projection
+        (``step.<t>.output_projection``), for ``beam_size`` hypotheses.
+        Defaults: the space's ``source_length`` and ``target_length``."""
+        arch = self.parse(arch)
+        if mode not in WORKLOADS:
+            raise ConfigError(f"mode {mode!r} unknown; allowed: {WORKLOADS}")
+        if isinstance(beam_size, bool) or not isinstance(beam_size, int) or beam_size < 1:
+            raise ConfigError(f"beam_size must be a positive integer, got {beam_size!r}")
+        if mode == "decode" and not arch.has_decoder:
+            raise ConfigError("mode='decode' needs an encoder-decoder space; an encoder-only network runs "
+                              "one forward pass (mode='forward')")
+        if beam_size != 1 and mode != "decode":
+            raise ConfigError("beam_size applies to mode='decode' only")
+        S, T = self._lengths(source_length, target_length)
+        e = arch.encoder_embed_dim
+        out: list[tuple[str, BlockSpec]] = [("encoder.embedding",
+                                             EmbeddingBlock(self.src_vocab_size, e, S, self.max_positions))]
+        for i in range(arch.encoder_layers):
+            heads = arch.encoder_heads[i]
+            out.append((f"encoder.layers.{i}", EncoderLayerBlock(e, arch.encoder_ffn_dims[i], heads,
+                                                                 self.head_size(e, heads), S)))
+        if not arch.has_decoder:
+            if self.encoder_head == "lm":
+                out.append(("lm_head", OutputBlock(e, self.src_vocab_size, S, bias=False, norm=True)))
+            else:
+                out.append(("classifier", OutputBlock(e, self.num_classes, 1, bias=True, norm=True)))
+            return out
+        d = arch.decoder_embed_dim
+        layers = [self._decoder_fields(arch, i) for i in range(arch.decoder_layers)]
+        if mode == "forward":
+            out.append(("decoder.embedding", EmbeddingBlock(self.tgt_vocab_size, d, T, self.max_positions)))
+            for i, fields in enumerate(layers):
+                out.append((f"decoder.layers.{i}", DecoderLayerBlock(**fields, tokens=T, source_tokens=S)))
+            out.append(("output_projection", OutputBlock(d, self.tgt_vocab_size, T, bias=False, norm=True)))
+            return out
+        B = beam_size
+        for i, fields in enumerate(layers):
+            out.append((f"decoder.layers.{i}.cross_kv", CrossKVBlock(
+                e, fields["cross_heads"], fields["cross_head_size"], fields["cross_layers"] * S, B)))
+        for t in range(T):
+            out.append((f"step.{t}.embedding", EmbeddingBlock(self.tgt_vocab_size, d, B, self.max_positions)))
+            for i, fields in enumerate(layers):
+                # named after the layer first, so per-layer tables and features find the step's layer
+                out.append((f"decoder.layers.{i}.step.{t}",
+                            DecoderStepBlock(**fields, source_tokens=S, cache_length=t, beams=B)))
+            out.append((f"step.{t}.output_projection", OutputBlock(d, self.tgt_vocab_size, B, bias=False,
+                                                                   norm=True)))
+        return out
+
+    def _decoder_fields(self, arch: TransformerArch, i: int) -> dict:
+        d, sh, ch = arch.decoder_embed_dim, arch.decoder_self_heads[i], arch.decoder_cross_heads[i]
+        return {"dim": d, "encoder_dim": arch.encoder_embed_dim, "ffn_dim": arch.decoder_ffn_dims[i],
+                "self_heads": sh, "self_head_size": self.head_size(d, sh), "cross_heads": ch,
+                "cross_head_size": self.head_size(d, ch), "cross_layers": arch.decoder_cross_layers[i]}
+
+    def distinct_blocks(self, mode: str = "forward", source_length: int | None = None,
+                        target_length: int | None = None, beam_size: int = 1,
+                        cache_lengths: "tuple[int, ...] | None" = None) -> list[BlockSpec]:
+        """Every distinct block the space's architectures run in ``mode`` (all of them:
+        the enumeration is over per-layer choices, not architectures).
+
+        Encoder layers: embedding dim x FFN dim x valid heads. Decoder layers
+        (forward) or decoding steps (decode): embedding dim x encoder dim x FFN x
+        self heads x cross heads x cross layers, and in decode mode x cache
+        lengths (default all of 0 .. target_length - 1; pass ``cache_lengths``
+        for a covering subset, e.g. ``(0, T // 2, T - 1)``, when a timed device
+        cannot afford all: predictors interpolate between them). Plus the
+        embeddings, output projections and (decode) encoder-decoder keys/values
+        at every width."""
+        if mode not in WORKLOADS:
+            raise ConfigError(f"mode {mode!r} unknown; allowed: {WORKLOADS}")
+        S, T = self._lengths(source_length, target_length)
+        if mode == "decode" and not self.has_decoder:
+            raise ConfigError("mode='decode' needs an encoder-decoder space")
+        if cache_lengths is not None and mode != "decode":
+            raise ConfigError("cache_lengths applies to mode='decode' only")
+        if cache_lengths is None:
+            cache_lengths = tuple(range(T))
+        elif not cache_lengths or any(isinstance(c, bool) or not isinstance(c, int) or not 0 <= c < T
+                                      for c in cache_lengths):
+            raise ConfigError(f"cache_lengths must be integers in 0..{T - 1} (target_length - 1), "
+                              f"got {cache_lengths!r}")
+        B = beam_size
+        found: list[BlockSpec] = []
+        for e in self.encoder_embed_dims:
+            found.append(EmbeddingBlock(self.src_vocab_size, e, S, self.max_positions))
+            found += [EncoderLayerBlock(e, f, h, self.head_size(e, h), S)
+                      for f in self.ffn_dims for h in self.valid_head_counts(e)]
+            if not self.has_decoder:
+                found.append(OutputBlock(e, self.src_vocab_size, S, bias=False, norm=True)
+                             if self.encoder_head == "lm" else OutputBlock(e, self.num_classes, 1, bias=True))
+        if self.has_decoder:
+            max_cross = [c for c in self.cross_layer_counts if c <= self.max_encoder_layers]
+            for d in self.decoder_embed_dims:
+                heads = self.valid_head_counts(d)
+                tokens = T if mode == "forward" else B
+                found.append(EmbeddingBlock(self.tgt_vocab_size, d, tokens, self.max_positions))
+                found.append(OutputBlock(d, self.tgt_vocab_size, tokens, bias=False, norm=True))
+                for e in self.encoder_embed_dims:
+                    for f in self.ffn_dims:
+                        for sh in heads:
+                            for ch in heads:
+                                for k in max_cross:
+                                    fields = {"dim": d, "encoder_dim": e, "ffn_dim": f, "self_heads": sh,
+                                              "self_head_size": self.head_size(d, sh), "cross_heads": ch,
+                                              "cross_head_size": self.head_size(d, ch), "cross_layers": k}
+                                    if mode == "forward":
+                                        found.append(DecoderLayerBlock(**fields, tokens=T, source_tokens=S))
+                                    else:
+                                        found += [DecoderStepBlock(**fields, source_tokens=S, cache_length=c,
+                                                                   beams=B) for c in cache_lengths]
+                    if mode == "decode":
+                        found += [CrossKVBlock(e, ch, self.head_size(d, ch), k * S, B)
+                                  for ch in heads for k in max_cross]
+        return list({block.key: block for block in found}.values())
+
     # --- analytic cost -------------------------------------------------------------------------------
-    def cost(self, arch, source_length: int | None = None, target_length: int | None = None) -> CostReport:
-        """MACs and parameters of the extracted network at batch size 1, for a
-        source of ``source_length`` tokens and (encoder-decoder) a teacher-forced
-        target of ``target_length`` tokens (defaults: the space's fields).
+    # --- additive tables (ofa.spaces.tables) ---------------------------------------------------------
+    def additive_layout(self) -> TableLayout:
+        """A Transformer layer's layers depend on its own genes and the embedding
+        dimensions. With layers sharing one value (``heterogeneous_layers=False``)
+        the one shared unit stands for all layers, so the depth joins the context."""
+        lay = self.gene_layout
+        sides = [("encoder", ("encoder_ffn", "encoder_heads"))]
+        if self.has_decoder:
+            sides.append(("decoder", ("decoder_ffn", "decoder_self_heads", "decoder_cross_heads",
+                                      "decoder_cross_layers")))
+        context = [lay[f"{side}_embed"].start for side, _ in sides]
+        if not self.heterogeneous_layers:
+            context += [lay[f"{side}_layers"].start for side, _ in sides]
+        groups = []
+        for side, names in sides:
+            slots = lay[names[0]].stop - lay[names[0]].start
+            groups.append([[lay[name].start + i for name in names] for i in range(slots)])
+        template = np.zeros(self.num_genes, dtype=np.int64)
+        template[lay["encoder_layers"].start] = len(self.encoder_layer_counts) - 1
+        if self.has_decoder:
+            template[lay["decoder_layers"].start] = len(self.decoder_layer_counts) - 1
+        group_of_side = {side: g for g, (side, _) in enumerate(sides)}
+
+        def unit_of_layer(name):
+            match = re.match(r"^(encoder|decoder)\.layers\.(\d+)\.", name)
+            if not match:
+                return None
+            return group_of_side[match.group(1)], int(match.group(2)) if self.heterogeneous_layers else 0
+
+        return TableLayout(context_genes=context, groups=groups, unit_of_layer=unit_of_layer, template=template)
+
+    def cost(self, arch, source_length: int | None = None, target_length: int | None = None,
+             mode: str = "forward", beam_size: int = 1) -> CostReport:
+        """MACs and parameters of the extracted network at batch size 1: the sum of
+        its blocks (:meth:`blocks`).
+
+        ``mode="forward"``: a source of ``source_length`` tokens and (encoder-decoder)
+        a teacher-forced target of ``target_length`` tokens (defaults: the space's
+        fields). ``mode="decode"``: autoregressive decoding of ``target_length``
+        tokens with the key/value cache and ``beam_size`` hypotheses: the encoder
+        once, then per token one step of every decoder layer and the output
+        projection (MACs and activations of every step; ``params`` stays the
+        network's).
 
         Attention score and context products are ``op="matmul"`` layers (grouped
         1x1 "convs" with one group per head); embeddings and LayerNorms add
         parameters but no MACs."""
         arch = self.parse(arch)
-        S = self.source_length if source_length is None else int(source_length)
-        T = self.target_length if target_length is None else int(target_length)
+        blocks = self.blocks(arch, "forward", source_length, target_length)
         layers: list[LayerShape] = []
         extra = 0  # embeddings and LayerNorms
-
-        def linear(name, cin, cout, tokens, bias=True):
-            layers.append(LayerShape(name, "linear", cin, cout, (tokens, 1), (tokens, 1), bias=bias))
-
-        def attention(name, dim, kv_dim, heads, q_tokens, kv_tokens):
-            width = self.attention_width(dim, heads)
-            hs = self.head_size(dim, heads)
-            linear(f"{name}.q_proj", dim, width, q_tokens)
-            linear(f"{name}.k_proj", kv_dim, width, kv_tokens)
-            linear(f"{name}.v_proj", kv_dim, width, kv_tokens)
-            layers.append(LayerShape(f"{name}.scores", "matmul", heads * hs, heads * kv_tokens, (q_tokens, 1),
-                                     (q_tokens, 1), groups=heads))
-            layers.append(LayerShape(f"{name}.context", "matmul", heads * kv_tokens, heads * hs, (q_tokens, 1),
-                                     (q_tokens, 1), groups=heads))
-            linear(f"{name}.out_proj", width, dim, q_tokens)
-
-        d = arch.encoder_embed_dim
-        extra += (self.src_vocab_size + self.max_positions) * d
-        for i in range(arch.encoder_layers):
-            name = f"encoder.layers.{i}"
-            attention(f"{name}.self_attn", d, d, arch.encoder_heads[i], S, S)
-            linear(f"{name}.ffn.fc1", d, arch.encoder_ffn_dims[i], S)
-            linear(f"{name}.ffn.fc2", arch.encoder_ffn_dims[i], d, S)
-            extra += 2 * 2 * d
-        extra += 2 * d  # final encoder LayerNorm
-        if not arch.has_decoder:
-            if self.encoder_head == "lm":  # tied to the token embedding: its weight is counted there
-                linear("lm_head", d, self.src_vocab_size, S, bias=False)
-                extra -= self.src_vocab_size * d
-            else:
-                linear("classifier", d, self.num_classes, 1)
-            return CostReport.from_layers(layers, extra_params=extra)
-        e, d = d, arch.decoder_embed_dim
-        extra += (self.tgt_vocab_size + self.max_positions) * d
-        for i in range(arch.decoder_layers):
-            name = f"decoder.layers.{i}"
-            attention(f"{name}.self_attn", d, d, arch.decoder_self_heads[i], T, T)
-            attention(f"{name}.cross_attn", d, e, arch.decoder_cross_heads[i], T, arch.decoder_cross_layers[i] * S)
-            linear(f"{name}.ffn.fc1", d, arch.decoder_ffn_dims[i], T)
-            linear(f"{name}.ffn.fc2", arch.decoder_ffn_dims[i], d, T)
-            extra += 3 * 2 * d
-        extra += 2 * d  # final decoder LayerNorm
-        # tied to the target token embedding, whose weight is already counted
-        linear("output_projection", d, self.tgt_vocab_size, T, bias=False)
-        extra -= self.tgt_vocab_size * d
-        return CostReport.from_layers(layers, extra_params=extra)
+        for name, block in blocks:
+            layers.extend(block.layers(name))
+            extra += block.norm_params()
+        if arch.has_decoder:
+            extra += 2 * arch.encoder_embed_dim  # the final encoder LayerNorm (shared by the decoder layers)
+            extra -= self.tgt_vocab_size * arch.decoder_embed_dim  # output projection tied to the target embedding
+        elif self.encoder_head == "lm":
+            extra -= self.src_vocab_size * arch.encoder_embed_dim  # LM head tied to the token embedding
+        forward = CostReport.from_layers(layers, extra_params=extra)
+        if mode == "forward":
+            if beam_size != 1:
+                raise ConfigError("beam_size applies to mode='decode' only")
+            return forward
+        decode_layers: list[LayerShape] = []
+        for name, block in self.blocks(arch, mode, source_length, target_length, beam_size):
+            decode_layers.extend(block.layers(name))
+        report = CostReport.from_layers(decode_layers)
+        return CostReport(report.macs, forward.params, report.activation_elements, report.peak_activation_elements,
+                          report.layers)

@@ -33,6 +33,7 @@ import torch
 
 from ..errors import CheckpointError, SpaceMismatchError
 from ..io import atomic_torch_save
+from ..spaces import SPACE_FILE_LOADERS
 
 FORMAT = "ofa-checkpoint"
 VERSION = 1
@@ -95,6 +96,18 @@ def save_checkpoint(path: str | os.PathLike, *, trainer: str, space, config: dic
     return atomic_torch_save(payload, path)
 
 
+def refusal_reason(error: BaseException) -> str:
+    """A short reason why ``torch.load(weights_only=True)`` refused a file,
+    never ending with torch's advice to pass ``weights_only=False`` without the
+    warning that it runs code from the file."""
+    text = str(error)
+    if "weights_only" in text or "Weights only load failed" in text or "Unsupported global" in text:
+        return ("the file holds Python objects other than tensors and plain data, which this package refuses "
+                "to unpickle; loading it with weights_only=False would run arbitrary code from the file: do "
+                "that only with a file from a source you trust")
+    return text.splitlines()[0][:200] if text else type(error).__name__
+
+
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu", space=None) -> dict:
     """Read and check a checkpoint (``weights_only=True``).
 
@@ -102,6 +115,9 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     foreign file and :class:`SpaceMismatchError` when ``space`` is given and
     the checkpoint was trained on another search space."""
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"checkpoint {str(path)!r} is a directory; pass the checkpoint file in it "
+                              f"(e.g. {str(path / 'final.pt')!r})")
     if not path.is_file():
         raise CheckpointError(f"checkpoint {str(path)!r} does not exist")
     if path.stat().st_size == 0:
@@ -110,7 +126,7 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile, pickle.UnpicklingError, KeyError,
             IndexError, AttributeError, TypeError) as error:
-        message = str(error).splitlines()[0][:200] if str(error) else type(error).__name__
+        message = refusal_reason(error)
         raise CheckpointError(f"checkpoint {str(path)!r} cannot be read ({message}); it is truncated, corrupt "
                               f"or not a checkpoint of this package: resume from another one") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
@@ -163,3 +179,11 @@ def load_supernet(path: str | os.PathLike, map_location: str | torch.device = "c
 
 __all__ = ["FORMAT", "VERSION", "checkpoint_space", "load_checkpoint", "load_supernet", "rng_state",
            "save_checkpoint", "set_rng_state"]
+
+
+def _space_of_checkpoint_file(path) -> "SearchSpace":
+    return checkpoint_space(load_checkpoint(path))
+
+
+# ``resolve_space("runs/x/final.pt")``: a trained checkpoint names the space it was trained on
+SPACE_FILE_LOADERS[".pt"] = _space_of_checkpoint_file

@@ -37,7 +37,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..errors import BackendUnavailableError, ConfigError
+from ..errors import ConfigError
+from ..evaluation import evaluate_subnet, translation_scores  # noqa: F401 (re-exported: the trainer's metrics)
 from ..io import atomic_write_json
 from ..models.transformer import PAD, beam_search, greedy_decode
 from ..supernets import create_supernet
@@ -45,6 +46,7 @@ from . import register_trainer
 from .checkpoint import load_checkpoint, save_checkpoint, set_rng_state
 from .config import check_value, config_space, merge_defaults
 from .distributed import DistInfo, all_reduce_gradients, barrier, setup_process
+from .finite import check_finite_step
 from .losses import distillation_loss
 from .optim import OPTIMIZERS, build_optimizer
 from .resume import resume_payload
@@ -169,77 +171,6 @@ def masked_lm_loss(model, inputs: torch.Tensor, labels: torch.Tensor, teacher_lo
     logits = model(inputs)[keep]
     loss = distillation_loss(logits, labels[keep], teacher_logits, kd_ratio, label_smoothing, temperature)
     return loss, logits
-
-
-def translation_scores(hypotheses: Sequence[str], references: Sequence[str]) -> dict:
-    """Exact-match accuracy (%), corpus BLEU and chrF (sacrebleu)."""
-    try:
-        import sacrebleu
-    except ImportError as error:
-        raise BackendUnavailableError("BLEU/chrF need sacrebleu: pip install sacrebleu "
-                                      "(or pip install 'ofa-hw[nlp]')") from error
-
-    exact = 100.0 * sum(h == r for h, r in zip(hypotheses, references)) / max(1, len(references))
-    return {"exact_match": exact,
-            "bleu": sacrebleu.corpus_bleu(list(hypotheses), [list(references)]).score,
-            "chrf": sacrebleu.corpus_chrf(list(hypotheses), [list(references)]).score}
-
-
-@torch.no_grad()
-def evaluate_subnet(model, data, split: str = "val", limit: int | None = None, batch_size: int = 250,
-                    decode: bool = True, beam_size: int = 1, seed: int = 0, mask_prob: float = 0.15,
-                    teacher=None) -> dict:
-    """Metrics of ``model`` (a static network, or a supernet at its active
-    subnet) on a split, in eval mode: ``val_loss`` (mean token cross entropy,
-    no smoothing - the fitness search uses) and token accuracy; for
-    encoder-decoder models with ``decode`` the exact match, BLEU and chrF of
-    greedy (or beam) decoding; encoder-only masked-LM models are scored on a
-    fixed masking. With a ``teacher`` (e.g. the largest subnet, extracted):
-    label and probability loyalty (:mod:`ofa.evaluation`) of the token
-    predictions to the teacher's."""
-    from ..data.text import detokenize, mask_tokens
-    from ..evaluation import label_loyalty, probability_loyalty
-
-    models = [model] + ([teacher] if teacher is not None else [])
-    modes = [m.training for m in models]
-    for m in models:
-        m.eval()
-    device = next(model.parameters()).device
-    total, count, correct = 0.0, 0, 0
-    hypotheses, student_logits, teacher_logits = [], [], []
-    generator = torch.Generator().manual_seed(seed)
-    for src, tgt in data.batches(split, batch_size, limit=limit):
-        src, tgt = src.to(device), tgt.to(device)
-        if model.space.has_decoder:
-            batch = (src, tgt)
-            loss, logits = seq2seq_loss(model, *batch)
-            labels = tgt[:, 1:][tgt[:, 1:].ne(PAD)]
-            if decode:
-                out = greedy_decode(model, src) if beam_size == 1 else beam_search(model, src, beam_size)
-                hypotheses += [detokenize(data.tgt_vocab.decode(row), data.level) for row in out.tolist()]
-            loss_fn = seq2seq_loss
-        else:
-            inputs, labels = mask_tokens(src.cpu(), len(data.src_vocab), generator, mask_prob)
-            batch = (inputs.to(device), labels.to(device))
-            loss, logits = masked_lm_loss(model, *batch)
-            labels = labels[labels.ne(-100)].to(device)
-            loss_fn = masked_lm_loss
-        if teacher is not None:
-            student_logits.append(logits)
-            teacher_logits.append(loss_fn(teacher, *batch)[1])
-        total += loss.item() * len(labels)
-        count += len(labels)
-        correct += int((logits.argmax(-1) == labels).sum())
-    for m, mode in zip(models, modes):
-        m.train(mode)
-    result = {"val_loss": total / max(1, count), "token_accuracy": 100.0 * correct / max(1, count)}
-    if teacher is not None:
-        student, reference = torch.cat(student_logits), torch.cat(teacher_logits)
-        result.update(label_loyalty=100.0 * label_loyalty(student, reference),
-                      probability_loyalty=100.0 * probability_loyalty(student, reference))
-    if hypotheses:
-        result.update(translation_scores(hypotheses, data.references(split, limit)))
-    return result
 
 
 # --- subnet sampling ------------------------------------------------------------------------------------------
@@ -369,6 +300,7 @@ class TransformerTrainer:
             if is_teacher and use_kd:
                 teacher = logits.detach()
         all_reduce_gradients(self.model)
+        check_finite_step(total, self.model, self.optimizer, f"step {step}")
         if train["clip_grad_norm"] > 0:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), train["clip_grad_norm"])
         self.optimizer.step()

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from ofa.cli import run_command
 from ofa.errors import ConfigError
+from ofa.validation import (ArgumentParser, check_input_file, check_output_path, non_negative_int, positive_int)
 
 
 def read_arch_file(path: Path, space) -> list:
@@ -90,7 +91,7 @@ def save_plot(records: list[dict], path: Path, title: str) -> None:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--supernet", required=True, help="checkpoint (e.g. runs/<name>/final.pt)")
     parser.add_argument("--archs", nargs="+", default=["largest", "smallest", "random:20"],
                         help="largest, smallest, random:N, or JSON/JSONL files of architectures")
@@ -98,10 +99,11 @@ def main(argv=None) -> int:
     parser.add_argument("--plot", default=None, help="PNG of accuracy versus MACs (default: --out with .png)")
     parser.add_argument("--split", default="val", choices=("val", "test", "train"))
     parser.add_argument("--data", default=None, help="data set (default: the one the supernet was trained on)")
-    parser.add_argument("--calib-images", type=int, default=None, help="BN re-calibration images (default: config)")
-    parser.add_argument("--batch-size", type=int, default=256)
-    parser.add_argument("--seed", type=int, default=0, help="seed of random:N")
-    parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--calib-images", type=positive_int, default=None, help="BN re-calibration images (default: config)")
+    parser.add_argument("--batch-size", type=positive_int, default=256)
+    parser.add_argument("--seed", type=non_negative_int, default=0, help="seed of random:N")
+    parser.add_argument("--threads", type=non_negative_int, default=0)
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out/--plot of another kind")
     args = parser.parse_args(argv)
     return run_command(evaluate, args)
 
@@ -110,24 +112,28 @@ def evaluate(args) -> list[dict]:
     import torch
     from tqdm import tqdm
 
-    from ofa.data import build_datasets
     from ofa.evaluation import SubnetEvaluator
+    from ofa.families import get_family
     from ofa.io import append_jsonl
     from ofa.training.checkpoint import load_checkpoint, load_supernet
     from ofa.training.runlog import format_table
 
+    check_input_file(args.supernet, "--supernet", kinds=("checkpoint",))
+    out = Path(args.out)
+    plot = Path(args.plot) if args.plot else out.with_suffix(".png")
+    inputs = [("the --supernet checkpoint", args.supernet)] + [
+        (f"the --archs file {spec}", spec) for spec in args.archs if Path(spec).is_file()]
+    check_output_path(out, inputs, kind=("evaluations",), overwrite=args.overwrite, name="--out")
+    check_output_path(plot, inputs + [("the --out", out)], kind=("png",), overwrite=args.overwrite, name="--plot")
     if args.threads:
         torch.set_num_threads(args.threads)
     supernet = load_supernet(args.supernet)
     space = supernet.space
     config = load_checkpoint(args.supernet)["config"]
     archs = parse_arch_specs(args.archs, space, args.seed)
-    data_cfg = config.get("data", {})
-    data = build_datasets(args.data or data_cfg.get("dataset", "digits"), max(space.resolutions), space.in_channels,
-                          "none", data_cfg.get("val_fraction", 0.15), data_cfg.get("test_fraction", 0.15))
+    data = get_family(space).checkpoint_data(args.supernet, args.data)
     if data.num_classes != space.num_classes:
         raise ConfigError(f"the data set has {data.num_classes} classes; the supernet predicts {space.num_classes}")
-    out = Path(args.out)
     supernet_id = str(Path(args.supernet).resolve())
     done = {}
     if out.is_file():
@@ -149,7 +155,6 @@ def evaluate(args) -> list[dict]:
         record = {**evaluator.evaluate(arch), "name": name, "space": space.fingerprint, "supernet": supernet_id}
         append_jsonl(out, record)
         records.append(record)
-    plot = Path(args.plot) if args.plot else out.with_suffix(".png")
     save_plot(records, plot, f"{Path(args.supernet).parent.name}: {len(records)} subnets, BN re-calibrated")
     rows = [{**r, "mmacs": r["macs"] / 1e6, "label_loyalty": 100 * r["label_loyalty"],
              "probability_loyalty": 100 * r["probability_loyalty"]} for r in records]

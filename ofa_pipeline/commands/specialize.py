@@ -36,38 +36,49 @@ from pathlib import Path
 
 
 from ofa.cli import run_command
-from ofa.errors import ConfigError
+from ofa.errors import ConfigError, PredictorError
+from ofa.validation import (ArgumentParser, check_input_file, check_output_path, fraction, non_negative_int,
+                            positive_float, positive_int)
+
+MIN_RANK_CORRELATION = 0.0  # an accuracy predictor that ranks subnets no better than chance misleads the search
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--supernet", required=True, help="supernet checkpoint (final.pt of train_supernet.py)")
     p.add_argument("--accuracy-predictor",
                    help="accuracy (top1) or loss predictor (.skops); default: evaluate --eval-archs random "
                         "subnets of the supernet (BN re-calibrated) and fit one")
-    p.add_argument("--eval-archs", type=int, default=60,
+    p.add_argument("--eval-archs", type=positive_int, default=60,
                    help="random subnets to evaluate when no --accuracy-predictor is given")
     p.add_argument("--latency-predictor", action="append", default=[],
                    help="latency predictor of a device (.skops); repeat for several devices. A device without "
                         "one gets a predictor fitted on the shipped profile of the supernet's space, if any")
     p.add_argument("--device", action="append", default=[], required=True, help="target device (repeatable)")
-    p.add_argument("--latency-ms", action="append", type=float, default=[], required=True,
+    p.add_argument("--latency-ms", action="append", type=positive_float, default=[], required=True,
                    help="latency budget of the --device at the same position (repeatable)")
     p.add_argument("--joint", action="store_true", help="one subnet meeting every budget at once")
-    p.add_argument("--max-macs", type=float, help="MACs budget for every target")
-    p.add_argument("--max-params", type=float, help="parameter budget for every target")
+    p.add_argument("--max-macs", type=positive_float, help="MACs budget for every target")
+    p.add_argument("--max-params", type=positive_float, help="parameter budget for every target")
     p.add_argument("--out", required=True, help="output directory")
-    p.add_argument("--population", type=int, default=100)
-    p.add_argument("--generations", type=int, default=500)
-    p.add_argument("--pareto-generations", type=int, default=100, help="NSGA-II generations of the Pareto plot")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--population", type=positive_int, default=100)
+    p.add_argument("--generations", type=positive_int, default=500)
+    p.add_argument("--pareto-generations", type=positive_int, default=100, help="NSGA-II generations of the Pareto plot")
+    p.add_argument("--seed", type=non_negative_int, default=0)
     p.add_argument("--nearest", action="store_true",
                    help="on an infeasible budget, deploy the closest subnet instead of failing")
     p.add_argument("--data", help="data set (default: the one the supernet was trained on)")
-    p.add_argument("--calib-images", type=int, default=2000, help="BN re-calibration images")
+    p.add_argument("--calib-images", type=positive_int, default=2000, help="BN re-calibration images")
     p.add_argument("--no-measure", action="store_true", help="do not measure latency on the real backends")
     p.add_argument("--ncnn", action="store_true", help="also convert each subnet to ncnn")
     p.add_argument("--int8", action="store_true", help="also quantise each subnet to INT8 and compare with FP32")
+    p.add_argument("--strict", action="store_true",
+                   help="exit with status 3 when a measured latency is over its budget")
+    p.add_argument("--accept-untrusted-predictor", action="store_true",
+                   help="use an accuracy predictor whose recorded held-out rank correlation is below "
+                        f"{MIN_RANK_CORRELATION} (it ranks subnets worse than chance)")
+    p.add_argument("--min-rank-correlation", type=float, default=MIN_RANK_CORRELATION,
+                   help="smallest recorded Spearman correlation of the accuracy predictor accepted (%(default)s)")
     return p.parse_args(argv)
 
 
@@ -102,7 +113,9 @@ def fit_default_accuracy_predictor(args, space, out_dir: Path) -> Path:
 
     from predictors import fit_accuracy_predictor
 
-    if space.type_name != "mobilenetv3":
+    from ofa.families import get_family
+
+    if get_family(space).accuracy_target != "top1":
         raise ConfigError("pass --accuracy-predictor for this supernet (for Transformers: a validation-loss "
                           "predictor, see the README)")
     evaluations = out_dir / "evaluations.jsonl"
@@ -117,12 +130,77 @@ def fit_default_accuracy_predictor(args, space, out_dir: Path) -> Path:
     return path
 
 
+def recorded_rank_correlation(predictor) -> tuple[float | None, str]:
+    """The Spearman correlation a predictor recorded on architectures it was not
+    fitted on: held-out test metrics if any, else the chosen model's cross-validation."""
+    metrics = getattr(predictor, "metrics_", None) or {}
+    for key in ("holdout", "test"):
+        value = (metrics.get(key) or {}).get("spearman") if isinstance(metrics.get(key), dict) else None
+        if isinstance(value, (int, float)):
+            return float(value), f"held-out {key} Spearman"
+    cv = (metrics.get("cv") or {}).get(getattr(predictor, "model_name", None))
+    if isinstance(cv, dict) and isinstance(cv.get("spearman"), (int, float)):
+        return float(cv["spearman"]), "cross-validated Spearman"
+    return None, "no recorded rank correlation"
+
+
+def check_accuracy_predictor(args, accuracy) -> None:
+    """The accuracy predictor predicts accuracy or loss and ranks subnets usefully."""
+    from predictors import AccuracyPredictor
+
+    if not isinstance(accuracy, AccuracyPredictor):
+        device = getattr(accuracy, "device", "?")
+        raise PredictorError(f"--accuracy-predictor {args.accuracy_predictor} is a {accuracy.kind} predictor "
+                             f"(target {accuracy.target!r}, device {device!r}); it must predict accuracy "
+                             f"(top1) or loss: fit one with tools/fit_predictor.py --evaluations")
+    correlation, how = recorded_rank_correlation(accuracy)
+    if correlation is not None and correlation < args.min_rank_correlation and not args.accept_untrusted_predictor:
+        raise PredictorError(f"--accuracy-predictor {args.accuracy_predictor}: its {how} is {correlation:.3f}, "
+                             f"below {args.min_rank_correlation}: it ranks subnets worse than chance, so the "
+                             f"search would pick poor subnets. Refit it on more evaluated subnets, or pass "
+                             f"--accept-untrusted-predictor to use it anyway")
+
+
+def check_latency_predictors(args, latency, paths: list[str]) -> None:
+    """Each latency predictor predicts latency of one of the --device targets."""
+    from predictors import LatencyPredictor
+
+    for path, predictor in zip(paths, latency):
+        if not isinstance(predictor, LatencyPredictor):
+            raise PredictorError(f"--latency-predictor {path} is an {predictor.kind} predictor (target "
+                                 f"{predictor.target!r}); it must predict a device's latency: fit one with "
+                                 f"tools/fit_predictor.py --profile")
+        names = {predictor.device, predictor.profile_header.get("backend")} - {None}
+        if not names & set(args.device):
+            raise PredictorError(f"--latency-predictor {path} predicts latency on device {predictor.device!r} "
+                                 f"(backend {predictor.profile_header.get('backend')!r}), which is none of the "
+                                 f"--device targets {sorted(set(args.device))}: pass the predictor of that "
+                                 f"device, or name its device with --device")
+
+
+def check_paths(args) -> None:
+    """Inputs exist and are what they should be; --out is a writable directory that is none of them."""
+    check_input_file(args.supernet, "--supernet", kinds=("checkpoint",))
+    inputs = [("the --supernet checkpoint", args.supernet)]
+    if args.accuracy_predictor is not None:
+        check_input_file(args.accuracy_predictor, "--accuracy-predictor", kinds=("predictor",))
+        inputs.append(("the --accuracy-predictor", args.accuracy_predictor))
+    for path in args.latency_predictor:
+        check_input_file(path, "--latency-predictor", kinds=("predictor",))
+        inputs.append(("a --latency-predictor", path))
+    check_output_path(args.out, inputs, kind="dir", name="--out")
+    if len(args.device) != len(args.latency_ms):
+        raise ConfigError(f"give one --latency-ms per --device: got {len(args.device)} devices and "
+                          f"{len(args.latency_ms)} budgets")
+
+
 def run(args) -> list[dict]:
     from ofa_pipeline.deploy import checkpoint_data
     from ofa_pipeline.specialize import Target, specialize, summary_table
     from ofa.training import load_supernet
     from predictors import load_predictor
 
+    check_paths(args)
     if len(args.device) != len(args.latency_ms):
         raise ConfigError(f"give one --latency-ms per --device: got {len(args.device)} devices and "
                           f"{len(args.latency_ms)} budgets")
@@ -130,10 +208,15 @@ def run(args) -> list[dict]:
     targets = [Target(tuple(pairs))] if args.joint else [Target((pair,)) for pair in pairs]
     supernet = load_supernet(args.supernet)
     made = Path(args.out) / "predictors"
-    if args.accuracy_predictor is None:
-        args.accuracy_predictor = str(fit_default_accuracy_predictor(args, supernet.space, made))
-    accuracy = load_predictor(args.accuracy_predictor, space=supernet.space)
+    given_accuracy = args.accuracy_predictor is not None
     latency = [load_predictor(path, space=supernet.space) for path in args.latency_predictor]
+    check_latency_predictors(args, latency, list(args.latency_predictor))
+    if given_accuracy:
+        accuracy = load_predictor(args.accuracy_predictor, space=supernet.space)
+        check_accuracy_predictor(args, accuracy)
+    else:
+        args.accuracy_predictor = str(fit_default_accuracy_predictor(args, supernet.space, made))
+        accuracy = load_predictor(args.accuracy_predictor, space=supernet.space)
     covered = {name for predictor in latency
                for name in (predictor.device, predictor.profile_header.get("backend"))}
     for device in dict.fromkeys(args.device):
@@ -153,12 +236,26 @@ def run(args) -> list[dict]:
                       provenance=provenance)
     print(summary_table(rows))
     print(f"results: {Path(args.out) / 'summary.md'}")
+    missed = [f"{row['target']} on {d['device']}: measured {d['measured_latency_ms']:.3f} ms > budget "
+              f"{d['budget_ms']:g} ms" for row in rows for d in row["devices"]
+              if d.get("measured_latency_ms") is not None and d["measured_latency_ms"] > d["budget_ms"]]
+    for line in missed:
+        print(f"WARNING: over budget: {line}", file=sys.stderr)
+    for row in rows:
+        if row.get("int8") and row.get("fp32") and row["int8"].get("latency_ms", 0) > row["fp32"].get("latency_ms", 0):
+            print(f"WARNING: {row['target']}: INT8 is slower than FP32 ({row['int8']['latency_ms']:.3f} ms vs "
+                  f"{row['fp32']['latency_ms']:.3f} ms)", file=sys.stderr)
+    args.missed_budgets = missed
     return rows
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    return run_command(run, args)
+    status = run_command(run, args)
+    if status == 0 and args.strict and getattr(args, "missed_budgets", None):
+        print(f"error: --strict: {len(args.missed_budgets)} measured latency(ies) over budget", file=sys.stderr)
+        return 3
+    return status
 
 
 if __name__ == "__main__":

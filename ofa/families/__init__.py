@@ -1,0 +1,105 @@
+"""Model families behind one small interface.
+
+A family is everything that differs between kinds of networks (an image CNN,
+a Transformer): which data a checkpoint was trained on, how a subnet is
+evaluated, which ONNX graphs a deployment ships, which graph a phone runtime
+converts. Every stage above (deployment, profiling, specialisation) asks
+:func:`get_family` instead of testing types.
+
+The other per-family parts register in their own registries, all keyed by
+the space's ``type_name``: the space class (:func:`ofa.spaces.register_space_type`),
+the supernet (:func:`ofa.supernets.register_supernet`), the trainer
+(:func:`ofa.training.register_trainer`), the additive-table layout (a method
+of the space). A third family is one new module that defines and registers
+these, plus its name in :data:`FAMILY_MODULES` below.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any, Callable, ClassVar
+
+from torch import nn
+
+from ..errors import ConfigError
+
+FAMILIES: dict[str, "ModelFamily"] = {}
+FAMILY_MODULES = ("ofa.families.mobilenetv3", "ofa.families.transformer")
+
+
+class ModelFamily:
+    """What a family must say; one instance per family, registered with :func:`register_family`."""
+
+    name: ClassVar[str] = ""  # the space type_name
+    arch_type: ClassVar[type] = object
+    accuracy_target: ClassVar[str] = "top1"  # what its accuracy predictors predict: "top1" (higher is better) or "loss"
+    accuracy_kind: ClassVar[str] = "top-1"  # how reports name the accuracy column
+
+    def checkpoint_data(self, checkpoint, source=None):
+        """The data splits a trained checkpoint (path) was trained on (``source``: the user's data instead)."""
+        raise NotImplementedError
+
+    def is_data(self, data) -> bool:
+        """Whether ``data`` is this family's kind of data splits."""
+        raise NotImplementedError
+
+    def evaluator(self, supernet: nn.Module, data, split: str = "val", calib_images: int = 2000,
+                  limit: int = 200) -> Callable[[Any], dict]:
+        """``arch -> {"accuracy", "kind", "loss", "label_loyalty", "probability_loyalty"}`` (loyalty in 0..1,
+        to the largest subnet) on ``split``."""
+        raise NotImplementedError
+
+    def write_onnx(self, static: nn.Module, path, opset: int) -> dict:
+        """Write the ONNX graph(s) a deployment of ``static`` ships; ``path`` is the main graph.
+        Returns extra files as ``{"onnx_<name>": path}``."""
+        from ..export import export_model
+
+        export_model(static, path, opset=opset)
+        return {}
+
+    def ncnn_graph(self, static: nn.Module) -> nn.Module:
+        """The module a phone runtime (ncnn) converts for ``static``."""
+        return static
+
+
+def register_family(family: ModelFamily) -> ModelFamily:
+    FAMILIES[family.name] = family
+    return family
+
+
+def _load() -> None:
+    for module in FAMILY_MODULES:
+        importlib.import_module(module)
+
+
+def list_families() -> list[str]:
+    _load()
+    return sorted(FAMILIES)
+
+
+def get_family(obj: Any) -> ModelFamily:
+    """The family of a space, a space type name, an architecture, a supernet or a static model."""
+    _load()
+    name = obj if isinstance(obj, str) else getattr(obj, "type_name", None)
+    if name is None and hasattr(obj, "space"):
+        name = getattr(obj.space, "type_name", None)
+    if name is None:
+        arch = getattr(obj, "arch", obj)
+        for family in FAMILIES.values():
+            if isinstance(arch, family.arch_type):
+                return family
+    if name not in FAMILIES:
+        raise ConfigError(f"no model family for {type(obj).__name__ if not isinstance(obj, str) else obj!r}; "
+                          f"known families: {sorted(FAMILIES)}")
+    return FAMILIES[name]
+
+
+def family_or_none(obj: Any) -> "ModelFamily | None":
+    try:
+        return get_family(obj)
+    except ConfigError:
+        return None
+
+
+__all__ = ["FAMILIES", "FAMILY_MODULES", "ModelFamily", "family_or_none", "get_family", "list_families",
+           "register_family"]

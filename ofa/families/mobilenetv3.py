@@ -1,0 +1,48 @@
+"""The image family: elastic MobileNetV3 supernets on image classification data."""
+
+from __future__ import annotations
+
+from ..errors import ConfigError
+from ..spaces.mobilenetv3 import MobileNetV3Arch
+from . import ModelFamily, register_family
+
+
+class MobileNetV3Family(ModelFamily):
+    name = "mobilenetv3"
+    arch_type = MobileNetV3Arch
+    accuracy_target = "top1"
+    accuracy_kind = "top-1"
+
+    def checkpoint_data(self, checkpoint, source=None):
+        """Image splits at the space's largest resolution, with the split fractions the run used."""
+        from ..data import build_datasets
+        from ..training.checkpoint import checkpoint_space, load_checkpoint
+        from ..training.progressive_shrinking import DEFAULT_CONFIG
+
+        payload = load_checkpoint(checkpoint)
+        space = checkpoint_space(payload)
+        data = {**DEFAULT_CONFIG["data"], **payload["config"].get("data", {})}
+        if source is None and "dataset" not in payload["config"].get("data", {}):
+            raise ConfigError(f"checkpoint {checkpoint} records no data set; pass --data (digits, a CIFAR "
+                              f"directory or an image folder)")
+        return build_datasets(source if source is not None else data["dataset"], max(space.resolutions),
+                              space.in_channels, "none", data["val_fraction"], data["test_fraction"])
+
+    def is_data(self, data) -> bool:
+        from ..data import DataSplits
+
+        return isinstance(data, DataSplits)
+
+    def evaluator(self, supernet, data, split="val", calib_images=2000, limit=200):
+        from ..evaluation import SubnetEvaluator
+
+        evaluator = SubnetEvaluator(supernet, data, split=split, calib_images=calib_images)
+
+        def evaluate(arch) -> dict:
+            r = evaluator.evaluate(arch)
+            return {"accuracy": r["top1"], "kind": self.accuracy_kind, "loss": r["loss"],
+                    "label_loyalty": r["label_loyalty"], "probability_loyalty": r["probability_loyalty"]}
+        return evaluate
+
+
+register_family(MobileNetV3Family())
