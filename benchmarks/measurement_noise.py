@@ -7,7 +7,9 @@ are measured twice, in two separate profiling runs (fresh files; the second
 run visits the architectures in reverse order with other pass shuffles). We
 report, per clock (wall clock ``latency_ms`` and thread CPU time
 ``cpu_time_ms``), the share of architectures whose two medians agree within 5 %
-and 10 %, and the median |difference| (relative and in ms). That is the noise
+and 10 %, and the median |difference| (relative and in ms); ``labels`` gives
+the same for every statistic of every clock (median, mean, p10, p90), from
+which the default label of the predictors is chosen. That is the noise
 floor a latency predictor is judged against. Throughput is architectures per
 minute of the first run, export and conversion included. The simulators run
 with a fresh cache each time (so their throughput is the cold-cache one).
@@ -28,6 +30,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from scipy.stats import spearmanr
 
 
 from _timing import environment, save
@@ -36,6 +39,7 @@ from ofa.errors import BackendUnavailableError
 from ofa.spaces import resolve_space
 
 DEFAULT_BACKENDS = ("cpu-ort", "mobile-ncnn", "fpga-scalesim", "fpga-analytical")
+STATISTICS = ("median", "mean", "p10", "p90")
 
 
 def agreement(first: np.ndarray, second: np.ndarray) -> dict:
@@ -43,7 +47,9 @@ def agreement(first: np.ndarray, second: np.ndarray) -> dict:
     return {"within_5pct": float(np.mean(relative <= 0.05)), "within_10pct": float(np.mean(relative <= 0.10)),
             "median_abs_diff_pct": float(np.median(relative) * 100),
             "median_abs_diff_ms": float(np.median(np.abs(first - second))),
-            "median_latency_ms": float(np.median(first))}
+            "median_latency_ms": float(np.median(first)),
+            # a label can repeat and still not tell networks apart (e.g. a scheduler quantum): ranks must agree too
+            "spearman": float(spearmanr(first, second)[0]) if len(first) > 2 else float("nan")}
 
 
 def backend_for(name: str, cache_dir: Path):
@@ -68,6 +74,11 @@ def test_retest(space, name: str, archs: list, workdir: Path) -> dict:
             first = np.array([runs[0][0][k][metric]["median"] for k in keys])
             second = np.array([runs[1][0][k][metric]["median"] for k in keys])
             result[metric] = agreement(first, second)
+            # every statistic of every clock: which label repeats best (the default label of predictors)
+            for statistic in STATISTICS:
+                first = np.array([runs[0][0][k][metric][statistic] for k in keys])
+                second = np.array([runs[1][0][k][metric][statistic] for k in keys])
+                result.setdefault("labels", {})[f"{metric}.{statistic}"] = agreement(first, second)
     loads = [r.get("load_average") for r in runs[0][0].values() if r.get("load_average") is not None]
     if loads:
         result["load_average_median"] = float(np.median(loads))

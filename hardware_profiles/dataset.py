@@ -10,6 +10,12 @@ Format: JSON Lines, one JSON object per line.
   (``latency_ms``: wall clock; ``cpu_time_ms``: thread CPU time where the
   backend records it), the load average during the run, and extra fields.
 
+A *block profile* (header ``"level": "block"``, see :func:`make_block_header`)
+has the same header and guarantees, and one line per measured block
+(``"kind": "block"``): ``key`` (:attr:`ofa.spaces.BlockSpec.key`), ``block``
+(``BlockSpec.to_dict()``), ``latency_ms`` and the same optional fields. A
+profile without ``level`` is a network profile (``"level": "network"``).
+
 Records are appended with a single ``write`` + ``fsync`` per line, so a kill
 loses at most the record being written; a trailing partial line is reported
 (``ProfileWriter`` drops it on resume). Any other malformed line is a
@@ -28,14 +34,15 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from ofa.errors import ProfileError
+from ofa.errors import ConfigError, ProfileError
 from ofa.io import append_jsonl, atomic_write_text
-from ofa.spaces import SearchSpace, space_from_dict
+from ofa.spaces import BlockSpec, SearchSpace, block_from_dict, space_from_dict
 
 SCHEMA_VERSION = 1
 STAT_KEYS = ("median", "mean", "p10", "p90", "std", "cv", "runs")
 HEADER_KEYS = ("schema_version", "device", "backend", "backend_version", "host", "threads", "batch_size",
                "precision", "space", "space_fingerprint", "protocol")
+LEVELS = ("network", "block")  # what the records of a profile are: whole networks or blocks
 
 
 def latency_stats(samples_ms: Sequence[float]) -> dict:
@@ -62,6 +69,26 @@ def make_header(space: SearchSpace, device: str, backend: str, backend_version: 
     }
     header.update(extra)
     return header
+
+
+def make_block_header(space: SearchSpace, device: str, backend: str, backend_version: str, *, threads: int,
+                      batch_size: int, precision: str, protocol: dict, host: dict | None = None, **extra) -> dict:
+    """The header of a block profile: :func:`make_header` plus ``"level": "block"``.
+
+    ``space`` is the search space whose blocks the profile covers (its
+    fingerprint guards resuming; predictors match blocks by key, so a block
+    profile serves every space whose networks run these blocks)."""
+    return make_header(space, device, backend, backend_version, threads=threads, batch_size=batch_size,
+                       precision=precision, protocol=protocol, host=host, level="block", **extra)
+
+
+def block_record(block: BlockSpec, latency_ms: dict, **fields: Any) -> dict:
+    """One line of a block profile (``latency_ms`` as :func:`latency_stats` gives it;
+    ``fields``: ``cpu_time_ms``, ``input_shapes``, ``load_average``, anything else)."""
+    if not isinstance(block, BlockSpec):
+        raise ConfigError(f"a block record needs a BlockSpec, got {type(block).__name__}")
+    return {"kind": "block", "key": block.key, "block": block.to_dict(), "latency_ms": latency_ms,
+            "macs": block.macs, "params": block.params, "timestamp": _now(), **fields}
 
 
 def host_info() -> dict:
@@ -108,14 +135,42 @@ class Profile:
     def device(self) -> str:
         return self.header["device"]
 
+    @property
+    def level(self) -> str:
+        """``"network"`` (records are architectures) or ``"block"`` (records are blocks)."""
+        return self.header.get("level", "network")
+
     def archs(self) -> list:
+        if self.level != "network":
+            raise ProfileError(f"{self._where()} is a {self.level} profile: its records are blocks, not "
+                               f"architectures (use blocks())")
         return [self.space.parse(r["arch"]) for r in self.records]
+
+    def blocks(self) -> list[BlockSpec]:
+        """The measured blocks of a block profile, in file order."""
+        if self.level != "block":
+            raise ProfileError(f"{self._where()} is a {self.level} profile: it holds no block records")
+        return [block_from_dict(r["block"]) for r in self.records]
+
+    def block_latencies(self, metric: str = "latency_ms", statistic: str = "median") -> dict[str, float]:
+        """``{block key: latency}`` of a block profile (the last record wins for a repeated key)."""
+        values = self.latencies(metric, statistic)
+        self.blocks()  # refuses a network profile
+        return {r["key"]: float(v) for r, v in zip(self.records, values)}
 
     def latencies(self, metric: str = "latency_ms", statistic: str = "median") -> np.ndarray:
         """One number per record, e.g. ``latencies("cpu_time_ms", "median")``."""
+        metrics = sorted(k for k in (self.records[0] if self.records else {}) if k.endswith("_ms"))
+        if self.records and metric not in self.records[0]:
+            raise ProfileError(f"{self._where()}: records have no metric {metric!r}; available metrics: {metrics}")
+        statistics = sorted(k for k, v in self.records[0][metric].items()
+                            if isinstance(v, (int, float))) if self.records else list(STAT_KEYS)
+        if self.records and statistic not in self.records[0][metric]:
+            raise ProfileError(f"{self._where()}: {metric} has no statistic {statistic!r}; available statistics: "
+                               f"{statistics}")
         try:
             return np.array([r[metric][statistic] for r in self.records], dtype=np.float64)
-        except KeyError as error:
+        except (KeyError, TypeError) as error:
             raise ProfileError(f"{self._where()}: records have no {metric}.{statistic} "
                                f"(available: {sorted(k for k in self.records[0] if k.endswith('_ms'))})") from None
 
@@ -137,15 +192,19 @@ def _check_header(header: dict, path: Path) -> None:
     missing = [k for k in HEADER_KEYS if k not in header]
     if missing:
         raise ProfileError(f"{path}:1: header lacks {missing}")
+    if header.get("level", "network") not in LEVELS:
+        raise ProfileError(f"{path}:1: header level {header.get('level')!r} unknown; allowed: {LEVELS}")
     if header["schema_version"] != SCHEMA_VERSION:
         raise ProfileError(f"{path}:1: schema_version {header['schema_version']} is not supported "
                            f"(this package reads version {SCHEMA_VERSION})")
 
 
-def _check_record(record: dict, number: int, path: Path) -> None:
-    if record.get("kind") != "measurement":
+def _check_record(record: dict, number: int, path: Path, level: str = "network") -> None:
+    if level == "block":
+        _check_block_record(record, number, path)
+    elif record.get("kind") != "measurement":
         raise ProfileError(f"{path}:{number}: expected a measurement record (\"kind\": \"measurement\")")
-    for key in ("arch", "latency_ms"):
+    for key in ("arch", "latency_ms") if level == "network" else ("latency_ms",):
         if key not in record:
             raise ProfileError(f"{path}:{number}: measurement record lacks {key!r}")
     stats = record["latency_ms"]
@@ -155,15 +214,35 @@ def _check_record(record: dict, number: int, path: Path) -> None:
         raise ProfileError(f"{path}:{number}: latency_ms has non-finite values")
 
 
+def _check_block_record(record: dict, number: int, path: Path) -> None:
+    if record.get("kind") != "block":
+        raise ProfileError(f"{path}:{number}: a block profile holds block records (\"kind\": \"block\")")
+    for key in ("key", "block", "latency_ms"):
+        if key not in record:
+            raise ProfileError(f"{path}:{number}: block record lacks {key!r}")
+    try:
+        block = block_from_dict(record["block"])
+    except ConfigError as error:
+        raise ProfileError(f"{path}:{number}: not a valid block: {error}") from None
+    if block.key != record["key"]:
+        raise ProfileError(f"{path}:{number}: key {record['key']!r} does not match its block ({block.key!r})")
+
+
 def read_profile(path: str | os.PathLike, allow_partial_last_line: bool = False) -> Profile:
     """Load and validate a profile.
 
     A last line without its newline is an interrupted write: an error unless
     ``allow_partial_last_line`` (then it is skipped)."""
     path = Path(path)
+    if path.is_dir():
+        raise ProfileError(f"{path} is a directory; a profile is a JSONL file written by tools/profile_device.py")
     if not path.is_file():
         raise ProfileError(f"no profile file at {path}")
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise ProfileError(f"{path} is not a profile: byte {error.start} is not UTF-8 text; a profile is a JSONL "
+                           f"file (header line, then one measurement per line)") from None
     if not text:
         raise ProfileError(f"{path} is empty: a profile starts with its header line")
     lines = text.split("\n")
@@ -175,14 +254,17 @@ def read_profile(path: str | os.PathLike, allow_partial_last_line: bool = False)
         raise ProfileError(f"{path}:1: the header line is incomplete")
     header = _parse_line(lines[0], 1, path)
     _check_header(header, path)
+    level = header.get("level", "network")
     records = []
     for number, line in enumerate(lines[1:], start=2):
         if not line.strip():
             continue
         record = _parse_line(line, number, path)
-        _check_record(record, number, path)
+        _check_record(record, number, path, level)
         records.append(record)
     profile = Profile(header, records, path)
+    if level == "block":
+        return profile
     for number, record in enumerate(records, start=2):
         try:
             profile.space.parse(record["arch"])
@@ -195,17 +277,18 @@ class ProfileWriter:
     """Append-only writer that resumes an existing profile.
 
     Opening an existing file checks that its header matches (same device,
-    backend, space, batch size, precision, threads) and drops an interrupted
-    last line; ``measured`` holds the JSON of architectures already in it so
-    the caller can skip them.
+    backend, space, batch size, precision, threads, level) and drops an
+    interrupted last line; ``measured`` holds the JSON of architectures (block
+    profiles: the keys of blocks) already in it so the caller can skip them.
     """
 
-    MATCH_KEYS = ("device", "backend", "space_fingerprint", "batch_size", "precision", "threads")
+    MATCH_KEYS = ("device", "backend", "space_fingerprint", "batch_size", "precision", "threads", "level")
 
     def __init__(self, path: str | os.PathLike, header: dict):
         self.path = Path(path)
         self.header = header
         self.measured: set[str] = set()
+        self._lock = _lock_profile(self.path)  # two writers would interleave their records
         if self.path.exists() and self.path.stat().st_size > 0:
             self._resume()
         else:
@@ -218,23 +301,67 @@ class ProfileWriter:
             atomic_write_text(self.path, text)
         existing = read_profile(self.path)
         for key in self.MATCH_KEYS:
-            if existing.header.get(key) != self.header.get(key):
+            if existing.header.get(key, "network" if key == "level" else None) != self.header.get(
+                    key, "network" if key == "level" else None):
                 raise ProfileError(f"{self.path} holds a profile with {key}={existing.header.get(key)!r}, "
                                    f"not {self.header.get(key)!r}; write to another file")
         self.header = existing.header
+        if existing.level == "block":
+            self.measured = {r["key"] for r in existing.records}
+            return
         space = existing.space
         self.measured = {space.parse(r["arch"]).to_json() for r in existing.records}
 
+    @property
+    def level(self) -> str:
+        return self.header.get("level", "network")
+
     def append(self, arch, latency_ms: dict, **fields: Any) -> dict:
+        if self.level != "network":
+            raise ProfileError(f"{self.path} is a {self.level} profile: append blocks with append_block()")
         record = {"kind": "measurement", "arch": arch.to_dict(), "latency_ms": latency_ms,
                   "timestamp": _now(), **fields}
         append_jsonl(self.path, record)
         self.measured.add(arch.to_json())
         return record
 
+    def append_block(self, block: BlockSpec, latency_ms: dict, **fields: Any) -> dict:
+        """Append one block record (a block profile only); see :func:`block_record`."""
+        if self.level != "block":
+            raise ProfileError(f"{self.path} is a {self.level} profile: append architectures with append()")
+        if not isinstance(latency_ms, dict) or any(k not in latency_ms for k in STAT_KEYS):
+            raise ProfileError(f"latency_ms must hold {list(STAT_KEYS)} (see latency_stats)")
+        record = block_record(block, latency_ms, **fields)
+        append_jsonl(self.path, record)
+        self.measured.add(block.key)
+        return record
+
     def extend(self, records: Iterable[dict]) -> None:
         for record in records:
             append_jsonl(self.path, record)
+
+    def close(self) -> None:
+        """Release the profile's write lock (also released when the writer is garbage-collected)."""
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
+
+
+def _lock_profile(path: Path):
+    """An exclusive ``flock`` on the sidecar ``.<name>.lock`` next to ``path``; a
+    :class:`ProfileError` if another process holds it."""
+    import fcntl
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock_path = path.parent / f".{path.name}.lock"
+    handle = open(lock_path, "a")
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise ProfileError(f"another process is writing {path} (it holds {lock_path}); wait for it to finish "
+                           f"or write to another file") from None
+    return handle
 
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
@@ -258,3 +385,20 @@ def shipped_profile_path(space: str, backend: str) -> Path:
 def load_shipped_profile(space: str, backend: str) -> Profile:
     """A shipped profile, loaded and validated."""
     return read_profile(shipped_profile_path(space, backend))
+
+
+BLOCK_DATA_DIR = DATA_DIR / "blocks"
+
+
+def shipped_block_profiles() -> list[str]:
+    """Names of the block profiles that ship with the package (``<space>_<backend>``)."""
+    return sorted(p.stem for p in BLOCK_DATA_DIR.glob("*.jsonl"))
+
+
+def shipped_block_profile_path(space: str, backend: str) -> Path:
+    """Path of a shipped block profile, e.g. ``shipped_block_profile_path("mbv3-small", "cpu-ort")``."""
+    path = BLOCK_DATA_DIR / f"{space}_{backend}.jsonl"
+    if not path.is_file():
+        raise ProfileError(f"no shipped block profile for space {space!r} on backend {backend!r}; "
+                           f"shipped: {shipped_block_profiles()}")
+    return path

@@ -11,7 +11,7 @@ from ofa.errors import ConfigError
 from ofa.spaces import SearchSpace, resolve_space
 
 from .backends import Backend, get_backend
-from .dataset import Profile, ProfileWriter, make_header, read_profile
+from .dataset import Profile, ProfileWriter, make_block_header, make_header, read_profile
 from .sampling import stratified_sample
 
 
@@ -47,6 +47,10 @@ def profile_space(space, backend, num_archs: int, out_path: str | os.PathLike, s
     backend.check_available()
     if chunk_size < 1:
         raise ConfigError(f"chunk_size must be >= 1, got {chunk_size}")
+    if getattr(space, "workload", "forward") != "forward" and not backend.simulated:
+        raise ConfigError(f"{backend.name} times the exported network, one teacher-forced pass; a space with "
+                          f"workload {space.workload!r} is priced by simulators, or measured block by block "
+                          f"(tools/profile_device.py --blocks: decoding steps at their cache lengths)")
     if archs is None:
         archs = stratified_sample(space, num_archs, rng=seed, strata=strata)
         sampling = {"method": "stratified-macs", "seed": seed, "strata": strata, "num_archs": num_archs}
@@ -76,16 +80,95 @@ def profile_space(space, backend, num_archs: int, out_path: str | os.PathLike, s
     return read_profile(out_path)
 
 
+def block_profile_header(space: SearchSpace, backend: Backend, *, device: str | None = None, batch_size: int = 1,
+                         selection: dict | None = None) -> dict:
+    protocol = dict(backend.protocol_dict())
+    if selection:
+        protocol["blocks"] = selection
+    return make_block_header(space, device or backend.default_device(), backend.name, backend.version(),
+                             threads=backend.threads, batch_size=batch_size, precision=backend.precision,
+                             protocol=protocol, **backend.header_fields())
+
+
+def profile_blocks(space, backend, out_path: str | os.PathLike, *, blocks: Sequence | None = None,
+                   device: str | None = None, batch_size: int = 1, chunk_size: int = 8, seed: int = 0,
+                   progress: bool = True, runtime_overhead: bool = True, **distinct: object) -> Profile:
+    """Measure (or simulate) the distinct blocks of ``space`` on ``backend`` into a
+    block profile at ``out_path`` (see ``docs/profiles.md``, "Block profiles").
+
+    The blocks are ``space.distinct_blocks(**distinct)`` (e.g. ``resolutions=[32]``
+    for a MobileNetV3 space; ``mode="decode", cache_lengths=(0, 9, 19)`` for a
+    Transformer) unless ``blocks`` is given. Same guarantees as
+    :func:`profile_space`: one record appended per block, a rerun resumes and
+    skips the blocks already in the file, blocks are measured ``chunk_size`` at
+    a time with shuffled protocol passes. With ``runtime_overhead`` a timed
+    backend also measures a :class:`~ofa.spaces.NullBlock` on the first block's
+    input: the per-inference cost every standalone block pays once and a
+    network only once in all (block-sum predictors subtract the surplus).
+    Returns the loaded profile."""
+    from ofa.spaces import BlockSpec, NullBlock
+
+    space = resolve_space(space)
+    backend = get_backend(backend) if isinstance(backend, str) else backend
+    backend.check_available()
+    if chunk_size < 1:
+        raise ConfigError(f"chunk_size must be >= 1, got {chunk_size}")
+    if blocks is None:
+        import inspect
+
+        allowed = [n for n in inspect.signature(space.distinct_blocks).parameters if n not in ("self", "kwargs")]
+        unknown = sorted(set(distinct) - set(allowed))
+        if unknown:
+            raise ConfigError(f"option(s) {unknown} do not apply to the blocks of a {space.type_name} space; "
+                              f"allowed: {allowed}")
+        blocks = space.distinct_blocks(**distinct)
+        selection = {"method": "distinct", **{k: (list(v) if isinstance(v, tuple) else v)
+                                              for k, v in distinct.items() if v is not None}}
+    else:
+        if distinct:
+            raise ConfigError(f"give either blocks or distinct_blocks options {sorted(distinct)}, not both")
+        bad = [b for b in blocks if not isinstance(b, BlockSpec)]
+        if bad:
+            raise ConfigError(f"blocks must be BlockSpec values (ofa.spaces.blocks), got {type(bad[0]).__name__}")
+        selection = {"method": "given"}
+    blocks = list({block.key: block for block in blocks}.values())
+    if runtime_overhead and not backend.simulated and blocks:
+        first = blocks[0]
+        dtype = "int64" if first.kind == "embedding" else "float32"
+        null = NullBlock(tuple(first.example_input_shape), dtype)
+        blocks.append(null)
+        selection["null_block"] = null.key
+    selection["num_blocks"] = len(blocks)
+    writer = ProfileWriter(out_path, block_profile_header(space, backend, device=device, batch_size=batch_size,
+                                                          selection=selection))
+    try:
+        todo = [block for block in blocks if block.key not in writer.measured]
+        if todo:
+            bar = _Progress(len(blocks), len(blocks) - len(todo), f"{backend.name} {Path(out_path).name}", progress,
+                            unit="block")
+            for index, chunk in enumerate(_chunks(todo, chunk_size)):
+                results = backend.measure_blocks(chunk, batch_size, rng=seed * 100003 + index)
+                for block, result in zip(chunk, results):
+                    result = dict(result)
+                    latency = result.pop("latency_ms")
+                    writer.append_block(block, latency, **result)
+                bar.update(len(chunk))
+            bar.close()
+    finally:
+        writer.close()
+    return read_profile(out_path)
+
+
 class _Progress:
     """A tqdm bar with ETA when tqdm is installed and ``enabled``, else silent."""
 
-    def __init__(self, total, done, desc, enabled):
+    def __init__(self, total, done, desc, enabled, unit="arch"):
         self.bar = None
         if enabled:
             try:
                 from tqdm import tqdm
 
-                self.bar = tqdm(total=total, initial=done, desc=desc, unit="arch", file=sys.stderr,
+                self.bar = tqdm(total=total, initial=done, desc=desc, unit=unit, file=sys.stderr,
                                 dynamic_ncols=True, smoothing=0.1)
             except ImportError:  # pragma: no cover - tqdm is a core dependency
                 self.bar = None

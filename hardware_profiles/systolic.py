@@ -21,6 +21,17 @@ convolution in SCALE-Sim's terms - times a repeat count:
   equals what SCALE-Sim reports for the ``g`` convs run as separate layers
   (its own ``DP`` topology rows do exactly that, and the tests check the
   equality) - at the cost of one simulation instead of ``g``;
+* that per-channel split is SCALE-Sim's own handling of depthwise layers, and
+  a poor one: each channel is a k*k-row, one-column fold with its own fill and
+  drain, and every kernel up to the array height costs the same (a 5x5
+  depthwise as much as a 3x3 on 32 rows). By default (``depthwise_mapping:
+  "channel-groups"``, :func:`map_layer`) a depthwise conv over C channels is
+  mapped instead as ``ceil(C / G)`` block-diagonal dense convs of G channels
+  and G filters - channels across the array's columns, their k*k windows
+  stacked along its rows, zero weights off the diagonal - with the G that
+  needs the fewest compute cycles (:func:`fold_cycles`). Kernel size then
+  costs what it costs on a real array: k*k*G rows to fold. ``"channel-serial"``
+  keeps SCALE-Sim's split;
 * a linear layer over T tokens is a 1x1 conv on a T x 1 map; an attention
   matmul of H heads is a grouped 1x1 conv with H groups (``op == "matmul"``).
 
@@ -39,6 +50,7 @@ lanes on each layer's output. Both are plain config values.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from dataclasses import MISSING, asdict, dataclass, fields
@@ -51,6 +63,7 @@ from ofa.spaces import LayerShape
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 DEFAULT_ACCELERATOR = "systolic-32x32-ws"
 DATAFLOWS = ("ws", "os", "is")
+DEPTHWISE_MAPPINGS = ("channel-groups", "channel-serial")
 
 
 @dataclass(frozen=True)
@@ -70,6 +83,7 @@ class AcceleratorConfig:
     vector_lanes: int = 32
     read_request_buffer: int = 32
     write_request_buffer: int = 32
+    depthwise_mapping: str = "channel-groups"
     description: str = ""
 
     def __post_init__(self):
@@ -84,6 +98,9 @@ class AcceleratorConfig:
             raise ConfigError(f"accelerator {self.name!r}: clock_mhz must be positive, got {self.clock_mhz!r}")
         if not isinstance(self.layer_overhead_cycles, int) or self.layer_overhead_cycles < 0:
             raise ConfigError(f"accelerator {self.name!r}: layer_overhead_cycles must be an integer >= 0")
+        if self.depthwise_mapping not in DEPTHWISE_MAPPINGS:
+            raise ConfigError(f"accelerator {self.name!r}: depthwise_mapping {self.depthwise_mapping!r} unknown; "
+                              f"allowed: {DEPTHWISE_MAPPINGS}")
 
     @classmethod
     def from_dict(cls, data: dict) -> "AcceleratorConfig":
@@ -110,7 +127,8 @@ class AcceleratorConfig:
 
 
 def list_accelerators() -> list[str]:
-    return sorted(p.stem for p in CONFIG_DIR.glob("*.json"))
+    """Shipped systolic-array configs (``configs/dpu-*.json`` belong to :mod:`hardware_profiles.dpu`)."""
+    return sorted(p.stem for p in CONFIG_DIR.glob("*.json") if not p.stem.startswith("dpu-"))
 
 
 def load_accelerator(spec: "str | Path | dict | AcceleratorConfig" = DEFAULT_ACCELERATOR) -> AcceleratorConfig:
@@ -175,6 +193,31 @@ def decompose(layer: LayerShape) -> tuple[SimLayer, int]:
     return sim, layer.groups
 
 
+def is_depthwise(layer: LayerShape) -> bool:
+    return layer.groups > 1 and layer.groups == layer.in_channels == layer.out_channels
+
+
+def map_layer(layer: LayerShape, config: AcceleratorConfig) -> tuple[SimLayer, int]:
+    """(one dense conv, how many times it runs) for a layer on this accelerator.
+
+    As :func:`decompose`, except for depthwise convs under ``depthwise_mapping:
+    "channel-groups"``: ``ceil(C / G)`` block-diagonal dense convs of G channels and G
+    filters, G in 1..min(C, max(rows, cols)) chosen for the fewest compute cycles (ties:
+    the smaller G, fewer zero weights to load)."""
+    sim, repeat = decompose(layer)
+    if config.depthwise_mapping != "channel-groups" or not is_depthwise(layer):
+        return sim, repeat
+    channels = layer.in_channels
+    best = None
+    for group in range(1, min(channels, max(config.array_rows, config.array_cols)) + 1):
+        grouped = dataclasses.replace(sim, channels=group, filters=group)
+        folds, per_fold = fold_cycles(grouped, config)
+        cost = math.ceil(channels / group) * folds * per_fold
+        if best is None or cost < best[0]:
+            best = (cost, grouped, math.ceil(channels / group))
+    return best[1], best[2]
+
+
 def fold_cycles(sim: SimLayer, config: AcceleratorConfig) -> tuple[int, int]:
     """(folds, cycles per fold) of the array for one dense layer.
 
@@ -200,17 +243,28 @@ def fold_cycles(sim: SimLayer, config: AcceleratorConfig) -> tuple[int, int]:
 def analytical_cycles(sim: SimLayer, config: AcceleratorConfig) -> dict:
     """Closed-form cycles of one dense layer: compute folds, then the layer's
     DRAM traffic (input, weights, output) through the interface, not
-    overlapped (a serial, pessimistic-about-overlap model). An input that does
-    not fit in its half of the double-buffered SRAM is read again for every
-    column fold."""
+    overlapped (a serial, pessimistic-about-overlap model).
+
+    Each operand is read once when either fits in its half of the
+    double-buffered SRAM (that one stays resident while the other streams
+    through). Only when neither fits is one of them read again: the input
+    once per extra column fold, or the weights once per extra input chunk,
+    whichever moves fewer words. (Re-reading the input for every column fold
+    whenever the input alone did not fit over-charged large-resolution layers,
+    whose weights are small.)"""
     folds, per_fold = fold_cycles(sim, config)
     compute = folds * per_fold - 1
     ifmap_words = sim.ifmap_h * sim.ifmap_w * sim.channels
     filter_words = sim.window * sim.filters
     ofmap_words = sim.out_h * sim.out_w * sim.filters
-    col_dim = sim.out_h * sim.out_w if config.dataflow == "is" else sim.filters
-    refetch = 1 if ifmap_words <= config.ifmap_sram_kb * 512 else math.ceil(col_dim / config.array_cols)
-    memory = (ifmap_words * refetch + filter_words + ofmap_words) / config.bandwidth_words_per_cycle
+    ifmap_half, filter_half = config.ifmap_sram_kb * 512, config.filter_sram_kb * 512
+    extra = 0
+    if ifmap_words > ifmap_half and filter_words > filter_half:
+        col_dim = sim.out_h * sim.out_w if config.dataflow == "is" else sim.filters
+        col_folds = math.ceil(col_dim / config.array_cols)
+        ifmap_chunks = math.ceil(ifmap_words / ifmap_half)
+        extra = min((col_folds - 1) * ifmap_words, (ifmap_chunks - 1) * filter_words)
+    memory = (ifmap_words + filter_words + ofmap_words + extra) / config.bandwidth_words_per_cycle
     return {"total": int(round(compute + memory)), "compute": int(compute), "memory": int(round(memory)),
             "folds": folds}
 
@@ -220,11 +274,15 @@ def layer_overhead_cycles(layer: LayerShape, config: AcceleratorConfig) -> int:
     return config.layer_overhead_cycles + math.ceil(layer.output_elements / config.vector_lanes)
 
 
-def network_cycles(layers: Iterable[LayerShape], layer_cycles, config: AcceleratorConfig) -> dict:
-    """Sum per-layer cycles: ``layer_cycles(sim_layer) -> int`` (array cycles of one dense conv)."""
+def network_cycles(layers: Iterable[LayerShape], layer_cycles, config: AcceleratorConfig, mapping=None) -> dict:
+    """Sum per-layer cycles: ``layer_cycles(sim_layer) -> int`` (array cycles of one dense conv).
+
+    ``mapping(layer) -> (sim layer, repeat)``: :func:`decompose` by default; the
+    backends pass :func:`map_layer` bound to their config."""
+    mapping = mapping or decompose
     array = overhead = 0
     for layer in layers:
-        sim, repeat = decompose(layer)
+        sim, repeat = mapping(layer)
         array += repeat * layer_cycles(sim)
         overhead += layer_overhead_cycles(layer, config)
     total = array + overhead

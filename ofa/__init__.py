@@ -14,6 +14,7 @@ from .errors import (BackendUnavailableError, CheckpointError, ConfigError, Data
 from .spaces import get_space, list_spaces, resolve_space, space_from_dict
 from .supernets import create_supernet
 from .training import checkpoint as _checkpoint  # noqa: F401 (lets resolve_space read .pt checkpoints)
+from . import families as _families  # noqa: F401 (registers every model family)
 
 __version__ = "0.1.0"
 

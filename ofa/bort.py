@@ -39,7 +39,6 @@ Command line (runs on the small preset on 2 CPU cores)::
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from dataclasses import dataclass
@@ -140,6 +139,9 @@ def extract_optimal(space: TransformerSpace, error_fn: Callable[[TransformerArch
     """Surrogates of every architecture (default: the whole space, which must
     be small enough to enumerate), the Pareto set and the W-best architecture.
     The largest architecture is always evaluated: it is the reference point."""
+    for name, value in (("alpha", alpha), ("beta", beta), ("gamma", gamma)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value) or value < 0:
+            raise ConfigError(f"{name} = {value!r} is not allowed: must be a finite number >= 0 (an exponent of W)")
     archs = space.enumerate() if archs is None else [space.parse(a) for a in archs]
     largest = space.largest()
     if largest not in archs:
@@ -201,21 +203,41 @@ def scratch_error(config: dict, data, steps: int, split: str = "val", limit: int
 
 # --- command line --------------------------------------------------------------------------------------------
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description="Bort-style optimal sub-architecture extraction")
+    from .validation import (ArgumentParser, check_input_file, check_output_path, non_negative_float,
+                             non_negative_int, positive_int)
+
+    parser = ArgumentParser(description="Bort-style optimal sub-architecture extraction")
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--supernet", help="checkpoint of a trained Transformer supernet (inherited-weight error)")
     source.add_argument("--space", help="space preset for from-scratch mode (with --scratch-steps)")
     parser.add_argument("--config", help="training config (YAML) for from-scratch mode (default: trainer defaults)")
-    parser.add_argument("--scratch-steps", type=int, default=100, help="training steps per architecture (scratch)")
-    parser.add_argument("--samples", type=int, default=0, help="evaluate this many sampled architectures "
-                        "instead of enumerating the space")
-    parser.add_argument("--limit", type=int, default=None, help="validation sentences per evaluation")
-    parser.add_argument("--alpha", type=float, default=0.5)
-    parser.add_argument("--beta", type=float, default=0.5)
-    parser.add_argument("--gamma", type=float, default=8.0)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--scratch-steps", type=positive_int, default=100,
+                        help="training steps per architecture (scratch)")
+    parser.add_argument("--samples", type=non_negative_int, default=0, help="evaluate this many sampled "
+                        "architectures instead of enumerating the space (0: enumerate)")
+    parser.add_argument("--limit", type=positive_int, default=None, help="validation sentences per evaluation")
+    parser.add_argument("--alpha", type=non_negative_float, default=0.5, help="exponent of the parameter ratio")
+    parser.add_argument("--beta", type=non_negative_float, default=0.5, help="exponent of the inference-ops ratio")
+    parser.add_argument("--gamma", type=non_negative_float, default=8.0, help="exponent of the error ratio")
+    parser.add_argument("--seed", type=non_negative_int, default=0)
     parser.add_argument("--out", required=True, help="JSON file for the result")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out file of another kind")
     args = parser.parse_args(argv)
+    try:  # paths before any work
+        if args.supernet:
+            check_input_file(args.supernet, "--supernet", kinds=("checkpoint",))
+            if args.config:
+                raise ConfigError("--config is for from-scratch mode (--space); with --supernet the supernet's "
+                                  "own training config is used")
+        elif args.config:
+            from .training.config import resolve_config_path
+
+            resolve_config_path(args.config)
+        check_output_path(args.out, [("the --supernet", args.supernet), ("the --config", args.config)],
+                          kind=("json",), overwrite=args.overwrite, name="--out")
+    except OFAError as error:
+        print(f"error: {type(error).__name__}: {error}", file=sys.stderr)
+        return 2
     try:
         if args.supernet:
             from .training.transformer import load_trained

@@ -48,3 +48,9 @@ class PredictorError(OFAError):
 class SearchError(OFAError):
     """A specialisation search cannot be satisfied (for example, a latency
     budget below the smallest subnet's predicted latency)."""
+
+
+class TrainingError(OFAError):
+    """Training diverged: a non-finite loss, gradient or learning rate. The
+    message names the phase and step; no checkpoint of the diverged weights is
+    written as final."""

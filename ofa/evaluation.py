@@ -12,7 +12,9 @@
   distributions, 0 for distributions with disjoint support. ``sqrt(JS)`` is
   the Jensen-Shannon distance, a metric.
 * :class:`SubnetEvaluator` - evaluate many architectures of one supernet on
-  one split (extract -> re-calibrate -> predict), the supernet untouched.
+  one split (extract -> re-calibrate -> predict), the supernet untouched;
+  its fast path is :mod:`ofa.fast_evaluation`, and ``robustness(arch)``
+  gives FGSM/PGD accuracy (:mod:`ofa.robustness`).
 * :func:`evaluate_subnet` - the same metrics for text models (Transformers):
   loss, token accuracy, loyalty, and exact match / BLEU / chrF of decoding.
 
@@ -238,8 +240,10 @@ class SubnetEvaluator:
         from .fast_evaluation import PreparedImages
 
         if resolution not in self._prepared:
+            param = next(self.supernet.parameters())
             self._prepared[resolution] = PreparedImages.build(self._tensor("calib", resolution)[:2000],
-                                                              self._tensor("eval", resolution), self.batch_size)
+                                                              self._tensor("eval", resolution), self.batch_size,
+                                                              param.device)
         return self._prepared[resolution]
 
     def release(self, keep_resolution: int | None = None) -> None:
@@ -261,10 +265,32 @@ class SubnetEvaluator:
     def _logits(self, arch) -> torch.Tensor:
         arch = self.space.parse(arch)
         if self.fast:
-            from .fast_evaluation import predict_fast
+            from .fast_evaluation import fold_batchnorm, predict_fast
 
-            return predict_fast(self.subnet(arch), self._prepared_images(arch.resolution).evaluation)
+            return predict_fast(fold_batchnorm(self.subnet(arch).eval()),
+                                self._prepared_images(arch.resolution).evaluation)
         return predict(self.subnet(arch), self._tensor("eval", arch.resolution), self.batch_size)
+
+    def robustness(self, arch, attacks=("fgsm", "pgd"), epsilon: float | None = None, steps: int | None = None,
+                   images: int = 500, seed: int = 0) -> dict:
+        """Clean and adversarial top-1 and attack success rate of the subnet
+        ``arch`` (re-calibrated, as :meth:`evaluate` scores it) under each of
+        ``attacks`` (:mod:`ofa.robustness`: FGSM, PGD with ``steps`` steps;
+        ``epsilon`` in normalised input units, adversarial images kept within
+        the normalised pixel range), on a fixed random subset of ``images``
+        images of the split: ``{attack: {...}}``."""
+        from .robustness import DEFAULT_EPSILON, DEFAULT_PGD_STEPS, attack_accuracy, pixel_bounds
+
+        arch = self.space.parse(arch)
+        epsilon = DEFAULT_EPSILON if epsilon is None else epsilon
+        steps = DEFAULT_PGD_STEPS if steps is None else steps
+        count = min(int(images), len(self.labels))
+        chosen = torch.from_numpy(np.sort(np.random.default_rng(seed).permutation(len(self.labels))[:count]))
+        inputs = self._tensor("eval", arch.resolution)[chosen]
+        bounds = pixel_bounds(self.eval_set.mean, self.eval_set.std)
+        model = self.subnet(arch)
+        return {attack: attack_accuracy(model, inputs, self.labels[chosen], attack, epsilon, steps, bounds=bounds,
+                                        batch_size=self.batch_size) for attack in attacks}
 
     def evaluate_many(self, archs, progress=None) -> list[dict]:
         """:meth:`evaluate` for each of ``archs`` (results in their order),

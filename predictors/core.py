@@ -550,6 +550,13 @@ def fit_accuracy_predictor(path_or_records: str | os.PathLike | Iterable[dict], 
         lambda name: make_accuracy_model(name, space, random_state, max_iter), genes, y, model, candidates, cv,
         random_state, relative=False)
     metrics["n_train"] = int(len(y))
+    from .trust import held_out_summary
+
+    # every architecture predicted by a model fitted without it (the chosen model's
+    # out-of-fold predictions); predictors.check_trustworthy reads this
+    metrics["held_out"] = held_out_summary(
+        y, y - residuals, f"{metrics['cv_folds']}-fold cross-validation, out-of-fold predictions of the chosen "
+        f"model ({best}, picked among {list(metrics['selection']['candidates'])} on these same predictions)")
     return AccuracyPredictor(fitted, space, target=target, model_name=best, metrics=metrics,
                              interval_residuals=residuals, source=source)
 

@@ -21,6 +21,12 @@ Latency models (``LATENCY_MODELS``):
     extrapolates like the physics does; the trees fix what it misses (e.g.
     kernel-size and cache effects) without needing many samples.
 
+Plain feature matrices (a user's latency table with its own columns, see
+:mod:`predictors.tabular`): ``make_latency_model(name, None, feature_names=...)``
+gives ``FEATURE_LATENCY_MODELS``, the same recipes with a
+:class:`~predictors.tabular.NumericFeatures` first step (``linear`` instead of
+``macs-linear``: least squares on every column).
+
 Transfer to a new device: :class:`SourceCorrectionRegressor` (see
 ``predictors.fit_transfer_predictor``).
 
@@ -46,6 +52,9 @@ from ofa.errors import ConfigError
 from .features import OPS, TILE_SIZES, ArchFeaturizer, analytic_feature_names
 
 LATENCY_MODELS = ("macs-linear", "lut", "rf", "gbr", "hybrid")
+# Recipes on a plain numeric feature matrix (make_latency_model(name, None, feature_names=...)).
+FEATURE_LATENCY_MODELS = ("linear", "lut", "rf", "gbr", "hybrid")
+AUTO_FEATURE_MODELS = ("linear", "lut", "gbr", "hybrid")
 ACCURACY_MODELS = ("mlp", "gbr")
 TRANSFER_CORRECTIONS = ("log-linear", "scale", "linear")
 
@@ -261,8 +270,18 @@ def _log_target(regressor) -> TransformedTargetRegressor:
     return TransformedTargetRegressor(regressor=regressor, func=np.log, inverse_func=np.exp, check_inverse=False)
 
 
-def make_latency_model(name: str, space, random_state: int = 0) -> Pipeline:
-    """An unfitted latency model recipe (see the module docstring)."""
+def make_latency_model(name: str, space, random_state: int = 0, feature_names=None) -> Pipeline:
+    """An unfitted latency model recipe (see the module docstring).
+
+    The contract on ``X``: with a search space, ``X`` is a gene matrix of that
+    space (``LATENCY_MODELS``); with ``space=None`` and ``feature_names`` (the
+    column names), ``X`` is a plain numeric feature matrix with those columns,
+    one row per measured network (``FEATURE_LATENCY_MODELS``: ``linear`` is a
+    least-squares fit on every column, the others as below on the columns)."""
+    if space is None:
+        return _make_feature_latency_model(name, feature_names, random_state)
+    if feature_names is not None:
+        raise ConfigError("feature_names is for plain feature matrices (space=None); a space's recipes take genes")
     space_dict = space.to_dict()
     if name == "macs-linear":
         return Pipeline([("features", ArchFeaturizer(space_dict, ("macs",))), ("model", LinearRegression())])
@@ -282,6 +301,30 @@ def make_latency_model(name: str, space, random_state: int = 0) -> Pipeline:
         return Pipeline([("features", ArchFeaturizer(space_dict, "analytic")),
                          ("model", HybridLatencyRegressor(linear_columns=linear, random_state=random_state))])
     raise ConfigError(f"unknown latency model {name!r}; available: {LATENCY_MODELS}")
+
+
+def _make_feature_latency_model(name: str, feature_names, random_state: int) -> Pipeline:
+    from .tabular import NumericFeatures
+
+    if feature_names is None or isinstance(feature_names, str) or not len(feature_names):
+        raise ConfigError("a plain-feature latency recipe needs feature_names (the column names of X); for gene "
+                          "matrices pass the search space")
+    features = ("features", NumericFeatures(tuple(feature_names)))
+    if name == "linear":
+        return Pipeline([features, ("model", LinearRegression())])
+    if name == "lut":
+        return Pipeline([features, ("model", AdditiveLUTRegressor())])
+    if name == "rf":
+        forest = RandomForestRegressor(n_estimators=100, min_samples_leaf=2, max_features=0.5,
+                                       random_state=random_state)
+        return Pipeline([features, ("model", _log_target(forest))])
+    if name == "gbr":
+        boosting = GradientBoostingRegressor(n_estimators=300, learning_rate=0.05, max_depth=3, subsample=0.8,
+                                             min_samples_leaf=3, random_state=random_state)
+        return Pipeline([features, ("model", _log_target(boosting))])
+    if name == "hybrid":
+        return Pipeline([features, ("model", HybridLatencyRegressor(random_state=random_state))])
+    raise ConfigError(f"unknown plain-feature latency model {name!r}; available: {FEATURE_LATENCY_MODELS}")
 
 
 def make_accuracy_model(name: str, space, random_state: int = 0, max_iter: int = 300) -> Pipeline:

@@ -361,4 +361,5 @@ def test_fit_predictor_tool(profile_path, tmp_path):
     missing = subprocess.run([sys.executable, str(ROOT / "tools" / "fit_predictor.py"), "--profile",
                               str(tmp_path / "nope.jsonl"), "--out", str(out)], capture_output=True, text=True,
                              cwd=ROOT, timeout=120, env=env)
-    assert missing.returncode == 2 and "no profile file" in missing.stderr
+    assert missing.returncode == 2 and "PathError" in missing.stderr
+    assert "--profile" in missing.stderr and "nope.jsonl" in missing.stderr and "does not exist" in missing.stderr

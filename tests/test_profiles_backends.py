@@ -206,7 +206,7 @@ def test_scalesim_backend_caches_layers(small_space, tmp_path):
     backend = get_backend("fpga-scalesim", cache_dir=tmp_path / "cache")  # the shipped 32x32 config
     model = create_supernet(small_space).extract(small_space.smallest())
     first = backend.measure(model, space=small_space)
-    distinct = {decompose(layer)[0] for layer in small_space.cost(small_space.smallest()).layers}
+    distinct = {backend.mapping(layer)[0] for layer in small_space.cost(small_space.smallest()).layers}
     assert first["cache_misses"] == first["sim_layers"] == len(distinct)  # one lookup per distinct layer
     assert first["cache_hits"] == 0
     assert first["latency_ms"]["median"] == pytest.approx(first["cycles"] / (backend.config.clock_mhz * 1e3))

@@ -16,6 +16,66 @@ def load_quickstart():
     return importlib.import_module("ofa_pipeline.commands.quickstart")
 
 
+@pytest.mark.parametrize("argv,error,texts", [
+    (["--out", "{file}"], "PathError", ["a-file.txt", "directory"]),
+    (["--out", "{tmp}/qs", "--devices", "cpu-orx"], "ConfigError", ["cpu-orx", "did you mean 'cpu-ort'"]),
+    (["--out", "{tmp}/qs", "--devices", "cpu-ort", "cpu-ort"], "ConfigError", ["cpu-ort", "more than once"]),
+    (["--out", "{tmp}/qs", "--config", "{tmp}/none.yaml"], "ConfigError", ["none.yaml", "does not exist"]),
+    (["--out", "{tmp}/qs", "--config", "{file}"], "ConfigError", ["a-file.txt", "mapping"]),
+    (["--out", "{tmp}/qs", "--fast", "--bogus"], "ConfigError", ["--bogus"]),
+])
+def test_quickstart_refuses_bad_arguments_before_any_work(tmp_path, capsys, argv, error, texts):
+    (tmp_path / "a-file.txt").write_text("not a directory\n")
+    values = {"tmp": str(tmp_path), "file": str(tmp_path / "a-file.txt")}
+    try:
+        status = load_quickstart().main([a.format(**values) for a in argv])
+    except SystemExit as exit_:  # argparse usage errors
+        status = exit_.code
+    err = capsys.readouterr().err
+    assert status == 2 and error in err, err
+    assert all(text in err for text in texts), err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file.txt"]  # nothing created
+
+
+def test_steps_skip_complete_outputs_and_add_up_timings(tmp_path, capsys):
+    """A step runs again only when its command, an input or its output changed;
+    a skipped step adds 0 s and the recorded seconds survive re-runs."""
+    Steps = load_quickstart().Steps
+    source, output = tmp_path / "in.txt", tmp_path / "out.txt"
+    source.write_text("1\n")
+    calls = []
+
+    def body():
+        calls.append(1)
+        output.write_text(source.read_text() * 2)
+
+    def run(argv=("a",)):
+        steps = Steps(tmp_path)
+        steps.run("copy", None, list(argv), inputs=[source], outputs=[output], body=body)
+        steps.save()
+        return steps
+
+    first = run()
+    assert len(calls) == 1 and first.timings["copy"] >= 0
+    recorded = first.cumulative["copy"]
+    again = run()  # nothing changed: skipped
+    assert len(calls) == 1 and again.timings == {"copy": 0.0} and again.cumulative["copy"] == recorded
+    assert again.ledger["runs"] == 2 and again.ledger["total_s"] >= first.ledger["total_s"]
+    source.write_text("2\n")  # a changed input
+    run()
+    assert len(calls) == 2
+    run(argv=("b",))  # a changed command
+    assert len(calls) == 3
+    output.write_text("edited\n")  # an output changed since
+    run(argv=("b",))
+    output.unlink()  # an output gone
+    third = run(argv=("b",))
+    assert len(calls) == 5 and third.cumulative["copy"] >= recorded
+    (tmp_path / "quickstart-steps.json").write_text("{broken")  # an unreadable record: everything runs
+    run(argv=("b",))
+    assert len(calls) == 6 and "not a step record" in capsys.readouterr().out
+
+
 @pytest.mark.slow
 def test_quickstart_fast_mode_end_to_end(tmp_path, monkeypatch):
     from ofa.export import load_subnet_weights, onnx_logits
@@ -59,6 +119,17 @@ def test_quickstart_fast_mode_end_to_end(tmp_path, monkeypatch):
         scale = max(1.0, float(np.abs(expected).max()))
         assert np.abs(onnx_logits(directory / "model.onnx", x.numpy()) - expected).max() <= 1e-4 * scale
     assert "| cpu-ort |" in (out / "quickstart.md").read_text()
+
+    # re-running on the finished directory skips every step, rewrites no output and keeps the timings
+    outputs = ["supernet/final.pt", "profiles/cpu-ort.jsonl", "predictors/cpu-ort.skops", "predictors/cpu-ort.json",
+               "predictors/top1.skops", "evaluations.jsonl", "deploy/summary.json"]
+    written = {name: (out / name).stat().st_mtime_ns for name in outputs}
+    assert load_quickstart().main(["--out", str(out), "--fast"]) == 0
+    again = json.loads((out / "quickstart.json").read_text())
+    assert again["this_run"]["timings_s"] == {label: 0.0 for label in report["timings_s"]}
+    assert again["timings_s"] == report["timings_s"] and again["runs"] == 2
+    assert again["total_s"] >= report["total_s"] and again["rows"] == report["rows"]
+    assert {name: (out / name).stat().st_mtime_ns for name in outputs} == written
 
 
 @pytest.mark.slow

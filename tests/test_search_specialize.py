@@ -96,3 +96,40 @@ def test_specialize_refuses_infeasible_budgets_and_unknown_devices(setup, tmp_pa
                       population=10, generations=3, measure=False, on_infeasible="nearest", pareto_population=8,
                       pareto_generations=2, log=lambda *a: None)
     assert rows[0]["feasible"] is False
+
+
+def test_specialize_command_flags_a_missed_budget_and_strict_exits_3(setup, tmp_path, capsys):
+    """The command end to end on the analytical FPGA model (deterministic): a
+    budget below every subnet's latency, with --nearest, deploys the closest
+    subnet, whose measured latency is over budget; --strict turns that into
+    exit status 3, and summary.md marks it."""
+    from hardware_profiles import get_backend, profile_space
+    from ofa.training.checkpoint import save_checkpoint
+    from ofa.training.progressive_shrinking import DEFAULT_CONFIG
+    from ofa_pipeline.commands.specialize import main
+
+    space, supernet, accuracy, _, _ = setup
+    checkpoint = save_checkpoint(tmp_path / "final.pt", trainer="mobilenetv3", space=space, config=DEFAULT_CONFIG,
+                                 model=supernet)
+    accuracy.save(tmp_path / "top1.skops")
+    profile = profile_space(space, get_backend("fpga-analytical"), 12, tmp_path / "fpga.jsonl", seed=0,
+                            progress=False)
+    fit_latency_predictor(profile, model="lut", cv=3).save(tmp_path / "fpga.skops")
+    out = tmp_path / "deploy"
+    argv = ["--supernet", str(checkpoint), "--accuracy-predictor", str(tmp_path / "top1.skops"),
+            "--latency-predictor", str(tmp_path / "fpga.skops"), "--device", "fpga-analytical",
+            "--latency-ms", "1e-6", "--nearest", "--population", "8", "--generations", "2",
+            "--pareto-generations", "1", "--calib-images", "32", "--out", str(out)]
+    capsys.readouterr()
+    assert main(argv + ["--strict"]) == 3
+    err = capsys.readouterr().err
+    assert "over budget" in err and "--strict" in err
+    (row,) = json.loads((out / "summary.json").read_text())
+    (device,) = row["devices"]
+    assert row["feasible"] is False and device["over_budget"] is True
+    assert device["measured_latency_ms"] > device["budget_ms"] == 1e-6
+    assert device["measurement"].startswith("fpga-analytical")
+    assert "OVER BUDGET" in (out / "summary.md").read_text()
+    assert any("OVER BUDGET" in w for w in row["warnings"])
+    assert main(argv) == 0  # the same run without --strict: reported, not an error
+    assert "over budget" in capsys.readouterr().err

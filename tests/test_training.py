@@ -228,6 +228,34 @@ def test_checkpoint_round_trip_and_named_errors(tmp_path):
         load_supernet(tmp_path / "missing.pt")
 
 
+def test_metrics_log_resume_drops_records_after_the_checkpoint_and_keeps_the_time(tmp_path):
+    from ofa.training.runlog import MetricsLog, RunClock
+
+    path = tmp_path / "metrics.jsonl"
+    path.write_text('{"event": "step", "step": 1}\n')  # an attempt killed before its first checkpoint
+    log = MetricsLog(path, clock=RunClock())
+    log.start()
+    assert _events(tmp_path) == []
+    for step in (1, 2):
+        log.write("step", step=step)
+    state = log.state()  # what the checkpoint of step 2 stores
+    log.write("step", step=3)
+    with open(path, "a") as handle:
+        handle.write('{"event": "step", "ste')  # the kill cut this record
+    seen = _events(tmp_path)[-1]["elapsed_s"]
+    resumed = MetricsLog(path, clock=RunClock())
+    assert resumed.resume(state, 2) == 1
+    assert [e["step"] for e in _events(tmp_path)] == [1, 2]
+    assert resumed.clock.segment == 2 and resumed.clock.wall_seconds() >= seen
+    resumed.write("resume", step=2, segment=resumed.clock.segment)
+    resumed.write("step", step=3)
+    assert [e.get("step") for e in _events(tmp_path)] == [1, 2, 2, 3]
+    assert resumed.state()["records"] == 4
+    # a checkpoint from before record counts: records of later steps go
+    path.write_text("".join(json.dumps({"event": "step", "step": s}) + "\n" for s in (1, 2, 3)))
+    assert MetricsLog(path).resume({}, 2) == 1 and [e["step"] for e in _events(tmp_path)] == [1, 2]
+
+
 # --- end to end -------------------------------------------------------------------------------------------------
 def test_all_phases_chain_in_one_run(uninterrupted):
     out, stdout = uninterrupted
@@ -272,8 +300,26 @@ def test_kill_9_mid_epoch_then_resume_equals_uninterrupted_run(tmp_path, tiny_co
     position = load_checkpoint(out / "last.pt")
     assert (position["phase"], position["epoch"]) == (2, 1)  # resumes mid-phase
     assert not (out / "final.pt").exists()
+    before = _events(out)
+    assert max(e["step"] for e in before if e["event"] == "step") > position["step"]  # work the kill threw away
+    first_segment = before[-1]["time"] - before[0]["time"]
     result = _train(tiny_config, out, "--resume")
     assert "resuming at phase 2" in result.stdout
+    # the log holds each step once, as the uninterrupted run's does, and the summary counts both segments
+    events = _events(out)
+    steps = [(e["phase"], e["epoch"], e["batch"], e["step"]) for e in events if e["event"] == "step"]
+    assert steps == [(e["phase"], e["epoch"], e["batch"], e["step"]) for e in _events(uninterrupted[0])
+                     if e["event"] == "step"]
+    assert [e["step"] for e in events if e["event"] == "step"] == list(range(1, 29))
+    assert [e["name"] for e in events if e["event"] == "phase_start"] == [p["name"] for p in TINY["phases"]]
+    resumes = [e for e in events if e["event"] == "resume"]
+    assert len(resumes) == 1 and resumes[0]["segment"] == 2 and resumes[0]["dropped_records"] >= 1
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["segments"] == 2
+    assert summary["wall_seconds"] >= first_segment + summary["seconds_this_process"] - 0.2
+    assert summary["cpu_seconds"] > summary["cpu_seconds_this_process"]
+    elapsed = [e["elapsed_s"] for e in events]
+    assert elapsed == sorted(elapsed)  # one clock over both segments
     resumed = load_checkpoint(out / "final.pt")
     straight = load_checkpoint(uninterrupted[0] / "final.pt")
     for key, value in straight["model"].items():

@@ -114,7 +114,9 @@ def test_training_runs_and_resumes_exactly(tmp_path, numbers):
     killed._save(tmp_path / "killed" / "last.pt", 3)
     with pytest.raises(ConfigError, match="--resume"):
         TransformerTrainer(config, tmp_path / "killed", data=numbers)
-    TransformerTrainer(config, tmp_path / "killed", resume=True, data=numbers).run()
+    resumed = TransformerTrainer(config, tmp_path / "killed", resume=True, data=numbers).run()
+    assert resumed["segments"] == 2 and resumed["wall_seconds"] >= resumed["seconds_this_process"]
+    assert summary["segments"] == 1
     a, b = _weights(tmp_path / "full" / "final.pt"), _weights(tmp_path / "killed" / "final.pt")
     assert all(torch.equal(a[k], b[k]) for k in a)
     model, data = load_trained(tmp_path / "full" / "final.pt")

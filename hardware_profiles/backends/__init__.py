@@ -7,6 +7,7 @@
 ``mobile-ncnn``    ncnn (the mobile runtime) on a pnnx-converted model
 ``fpga-scalesim``  SCALE-Sim cycle-level systolic-array simulation
 ``fpga-analytical``  closed-form systolic-array model (fast, same configs)
+``fpga-dpu``       analytical model of a DPUCZDX8G-class CNN accelerator
 =================  ======================================================
 
 Each backend module imports its runtime only when used, so listing or
@@ -32,6 +33,7 @@ BACKENDS: dict[str, str] = {
     "mobile-ncnn": "hardware_profiles.backends.mobile_ncnn:NcnnBackend",
     "fpga-scalesim": "hardware_profiles.backends.fpga_scalesim:ScaleSimBackend",
     "fpga-analytical": "hardware_profiles.backends.fpga_analytical:AnalyticalSystolicBackend",
+    "fpga-dpu": "hardware_profiles.backends.fpga_dpu:DPUBackend",
 }
 
 

@@ -61,6 +61,32 @@ class Backend:
     def measure_many(self, static_models, batch_size: int = 1, *, space=None, rng=0) -> list[dict]:
         raise NotImplementedError
 
+    def measure_blocks(self, blocks, batch_size: int = 1, *, rng=0) -> list[dict]:
+        """The fields of one block-profile record per block spec (:mod:`ofa.spaces.blocks`).
+
+        Simulators price ``block.layers()`` (:meth:`measure_layers`); timed
+        backends time ``ofa.models.blocks.build_block(block)`` like a network
+        (:meth:`measure_many`: same protocol, shuffled passes over the blocks).
+        A backend that prices blocks another way overrides this method."""
+        if self.simulated:
+            if batch_size != 1:
+                raise ConfigError(f"{self.name} simulates batch size 1 only (got {batch_size})")
+            self.check_available()
+            out = []
+            for block in blocks:
+                record = self.measure_layers(block.layers())
+                record.setdefault("input_shapes", [list(block.example_input_shape)])
+                out.append(record)
+            return out
+        from ofa.models.blocks import build_block
+
+        return self.measure_many([build_block(block) for block in blocks], batch_size, rng=rng)
+
+    def measure_layers(self, layers) -> dict:
+        """Simulators: record fields (``latency_ms`` statistics, ...) of a list of
+        :class:`~ofa.spaces.LayerShape` run one after another."""
+        raise NotImplementedError(f"{self.name} does not price layer lists; it measures built modules")
+
     def close(self) -> None:
         """Release anything kept between measurements."""
 

@@ -10,7 +10,8 @@ from pathlib import Path
 
 from ..dataset import latency_stats
 from ..protocol import load_average
-from ..systolic import DEFAULT_ACCELERATOR, AcceleratorConfig, analytical_cycles, load_accelerator, network_cycles
+from ..systolic import (DEFAULT_ACCELERATOR, AcceleratorConfig, analytical_cycles, load_accelerator, map_layer,
+                        network_cycles)
 from .base import Backend
 from .fpga_scalesim import simulated_measure
 
@@ -33,12 +34,16 @@ class AnalyticalSystolicBackend(Backend):
 
     def header_fields(self) -> dict:
         return {"accelerator": self.config.to_dict(), "latency_model": (
-            "sum over layers of groups x closed-form cycles (folds x (2R + C + T - 2) + unhidden DRAM traffic "
-            "+ first fill) + layer_overhead_cycles + ceil(output elements / vector_lanes); latency = cycles / clock")}
+            "sum over layers of repeats (groups; depthwise: block-diagonal channel groups) x closed-form cycles "
+            "(folds x (2R + C + T - 2) - 1 + DRAM traffic, each operand read once unless neither fits its SRAM) "
+            "+ layer_overhead_cycles + ceil(output elements / vector_lanes); latency = cycles / clock")}
 
     def measure_arch(self, space, arch) -> dict:
-        layers = space.cost(arch).layers
-        total = network_cycles(layers, lambda sim: analytical_cycles(sim, self.config)["total"], self.config)
+        return self.measure_layers(space.cost(arch).layers)
+
+    def measure_layers(self, layers) -> dict:
+        total = network_cycles(layers, lambda sim: analytical_cycles(sim, self.config)["total"], self.config,
+                               mapping=lambda layer: map_layer(layer, self.config))
         return {"latency_ms": latency_stats([total["latency_ms"]]), "cycles": total["cycles"],
                 "array_cycles": total["array_cycles"], "overhead_cycles": total["overhead_cycles"],
                 "load_average": load_average()}

@@ -1,11 +1,13 @@
 """``fpga-scalesim``: cycle-level simulation of a systolic-array accelerator
 with SCALE-Sim (``pip install scalesim``).
 
-Every layer of the architecture (``space.cost(arch).layers``) is decomposed
-into one dense convolution times a repeat count (see
-:mod:`hardware_profiles.systolic`: grouped and depthwise convs are simulated
-once per group shape and multiplied), simulated, and summed with the
-documented per-layer overheads; latency = cycles / clock.
+Every layer of the architecture (``space.cost(arch).layers``) is mapped to
+one dense convolution times a repeat count (see
+:mod:`hardware_profiles.systolic`: grouped convs are simulated once per group
+shape and multiplied; depthwise convs as block-diagonal groups of channels
+across the array's columns, :func:`~hardware_profiles.systolic.map_layer`),
+simulated, and summed with the documented per-layer overheads; latency =
+cycles / clock.
 
 SCALE-Sim takes from a fraction of a second to seconds per layer, while
 architectures of one space share most layer shapes, so results are cached on
@@ -39,7 +41,7 @@ from ofa.spaces.base import canonical_json
 
 from ..dataset import latency_stats
 from ..protocol import load_average
-from ..systolic import (DEFAULT_ACCELERATOR, AcceleratorConfig, SimLayer, decompose, load_accelerator,
+from ..systolic import (DEFAULT_ACCELERATOR, AcceleratorConfig, SimLayer, load_accelerator, map_layer,
                         network_cycles)
 from .base import Backend, example_inputs, require
 
@@ -206,8 +208,13 @@ class ScaleSimBackend(Backend):
 
     def header_fields(self) -> dict:
         return {"accelerator": self.config.to_dict(), "latency_model": (
-            "sum over layers of groups x SCALE-Sim total cycles (incl. DRAM prefetch) of one group's dense conv "
+            "sum over layers of repeats x SCALE-Sim total cycles (incl. DRAM prefetch) of one dense conv (groups: one "
+            "per group; depthwise: block-diagonal channel groups, see depthwise_mapping) "
             "+ layer_overhead_cycles + ceil(output elements / vector_lanes); latency = cycles / clock")}
+
+    def mapping(self, layer):
+        """(dense conv, repeat) of a layer on this accelerator (:func:`~hardware_profiles.systolic.map_layer`)."""
+        return map_layer(layer, self.config)
 
     def cache_stats(self) -> dict:
         return self.cache.stats()
@@ -234,11 +241,15 @@ class ScaleSimBackend(Backend):
 
     def measure_arch(self, space, arch) -> dict:
         """Simulated latency of one architecture (record fields)."""
+        return self.measure_layers(space.cost(arch).layers)
+
+    def measure_layers(self, layers) -> dict:
+        """Simulated latency of layers run one after another (record fields)."""
         self.check_available()
-        layers = space.cost(arch).layers
         hits, misses = self.cache.hits, self.cache.misses
-        simulated = self.simulate([decompose(layer)[0] for layer in layers])
-        total = network_cycles(layers, lambda sim: simulated[sim]["cycles"], self.config)
+        mapping = self.mapping
+        simulated = self.simulate([mapping(layer)[0] for layer in layers])
+        total = network_cycles(layers, lambda sim: simulated[sim]["cycles"], self.config, mapping=mapping)
         return {"latency_ms": latency_stats([total["latency_ms"]]), "cycles": total["cycles"],
                 "array_cycles": total["array_cycles"], "overhead_cycles": total["overhead_cycles"],
                 "sim_layers": len(simulated), "cache_hits": self.cache.hits - hits,

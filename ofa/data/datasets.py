@@ -14,7 +14,7 @@ from ..errors import DataError
 from .sources import FolderSource, cifar_source, digits_source
 from .transforms import AUGMENTATIONS, prepare_batch
 
-DEFAULT_DATASETS = ("digits",)
+DEFAULT_DATASETS = ("digits", "cluttered-digits")
 SPLIT_SEED = 0  # the train/val/test split is part of the data set's definition, not of a run
 
 
@@ -52,7 +52,10 @@ class ImageDataset(torch.utils.data.Dataset):
                   generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Images and labels of the dataset positions ``positions``."""
         chosen = self.indices[np.asarray(positions, dtype=np.int64)]
-        raw = self.source.get(chosen)
+        if getattr(self.source, "crops_at_resolution", False):  # decoded and cropped for this resolution
+            raw = self.source.get(chosen, resolution or self.resolution)
+        else:
+            raw = self.source.get(chosen)
         images = prepare_batch(raw, resolution or self.resolution, self.mean, self.std, self.channels,
                                self.augmentation, generator)
         return images, torch.from_numpy(self.source.labels[chosen])
@@ -106,9 +109,13 @@ def stratified_split(labels: np.ndarray, fraction: float, seed: int = SPLIT_SEED
 
 
 def open_source(source: str | os.PathLike, image_size: int = 32, channels: int = 3):
-    """The raw source named ``source``: "digits", a CIFAR directory or an image folder."""
-    if isinstance(source, str) and source in DEFAULT_DATASETS:
+    """The raw source named ``source``: "digits", "cluttered-digits", a CIFAR directory or an image folder."""
+    if isinstance(source, str) and source == "digits":
         return digits_source()
+    if isinstance(source, str) and source == "cluttered-digits":
+        from .cluttered import default_cluttered_digits
+
+        return default_cluttered_digits()
     path = Path(source)
     if not path.exists():
         raise DataError(f"dataset {str(source)!r} is neither a built-in data set {list(DEFAULT_DATASETS)} nor an "
@@ -120,18 +127,30 @@ def open_source(source: str | os.PathLike, image_size: int = 32, channels: int =
 
 def build_datasets(source: str | os.PathLike = "digits", resolution: int = 32, channels: int = 3,
                    augmentation: str = "auto", val_fraction: float = 0.15, test_fraction: float = 0.15,
-                   image_size: int | None = None) -> DataSplits:
+                   image_size: int | None = None, preprocessing: str = "resize") -> DataSplits:
     """Train/val/test datasets of ``source`` at ``resolution``.
 
-    ``source``: "digits" (default, built in), a CIFAR-10/100 directory or an
-    image folder. The split is fixed: the data set's own train/test split when
+    ``source``: "digits" (default, built in), "cluttered-digits" (built in:
+    :mod:`ofa.data.cluttered`, its own split by source digit), a CIFAR-10/100
+    directory or an image folder. The split is fixed: the data set's own train/test split when
     it has one (CIFAR, ``train/``+``test/`` folders), else a stratified split
     with ``test_fraction``; ``val_fraction`` of the training part is held out as
     validation (unless the folder has ``val/``). ``augmentation``: "auto" (the
     source's default: small affine jitter for digits, crop+flip otherwise),
     "affine", "crop_flip" or "none"; it applies to the train split only.
     Normalisation statistics come from the training split.
+
+    ``preprocessing="imagenet"``: ``source`` is an ImageNet-format folder
+    (``train/`` and ``val/``) read with ImageNet's resize/centre-crop and
+    normalisation (:func:`ofa.data.imagenet.imagenet_datasets`; the split
+    fractions and augmentation do not apply).
     """
+    if preprocessing == "imagenet":
+        from .imagenet import imagenet_datasets
+
+        return imagenet_datasets(source, resolution, channels)
+    if preprocessing != "resize":
+        raise DataError(f"preprocessing {preprocessing!r} unknown; allowed: 'resize', 'imagenet'")
     if isinstance(resolution, bool) or not isinstance(resolution, int) or resolution < 8:
         raise DataError(f"resolution must be an integer >= 8, got {resolution!r}")
     for name, value in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):

@@ -177,6 +177,24 @@ class FolderSource:
             self.splits = {}
         self.class_names = tuple(class_names)
         self.labels = np.asarray(labels, dtype=np.int64)
+        self._verify_files()
+
+    def _verify_files(self) -> None:
+        """Open every image's header and check its integrity before any work,
+        reporting all unreadable files at once (not one at a time mid-training)."""
+        from PIL import Image
+
+        bad = []
+        for path in self.files:
+            try:
+                with Image.open(path) as image:
+                    image.verify()
+            except Exception as error:  # PIL raises many types for corrupt files
+                bad.append(f"{path} ({type(error).__name__}: {str(error)[:80]})")
+        if bad:
+            shown = "; ".join(bad[:20]) + (f"; ... and {len(bad) - 20} more" if len(bad) > 20 else "")
+            raise DataError(f"image folder {str(self.root)!r}: {len(bad)} file(s) are not readable images: "
+                            f"{shown}. Remove or replace them")
 
     @staticmethod
     def _class_names(directory: Path) -> list[str]:

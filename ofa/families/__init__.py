@@ -72,6 +72,8 @@ def _load() -> None:
         importlib.import_module(module)
 
 
+_load()  # `import ofa` imports this package, so every family (and what it registers) is known
+
 def list_families() -> list[str]:
     _load()
     return sorted(FAMILIES)

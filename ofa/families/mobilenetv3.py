@@ -26,7 +26,8 @@ class MobileNetV3Family(ModelFamily):
             raise ConfigError(f"checkpoint {checkpoint} records no data set; pass --data (digits, a CIFAR "
                               f"directory or an image folder)")
         return build_datasets(source if source is not None else data["dataset"], max(space.resolutions),
-                              space.in_channels, "none", data["val_fraction"], data["test_fraction"])
+                              space.in_channels, "none", data["val_fraction"], data["test_fraction"],
+                              preprocessing=data.get("preprocessing", "resize"))
 
     def is_data(self, data) -> bool:
         from ..data import DataSplits

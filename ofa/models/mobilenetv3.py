@@ -6,7 +6,16 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..errors import DataError
 from ..spaces.mobilenetv3 import MobileNetV3Arch, MobileNetV3Space
+
+
+def check_image_batch(x, channels: int) -> None:
+    """A DataError, not a convolution traceback, for a batch of the wrong shape."""
+    if not isinstance(x, torch.Tensor) or x.dim() != 4 or x.shape[1] != channels:
+        shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+        raise DataError(f"input of shape {shape} is not allowed: this network takes image batches of shape "
+                        f"(batch, {channels}, height, width)")
 from .layers import ConvBNAct, InvertedResidual
 
 
@@ -42,6 +51,7 @@ class MobileNetV3(nn.Module):
         return (torch.randn(batch_size, self.stem[0].in_channels, r, r, device=param.device, dtype=param.dtype),)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_image_batch(x, self.stem[0].in_channels)
         x = self.blocks(self.first_block(self.stem(x)))
         x = self.final_expand(x).mean((2, 3), keepdim=True)
         x = nn.functional.hardswish(self.feature_mix(x)).flatten(1)

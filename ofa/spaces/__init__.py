@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 from ..errors import ConfigError
 from .blocks import (BLOCK_KINDS, BlockSpec, ClassifierHeadBlock, CrossKVBlock, DecoderLayerBlock, DecoderStepBlock,
-                     EmbeddingBlock, EncoderLayerBlock, MBConvBlock, OutputBlock, StemBlock, block_from_dict,
+                     EmbeddingBlock, EncoderLayerBlock, MBConvBlock, NullBlock, OutputBlock, StemBlock, block_from_dict,
                      block_from_key, register_block)
 from .base import SKIPPED, Architecture, CostReport, LayerShape, SearchSpace, as_rng
 from .mobilenetv3 import MobileNetV3Arch, MobileNetV3Space, make_divisible
@@ -53,7 +53,7 @@ def space_from_dict(config: dict) -> SearchSpace:
         raise ConfigError(f"a search space is a dict with a 'type' key (one of {sorted(SPACE_TYPES)})")
     config = dict(config)
     kind = config.pop("type")
-    if kind not in SPACE_TYPES:
+    if not isinstance(kind, str) or kind not in SPACE_TYPES:
         raise ConfigError(f"unknown search space type {kind!r}; known types: {sorted(SPACE_TYPES)}")
     cls = SPACE_TYPES[kind]
     allowed = [f for f in cls.__dataclass_fields__]
@@ -124,7 +124,7 @@ register_preset("bort-small", lambda: TransformerSpace.bort_small())
 __all__ = [
     "BLOCK_KINDS", "BlockSpec", "ClassifierHeadBlock", "MBConvBlock", "StemBlock", "block_from_dict",
     "block_from_key", "register_block", "CrossKVBlock", "DecoderLayerBlock", "DecoderStepBlock", "EmbeddingBlock",
-    "EncoderLayerBlock", "OutputBlock",
+    "EncoderLayerBlock", "NullBlock", "OutputBlock",
     "SKIPPED", "Architecture", "CostReport", "LayerShape", "SearchSpace", "MobileNetV3Arch", "MobileNetV3Space",
     "TransformerArch", "TransformerSpace",
     "as_rng", "get_space", "list_spaces", "register_preset", "register_space_type", "resolve_space",

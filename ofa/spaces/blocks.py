@@ -279,6 +279,34 @@ class ClassifierHeadBlock(BlockSpec):
         )
 
 
+# --- the runtime's own cost ------------------------------------------------------------------------------
+@register_block
+@dataclass(frozen=True)
+class NullBlock(BlockSpec):
+    """Almost no work (one element-wise scale) on an input of ``shape``: what a runtime
+    charges per inference whatever the model does (the call, binding inputs and
+    outputs). A block measured alone pays it once, a network too, so a sum of
+    ``n`` blocks holds it ``n - 1`` times too many (block-sum predictors subtract it)."""
+
+    kind: ClassVar[str] = "null"
+
+    shape: tuple[int, ...]
+    dtype: str = "float32"
+
+    def __post_init__(self):
+        if not self.shape or any(isinstance(d, bool) or not isinstance(d, int) or d < 1 for d in self.shape):
+            raise ConfigError(f"null block shape must be positive integers, got {self.shape!r}")
+        if self.dtype not in ("float32", "int64"):
+            raise ConfigError(f"null block dtype {self.dtype!r} unknown; allowed: float32, int64")
+
+    @property
+    def example_input_shape(self) -> tuple[int, ...]:
+        return tuple(self.shape)
+
+    def layers(self, prefix: str = "") -> tuple[LayerShape, ...]:
+        return ()
+
+
 # --- the Transformer family ------------------------------------------------------------------------------
 # Sequences are (tokens, 1) maps; attention products are grouped 1x1 "convs" with one group per head
 # (and per beam when decoding several hypotheses at once), as in LayerShape's docstring.
@@ -523,5 +551,6 @@ class OutputBlock(BlockSpec):
 
 
 __all__ = ["BLOCK_KINDS", "BlockSpec", "ClassifierHeadBlock", "CrossKVBlock", "DecoderLayerBlock",
-           "DecoderStepBlock", "EmbeddingBlock", "EncoderLayerBlock", "MBConvBlock", "OutputBlock", "StemBlock",
+           "DecoderStepBlock", "EmbeddingBlock", "EncoderLayerBlock", "MBConvBlock", "NullBlock", "OutputBlock",
+           "StemBlock",
            "block_from_dict", "block_from_key", "conv_out_size", "register_block"]

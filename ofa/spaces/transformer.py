@@ -37,6 +37,7 @@ which is what translating a sentence costs.
 from __future__ import annotations
 
 import functools
+import hashlib
 import re
 from dataclasses import dataclass
 from typing import Any, ClassVar, Optional
@@ -54,6 +55,7 @@ from .base import (
     LayerShape,
     SearchSpace,
     as_rng,
+    canonical_json,
     check_choice,
     check_keys,
     check_positive_ints,
@@ -133,12 +135,26 @@ class TransformerSpace(SearchSpace):
     target_length: int = 30
     # HAT's convention (with head_dim=None): a fixed query/key/value width that heads split.
     qkv_dim: Optional[int] = None
+    # What cost() and blocks() describe by default, so that every user of the cost model (features,
+    # the MACs baseline, simulators, the search's cost) prices what the device is measured on.
+    workload: str = "forward"  # "forward" (one teacher-forced pass) or "decode" (cached decoding)
+    beam_size: int = 1  # hypotheses decoded together (workload "decode")
 
     def to_dict(self) -> dict:
         d = super().to_dict()
-        if self.qkv_dim is None:  # absent when unused, so existing spaces keep their fingerprints
-            d.pop("qkv_dim")
+        # absent when unused, so existing spaces keep their definitions and fingerprints
+        for key, default in (("qkv_dim", None), ("workload", "forward"), ("beam_size", 1)):
+            if d[key] == default:
+                d.pop(key)
         return d
+
+    @functools.cached_property
+    def fingerprint(self) -> str:
+        """As :attr:`SearchSpace.fingerprint`, without the workload fields: the
+        architectures, supernets and checkpoints of a space are the same whichever
+        workload its cost model describes."""
+        d = {k: v for k, v in self.to_dict().items() if k not in ("workload", "beam_size")}
+        return hashlib.sha256(canonical_json(d).encode()).hexdigest()[:16]
 
     def _validate(self) -> None:
         if self.mode not in MODES:
@@ -152,6 +168,13 @@ class TransformerSpace(SearchSpace):
             check_positive_ints(name, (getattr(self, name),))
         if self.head_dim is not None:
             check_positive_ints("head_dim", (self.head_dim,))
+        if self.workload not in WORKLOADS:
+            raise ConfigError(f"space workload {self.workload!r} unknown; allowed: {WORKLOADS}")
+        if self.workload == "decode" and not self.has_decoder:
+            raise ConfigError("space workload 'decode' needs mode 'encoder-decoder' (an encoder runs one pass)")
+        check_positive_ints("beam_size", (self.beam_size,))
+        if self.beam_size != 1 and self.workload != "decode":
+            raise ConfigError(f"beam_size {self.beam_size} applies to workload 'decode' only")
         if self.qkv_dim is not None:
             check_positive_ints("qkv_dim", (self.qkv_dim,))
             if self.head_dim is not None:
@@ -532,8 +555,14 @@ class TransformerSpace(SearchSpace):
                 raise ConfigError(f"{name} must be a positive integer, got {value!r}")
         return S, T
 
-    def blocks(self, arch, mode: str = "forward", source_length: int | None = None,
-               target_length: int | None = None, beam_size: int = 1) -> list[tuple[str, BlockSpec]]:
+    def _workload(self, mode: str | None, beam_size: int | None) -> tuple[str, int]:
+        mode = self.workload if mode is None else mode
+        if beam_size is None:
+            beam_size = self.beam_size if mode == "decode" else 1
+        return mode, beam_size
+
+    def blocks(self, arch, mode: str | None = None, source_length: int | None = None,
+               target_length: int | None = None, beam_size: int | None = None) -> list[tuple[str, BlockSpec]]:
         """``(name, block spec)`` of every block the network runs, in order.
 
         ``mode="forward"``: the source embedding, the encoder layers, then
@@ -546,8 +575,10 @@ class TransformerSpace(SearchSpace):
         :class:`DecoderStepBlock` per decoder layer at cache length t
         (``decoder.layers.<i>.step.<t>``) and the output projection
         (``step.<t>.output_projection``), for ``beam_size`` hypotheses.
-        Defaults: the space's ``source_length`` and ``target_length``."""
+        Defaults: the space's ``workload``, ``beam_size``, ``source_length`` and
+        ``target_length``."""
         arch = self.parse(arch)
+        mode, beam_size = self._workload(mode, beam_size)
         if mode not in WORKLOADS:
             raise ConfigError(f"mode {mode!r} unknown; allowed: {WORKLOADS}")
         if isinstance(beam_size, bool) or not isinstance(beam_size, int) or beam_size < 1:
@@ -599,8 +630,8 @@ class TransformerSpace(SearchSpace):
                 "self_heads": sh, "self_head_size": self.head_size(d, sh), "cross_heads": ch,
                 "cross_head_size": self.head_size(d, ch), "cross_layers": arch.decoder_cross_layers[i]}
 
-    def distinct_blocks(self, mode: str = "forward", source_length: int | None = None,
-                        target_length: int | None = None, beam_size: int = 1,
+    def distinct_blocks(self, mode: str | None = None, source_length: int | None = None,
+                        target_length: int | None = None, beam_size: int | None = None,
                         cache_lengths: "tuple[int, ...] | None" = None) -> list[BlockSpec]:
         """Every distinct block the space's architectures run in ``mode`` (all of them:
         the enumeration is over per-layer choices, not architectures).
@@ -612,7 +643,8 @@ class TransformerSpace(SearchSpace):
         for a covering subset, e.g. ``(0, T // 2, T - 1)``, when a timed device
         cannot afford all: predictors interpolate between them). Plus the
         embeddings, output projections and (decode) encoder-decoder keys/values
-        at every width."""
+        at every width. Defaults: the space's workload fields."""
+        mode, beam_size = self._workload(mode, beam_size)
         if mode not in WORKLOADS:
             raise ConfigError(f"mode {mode!r} unknown; allowed: {WORKLOADS}")
         S, T = self._lengths(source_length, target_length)
@@ -693,7 +725,7 @@ class TransformerSpace(SearchSpace):
         return TableLayout(context_genes=context, groups=groups, unit_of_layer=unit_of_layer, template=template)
 
     def cost(self, arch, source_length: int | None = None, target_length: int | None = None,
-             mode: str = "forward", beam_size: int = 1) -> CostReport:
+             mode: str | None = None, beam_size: int | None = None) -> CostReport:
         """MACs and parameters of the extracted network at batch size 1: the sum of
         its blocks (:meth:`blocks`).
 
@@ -707,8 +739,10 @@ class TransformerSpace(SearchSpace):
 
         Attention score and context products are ``op="matmul"`` layers (grouped
         1x1 "convs" with one group per head); embeddings and LayerNorms add
-        parameters but no MACs."""
+        parameters but no MACs. ``mode``/``beam_size`` default to the space's
+        ``workload``/``beam_size`` fields."""
         arch = self.parse(arch)
+        mode, beam_size = self._workload(mode, beam_size)
         blocks = self.blocks(arch, "forward", source_length, target_length)
         layers: list[LayerShape] = []
         extra = 0  # embeddings and LayerNorms

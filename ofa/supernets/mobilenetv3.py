@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..models.layers import ConvBNAct, InvertedResidual, activation
-from ..models.mobilenetv3 import MobileNetV3
+from ..models.mobilenetv3 import MobileNetV3, check_image_batch
 from ..spaces.mobilenetv3 import MobileNetV3Arch, MobileNetV3Space
 from .elastic import ElasticBatchNorm2d, ElasticDepthwiseConv2d, sort_segments
 
@@ -150,6 +150,7 @@ class OFAMobileNetV3(nn.Module):
             yield from blocks[:self.active_arch.depths[stage]]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_image_batch(x, self.space.in_channels)
         x = self.first_block(self.stem(x))
         for block in self.active_blocks():
             x = block(x)

@@ -41,7 +41,8 @@ class ElasticLayerNorm(nn.LayerNorm):
 
 class ElasticMultiHeadAttention(MultiHeadAttention):
     """Attention whose query/key/value width follows the active head count
-    (fixed head size) or the active embedding dimension (``head_dim=None``)."""
+    (fixed head size), the active embedding dimension (``head_dim=None``), or
+    stays at ``qkv_dim`` with the heads splitting it (HAT's convention)."""
 
     def __init__(self, space: TransformerSpace, max_dim: int, max_kv_dim: int):
         max_heads = max(space.head_counts)

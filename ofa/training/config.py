@@ -12,6 +12,7 @@ Errors are :class:`~ofa.errors.ConfigError` naming the key, e.g.
 from __future__ import annotations
 
 import copy
+import math
 import os
 from pathlib import Path
 from typing import Any, Sequence
@@ -74,7 +75,11 @@ def merge_defaults(config: dict, defaults: dict, prefix: str = "", open_keys: Se
     for key, value in config.items():
         name = f"{prefix}{key}"
         if key not in defaults:
-            raise ConfigError(f"unknown config key {name!r}; allowed keys here: {sorted(defaults)}")
+            import difflib
+
+            close = difflib.get_close_matches(str(key), [str(k) for k in defaults], n=1)
+            hint = f" (did you mean {prefix + close[0]!r}?)" if close else ""
+            raise ConfigError(f"unknown config key {name!r}{hint}; allowed keys here: {sorted(defaults)}")
         default = defaults[key]
         if isinstance(default, dict) and name not in open_keys:
             merged[key] = merge_defaults(value, default, f"{name}.", open_keys)
@@ -103,6 +108,8 @@ def check_value(value: Any, key: str, *, minimum: float | None = None, maximum: 
     if minimum is not None or maximum is not None or above is not None:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"config key {key!r} must be a number, got {value!r}")
+        if not math.isfinite(value):
+            raise ConfigError(f"config key {key!r} = {value!r} is not allowed: must be a finite number")
         if minimum is not None and value < minimum:
             raise ConfigError(f"config key {key!r} = {value!r} is not allowed: must be >= {minimum}")
         if maximum is not None and value > maximum:

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import copy
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -48,10 +47,11 @@ from .checkpoint import save_checkpoint, set_rng_state
 from .config import check_value, config_space, merge_defaults
 from .distributed import (DistInfo, all_reduce_gradients, all_reduce_mean, average_buffers, barrier,
                           setup_process)
+from .finite import check_finite_step
 from .losses import distillation_loss
 from .optim import OPTIMIZERS, build_optimizer
 from .resume import resume_payload
-from .runlog import MetricsLog, format_table
+from .runlog import MetricsLog, RunClock, format_table
 from .sampling import sample_restricted_genes, step_generator
 from .schedule import SCHEDULES, build_scheduler
 
@@ -196,6 +196,11 @@ class ProgressiveShrinkingTrainer:
         self.resume = resume
         self.dist = dist
         self.data = self._load_data()  # DataError for a bad path or file, before any work
+        overrides = config.get("space_overrides") or {}
+        if "num_classes" in overrides and overrides["num_classes"] != self.data.num_classes:
+            raise ConfigError(f"space_overrides.num_classes = {overrides['num_classes']!r} disagrees with the data "
+                              f"set, which has {self.data.num_classes} classes: remove the override or set it to "
+                              f"{self.data.num_classes}")
         if self.data.num_classes != self.space.num_classes:  # the classifier follows the data set
             self.space = self.space.replace(num_classes=self.data.num_classes)
         # checks the checkpoint, space and config before any work (CheckpointError, SpaceMismatchError, ConfigError)
@@ -229,7 +234,9 @@ class ProgressiveShrinkingTrainer:
         self.memory_format = torch.channels_last if train["channels_last"] else torch.contiguous_format
         self.model.to(memory_format=self.memory_format)
         self.teacher = None
-        self.log = MetricsLog(self.out_dir / "metrics.jsonl", enabled=self.dist.is_main)
+        self.clock = RunClock()  # wall and CPU time over all segments of a resumed run
+        self.log = MetricsLog(self.out_dir / "metrics.jsonl", enabled=self.dist.is_main, clock=self.clock)
+        self._phase_started = 0.0  # run seconds (self.clock) when the current phase began
         self.steps_per_epoch = len(self._epoch_batches(0, 0))
         self.history: list[dict] = []
 
@@ -273,7 +280,8 @@ class ProgressiveShrinkingTrainer:
             return
         extra = {"teacher": self.teacher.state_dict() if self.teacher is not None else None,
                  "supernet_kwargs": {"dropout": self.config["train"]["dropout"]},
-                 "history": self.history, "phase_names": [p["name"] for p in self.phases]}
+                 "history": self.history, "phase_names": [p["name"] for p in self.phases],
+                 "run_log": {**self.log.state(), "phase_started": self._phase_started}}
         save_checkpoint(path, trainer=self.name, space=self.space, config=self.config, model=self.model,
                         optimizer=optimizer, scheduler=scheduler, phase=phase, epoch=epoch, step=step, extra=extra)
 
@@ -296,16 +304,21 @@ class ProgressiveShrinkingTrainer:
                 optimizer, scheduler = self._new_optimizer(self.phases[phase_index])
                 optimizer.load_state_dict(payload["optimizer"])
                 scheduler.load_state_dict(payload["scheduler"])
-            self.log.write("resume", phase=phase_index, epoch=epoch, step=step)
+            run_log = payload["extra"].get("run_log") or {}
+            dropped = self.log.resume(run_log, step)  # no record twice; the time of earlier segments counts
+            self._phase_started = run_log.get("phase_started", self.clock.wall_seconds())
+            self.log.write("resume", phase=phase_index, epoch=epoch, step=step, segment=self.clock.segment,
+                           dropped_records=dropped)
             self._print(f"resuming at phase {phase_index} ({self._phase_name(phase_index)}), epoch {epoch}")
         else:
+            self.log.start()
             self.log.write("start", config=self.config, space=self.space.to_dict(),
                            world_size=self.dist.world_size, train_images=len(self.train_set),
                            steps_per_epoch=self.steps_per_epoch)
-        run_start = time.time()
         while phase_index < len(self.phases):
             phase = self.phases[phase_index]
             if epoch == 0:
+                self._phase_started = self.clock.wall_seconds()
                 self._start_phase(phase_index)
                 optimizer, scheduler = self._new_optimizer(phase)
                 self.log.write("phase_start", phase=phase_index, name=phase["name"],
@@ -315,7 +328,6 @@ class ProgressiveShrinkingTrainer:
                             f"{list(phase['kernel_sizes'])}, expand {list(phase['expand_ratios'])}, depths "
                             f"{list(phase['depths'])}, {phase['subnets_per_step']} subnet(s)/step, "
                             f"{phase['epochs']} epochs")
-            self._phase_start_time = time.time()
             while epoch < phase["epochs"]:
                 stats = self._train_epoch(phase_index, epoch, step, optimizer, scheduler)
                 step += stats["steps"]
@@ -331,8 +343,8 @@ class ProgressiveShrinkingTrainer:
             self._save(self.out_dir / "last.pt", phase_index, 0, step)
         self._save(self.out_dir / "final.pt", phase_index, 0, step)
         barrier()
-        result = {"phases": self.history, "steps": step, "seconds_this_process": round(time.time() - run_start, 1),
-                  "cpu_seconds_this_process": round(time.process_time(), 1)}
+        # wall/CPU seconds over all segments of a resumed run, and this process's share
+        result = {"phases": self.history, "steps": step, **self.clock.totals()}
         if self.dist.is_main:
             atomic_write_json(self.out_dir / "summary.json", result)
             self.log.write("done", steps=step)
@@ -387,6 +399,9 @@ class ProgressiveShrinkingTrainer:
                 step_loss += loss.item()
                 correct += torch.tensor([(logits.argmax(1) == labels).sum().item(), len(labels)], dtype=torch.float64)
             all_reduce_gradients(self.model)
+            check_finite_step(step_loss, self.model, optimizer,
+                              f"phase {phase_index} ({self.phases[phase_index]['name']}), epoch {epoch}, "
+                              f"batch {b}, step {step + b + 1}")
             optimizer.step()
             scheduler.step()
             total_loss += torch.tensor([step_loss, 1.0], dtype=torch.float64)
@@ -420,7 +435,7 @@ class ProgressiveShrinkingTrainer:
 
         phase = self.phases[index]
         summary = {"phase": index, "name": phase["name"], "epochs": phase["epochs"],
-                   "minutes": round((time.time() - self._phase_start_time) / 60, 2),
+                   "minutes": round((self.clock.wall_seconds() - self._phase_started) / 60, 2),
                    "train_loss": round(stats["train_loss"], 4)}
         if self.dist.is_main:
             evaluator = SubnetEvaluator(self.model, self.data, "val", self.config["data"]["calib_images"],

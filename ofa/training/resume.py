@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import ConfigError
+from ..errors import CheckpointError, ConfigError
 from .checkpoint import load_checkpoint
 
 
@@ -21,7 +21,15 @@ def resume_payload(out_dir: str | Path, resume: bool, space, trainer: str, confi
     out_dir = Path(out_dir)
     last = out_dir / filename
     if resume and last.exists():
-        payload = load_checkpoint(last, space=space)  # CheckpointError / SpaceMismatchError up front
+        try:
+            payload = load_checkpoint(last, space=space)  # CheckpointError / SpaceMismatchError up front
+        except CheckpointError as error:
+            phases = sorted(out_dir.glob("phase*.pt"), key=lambda p: p.stat().st_mtime)
+            if not phases:
+                raise
+            raise CheckpointError(f"{error}. The last phase checkpoint is {str(phases[-1])!r}: to resume from "
+                                  f"it, replace {str(last)!r} with a copy of it (cp {phases[-1]} {last}) and "
+                                  f"rerun with --resume") from None
         if payload["trainer"] != trainer:
             raise ConfigError(f"{last} was written by the {payload['trainer']!r} trainer, not {trainer!r}")
         if payload["config"] != config:

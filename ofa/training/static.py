@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from ..data import ImageDataset, epoch_batches
+from .finite import check_finite_step, check_learning_rate
 from .losses import distillation_loss
 from .optim import build_optimizer
 from .sampling import step_generator
@@ -24,6 +25,7 @@ def train_classifier(model: nn.Module, train_set: ImageDataset, epochs: int, res
     from ``teacher``); returns per-epoch ``{"epoch", "train_loss"}``."""
     from tqdm import tqdm
 
+    check_learning_rate(lr, "train_classifier")
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     model.to(memory_format=memory_format).train()
     steps_per_epoch = len(epoch_batches(len(train_set), batch_size))
@@ -47,6 +49,7 @@ def train_classifier(model: nn.Module, train_set: ImageDataset, epochs: int, res
             loss = distillation_loss(model(images), labels, teacher_logits, kd_ratio, label_smoothing)
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            check_finite_step(loss.item(), model, opt, f"epoch {epoch + 1}, batch {b}")
             opt.step()
             scheduler.step()
             total, count = total + loss.item(), count + 1

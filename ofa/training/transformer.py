@@ -29,7 +29,6 @@ moment and resumed ends with the same weights as an uninterrupted run.
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 from typing import Sequence
 
@@ -50,7 +49,7 @@ from .finite import check_finite_step
 from .losses import distillation_loss
 from .optim import OPTIMIZERS, build_optimizer
 from .resume import resume_payload
-from .runlog import MetricsLog, format_table
+from .runlog import MetricsLog, RunClock, format_table
 from .sampling import step_generator
 from .schedule import SCHEDULES, build_scheduler, inverse_sqrt_factor
 
@@ -233,7 +232,8 @@ class TransformerTrainer:
                                          train["momentum"])
         self.scheduler = build_scheduler(train["schedule"], self.optimizer, train["steps"], train["warmup_steps"],
                                          train["min_lr_factor"])
-        self.log = MetricsLog(self.out_dir / "metrics.jsonl", enabled=self.dist.is_main)
+        self.clock = RunClock()  # wall and CPU time over all segments of a resumed run
+        self.log = MetricsLog(self.out_dir / "metrics.jsonl", enabled=self.dist.is_main, clock=self.clock)
         self.history: list[dict] = []
 
     def _batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -260,7 +260,8 @@ class TransformerTrainer:
             return
         extra = {"supernet_kwargs": {"dropout": self.config["train"]["dropout"]}, "history": self.history,
                  "src_vocab": self.data.src_vocab.to_list(), "tgt_vocab": self.data.tgt_vocab.to_list(),
-                 "fixed_arch": None if self.fixed_arch is None else self.fixed_arch.to_dict()}
+                 "fixed_arch": None if self.fixed_arch is None else self.fixed_arch.to_dict(),
+                 "run_log": self.log.state()}
         save_checkpoint(path, trainer=self.name, space=self.space, config=self.config, model=self.model,
                         optimizer=self.optimizer, scheduler=self.scheduler, step=step, extra=extra)
 
@@ -323,12 +324,13 @@ class TransformerTrainer:
             step = payload["step"]
             if payload["rng"] is not None:
                 set_rng_state(payload["rng"])
-            self.log.write("resume", step=step)
+            dropped = self.log.resume(payload["extra"].get("run_log"), step)  # no record twice; earlier time counts
+            self.log.write("resume", step=step, segment=self.clock.segment, dropped_records=dropped)
             self._print(f"resuming at step {step}")
         else:
+            self.log.start()
             self.log.write("start", config=self.config, space=self.space.to_dict(), world_size=self.dist.world_size,
                            train_sentences=len(self.sources), space_size=self.space.size())
-        start = time.time()
         bar = tqdm(total=train["steps"], initial=step, disable=not (self.dist.is_main and train["progress"]),
                    leave=False, file=sys.stderr, dynamic_ncols=True, desc="train")
         while step < train["steps"]:
@@ -347,7 +349,9 @@ class TransformerTrainer:
         self._save(self.out_dir / "last.pt", step)
         self._save(self.out_dir / "final.pt", step)
         barrier()
-        result = {"steps": step, "minutes_this_process": round((time.time() - start) / 60, 2),
+        totals = self.clock.totals()  # over all segments of a resumed run, and this process's share
+        result = {"steps": step, "minutes": round(totals["wall_seconds"] / 60, 2),
+                  "minutes_this_process": round(totals["seconds_this_process"] / 60, 2), **totals,
                   "history": self.history, "space": self.space.to_dict()}
         if self.dist.is_main:
             atomic_write_json(self.out_dir / "summary.json", result)

@@ -10,6 +10,12 @@ the same --out skips subnets already evaluated for this supernet and split):
 "label_loyalty" (0..1), "probability_loyalty" (0..1), "split", "resolution",
 "name", "space", "supernet"}``; plus a PNG of top-1 versus MACs (--plot,
 default: --out with .png) and a printed summary table.
+
+``--robustness fgsm,pgd [--epsilon 0.1] [--pgd-steps 10] [--robustness-images 500]``
+adds ``"robustness": {attack: {"clean_top1", "adversarial_top1",
+"success_rate", "epsilon", "images", ...}}`` for the subnet and
+``"robustness_largest"`` (the same for the largest subnet) to each record
+(:mod:`ofa.robustness`; epsilon is in normalised input units).
 """
 
 from __future__ import annotations
@@ -104,6 +110,14 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=non_negative_int, default=0, help="seed of random:N")
     parser.add_argument("--threads", type=non_negative_int, default=0)
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out/--plot of another kind")
+    parser.add_argument("--robustness", default=None, metavar="ATTACKS",
+                        help="also score adversarial robustness: comma-separated fgsm,pgd (images only); each record "
+                             "gets 'robustness' and 'robustness_largest' (the largest subnet's, for reference)")
+    parser.add_argument("--epsilon", type=float, default=None,
+                        help="L-infinity attack radius in normalised input units (default 0.1; see ofa.robustness)")
+    parser.add_argument("--pgd-steps", type=positive_int, default=None, help="PGD steps (default 10)")
+    parser.add_argument("--robustness-images", type=positive_int, default=500,
+                        help="images of the split attacked per subnet (a fixed random subset; default %(default)s)")
     args = parser.parse_args(argv)
     return run_command(evaluate, args)
 
@@ -119,6 +133,12 @@ def evaluate(args) -> list[dict]:
     from ofa.training.runlog import format_table
 
     check_input_file(args.supernet, "--supernet", kinds=("checkpoint",))
+    attacks = ()
+    if args.robustness is not None:
+        from ofa.robustness import DEFAULT_EPSILON, check_attack_settings, parse_attacks
+
+        attacks = parse_attacks(args.robustness)
+        check_attack_settings(DEFAULT_EPSILON if args.epsilon is None else args.epsilon, args.pgd_steps or 1)
     out = Path(args.out)
     plot = Path(args.plot) if args.plot else out.with_suffix(".png")
     inputs = [("the --supernet checkpoint", args.supernet)] + [
@@ -144,15 +164,23 @@ def evaluate(args) -> list[dict]:
                 continue  # a line cut by a kill
             if record.get("supernet") == supernet_id and record.get("split") == args.split:
                 done[json.dumps(record["arch"], sort_keys=True)] = record
-    calib = args.calib_images or data_cfg.get("calib_images", 2000)
+    calib = args.calib_images or config.get("data", {}).get("calib_images", 2000)
     evaluator = SubnetEvaluator(supernet, data, args.split, calib, args.batch_size)
     records = []
+    robust_settings = dict(attacks=attacks, epsilon=args.epsilon, steps=args.pgd_steps, images=args.robustness_images)
+    largest_robustness = None
     for name, arch in tqdm(archs, desc="subnets", file=sys.stderr, leave=False):
         key = json.dumps(arch.to_dict(), sort_keys=True)
-        if key in done:
+        if key in done and (not attacks or set(attacks) <= set(done[key].get("robustness") or {})):
             records.append(done[key])
             continue
         record = {**evaluator.evaluate(arch), "name": name, "space": space.fingerprint, "supernet": supernet_id}
+        if attacks:
+            if largest_robustness is None:
+                largest_robustness = evaluator.robustness(space.largest(), **robust_settings)
+            record["robustness"] = (largest_robustness if arch == space.largest()
+                                    else evaluator.robustness(arch, **robust_settings))
+            record["robustness_largest"] = largest_robustness
         append_jsonl(out, record)
         records.append(record)
     save_plot(records, plot, f"{Path(args.supernet).parent.name}: {len(records)} subnets, BN re-calibrated")
@@ -160,6 +188,14 @@ def evaluate(args) -> list[dict]:
              "probability_loyalty": 100 * r["probability_loyalty"]} for r in records]
     print(format_table(rows, ["name", "resolution", "mmacs", "params", "top1", "loss", "label_loyalty",
                               "probability_loyalty"]))
+    if attacks:
+        rows = [{"name": r["name"], **{f"{a}_top1": r["robustness"][a]["adversarial_top1"] for a in attacks},
+                 **{f"{a}_success": r["robustness"][a]["success_rate"] for a in attacks}}
+                for r in records if r.get("robustness")]
+        first = next(iter(records[0]["robustness"].values())) if records and records[0].get("robustness") else {}
+        print(f"\nadversarial top-1 (%) and attack success rate (%), epsilon {first.get('epsilon')} "
+              f"(normalised units), {first.get('images')} images:")
+        print(format_table(rows, ["name"] + [f"{a}_top1" for a in attacks] + [f"{a}_success" for a in attacks]))
     print(f"{len(records)} subnets on the {args.split} split -> {out}, plot {plot}")
     return records
 

@@ -22,7 +22,8 @@ import sys
 from pathlib import Path
 
 from ofa.errors import ConfigError, OFAError
-from ofa.export import DEFAULT_OPSET
+from ofa.export import DEFAULT_OPSET, check_opset
+from ofa.validation import ArgumentParser, check_input_file, check_output_path, positive_int
 from ofa.io import atomic_write_json
 
 
@@ -41,21 +42,22 @@ def read_arch(path: str) -> dict:
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--supernet", required=True, help="supernet checkpoint (final.pt of train_supernet.py)")
     parser.add_argument("--arch", required=True, help="architecture JSON file")
     parser.add_argument("--out", required=True, help="ONNX file to write (other files go next to it)")
     parser.add_argument("--opset", type=int, default=DEFAULT_OPSET, help="ONNX opset (default %(default)s)")
     parser.add_argument("--data", default=None, help="data set for BN re-calibration and INT8 calibration "
                         "(default: the one the supernet was trained on)")
-    parser.add_argument("--calib-images", type=int, default=2000, help="BN re-calibration images")
+    parser.add_argument("--calib-images", type=positive_int, default=2000, help="BN re-calibration images")
     parser.add_argument("--no-recalibrate-bn", action="store_true", help="keep the supernet's BN statistics")
     parser.add_argument("--ncnn", action="store_true", help="also convert to ncnn with pnnx")
     parser.add_argument("--tensorrt", action="store_true", help="also build a TensorRT engine (NVIDIA GPU)")
     parser.add_argument("--fp16", action="store_true", help="TensorRT engine in FP16")
+    parser.add_argument("--overwrite", action="store_true", help="replace existing output files of another kind")
     parser.add_argument("--int8", action="store_true", help="also quantise to INT8 with onnxruntime and "
                         "compare accuracy, latency and loyalty with FP32")
-    parser.add_argument("--int8-calib-images", type=int, default=512, help="INT8 calibration images")
+    parser.add_argument("--int8-calib-images", type=positive_int, default=512, help="INT8 calibration images")
     return parser.parse_args(argv)
 
 
@@ -68,6 +70,15 @@ def main(argv=None) -> int:
         out = Path(args.out)
         if out.suffix != ".onnx":
             raise ConfigError(f"--out must name an .onnx file, got {args.out}")
+        check_opset(args.opset)
+        check_input_file(args.supernet, "--supernet", kinds=("checkpoint",))
+        check_input_file(args.arch, "--arch")
+        inputs = [("the --supernet checkpoint", args.supernet), ("the --arch file", args.arch)]
+        if args.data and Path(args.data).exists():
+            inputs.append(("the --data", args.data))
+        check_output_path(out, inputs, kind=("binary", "text", "json"), overwrite=args.overwrite, name="--out")
+        for suffix in (".pt", ".export.json", ".int8.onnx", ".ncnn.param", ".ncnn.bin", ".engine"):
+            check_output_path(out.parent / f"{out.stem}{suffix}", inputs, kind="file", name=f"--out ({suffix} next to it)")
         supernet = load_supernet(args.supernet)
         arch = supernet.space.parse(read_arch(args.arch))
         needs_data = args.int8 or not args.no_recalibrate_bn
@@ -77,7 +88,7 @@ def main(argv=None) -> int:
                                   int8=args.int8, int8_calib_images=args.int8_calib_images)
         atomic_write_json(out.parent / f"{out.stem}.export.json", report)
     except OFAError as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {type(error).__name__}: {error}", file=sys.stderr)
         return 2
     print(f"ONNX: {report['onnx']} (opset {report['opset']}, dynamic batch); onnxruntime parity "
           f"max |diff| = {report['parity_max_abs_diff']:.2e} on outputs up to {report['output_max_abs']:.3g} "

@@ -17,6 +17,15 @@ the model by cross-validation (``--model auto``) and fits it. The held-out
 metrics of every model are printed as a table and written, with the selection
 reason, to ``<out>.json``; ``<out>.png`` is the parity plot (predicted vs
 measured on the held-out architectures).
+
+A latency table (CSV/TSV, e.g. Hardware-Aware Transformers' latency datasets)
+works as ``--profile`` too: name its ``--latency-column`` and either its
+architectures (``--space``, ``--arch-column`` or one column per gene) or free
+``--feature-columns`` (see docs/imports.md):
+
+    python tools/fit_predictor.py --profile wmt14ende_cpu_raspberrypi_all.csv --device raspberrypi \\
+        --latency-column latency_mean_encoder+latency_mean_decoder --space hat-wmt \\
+        --feature-columns encoder_embed_dim,encoder_layer_num,encoder_ffn_embed_dim_avg --out rpi.skops
 """
 
 from __future__ import annotations
@@ -28,27 +37,77 @@ from pathlib import Path
 
 from ofa.cli import run_command
 from ofa.errors import ConfigError
+from ofa.validation import (ArgumentParser, check_input_file, check_output_path, choice, fraction, int_at_least,
+                            non_negative_int)
+
+STATISTICS = ("median", "mean", "p10", "p90")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    source = p.add_mutually_exclusive_group(required=True)
+    p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    source = p.add_mutually_exclusive_group()
     source.add_argument("--profile", help="latency profile (JSONL) of one device")
     source.add_argument("--evaluations", help="evaluation records (JSONL) of tools/evaluate.py")
     p.add_argument("--out", required=True, help="predictor file to write (.skops)")
     p.add_argument("--model", default="auto", help="'auto' (chosen by cross-validation) or a model name")
-    p.add_argument("--metric", default="latency_ms", help="profile label: latency_ms (wall) or cpu_time_ms")
-    p.add_argument("--statistic", default="median",
-                   help="statistic of the label: median, mean, p10, p90 (p10 resists load on a shared machine)")
-    p.add_argument("--space", help="search space of the evaluations (preset, space JSON/YAML file, or trained checkpoint .pt)")
-    p.add_argument("--target", default="top1", help="evaluation target: top1 or loss")
+    p.add_argument("--metric", default=None,
+                   help="profile label: latency_ms (wall) or cpu_time_ms (default: cpu_time_ms for timed backends, "
+                        "latency_ms for simulators; see docs/profiles.md)")
+    p.add_argument("--statistic", default=None, type=choice(STATISTICS),
+                   help="statistic of the label: median, mean, p10, p90 (default: p10 of cpu_time_ms for timed "
+                        "backends, the statistic that repeats best on a shared machine; median for simulators)")
+    # block-sum predictors and transfer (ofa_pipeline.block_fitting)
+    p.add_argument("--blocks", help="block profile (JSONL, tools/profile_device.py --blocks): fit a block-sum "
+                                    "predictor; --profile then gives whole-network measurements of the same device")
+    p.add_argument("--transfer-from", help="transfer source: a predictor file (.skops), a block profile of another "
+                                           "device, a simulator backend (fpga-analytical) or 'macs'")
+    p.add_argument("--fit-networks", type=non_negative_int, default=None,
+                   help="with --blocks or --transfer-from: how many --profile networks to fit on (the rest is held "
+                        "out; default 10 with --blocks, 20 with --transfer-from)")
+    p.add_argument("--workload", choices=("forward", "decode"),
+                   help="with --blocks, Transformer spaces: the workload the networks were measured on")
+    p.add_argument("--space", help="search space of the evaluations or of a --profile table (preset, space JSON/YAML "
+                                   "file, or trained checkpoint .pt)")
+    # a user's latency table as --profile (CSV/TSV, docs/imports.md; ofa_pipeline.table_fitting)
+    p.add_argument("--latency-column", help="--profile table: latency column ('a+b' sums columns)")
+    p.add_argument("--std-column", help="--profile table: standard deviation column (kept with the records)")
+    p.add_argument("--feature-columns", action="append",
+                   help="--profile table: fit on these free feature columns (comma-separated or repeated); with "
+                        "--space and columns computable from an architecture the predictor can drive specialize")
+    p.add_argument("--arch-column", help="--profile table: column holding each row's architecture (JSON); default: "
+                                         "one column per gene (kernel_sizes.0, ..., see docs/imports.md)")
+    p.add_argument("--unit", choices=("ms", "us", "s"), help="--profile table: latency unit (default ms)")
+    p.add_argument("--device", help="--profile table: device id of the predictor (default: the file name)")
+    p.add_argument("--target", default="top1", type=choice(("top1", "loss")), help="evaluation target: top1 or loss")
     p.add_argument("--split", help="use only evaluation records of this split")
-    p.add_argument("--test-fraction", type=float, default=0.2, help="share of architectures held out (0.2)")
-    p.add_argument("--cv", type=int, default=5, help="cross-validation folds for the model choice (5)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--test-fraction", type=fraction, default=0.2, help="share of architectures held out (0.2)")
+    p.add_argument("--cv", type=int_at_least(2), default=5, help="cross-validation folds for the model choice (5)")
+    p.add_argument("--seed", type=non_negative_int, default=0)
     p.add_argument("--plot", help="parity plot PNG (default: <out>.png)")
     p.add_argument("--metrics-json", help="metrics JSON (default: <out>.json)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing output files of another kind")
     return p.parse_args(argv)
+
+
+def check_paths(args, out: Path, plot_path: Path, json_path: Path) -> None:
+    """Inputs exist and hold what they should; outputs clobber no input nor a file of another kind."""
+    if args.profile is not None:
+        source = ("the --profile", check_input_file(args.profile, "--profile", kinds=("profile",)))
+    else:
+        source = ("the --evaluations", check_input_file(args.evaluations, "--evaluations",
+                                                         kinds=("evaluations", "json")))
+    inputs = [source] + ([("the --space", args.space)] if args.space else [])
+    check_output_path(out, inputs, kind=("predictor",), overwrite=args.overwrite, name="--out")
+    check_output_path(plot_path, inputs + [("the --out", out)], kind=("png",), overwrite=args.overwrite,
+                      name="--plot")
+    check_output_path(json_path, inputs + [("the --out", out), ("the --plot", plot_path)], kind=("json",),
+                      overwrite=args.overwrite, name="--metrics-json")
+
+
+def _is_table(path) -> bool:
+    from hardware_profiles.imports.table import is_table
+
+    return Path(path).is_file() and is_table(path)
 
 
 def run(args) -> dict:
@@ -63,8 +122,21 @@ def run(args) -> dict:
     out = Path(args.out)
     plot_path = Path(args.plot) if args.plot else out.with_suffix(".png")
     json_path = Path(args.metrics_json) if args.metrics_json else out.with_suffix(".json")
+    if args.blocks or args.transfer_from:
+        from ofa_pipeline.block_fitting import run_block_or_transfer
+
+        return run_block_or_transfer(args, out, plot_path, json_path)
+    if args.profile is None and args.evaluations is None:
+        raise ConfigError("give --profile (latency), --evaluations (accuracy) or --blocks (block-sum latency)")
+    if args.profile is not None and (args.latency_column or args.feature_columns or args.arch_column
+                                     or _is_table(args.profile)):
+        from ofa_pipeline.table_fitting import run_table
+
+        return run_table(args, out, plot_path, json_path)
     latency = args.profile is not None
+    check_paths(args, out, plot_path, json_path)
     if latency:
+        args.metric, args.statistic = core.resolve_label(args.profile, args.metric, args.statistic)
         profile, genes, y = core.profile_targets(args.profile, args.metric, args.statistic)
         space = profile.space
         train, test = core.split_indices(len(y), args.test_fraction, args.seed)

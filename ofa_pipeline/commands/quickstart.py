@@ -21,7 +21,11 @@ Steps (each printed with the command that does it on its own):
 6. print the final table: device, budget, architecture, predicted/measured
    latency, accuracy, loyalty (also in ``--out/quickstart.md``).
 
-Every step resumes: re-running the same command after a kill continues.
+Every step resumes: re-running the same command after a kill continues, and a
+step whose outputs exist and whose command and input files are unchanged since
+the run that wrote them is skipped, so re-running a finished directory does
+nothing. Step timings add up over runs (a skipped step adds 0) in
+``--out/quickstart-steps.json`` and the report.
 ``--fast`` shrinks epochs, images and architecture counts (the numbers it
 prints are then only a smoke test of the pipeline, not good models).
 """
@@ -29,6 +33,7 @@ prints are then only a smoke test of the pipeline, not good models).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import importlib
 import json
 import os
@@ -39,7 +44,8 @@ from pathlib import Path
 
 
 from ofa.cli import run_command
-from ofa.errors import OFAError
+from ofa.errors import ConfigError, OFAError
+from ofa.validation import ArgumentParser, check_output_path, choice
 
 # latency label per backend: thread CPU time where the backend records it (on a
 # shared machine it does not count waiting for a core), else the backend's latency
@@ -60,19 +66,105 @@ def load_tool(name: str):
     return importlib.import_module(f"ofa_pipeline.commands.{name}")
 
 
+LEDGER = "quickstart-steps.json"
+
+
+def file_digest(path) -> str | None:
+    """SHA-256 of a file's bytes (None if it does not exist)."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 class Steps:
-    """Runs tools in this process, printing the equivalent command, timing each step."""
+    """Runs tools in this process, printing the equivalent command, timing each step.
+
+    ``out/quickstart-steps.json`` records, per step, its command, the digests of
+    its input and output files and its seconds (added up over runs). A step is
+    skipped when its record has the same command and input digests and its
+    outputs are still the files it wrote: so a re-run of a finished directory
+    refits nothing and keeps the recorded timings, while a changed input (a
+    re-profiled device, new evaluations) re-runs the steps that depend on it."""
 
     def __init__(self, out: Path):
-        self.out, self.timings = out, {}
+        self.out, self.path = out, out / LEDGER
+        self.timings: dict[str, float] = {}  # this run's seconds per step (0 for a skipped step)
+        self.ledger = {"steps": {}, "total_s": 0.0, "runs": 0}
+        if self.path.is_file():
+            try:
+                ledger = json.loads(self.path.read_text())
+            except ValueError:
+                ledger = None
+            if isinstance(ledger, dict) and isinstance(ledger.get("steps"), dict):
+                self.ledger.update(ledger)
+            else:
+                print(f"note: {self.path} is not a step record; every step runs again", flush=True)
+        self.ledger["runs"] = int(self.ledger.get("runs", 0)) + 1
+        self._total_before = float(self.ledger.get("total_s", 0.0))
+        self._started = time.perf_counter()
 
-    def run(self, label: str, tool: str, argv: list[str]) -> None:
-        print(f"\n== {label}\n$ python tools/{tool}.py {shlex.join(argv)}", flush=True)
+    @property
+    def cumulative(self) -> dict[str, float]:
+        """Seconds per step over all runs of this directory."""
+        return {label: record["seconds"] for label, record in self.ledger["steps"].items()}
+
+    @property
+    def total(self) -> float:
+        """Wall seconds of all runs of this directory, this one included so far."""
+        return round(self._total_before + time.perf_counter() - self._started, 1)
+
+    @property
+    def this_run_total(self) -> float:
+        return round(time.perf_counter() - self._started, 1)
+
+    def save(self) -> None:
+        from ofa.io import atomic_write_json
+
+        self.ledger["total_s"] = self.total
+        atomic_write_json(self.path, self.ledger)
+
+    def skip(self, label: str, reason: str) -> None:
+        """A step this run does not need (its output exists): it adds 0 s."""
+        print(f"\n== {label}: {reason}", flush=True)
+        self.timings[label] = 0.0
+
+    def run(self, label: str, tool: str | None, argv: list[str], inputs=(), outputs=(), body=None) -> None:
+        """Run ``tools/<tool>.py argv`` (or ``body()``) unless its ``outputs`` are
+        complete for the same command and ``inputs`` (see the class)."""
+        key = {"argv": [str(a) for a in argv], "inputs": {str(p): file_digest(p) for p in inputs}}
+        record = self.ledger["steps"].get(label)
+        if (outputs and isinstance(record, dict) and record.get("key") == key
+                and all(file_digest(p) is not None and file_digest(p) == record.get("outputs", {}).get(str(p))
+                        for p in outputs)):
+            self.skip(label, f"done in an earlier run, inputs unchanged ({', '.join(str(p) for p in outputs)})")
+            return
+        if tool is not None:
+            print(f"\n== {label}\n$ python tools/{tool}.py {shlex.join(argv)}", flush=True)
+        else:
+            print(f"\n== {label}", flush=True)
         start = time.perf_counter()
-        code = load_tool(tool).main(argv)
-        self.timings[label] = round(time.perf_counter() - start, 2)
-        if code:
+        code = load_tool(tool).main(argv) if tool is not None else body()
+        elapsed = round(time.perf_counter() - start, 2)
+        self.timings[label] = elapsed
+        if tool is not None and code:
             raise OFAError(f"step '{label}' failed (tools/{tool}.py exited with {code}); see the message above")
+        before = record.get("seconds", 0.0) if isinstance(record, dict) else 0.0
+        self.ledger["steps"][label] = {"key": key, "outputs": {str(p): file_digest(p) for p in outputs},
+                                       "seconds": round(before + elapsed, 2)}
+        self.save()
+
+    def at_least(self, label: str, seconds: float) -> None:
+        """Raise a step's recorded seconds to what the tool itself counted over
+        several runs (a training run killed and resumed knows its whole time)."""
+        record = self.ledger["steps"].get(label)
+        if isinstance(record, dict) and seconds > record["seconds"]:
+            record["seconds"] = round(float(seconds), 2)
+            self.save()
 
 
 def fast_config(config_path: Path, out: Path, settings: dict, transformer: bool) -> Path:
@@ -141,16 +233,44 @@ def budgets_for(predictor, space, quantiles=(0.3, 0.7), seed: int = 0) -> list[f
     return [float(f"{q:.2g}") for q in np.quantile(predicted, quantiles)]
 
 
+def device_name(text: str) -> str:
+    """An argparse type: a registered backend name (with a "did you mean" hint)."""
+    from hardware_profiles.backends import list_backends
+
+    return choice(list_backends())(text, "device")
+
+
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="runs/quickstart", help="run directory (default %(default)s)")
     p.add_argument("--fast", action="store_true", help="reduced mode: 1 epoch per phase, few architectures")
     p.add_argument("--transformer", action="store_true", help="the Transformer default instead of the CNN")
     p.add_argument("--config", default=None, help="training config (default: configs/mbv3-small-digits.yaml)")
-    p.add_argument("--devices", nargs="+", default=None,
+    p.add_argument("--devices", nargs="+", default=None, type=device_name,
                    help="backends to specialise for (default: cpu-ort fpga-scalesim, plus mobile-ncnn if installed "
                         "and not --fast)")
     return p.parse_args(argv)
+
+
+def check_args(args) -> Path:
+    """Everything the quickstart needs, checked before any work: the output
+    directory, the training config and the devices. Returns the config path."""
+    from hardware_profiles import get_backend
+    from ofa.training.config import load_yaml, resolve_config_path
+
+    check_output_path(args.out, kind="dir", name="--out")
+    default_config = "transformer-small.yaml" if args.transformer else "mbv3-small-digits.yaml"
+    config = resolve_config_path(args.config or default_config)
+    load_yaml(config)  # a YAML mapping (ConfigError otherwise)
+    if args.devices is not None:
+        repeated = sorted({d for d in args.devices if args.devices.count(d) > 1})
+        if repeated:
+            raise ConfigError(f"--devices: {repeated} given more than once; name each device once")
+        missing = [d for d in args.devices if not get_backend(d).available()]
+        if missing:
+            raise ConfigError(f"--devices: {missing} cannot run on this machine (its runtime is not installed); "
+                              f"choose among the available backends or install it")
+    return config
 
 
 def run(args) -> dict:
@@ -165,26 +285,25 @@ def run(args) -> dict:
         settings = TRANSFORMER_FAST if args.fast else TRANSFORMER_FULL
     else:
         settings = FAST if args.fast else FULL
+    config = check_args(args)  # before any work
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     # SCALE-Sim's per-layer cache for profiling and for verifying the chosen subnets
     os.environ.setdefault("OFA_HW_CACHE", str(out / "cache"))
     steps = Steps(out)
-    started = time.perf_counter()
 
     # 1. train -------------------------------------------------------------------------------------------
-    default_config = "transformer-small.yaml" if transformer else "mbv3-small-digits.yaml"
-    from ofa.training.config import resolve_config_path
-
-    config = resolve_config_path(args.config or default_config)
     if args.fast:
         config = fast_config(config, out, settings, transformer)
     supernet_path = out / "supernet" / "final.pt"
     if supernet_path.is_file():
-        print(f"\n== 1. train: {supernet_path} exists, reusing it")
+        steps.skip("1. train the supernet", f"{supernet_path} exists, reusing it")
     else:
         steps.run("1. train the supernet", "train_supernet",
-                  ["--config", str(config), "--out", str(out / "supernet"), "--resume", "--no-progress"])
+                  ["--config", str(config), "--out", str(out / "supernet"), "--resume", "--no-progress"],
+                  inputs=[config], outputs=[supernet_path])
+        trained = json.loads((out / "supernet" / "summary.json").read_text())
+        steps.at_least("1. train the supernet", trained.get("wall_seconds", 0.0))  # all segments of a resumed run
     supernet = load_supernet(supernet_path)
     space = supernet.space
     space_file = out / "space.json"
@@ -202,33 +321,36 @@ def run(args) -> dict:
             argv += ["--runs", str(settings["runs"]), "--warmup", str(settings["warmup"])]
         if device == "fpga-scalesim":
             argv += ["--cache-dir", str(Path(os.environ["OFA_HW_CACHE"]) / "scalesim")]
-        steps.run(f"2. profile {device}", "profile_device", argv)
+        steps.run(f"2. profile {device}", "profile_device", argv, inputs=[space_file], outputs=[profile])
         latency_paths[device] = out / "predictors" / f"{device}.skops"
         argv = ["--profile", str(profile), "--out", str(latency_paths[device]), "--metric", DEVICES.get(device,
                 "latency_ms")]
         if args.fast:
             argv += ["--cv", "3", "--model", "lut"]
-        steps.run(f"3. fit the {device} latency predictor", "fit_predictor", argv)
+        steps.run(f"3. fit the {device} latency predictor", "fit_predictor", argv, inputs=[profile],
+                  outputs=[latency_paths[device], latency_paths[device].with_suffix(".json")])
 
     # 4. accuracy (or loss) predictor ----------------------------------------------------------------------------
     evaluations = out / "evaluations.jsonl"
     if transformer:
-        print("\n== 4. evaluate subnets (validation loss, inherited weights)")
-        start = time.perf_counter()
-        evaluate_text_subnets(supernet_path, evaluations, settings["eval_archs"], settings["eval_sentences"])
-        steps.timings["4. evaluate subnets"] = round(time.perf_counter() - start, 2)
+        steps.run("4. evaluate subnets", None, ["evaluate_text_subnets", settings["eval_archs"],
+                                                settings["eval_sentences"]],
+                  inputs=[supernet_path], outputs=[evaluations],
+                  body=lambda: evaluate_text_subnets(supernet_path, evaluations, settings["eval_archs"],
+                                                     settings["eval_sentences"]))
     else:
         steps.run("4. evaluate subnets", "evaluate",
                   ["--supernet", str(supernet_path), "--archs", "largest", "smallest",
                    f"random:{settings['eval_archs']}", "--out", str(evaluations),
-                   "--calib-images", str(settings["calib_images"])])
+                   "--calib-images", str(settings["calib_images"])], inputs=[supernet_path], outputs=[evaluations])
     target = "loss" if transformer else "top1"
     accuracy_path = out / "predictors" / f"{target}.skops"
     argv = ["--evaluations", str(evaluations), "--space", str(space_file), "--target", target,
             "--out", str(accuracy_path)]
     if args.fast:
         argv += ["--cv", "3", "--model", "gbr"]
-    steps.run(f"4. fit the {target} predictor", "fit_predictor", argv)
+    steps.run(f"4. fit the {target} predictor", "fit_predictor", argv, inputs=[evaluations, space_file],
+              outputs=[accuracy_path, accuracy_path.with_suffix(".json")])
 
     # 5. specialise -----------------------------------------------------------------------------------------
     argv = ["--supernet", str(supernet_path), "--accuracy-predictor", str(accuracy_path), "--out", str(out / "deploy"),
@@ -243,16 +365,24 @@ def run(args) -> dict:
             argv += ["--device", device, "--latency-ms", f"{budget:g}"]
     if settings["int8"]:
         argv.append("--int8")
-    steps.run("5. specialise, export, verify", "specialize", argv)
+    if args.fast:  # one epoch per phase: the accuracies are close to noise, a smoke test ranks them anyway
+        argv.append("--accept-untrusted-predictor")
+    steps.run("5. specialise, export, verify", "specialize", argv,
+              inputs=[supernet_path, accuracy_path, *latency_paths.values()], outputs=[out / "deploy" / "summary.json"])
 
     # 6. report -----------------------------------------------------------------------------------------------
     rows = json.loads((out / "deploy" / "summary.json").read_text())
-    total = round(time.perf_counter() - started, 1)
     table = summary_table(rows)
+    # timings add up over the runs of this directory (a skipped step adds 0); this run's beside them
+    timings = {**steps.cumulative, **{k: v for k, v in steps.timings.items() if k not in steps.cumulative}}
+    total = steps.total
     report = {"mode": "fast" if args.fast else "full", "model": "transformer" if transformer else "cnn",
               "settings": settings, "devices": devices,
               "budgets_ms": budgets, "latency_labels": {d: DEVICES.get(d, "latency_ms") for d in devices},
-              "timings_s": steps.timings, "total_s": total, "rows": rows}
+              "timings_s": timings, "total_s": total, "runs": steps.ledger["runs"],
+              "this_run": {"timings_s": steps.timings, "total_s": steps.this_run_total},
+              "rows": rows}
+    steps.save()
     atomic_write_json(out / "quickstart.json", report)
     labels = ", ".join(f"{d}: {DEVICES.get(d, 'latency_ms')}" for d in devices)
     accuracy = ("token accuracy and loss on validation sentences" if transformer
@@ -260,7 +390,8 @@ def run(args) -> dict:
     text = (f"# Quickstart ({report['model']}, {report['mode']} mode)\n\nLatency labels ({labels}); accuracy: "
             f"{accuracy}; loyalty: agreement with the largest subnet.\n\n{table}\n\n"
             f"Pareto plots: `deploy/<target>/pareto_<device>.png`. Wall time: {total} s "
-            f"({', '.join(f'{k}: {v} s' for k, v in steps.timings.items())}).\n")
+            f"({', '.join(f'{k}: {v} s' for k, v in timings.items())})"
+            + (f" over {report['runs']} runs of this directory" if report["runs"] > 1 else "") + ".\n")
     atomic_write_text(out / "quickstart.md", text)
     print(f"\n== 6. result ({labels})\n{table}\n\nwall time {total} s; report {out / 'quickstart.md'}")
     return report

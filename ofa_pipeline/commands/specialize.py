@@ -37,7 +37,7 @@ from pathlib import Path
 
 from ofa.cli import run_command
 from ofa.errors import ConfigError, PredictorError
-from ofa.validation import (ArgumentParser, check_input_file, check_output_path, fraction, non_negative_int,
+from ofa.validation import (ArgumentParser, finite_float, check_input_file, check_output_path, fraction, non_negative_int,
                             positive_float, positive_int)
 
 MIN_RANK_CORRELATION = 0.0  # an accuracy predictor that ranks subnets no better than chance misleads the search
@@ -77,7 +77,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--accept-untrusted-predictor", action="store_true",
                    help="use an accuracy predictor whose recorded held-out rank correlation is below "
                         f"{MIN_RANK_CORRELATION} (it ranks subnets worse than chance)")
-    p.add_argument("--min-rank-correlation", type=float, default=MIN_RANK_CORRELATION,
+    p.add_argument("--min-rank-correlation", type=finite_float, default=MIN_RANK_CORRELATION,
                    help="smallest recorded Spearman correlation of the accuracy predictor accepted (%(default)s)")
     return p.parse_args(argv)
 

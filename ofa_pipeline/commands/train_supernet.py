@@ -17,10 +17,11 @@ from pathlib import Path
 
 
 from ofa.errors import OFAError
+from ofa.validation import ArgumentParser, check_output_path
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--config", required=True, help="training config (YAML)")
     parser.add_argument("--out", required=True, help="run directory for checkpoints and logs")
     parser.add_argument("--resume", action="store_true", help="continue from <out>/last.pt if it exists")
@@ -32,6 +33,7 @@ def main(argv=None) -> int:
 
     try:
         config = load_yaml(args.config)
+        check_output_path(args.out, [("the --config", args.config)], kind="dir", name="--out")
         if args.no_progress:
             config.setdefault("train", {})["progress"] = False
         trainer_cls = get_trainer(config_space(config).type_name)

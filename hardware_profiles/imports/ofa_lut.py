@@ -1,0 +1,295 @@
+"""Once-for-All latency lookup tables (``<resolution>_lookup_table.yaml``) in and out.
+
+Once-for-All (mit-han-lab/once-for-all, ``ofa/nas/efficiency_predictor/
+latency_lookup_table.py``, class ``MBv3LatencyTable``) prices a MobileNetV3
+subnet as a sum of per-layer table entries, one YAML mapping per resolution::
+
+    Conv-input:160x160x3-output:80x80x24:             {count: 498, mean: 0.4956, std: 0.0102}
+    expanded_conv-input:80x80x24-output:80x80x24-expand:24-kernel:3-stride:1-idskip:1-se:0-hs:0: {...}
+    expanded_conv-input:80x80x24-output:40x40x32-expand:72-kernel:3-stride:2-idskip:0-se:0-hs:0: {...}
+    Conv_1-input:5x5x192-output:5x5x1152:              {...}
+    AvgPool2D-input:5x5x1152-output:1x1x1152:          {...}
+    Conv_2-input:1x1x1152-output:1x1x1536:             {...}
+    Logits-input:1x1x1536-output:1000:                 {...}
+
+(shapes are H x W x C; ``expand`` is the *middle channel count* of the block,
+``idskip`` the residual connection, ``se`` squeeze-excitation, ``hs``
+h-swish). The mapping to our block specs (:mod:`ofa.spaces.blocks`):
+
+* ``Conv`` -> ``stem`` (3x3, the stride that gives the output size, h-swish:
+  Once-for-All's first conv);
+* ``expanded_conv`` -> ``mbconv``: ``mid_channels = expand``; no expand conv when
+  ``expand`` equals the input channels (the first block), otherwise the expand
+  ratio of the space whose ``mid_channels(in, ratio)`` is ``expand``;
+  ``se_channels`` = the space's SE width of ``mid`` when ``se:1``; ``relu``/``h_swish``
+  from ``hs``; ``idskip`` must agree with stride 1 and equal channels;
+* ``Conv_1`` + ``AvgPool2D`` + ``Conv_2`` + ``Logits`` of the same final
+  resolution -> one ``head`` block (their means add; their stds add in quadrature).
+
+Every block must exist in the space (``space.distinct_blocks()``): a table
+made for another width multiplier is refused, naming the first foreign key
+and its line. Statistics: ``mean`` and ``std`` as recorded (``median``, ``p10``
+and ``p90`` are the mean: the tables hold no more), ``runs`` is ``count``.
+
+Export (:func:`export_ofa_lut`) writes a block profile back in this format;
+a ``head`` block, measured as one, goes to ``Conv_1`` with its whole latency,
+and ``AvgPool2D``, ``Conv_2`` and ``Logits`` get mean 0 (their sum is the head).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+
+from ofa.errors import ConfigError
+from ofa.io import atomic_write_text
+from ofa.spaces import BlockSpec, ClassifierHeadBlock, MBConvBlock, SearchSpace, StemBlock
+from ofa.spaces.blocks import conv_out_size
+
+from ..dataset import Profile, block_record, read_profile
+from .common import (ImportFormatError, load_space, pooled_stats, profile_header, read_text, space_blocks, where,
+                     write_profile)
+
+_SHAPE = r"(\d+(?:x\d+)*)"
+_KEY = re.compile(rf"^(?P<type>[A-Za-z_0-9]+)-input:{_SHAPE}-output:{_SHAPE}(?P<rest>(?:-[a-z_]+:-?\d+)*)$")
+HEAD_PARTS = ("Conv_1", "AvgPool2D", "Conv_2", "Logits")
+
+
+def _shape(text: str) -> tuple[int, ...]:
+    return tuple(int(v) for v in text.split("x"))
+
+
+def _entries(path: Path) -> list[tuple[str, int, dict]]:
+    """``(key, line, {count, mean, std})`` of every entry of a lookup-table YAML file."""
+    import yaml
+
+    text = read_text(path, "lookup table")
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        raise ImportFormatError(f"{where(path, mark.line + 1 if mark else None)}: not valid YAML "
+                                f"({getattr(error, 'problem', error)})") from None
+    if not isinstance(node, yaml.MappingNode) or not node.value:
+        raise ImportFormatError(f"{where(path, 1)}: a lookup table is a YAML mapping of layer keys to "
+                                f"{{count, mean, std}}")
+    loader = yaml.SafeLoader("")
+    out, seen = [], {}
+    for key_node, value_node in node.value:
+        line = key_node.start_mark.line + 1
+        key = str(key_node.value)
+        if key in seen:
+            raise ImportFormatError(f"{where(path, line)}: key {key!r} repeats line {seen[key]}")
+        seen[key] = line
+        value = loader.construct_object(value_node, deep=True)
+        lines = ({str(k.value): k.start_mark.line + 1 for k, _ in value_node.value}
+                 if isinstance(value_node, yaml.MappingNode) else {})
+        if not isinstance(value, dict) or "mean" not in value:
+            raise ImportFormatError(f"{where(path, line)}: entry {key!r} must be a mapping with mean (and count, std)")
+        stats = {}
+        for name in ("mean", "std", "count"):
+            if name in value:
+                v = value[name]
+                if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+                    raise ImportFormatError(f"{where(path, lines.get(name, line))}: {key!r} {name} = {v!r}; a "
+                                            f"finite number >= 0 is needed")
+                stats[name] = float(v)
+        if stats["mean"] <= 0:
+            raise ImportFormatError(f"{where(path, lines.get('mean', line))}: {key!r} mean = {stats['mean']:g}; a "
+                                    f"latency must be > 0")
+        out.append((key, line, stats))
+    return out
+
+
+def _parse_key(key: str, path, line: int) -> tuple[str, tuple, tuple, dict]:
+    match = _KEY.match(key)
+    if not match:
+        raise ImportFormatError(f"{where(path, line)}: {key!r} is not a lookup-table key "
+                                f"('<layer>-input:HxWxC-output:HxWxC[-expand:..-kernel:..-...]')")
+    fields = {}
+    for part in filter(None, match.group("rest").split("-")):
+        name, _, value = part.partition(":")
+        fields[name] = int(value)
+    return match.group("type"), _shape(match.group(2)), _shape(match.group(3)), fields
+
+
+def _stride(size_in: int, size_out: int, path, line: int) -> int:
+    for stride in (1, 2, 3, 4):
+        if conv_out_size(size_in, stride) == size_out:
+            return stride
+    raise ImportFormatError(f"{where(path, line)}: no stride takes {size_in} to {size_out}")
+
+
+def _mbconv(space: SearchSpace, inp, out, fields: dict, path, line: int, key: str) -> MBConvBlock:
+    required = ("expand", "kernel", "stride", "idskip", "se", "hs")
+    missing = [f for f in required if f not in fields]
+    if missing:
+        hint = " (a ProxylessNAS table? only MobileNetV3 tables are supported)" if "se" in missing else ""
+        raise ImportFormatError(f"{where(path, line)}: {key!r} lacks {missing}{hint}")
+    (h, _, cin), (h_out, _, cout) = inp, out
+    mid, stride = fields["expand"], fields["stride"]
+    if conv_out_size(h, stride) != h_out:
+        raise ImportFormatError(f"{where(path, line)}: {key!r}: stride {stride} does not take {h} to {h_out}")
+    if bool(fields["idskip"]) != (stride == 1 and cin == cout):
+        raise ImportFormatError(f"{where(path, line)}: {key!r}: idskip:{fields['idskip']} contradicts stride "
+                                f"{stride} with {cin} -> {cout} channels")
+    if mid == cin:
+        expand, ratio = False, 1.0
+    else:
+        ratios = [float(e) for e in getattr(space, "expand_ratios", ()) if space.mid_channels(cin, e) == mid]
+        if not ratios:
+            raise ImportFormatError(f"{where(path, line)}: {key!r}: {mid} middle channels from {cin} match no "
+                                    f"expand ratio of the space {list(getattr(space, 'expand_ratios', ()))}")
+        expand, ratio = True, ratios[0]
+    se = space.se_channels(mid) if fields["se"] else 0
+    try:
+        return MBConvBlock(h, cin, cout, mid, fields["kernel"], stride, se,
+                           "h_swish" if fields["hs"] else "relu", expand=expand, expand_ratio=ratio)
+    except ConfigError as error:
+        raise ImportFormatError(f"{where(path, line)}: {key!r}: {error}") from None
+
+
+def lut_blocks(paths, space) -> list[tuple[BlockSpec, dict, dict]]:
+    """``(block, statistics, provenance)`` of every block the lookup table(s) price."""
+    space = load_space(space)
+    if space.type_name != "mobilenetv3":
+        raise ImportFormatError(f"Once-for-All lookup tables price MobileNetV3 networks; the space is "
+                                f"{space.type_name}")
+    known = space_blocks(space)
+    found: dict[str, dict] = {}
+
+    def add(block, stats, source, path, line, key):
+        if known is not None and block.key not in known:
+            raise ImportFormatError(
+                f"{where(path, line)}: {key!r} is block {block.key}, which no architecture of the space runs "
+                f"(a table for another width or resolution set? the space's stem is {space.stem_width} "
+                f"channels, its stages {list(space.stage_widths)})")
+        entry = found.setdefault(block.key, {"block": block, "values": [], "stds": [], "runs": [], "sources": []})
+        entry["values"].append(stats["mean"])
+        entry["stds"].append(stats.get("std"))
+        entry["runs"].append(int(stats["count"]) if "count" in stats else None)
+        entry["sources"].append(source)
+
+    for path in [Path(p) for p in (paths if isinstance(paths, (list, tuple)) else [paths])]:
+        heads: dict[str, list] = {part: [] for part in HEAD_PARTS}
+        for key, line, stats in _entries(path):
+            kind, inp, out, fields = _parse_key(key, path, line)
+            source = {"file": path.name, "line": line, "keys": [key]}
+            if kind == "Conv":
+                if len(inp) != 3 or len(out) != 3:
+                    raise ImportFormatError(f"{where(path, line)}: {key!r}: shapes must be HxWxC")
+                block = StemBlock(inp[0], inp[2], out[2], 3, _stride(inp[0], out[0], path, line), "h_swish")
+                add(block, stats, source, path, line, key)
+            elif kind == "expanded_conv":
+                if len(inp) != 3 or len(out) != 3:
+                    raise ImportFormatError(f"{where(path, line)}: {key!r}: shapes must be HxWxC")
+                add(_mbconv(space, inp, out, fields, path, line, key), stats, source, path, line, key)
+            elif kind in HEAD_PARTS:
+                heads[kind].append((key, line, stats, inp, out))
+            else:
+                raise ImportFormatError(f"{where(path, line)}: layer type {kind!r} unknown; a MobileNetV3 lookup "
+                                        f"table has Conv, expanded_conv, {', '.join(HEAD_PARTS)}")
+        for key, line, stats, inp, out in heads["Conv_1"]:
+            h, cin, final = inp[0], inp[-1], out[-1]
+            pool = [e for e in heads["AvgPool2D"] if e[3][0] == h and e[3][-1] == final]
+            mix = [e for e in heads["Conv_2"] if e[3][-1] == final]
+            if len(pool) != 1 or len(mix) != 1:
+                raise ImportFormatError(f"{where(path, line)}: the head of {key!r} needs one AvgPool2D-input:"
+                                        f"{h}x{h}x{final}-... and one Conv_2-input:1x1x{final}-... entry; found "
+                                        f"{len(pool)} and {len(mix)}")
+            feature = mix[0][4][-1]
+            logits = [e for e in heads["Logits"] if e[3][-1] == feature]
+            if len(logits) != 1:
+                raise ImportFormatError(f"{where(path, line)}: the head of {key!r} needs one Logits-input:1x1x"
+                                        f"{feature}-... entry; found {len(logits)}")
+            parts = [(key, line, stats), pool[0][:3], mix[0][:3], logits[0][:3]]
+            mean = sum(p[2]["mean"] for p in parts)
+            std = math.sqrt(sum(p[2].get("std", 0.0) ** 2 for p in parts))
+            counts = [p[2]["count"] for p in parts if "count" in p[2]]
+            block = ClassifierHeadBlock(h, cin, final, feature, int(logits[0][4][-1]), "h_swish")
+            add(block, {"mean": mean, "std": std, **({"count": min(counts)} if counts else {})},
+                {"file": path.name, "line": line, "keys": [p[0] for p in parts]}, path, line, key)
+        used = {k for entry in found.values() for s in entry["sources"] if s["file"] == path.name for k in s["keys"]}
+        for part in HEAD_PARTS[1:]:
+            for key, line, *_ in heads[part]:
+                if key not in used:
+                    raise ImportFormatError(f"{where(path, line)}: {key!r} belongs to no head (no Conv_1 entry "
+                                            f"leads to it)")
+    out = []
+    for entry in found.values():
+        stats = pooled_stats(entry["values"], entry["stds"], entry["runs"])
+        out.append((entry["block"], stats, {"ofa_lut": entry["sources"]}))
+    return out
+
+
+def import_ofa_lut(paths, out, space, device: str, *, overwrite: bool = False, backend: str = "ofa-lut",
+                   backend_version: str = "unknown", precision: str = "fp32", threads: int = 1,
+                   batch_size: int = 1) -> Profile:
+    """Write a block profile from Once-for-All lookup table(s) (one file per resolution)."""
+    paths = [Path(p) for p in (paths if isinstance(paths, (list, tuple)) else [paths])]
+    space = load_space(space)
+    blocks = lut_blocks(paths, space)
+    header = profile_header("block", space, device=device, backend=backend, backend_version=backend_version,
+                            threads=threads, batch_size=batch_size, precision=precision,
+                            protocol={"tool": "Once-for-All latency lookup table",
+                                      "statistics": "mean and std as recorded; median, p10, p90 = mean"},
+                            source=[p.name for p in paths])
+    records = [block_record(block, stats, **provenance) for block, stats, provenance in blocks]
+    return write_profile(out, header, records, overwrite=overwrite)
+
+
+def _hw(size: int, channels: int) -> str:
+    return f"{size}x{size}x{channels}"
+
+
+def ofa_lut_entries(profile, statistic: str = "mean") -> dict[str, dict]:
+    """``{key: {count, mean, std}}`` of a block profile in Once-for-All's key format."""
+    if not isinstance(profile, Profile):
+        profile = read_profile(profile)
+    blocks = profile.blocks()
+    out: dict[str, dict] = {}
+
+    def put(key, value, record_index):
+        if key in out:
+            raise ImportFormatError(f"{profile.path or 'profile'}: two blocks map to the lookup-table key {key!r} "
+                                    f"(record {record_index + 2})")
+        out[key] = value
+
+    for index, (record, block) in enumerate(zip(profile.records, blocks)):
+        stats = record["latency_ms"]
+        if statistic not in stats:
+            raise ImportFormatError(f"statistic {statistic!r} unknown; records hold {sorted(stats)}")
+        value = {"count": int(stats["runs"]), "mean": float(stats[statistic]), "std": float(stats["std"])}
+        if isinstance(block, StemBlock):
+            if block.kernel != 3 or block.activation != "h_swish":
+                raise ImportFormatError(f"stem {block.key}: a lookup table's Conv entry is a 3x3 h-swish conv")
+            put(f"Conv-input:{_hw(block.resolution, block.in_channels)}-output:"
+                f"{_hw(block.out_resolution, block.out_channels)}", value, index)
+        elif isinstance(block, MBConvBlock):
+            put(f"expanded_conv-input:{_hw(block.resolution, block.in_channels)}-output:"
+                f"{_hw(block.out_resolution, block.out_channels)}-expand:{block.mid_channels}-kernel:{block.kernel}"
+                f"-stride:{block.stride}-idskip:{int(block.residual)}-se:{int(block.use_se)}"
+                f"-hs:{int(block.activation == 'h_swish')}", value, index)
+        elif isinstance(block, ClassifierHeadBlock):
+            r, final, mix = block.resolution, block.final_expand_channels, block.feature_mix_channels
+            zero = {"count": value["count"], "mean": 0.0, "std": 0.0}
+            put(f"Conv_1-input:{_hw(r, block.in_channels)}-output:{_hw(r, final)}", value, index)
+            put(f"AvgPool2D-input:{_hw(r, final)}-output:1x1x{final}", dict(zero), index)
+            put(f"Conv_2-input:1x1x{final}-output:1x1x{mix}", dict(zero), index)
+            put(f"Logits-input:1x1x{mix}-output:{block.num_classes}", dict(zero), index)
+        else:
+            raise ImportFormatError(f"block {block.key}: Once-for-All lookup tables hold MobileNetV3 layers only "
+                                    f"(stem, mbconv, head)")
+    return out
+
+
+def export_ofa_lut(profile, out, *, statistic: str = "mean", overwrite: bool = False) -> Path:
+    """Write a block profile as a Once-for-All lookup-table YAML (atomic write)."""
+    import yaml
+
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise ImportFormatError(f"{out} already exists; choose another --out or pass --overwrite")
+    entries = ofa_lut_entries(profile, statistic)
+    return atomic_write_text(out, yaml.safe_dump(entries, sort_keys=True, default_flow_style=False))

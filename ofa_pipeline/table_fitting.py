@@ -1,0 +1,145 @@
+"""``tools/fit_predictor.py --profile table.csv``: latency predictors fitted straight
+from a user's latency table (CSV/TSV, ``docs/imports.md``), scored on held-out
+rows and saved like every other predictor.
+
+    # rows name architectures (a JSON column, or one column per gene): a predictor of architectures
+    python tools/fit_predictor.py --profile measured.csv --space mbv3-small --device my-phone \\
+        --latency-column latency_ms [--arch-column arch] --out phone.skops
+
+    # free feature columns: a plain-feature predictor; with --space and computable columns it drives specialize
+    python tools/fit_predictor.py --profile wmt14ende_cpu_raspberrypi_all.csv --device raspberrypi \\
+        --latency-column latency_mean_encoder+latency_mean_decoder \\
+        --feature-columns encoder_embed_dim,encoder_layer_num,... [--space hat-wmt] --out rpi.skops
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ofa.errors import ConfigError
+
+
+def feature_column_list(value) -> list[str]:
+    """``--feature-columns a,b c`` (commas or repeated) -> ``["a", "b", "c"]``."""
+    if value is None:
+        return []
+    items = value if isinstance(value, (list, tuple)) else [value]
+    names = [part.strip() for item in items for part in str(item).split(",") if part.strip()]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"--feature-columns repeats a column: {names}")
+    return names
+
+
+def run_table(args, out: Path, plot_path: Path, json_path: Path) -> dict:
+    from hardware_profiles.imports.table import read_table, table_features, table_records
+    from hardware_profiles.imports.common import load_space, profile_header
+    from hardware_profiles.dataset import Profile
+    from ofa.validation import check_input_file, check_output_path
+    from predictors import core
+    from predictors.estimators import FEATURE_LATENCY_MODELS, LATENCY_MODELS, make_latency_model
+
+    from hardware_profiles.imports.table import is_table
+
+    if Path(args.profile).is_file() and not is_table(args.profile):
+        raise ConfigError(f"--latency-column, --feature-columns and --arch-column describe a table (CSV/TSV); "
+                          f"--profile {args.profile} is not one (fit a JSONL profile without them)")
+    if not args.latency_column:
+        raise ConfigError(f"--profile {args.profile} is a table: name its latency column with --latency-column")
+    source = check_input_file(args.profile, "--profile", kinds=("text",))
+    inputs = [("the --profile table", source)]
+    check_output_path(out, inputs, kind=("predictor",), overwrite=args.overwrite, name="--out")
+    check_output_path(plot_path, inputs + [("the --out", out)], kind=("png",), overwrite=args.overwrite,
+                      name="--plot")
+    check_output_path(json_path, inputs + [("the --out", out), ("the --plot", plot_path)], kind=("json",),
+                      overwrite=args.overwrite, name="--metrics-json")
+    features = feature_column_list(args.feature_columns)
+    if features and args.arch_column:
+        raise ConfigError("give --feature-columns (free features) or --arch-column (architectures), not both")
+    device = args.device or source.stem
+    unit = args.unit or "ms"
+    table = read_table(source)
+    space = load_space(args.space) if args.space else None
+    header = {"device": device, "backend": "table", "source": source.name, "latency_column": args.latency_column,
+              "std_column": args.std_column, "unit": unit}
+    if features:
+        from predictors.tabular import fit_feature_predictor
+
+        X, y = table_features(table, features, args.latency_column, unit=unit)
+        train, test = core.split_indices(len(y), args.test_fraction, args.seed)
+        predictor = fit_feature_predictor(X[train], y[train], features, space=space, model=args.model, cv=args.cv,
+                                          random_state=args.seed, device=device, profile_header=header,
+                                          source=str(source))
+        names = FEATURE_LATENCY_MODELS
+        baseline = "linear"
+
+        def make(name):
+            return make_latency_model(name, None, args.seed, feature_names=features)
+
+        predict, interval = predictor.predict_features, predictor.predict_interval_features
+        what = "rows"
+    else:
+        if space is None:
+            raise ConfigError("a table whose rows name architectures needs --space (the space they belong to); "
+                              "for free feature columns give --feature-columns")
+        level, records = table_records(table, space, latency=args.latency_column, std=args.std_column,
+                                       arch_column=args.arch_column, unit=unit)
+        profile = Profile(profile_header(level, space, device=device, backend="table",
+                                         protocol={"tool": "table", **header}, source=source.name), records, None)
+        profile, X, y = core.profile_targets(profile, "latency_ms", "median")
+        train, test = core.split_indices(len(y), args.test_fraction, args.seed)
+        predictor = core.fit_latency_predictor(core.subset_profile(profile, train), model=args.model,
+                                               metric="latency_ms", statistic="median", cv=args.cv,
+                                               random_state=args.seed)
+        names = LATENCY_MODELS
+        baseline = "macs-linear"
+
+        def make(name):
+            return make_latency_model(name, space, args.seed)
+
+        predict, interval = predictor.predict_genes, predictor.predict_interval_genes
+        what = "architectures"
+    return _report(args, predictor, X, y, train, test, names, make, predict, interval, baseline, what, out,
+                   plot_path, json_path, str(source))
+
+
+def _report(args, predictor, X, y, train, test, names, make, predict, interval, baseline, what, out, plot_path,
+            json_path, source) -> dict:
+    """Every model on the same held-out rows, interval coverage, save, print, plot, JSON."""
+    from ofa.io import atomic_write_json
+    from predictors import core
+    from predictors.metrics import format_table, interval_coverage
+    from predictors.plots import save_parity_plot
+
+    others = {name: make(name) for name in names if name != predictor.model_name}
+    results = core.holdout_comparison(others, (X[train], y[train]), (X[test], y[test]), relative=True)
+    chosen = predict(X[test])
+    results[predictor.model_name] = {"metrics": core.regression_report(y[test], chosen), "prediction": chosen}
+    test_metrics = {name: r["metrics"] for name, r in results.items()}
+    coverage = {}
+    for level in (0.8, 0.9):
+        low, high = interval(X[test], level)
+        coverage[f"{level:.0%}"] = interval_coverage(y[test], low, high)
+    predictor.metrics_.update(test=test_metrics[predictor.model_name], test_all_models=test_metrics,
+                              interval_coverage_test=coverage, n_test=int(len(test)))
+    predictor.save(out)
+    order = sorted(test_metrics, key=lambda n: n != predictor.model_name)
+    print(f"{len(train)} {what} to fit, {len(test)} held out; selection: {predictor.metrics_['selection']['reason']}")
+    print(format_table({(n + " *" if n == predictor.model_name else n): test_metrics[n] for n in order},
+                       ("within_5", "within_10", "mape", "rmse", "spearman", "kendall")))
+    print("interval coverage on held-out rows: " + ", ".join(f"{k} interval -> {v:.1f}%" for k, v in coverage.items()))
+    shown = {f"{predictor.model_name} (chosen)": chosen}
+    if baseline in results and baseline != predictor.model_name:
+        shown[baseline] = results[baseline]["prediction"]
+    save_parity_plot(plot_path, y[test], shown, f"{predictor.device} (table {Path(source).name})", unit="ms",
+                     band=0.10)
+    report = {"predictor": str(out), "kind": predictor.kind, "model": predictor.model_name,
+              "space_fingerprint": predictor.space_fingerprint, "selection": predictor.metrics_["selection"],
+              "cv": predictor.metrics_["cv"], "test": test_metrics, "interval_coverage_test": coverage,
+              "n_train": int(len(train)), "n_test": int(len(test)), "source": source, "device": predictor.device,
+              "label": args.latency_column}
+    if predictor.kind == "feature-latency":
+        report["features"] = list(predictor.feature_names)
+        report["drives_search"] = bool(predictor.space is not None and not predictor.uncomputable_features)
+    atomic_write_json(json_path, core.json_safe(report))
+    print(f"wrote {out}, {plot_path}, {json_path}")
+    return report

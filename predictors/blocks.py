@@ -1,0 +1,608 @@
+"""Composable latency predictors: a network as the sum of its blocks.
+
+A device measured block by block (a *block profile*, ``docs/profiles.md``)
+prices every network of a space without measuring networks: ``space.blocks(arch)``
+lists the blocks a network runs, and its latency is
+
+    latency(arch) ~= correction( overhead + sum over its blocks of (block_latency(block) - overhead),
+                                 number of blocks )
+
+* ``block_latency`` is a table look-up where the block was measured, and a
+  regressor on block features where it was not (:class:`BlockLatencyRegressor`:
+  per-op work, memory traffic, tile counts and the block kind, plus a source
+  device's latency of the same block when transferring);
+* ``overhead`` is the runtime's per-inference cost, measured as a ``null`` block
+  (:class:`ofa.spaces.NullBlock`) on timed backends: every block timed alone
+  paid it once, a network pays it once in all;
+* ``correction`` is a network-level model fitted on a few whole-network
+  measurements when there are some (what the sum misses: per-inference
+  overhead counted once per block, fusion across blocks); without networks
+  it is the identity.
+
+:class:`BlockSumRegressor` is a scikit-learn regressor on gene matrices. The
+sums are precomputed per block choice over the space's additive layout
+(:func:`ofa.spaces.tables.build_additive_tables`, the same tables the cost
+model and the analytic features use), so predicting a batch of architectures
+is a few table look-ups, as fast as the other predictors. :func:`fit_block_predictor`
+returns a normal :class:`~predictors.core.LatencyPredictor` (``predict_genes``,
+intervals, ``save``/``load_predictor``, space fingerprint), usable by
+specialisation and search unchanged.
+
+Featurizers are plain ``fit``/``transform`` objects: :class:`BlockFeaturizer`
+turns block specs (or keys) into a feature matrix; the architecture featurizer
+(:class:`~predictors.features.ArchFeaturizer`) turns gene rows into features.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+from sklearn.base import BaseEstimator, RegressorMixin, TransformerMixin
+from sklearn.linear_model import LinearRegression
+from sklearn.model_selection import KFold
+from sklearn.pipeline import Pipeline
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from ofa.errors import ConfigError, DataError
+from ofa.spaces import BlockSpec, block_from_key, resolve_space
+from ofa.spaces.tables import build_additive_tables
+
+from .features import GROUPED_OPS, OPS, TILE_SIZES, ArchFeaturizer, tiled_work
+from .metrics import format_table, regression_report
+
+BLOCK_MODELS = ("linear", "scale", "log-linear")  # how unmeasured blocks are predicted
+NETWORK_CORRECTIONS = ("none", "scale", "linear")  # how block sums become network latencies
+BLOCK_FEATURE_NAMES = tuple(
+    ["macs", "params", "activations", "memory", "layers", "input_elements"]
+    + [f"macs_{op}" for op in OPS] + [f"memory_{op}" for op in OPS] + [f"layers_{op}" for op in OPS]
+    + [f"groups_{op}" for op in GROUPED_OPS]
+    + [f"macs_tile{t}" for t in TILE_SIZES] + [f"tiles{t}" for t in TILE_SIZES])
+
+
+def as_block(value) -> BlockSpec:
+    """A block spec from a spec or its key."""
+    if isinstance(value, BlockSpec):
+        return value
+    if isinstance(value, (str, np.str_)):
+        return block_from_key(str(value))
+    raise ConfigError(f"expected a block spec or a block key, got {type(value).__name__}")
+
+
+def block_features(block: BlockSpec) -> np.ndarray:
+    """The additive analytic features of one block (:data:`BLOCK_FEATURE_NAMES`)."""
+    index = {name: i for i, name in enumerate(BLOCK_FEATURE_NAMES)}
+    out = np.zeros(len(BLOCK_FEATURE_NAMES))
+    layers = block.layers()
+    for layer in layers:
+        memory = layer.input_elements + layer.output_elements + layer.params
+        out[index["macs"]] += layer.macs
+        out[index["params"]] += layer.params
+        out[index["activations"]] += layer.output_elements
+        out[index["memory"]] += memory
+        out[index["layers"]] += 1
+        if layer.op in OPS:
+            out[index[f"macs_{layer.op}"]] += layer.macs
+            out[index[f"memory_{layer.op}"]] += memory
+            out[index[f"layers_{layer.op}"]] += 1
+        if layer.op in GROUPED_OPS:
+            out[index[f"groups_{layer.op}"]] += layer.groups
+        for t in TILE_SIZES:
+            tiled_macs, tiles = tiled_work(layer, t)
+            out[index[f"macs_tile{t}"]] += tiled_macs
+            out[index[f"tiles{t}"]] += tiles
+    out[index["input_elements"]] = float(np.prod(block.example_input_shape))
+    out[index["params"]] += block.norm_params()
+    return out
+
+
+class BlockFeaturizer(TransformerMixin, BaseEstimator):
+    """Block specs (or keys) -> feature matrix: the additive analytic features of
+    the block's layers (:data:`BLOCK_FEATURE_NAMES`) and a one-hot column per block
+    kind seen in ``fit`` (a per-kind constant: launch and element-wise costs)."""
+
+    def __init__(self, kinds=None):
+        self.kinds = kinds
+
+    def fit(self, X, y=None):
+        blocks = [as_block(b) for b in X]
+        self.kinds_ = list(self.kinds) if self.kinds is not None else sorted({b.kind for b in blocks})
+        return self
+
+    def transform(self, X) -> np.ndarray:
+        check_is_fitted(self, "kinds_")
+        blocks = [as_block(b) for b in X]
+        features = np.array([block_features(b) for b in blocks]).reshape(len(blocks), len(BLOCK_FEATURE_NAMES))
+        kinds = np.array([[b.kind == k for k in self.kinds_] for b in blocks], dtype=np.float64)
+        return np.hstack([features, kinds.reshape(len(blocks), len(self.kinds_))])
+
+    def get_feature_names_out(self, input_features=None) -> np.ndarray:
+        check_is_fitted(self, "kinds_")
+        return np.array(list(BLOCK_FEATURE_NAMES) + [f"kind={k}" for k in self.kinds_], dtype=object)
+
+
+def _relative_weights(y: np.ndarray) -> np.ndarray:
+    """Weights 1/y^2 (squared error becomes squared relative error); a floor keeps
+    blocks a simulator prices at 0 (embeddings) from dominating."""
+    floor = 1e-3 * float(np.median(y[y > 0])) if np.any(y > 0) else 1.0
+    return 1.0 / np.maximum(y, floor) ** 2
+
+
+class BlockLatencyRegressor(RegressorMixin, BaseEstimator):
+    """Latency of blocks that were not measured, from those that were.
+
+    ``X`` is a sequence of block keys (or specs). ``model``:
+
+    ``"linear"``
+        non-negative linear model (fitted for relative error) on the block
+        features (:class:`BlockFeaturizer`) and, with ``source_latencies``, the
+        source device's latency of the block;
+    ``"scale"``
+        ``c * source(block)`` (needs ``source_latencies``);
+    ``"log-linear"``
+        ``exp(a) * source(block) ** b`` (needs ``source_latencies``).
+
+    Parameters
+    ----------
+    model : "linear", "scale" or "log-linear"
+    source_latencies : dict {block key: ms} or None
+        Another device's (or a simulator's, or MACs as a pseudo device) latency of
+        every block to be predicted: the few-shot transfer source.
+    """
+
+    def __init__(self, model="linear", source_latencies=None):
+        self.model = model
+        self.source_latencies = source_latencies
+
+    def _source(self, keys) -> np.ndarray:
+        missing = [k for k in keys if k not in self.source_latencies]
+        if missing:
+            raise DataError(f"the transfer source has no latency for {len(missing)} block(s), e.g. {missing[0]!r}; "
+                            f"profile the source on every block of the space (tools/profile_device.py --blocks)")
+        return np.array([self.source_latencies[k] for k in keys], dtype=np.float64)
+
+    def _design(self, keys) -> np.ndarray:
+        columns = [self.featurizer_.transform(keys)]
+        if self.source_latencies is not None:
+            columns.insert(0, self._source(keys)[:, None])
+        return np.hstack(columns)
+
+    def fit(self, X, y):
+        keys = [as_block(b).key for b in X]
+        y = np.asarray(y, dtype=np.float64)
+        if len(keys) != len(y) or not len(y):
+            raise DataError(f"{len(keys)} blocks but {len(y)} latencies (need at least one of each)")
+        if self.model not in BLOCK_MODELS:
+            raise ConfigError(f"block model {self.model!r} unknown; allowed: {BLOCK_MODELS}")
+        if self.model != "linear" and self.source_latencies is None:
+            raise ConfigError(f"block model {self.model!r} maps a source device's block latencies: give "
+                              f"source_latencies")
+        self.featurizer_ = BlockFeaturizer().fit(keys)
+        if self.model == "linear":
+            design = self._design(keys)
+            scale = np.abs(design).max(axis=0)
+            self.scale_ = np.where(scale > 0, scale, 1.0)
+            self.linear_ = LinearRegression(positive=True, fit_intercept=False).fit(
+                design / self.scale_, y, sample_weight=_relative_weights(y))
+            return self
+        s = self._source(keys)
+        usable = (s > 0) & (y > 0)
+        if not usable.any():
+            self.slope_, self.offset_ = 1.0, 0.0
+        elif self.model == "log-linear" and usable.sum() >= 3 and np.ptp(np.log(s[usable])) > 0:
+            self.slope_, self.offset_ = (float(v) for v in np.polyfit(np.log(s[usable]), np.log(y[usable]), 1))
+        else:
+            self.slope_, self.offset_ = 1.0, float(np.median(np.log(y[usable]) - np.log(s[usable])))
+        return self
+
+    def predict(self, X) -> np.ndarray:
+        check_is_fitted(self, "featurizer_")
+        keys = [as_block(b).key for b in X]
+        if not keys:
+            return np.zeros(0)
+        if self.model == "linear":
+            return self.linear_.predict(self._design(keys) / self.scale_)
+        s = self._source(keys)
+        out = np.zeros(len(s))
+        positive = s > 0
+        out[positive] = np.exp(self.offset_ + self.slope_ * np.log(s[positive]))
+        return out
+
+
+def select_block_model(keys: Sequence[str], y: np.ndarray, source_latencies: dict | None = None,
+                       candidates: Sequence[str] | None = None, cv: int = 5,
+                       random_state: int = 0) -> tuple[str, dict]:
+    """The block model with the lowest cross-validated MAPE on the measured blocks
+    (out-of-fold: every prediction is for a block the model did not see), and the
+    metrics of every candidate. With fewer than 4 blocks: ``scale`` with a source,
+    else ``linear``, without cross-validation."""
+    if candidates is None:
+        candidates = BLOCK_MODELS if source_latencies is not None else ("linear",)
+    y = np.asarray(y, dtype=np.float64)
+    if len(y) < 4:
+        return ("scale" if source_latencies is not None else "linear"), {}
+    folds = KFold(n_splits=min(cv, len(y)), shuffle=True, random_state=random_state)
+    keys = np.asarray(list(keys), dtype=object)
+    positive = y > 0
+    metrics = {}
+    for name in candidates:
+        oof = np.zeros(len(y))
+        for train, test in folds.split(keys):
+            model = BlockLatencyRegressor(name, source_latencies).fit(list(keys[train]), y[train])
+            oof[test] = model.predict(list(keys[test]))
+        metrics[name] = regression_report(y[positive], np.maximum(oof[positive], 1e-12))
+    best = min(metrics, key=lambda name: metrics[name]["mape"])
+    return best, metrics
+
+
+@dataclass
+class _NamedBlock:
+    """A block seen by the table builder as one "layer" named ``<block name>.``."""
+
+    name: str
+    block: BlockSpec
+
+
+class _BlockView:
+    """The space as :func:`build_additive_tables` probes it, with the blocks of each
+    network (``space.blocks(arch, **options)``) in place of its layers."""
+
+    def __init__(self, space, options: dict):
+        self.space, self.options = space, options
+        self.choice_counts = space.choice_counts
+
+    def additive_layout(self):
+        return self.space.additive_layout()
+
+    def from_genes(self, genes):
+        return self.space.from_genes(genes)
+
+    def cost(self, arch):
+        class _Parts:
+            layers = [_NamedBlock(f"{name}.", block) for name, block in self.space.blocks(arch, **self.options)]
+        return _Parts
+
+
+class BlockSumRegressor(RegressorMixin, BaseEstimator):
+    """Network latency from block latencies, on gene matrices (see the module docstring).
+
+    Parameters
+    ----------
+    space : space dict (``space.to_dict()``), preset name or SearchSpace
+    block_latencies : dict {block key: ms}
+        The measured blocks (a block profile's ``block_latencies()``).
+    block_options : dict or None
+        Passed to ``space.blocks(arch, ...)``: the workload of a Transformer space
+        (``{"mode": "decode", "target_length": 20}``); None for CNN spaces.
+    source_latencies : dict {block key: ms} or None
+        A source device's latency of every block (transfer); used by the block model.
+    block_model : "auto" or one of :data:`BLOCK_MODELS`
+        How unmeasured blocks are predicted ("auto": cross-validated on the measured blocks).
+    runtime_overhead : "auto", float or None
+        The runtime's per-inference cost, which every block measured alone paid once
+        and a network pays once in all: ``(n_blocks - 1) * overhead`` is taken off
+        each sum. "auto": the latency of the ``null`` block(s) in ``block_latencies``
+        (``profile_blocks`` measures one on timed backends), else 0.
+    correction : "auto" or one of :data:`NETWORK_CORRECTIONS`
+        Network-level correction fitted on the ``(X, y)`` given to ``fit``:
+        ``"scale"`` (``c * sum``), ``"linear"`` (``c0 + c1 * sum + c2 * blocks``, for
+        relative error). ``"auto"``: none without networks, ``scale`` with fewer than
+        6, else the lower cross-validated MAPE of the two.
+    """
+
+    def __init__(self, space=None, block_latencies=None, block_options=None, source_latencies=None,
+                 block_model="auto", correction="auto", runtime_overhead="auto"):
+        self.space = space
+        self.block_latencies = block_latencies
+        self.block_options = block_options
+        self.source_latencies = source_latencies
+        self.block_model = block_model
+        self.correction = correction
+        self.runtime_overhead = runtime_overhead
+
+    # --- blocks -----------------------------------------------------------------------------------
+    def _space(self):
+        if self.space is None:
+            raise ConfigError("BlockSumRegressor needs the search space: BlockSumRegressor(space=...)")
+        return resolve_space(self.space)
+
+    def _fit_blocks(self, space) -> None:
+        if not self.block_latencies:
+            raise DataError("a block-sum predictor needs measured blocks (block_latencies: {block key: ms})")
+        options = dict(self.block_options or {})
+        view = _BlockView(space, options)
+        if space.additive_layout() is None:
+            raise ConfigError(f"a {space.type_name} space has no additive layout; block-sum predictors need one "
+                              f"(SearchSpace.additive_layout)")
+        universe: dict[str, BlockSpec] = {}
+
+        def collect(parts):
+            for part in parts:
+                universe.setdefault(part.block.key, part.block)
+            return np.zeros(1)
+
+        build_additive_tables(view, collect, 1)
+        measured = {str(k): float(v) for k, v in self.block_latencies.items()}
+        null = [v for k, v in measured.items() if k.startswith("null:")]
+        if self.runtime_overhead == "auto":
+            self.overhead_ = float(np.median(null)) if null else 0.0
+        elif self.runtime_overhead is None:
+            self.overhead_ = 0.0
+        elif isinstance(self.runtime_overhead, (int, float)) and self.runtime_overhead >= 0:
+            self.overhead_ = float(self.runtime_overhead)
+        else:
+            raise ConfigError(f"runtime_overhead must be 'auto', None or a latency >= 0, got {self.runtime_overhead!r}")
+        measured = {k: v for k, v in measured.items() if not k.startswith("null:")}
+        if not measured:
+            raise DataError("a block-sum predictor needs measured blocks besides the runtime's null block")
+        keys = list(measured)
+        y = np.array([measured[k] for k in keys])
+        if np.any(~np.isfinite(y)) or np.any(y < 0):
+            raise DataError("block latencies must be finite and >= 0")
+        unmeasured = [k for k in universe if k not in measured]
+        model = self.block_model
+        self.block_selection_ = {}
+        if model == "auto":
+            model, self.block_selection_ = select_block_model(keys, y, self.source_latencies)
+        elif model not in BLOCK_MODELS:
+            raise ConfigError(f"block_model {model!r} unknown; allowed: 'auto' or {BLOCK_MODELS}")
+        self.block_model_ = model
+        self.block_regressor_ = BlockLatencyRegressor(model, self.source_latencies).fit(keys, y)
+        predicted = self.block_regressor_.predict(unmeasured) if unmeasured else np.zeros(0)
+        latency = dict(measured)
+        latency.update({k: float(max(v, 0.0)) for k, v in zip(unmeasured, predicted)})
+        self.block_table_ = latency
+        self.n_blocks_used_ = len(universe)
+        self.n_blocks_measured_ = len(universe) - len(unmeasured)
+        self.n_blocks_predicted_ = len(unmeasured)
+
+        overhead = self.overhead_
+
+        def value(parts):  # each block's surplus runtime overhead off; block_sums adds one back per network
+            return np.array([sum(latency[p.block.key] - overhead for p in parts), float(len(parts))])
+
+        self.tables_ = build_additive_tables(view, value, 2)
+
+    def block_sums(self, X) -> np.ndarray:
+        """``(n, 2)``: per gene row, the sum of its blocks' latencies and its number of blocks."""
+        check_is_fitted(self, "tables_")
+        genes = np.asarray(X, dtype=np.float64)
+        sums = self.tables_.transform(np.rint(genes).astype(np.int64))
+        sums[:, 0] += self.overhead_
+        return sums
+
+    # --- network-level correction -------------------------------------------------------------------
+    @staticmethod
+    def _fit_correction(name: str, sums: np.ndarray, y: np.ndarray) -> np.ndarray:
+        if name == "none":
+            return np.array([0.0, 1.0, 0.0])
+        if name == "scale":
+            return np.array([0.0, float(np.median(y / np.maximum(sums[:, 0], 1e-12))), 0.0])
+        design = np.column_stack([sums[:, 0], sums[:, 1]])
+        linear = LinearRegression().fit(design, y, sample_weight=1.0 / y**2)
+        return np.array([linear.intercept_, *linear.coef_])
+
+    @staticmethod
+    def _apply(coef: np.ndarray, sums: np.ndarray) -> np.ndarray:
+        return coef[0] + coef[1] * sums[:, 0] + coef[2] * sums[:, 1]
+
+    def _correction_cv(self, name: str, sums: np.ndarray, y: np.ndarray) -> np.ndarray:
+        oof = np.zeros(len(y))
+        for train, test in KFold(n_splits=min(5, len(y)), shuffle=True, random_state=0).split(sums):
+            oof[test] = self._apply(self._fit_correction(name, sums[train], y[train]), sums[test])
+        return oof
+
+    def fit(self, X=None, y=None):
+        """Fill the block tables; with ``(X, y)`` (gene rows and measured network
+        latencies) also fit the network-level correction. ``X=None``: blocks only."""
+        space = self._space()
+        self._fit_blocks(space)
+        self.space_fingerprint_ = space.fingerprint
+        self.n_features_in_ = space.num_genes
+        self.correction_selection_ = {}
+        self.correction_oof_ = None
+        if X is None:
+            if self.correction not in ("auto", "none"):
+                raise DataError(f"correction={self.correction!r} needs measured networks (fit(X, y))")
+            self.correction_, self.coef_, self.n_networks_ = "none", self._fit_correction("none", None, None), 0
+            return self
+        X, y = validate_data(self, X, y, y_numeric=True, reset=False)
+        if np.any(y <= 0):
+            raise DataError("network latencies must be > 0")
+        sums = self.block_sums(X)
+        name = self.correction
+        if name == "auto":
+            if len(y) < 6:
+                name = "scale"
+            else:
+                results = {c: regression_report(y, self._correction_cv(c, sums, y)) for c in ("scale", "linear")}
+                name = min(results, key=lambda c: results[c]["mape"])
+                self.correction_selection_ = results
+        elif name not in NETWORK_CORRECTIONS:
+            raise ConfigError(f"correction {name!r} unknown; allowed: 'auto' or {NETWORK_CORRECTIONS}")
+        self.correction_ = name
+        self.coef_ = self._fit_correction(name, sums, y)
+        self.n_networks_ = int(len(y))
+        if len(y) >= 3:
+            self.correction_oof_ = self._correction_cv(name, sums, y)
+        return self
+
+    def predict(self, X) -> np.ndarray:
+        check_is_fitted(self, "coef_")
+        X = validate_data(self, X, reset=False)
+        return self._apply(self.coef_, self.block_sums(X))
+
+    def predict_blocks(self, blocks) -> np.ndarray:
+        """Latency of blocks (specs or keys): measured where known, else the block model."""
+        check_is_fitted(self, "block_table_")
+        keys = [as_block(b).key for b in blocks]
+        unknown = [k for k in keys if k not in self.block_table_]
+        extra = dict(zip(unknown, self.block_regressor_.predict(unknown))) if unknown else {}
+        return np.array([self.block_table_.get(k, extra.get(k)) for k in keys], dtype=np.float64)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.positive_only = True
+        tags.regressor_tags.poor_score = True
+        return tags
+
+
+# --- fitting -------------------------------------------------------------------------------------------
+def block_table_of(blocks, metric: str = "latency_ms", statistic: str = "median"):
+    """``(table {key: ms}, profile or None)`` from a block profile, its path, or a dict."""
+    from hardware_profiles.dataset import Profile, read_profile
+
+    if isinstance(blocks, dict):
+        return {str(k): float(v) for k, v in blocks.items()}, None
+    profile = blocks if isinstance(blocks, Profile) else read_profile(blocks)
+    if profile.level != "block":
+        raise DataError(f"{profile.path or 'the profile'} is a {profile.level} profile; a block-sum predictor "
+                        f"needs a block profile (tools/profile_device.py --blocks)")
+    if len(profile) == 0:
+        raise DataError(f"the block profile {profile.path or ''} holds no blocks")
+    return profile.block_latencies(metric, statistic), profile
+
+
+def source_block_latencies(source, blocks: Sequence[BlockSpec], metric: str = "latency_ms",
+                           statistic: str = "median") -> dict:
+    """A transfer source's latency of each block: ``source`` is ``"macs"`` (MACs as a
+    pseudo latency), a simulator backend (name or instance: prices the blocks now), a
+    block profile (path or Profile), or a dict {key: ms}."""
+    blocks = [as_block(b) for b in blocks]
+    if isinstance(source, str) and source == "macs":
+        return {b.key: float(b.macs) for b in blocks}
+    if isinstance(source, dict):
+        return {str(k): float(v) for k, v in source.items()}
+    from hardware_profiles.backends import BACKENDS, Backend, get_backend
+
+    if isinstance(source, str) and source in BACKENDS:
+        source = get_backend(source)
+    if isinstance(source, Backend):
+        if not source.simulated:
+            raise ConfigError(f"{source.name} measures in real time; measure its blocks once into a block profile "
+                              f"(tools/profile_device.py --blocks) and transfer from that file")
+        records = source.measure_blocks(blocks)
+        return {b.key: float(r["latency_ms"][statistic if statistic in r["latency_ms"] else "median"])
+                for b, r in zip(blocks, records)}
+    if isinstance(source, (str, os.PathLike)) or hasattr(source, "level"):
+        table, _ = block_table_of(source, metric, statistic)
+        return table
+    raise ConfigError(f"transfer source {source!r} unknown: give 'macs', a simulator backend name, a block "
+                      f"profile (path), a dict, or a fitted LatencyPredictor")
+
+
+def _network_targets(networks, space, metric: str, statistic: str):
+    """``(genes, y, header)`` of whole-network measurements: a network profile (or path) or ``(genes, y)``."""
+    if isinstance(networks, tuple):
+        genes, y = np.asarray(networks[0]), np.asarray(networks[1], dtype=np.float64)
+        if len(genes) != len(y):
+            raise DataError(f"{len(genes)} gene rows but {len(y)} latencies")
+        return genes, y, {}
+    from .core import profile_targets
+
+    profile, genes, y = profile_targets(networks, metric, statistic)
+    space.check_fingerprint(profile.space.fingerprint, "the network profile")
+    return genes, y, profile.header
+
+
+def fit_block_predictor(blocks, networks=None, *, space=None, metric: str | None = None, statistic: str | None = None,
+                        block_options: dict | None = None, source=None, block_model: str = "auto",
+                        correction: str = "auto", device: str | None = None, runtime_overhead="auto"):
+    """A block-sum latency predictor (:class:`~predictors.core.LatencyPredictor`, model ``"block-sum"``).
+
+    ``blocks``: a block profile (path or Profile) or ``{block key: ms}``.
+    ``networks``: optional whole-network measurements of the same device (a network
+    profile or ``(genes, latencies)``) for the network-level correction (10 are
+    plenty); they also give the cross-validated residuals behind prediction
+    intervals (without networks the predictor has no intervals).
+    ``space``: defaults to the block profile's space. ``metric``/``statistic``: the
+    label (default: :func:`predictors.core.default_label` of the block profile).
+    ``block_options``: ``space.blocks`` options (a Transformer workload).
+    ``source``: transfer source for unmeasured blocks (see :func:`source_block_latencies`)."""
+    from hardware_profiles.dataset import Profile, read_profile
+
+    from .core import LatencyPredictor, json_safe, resolve_label
+
+    if isinstance(blocks, (str, os.PathLike)):
+        blocks = read_profile(blocks)
+    if isinstance(blocks, Profile):
+        metric, statistic = resolve_label(blocks, metric, statistic)
+    metric, statistic = metric or "latency_ms", statistic or "median"
+    table, profile = block_table_of(blocks, metric, statistic)
+    if space is None:
+        if profile is None:
+            raise ConfigError("give space= when the blocks are a dict")
+        space = profile.space
+    space = resolve_space(space)
+    source_table = None
+    universe = None
+    if source is not None:
+        universe = _universe(space, block_options)
+        source_table = source_block_latencies(source, universe, metric, statistic)
+    regressor = BlockSumRegressor(space.to_dict(), table, block_options, source_table, block_model, correction,
+                                  runtime_overhead)
+    featurizer = ArchFeaturizer(space.to_dict(), "genes").fit()
+    header = dict(profile.header) if profile is not None else {}
+    if networks is not None:
+        genes, y, network_header = _network_targets(networks, space, metric, statistic)
+        regressor.fit(featurizer.transform(genes), y)
+    else:
+        genes = y = None
+        regressor.fit()
+    pipeline = Pipeline([("features", featurizer), ("model", regressor)])
+    metrics = {"target": f"{metric}.{statistic}", "blocks": {
+        "runtime_overhead_ms": regressor.overhead_,
+        "measured": regressor.n_blocks_measured_, "predicted": regressor.n_blocks_predicted_,
+        "used": regressor.n_blocks_used_, "in_profile": len(table), "model": regressor.block_model_,
+        "cv": regressor.block_selection_, "source": _describe(source)},
+        "correction": regressor.correction_, "n_train": regressor.n_networks_}
+    reason = (f"block-sum: {regressor.n_blocks_measured_} of {regressor.n_blocks_used_} blocks measured, "
+              f"{regressor.n_blocks_predicted_} by the {regressor.block_model_} block model; network correction "
+              f"{regressor.correction_}" + (f" fitted on {regressor.n_networks_} networks" if regressor.n_networks_
+                                            else " (no networks given)"))
+    metrics["selection"] = {"model": "block-sum", "reason": reason, "candidates": ["block-sum"]}
+    residuals = None
+    if regressor.correction_oof_ is not None:
+        metrics["cv"] = {"block-sum": regression_report(y, regressor.correction_oof_)}
+        metrics["table"] = format_table(metrics["cv"])
+        residuals = y / regressor.correction_oof_ - 1.0
+    if regressor.correction_selection_:
+        metrics["correction_cv"] = regressor.correction_selection_
+    return LatencyPredictor(pipeline, space, target=metric, model_name="block-sum", metrics=json_safe(metrics),
+                            interval_residuals=residuals, device=device or header.get("device", "unknown"),
+                            profile_header=header)
+
+
+def _universe(space, block_options: dict | None) -> list[BlockSpec]:
+    """Every block the space's networks run (with these ``space.blocks`` options)."""
+    found: dict[str, BlockSpec] = {}
+
+    def collect(parts):
+        for part in parts:
+            found.setdefault(part.block.key, part.block)
+        return np.zeros(1)
+
+    build_additive_tables(_BlockView(space, dict(block_options or {})), collect, 1)
+    return list(found.values())
+
+
+def _describe(source) -> "str | None":
+    if source is None:
+        return None
+    if isinstance(source, (str, os.PathLike)):
+        return str(source)
+    if isinstance(source, dict):
+        return f"table of {len(source)} blocks"
+    return getattr(source, "name", None) or str(getattr(source, "path", type(source).__name__))
+
+
+def space_blocks(space, block_options: dict | None = None) -> list[BlockSpec]:
+    """Every distinct block the networks of ``space`` run (what a block-sum predictor prices)."""
+    return _universe(resolve_space(space), block_options)
+
+
+__all__ = ["BLOCK_FEATURE_NAMES", "BLOCK_MODELS", "NETWORK_CORRECTIONS", "BlockFeaturizer", "BlockLatencyRegressor",
+           "BlockSumRegressor", "block_features", "fit_block_predictor", "select_block_model",
+           "source_block_latencies", "space_blocks"]
