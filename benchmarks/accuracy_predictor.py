@@ -35,12 +35,11 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _timing import environment, save  # noqa: E402
+from _timing import environment, save
 
-from ofa.spaces import resolve_space  # noqa: E402
-from predictors import check_trustworthy, fit_accuracy_predictor, read_evaluations  # noqa: E402
-from predictors.metrics import kendall, rmse, spearman  # noqa: E402
+from ofa.spaces import resolve_space
+from predictors import check_trustworthy, fit_accuracy_predictor, read_evaluations
+from predictors.metrics import kendall, rmse, spearman
 
 SIZES = (16, 24, 32, 48, 64, 96, 128, 160)
 

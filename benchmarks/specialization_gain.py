@@ -39,13 +39,12 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _timing import environment, save  # noqa: E402
+from _timing import environment, save
 
-from ofa.evaluation import SubnetEvaluator  # noqa: E402
-from ofa.families import get_family  # noqa: E402
-from ofa.search import Constraint, Objective, SearchProblem, cost_function, evolution_search  # noqa: E402
-from ofa.training.checkpoint import load_checkpoint, load_supernet  # noqa: E402
+from ofa.evaluation import SubnetEvaluator
+from ofa.families import get_family
+from ofa.search import Constraint, Objective, SearchProblem, cost_function, evolution_search
+from ofa.training.checkpoint import load_checkpoint, load_supernet
 
 KNOBS = ("kernel_sizes", "expand_ratios", "depths", "resolution")
 

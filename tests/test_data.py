@@ -104,10 +104,10 @@ def test_image_folder_errors(tmp_path):
         build_datasets(tmp_path / "empty")
     _write_folder(tmp_path / "bad", classes=("a", "b"), per_class=3)
     (tmp_path / "bad" / "a" / "broken.png").write_bytes(b"not a png")
-    data = build_datasets(tmp_path / "bad", resolution=8, val_fraction=0.3, test_fraction=0.3)
-    with pytest.raises(DataError, match="cannot read image"):
-        for dataset in (data.train, data.val, data.test):
-            dataset.tensors()
+    (tmp_path / "bad" / "b" / "broken2.png").write_bytes(b"")
+    # found before any work, every bad file at once
+    with pytest.raises(DataError, match="2 file\\(s\\) are not readable images.*broken.png.*broken2.png"):
+        build_datasets(tmp_path / "bad", resolution=8, val_fraction=0.3, test_fraction=0.3)
     with pytest.raises(DataError, match="resolution"):
         build_datasets("digits", resolution=0)
     with pytest.raises(DataError, match="augmentation"):
