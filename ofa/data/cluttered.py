@@ -17,15 +17,13 @@ fixed by its defaults for the built-in ``"cluttered-digits"`` data set):
    per split, so no source digit image - not even a fragment of one - appears
    in two splits.
 2. Each source digit gives ``placements`` canvas images (default 8): the
-   8x8 digit is scaled to a side of ``digit_size`` px (uniform in [20, 28]),
+   8x8 digit is scaled to a side of ``digit_size`` px (uniform in [14, 22]),
    rotated by an angle uniform in +-``max_rotation`` degrees (default 20) and
    placed at a random position with its rotated box inside the ``canvas``
-   (32 x 32 px) where it fits, else centred (the largest, most rotated
-   digits overhang by up to 2 px at the box corners, where the 8x8 digits
-   have blank margins).
+   (32 x 32 px; a box too large to fit would be centred).
 3. ``fragments`` clutter pieces (uniform integer in [2, 5]) are added: each a
    random 4x4 window of another source digit of the same split (a stroke of
-   10-14 px), scaled like a digit, rotated at random and placed anywhere on
+   7-11 px), scaled like a digit, rotated at random and placed anywhere on
    the canvas; layers combine by pixel-wise maximum.
 4. Gaussian noise of standard deviation ``noise`` (0.1) is added, values
    clipped to [0, 1] and stored as uint8.
@@ -84,7 +82,7 @@ def _place(patches: torch.Tensor, canvas: int, size: np.ndarray, angle: np.ndarr
 
 
 def render_cluttered(digits: torch.Tensor, rng: np.random.Generator, placements: int, canvas: int = 32,
-                     digit_size: tuple[float, float] = (20.0, 28.0), max_rotation: float = 20.0,
+                     digit_size: tuple[float, float] = (14.0, 22.0), max_rotation: float = 20.0,
                      fragments: tuple[int, int] = (2, 5), noise: float = 0.1) -> torch.Tensor:
     """``placements`` cluttered canvases per digit of ``digits`` ((N, 1, 8, 8)
     floats in [0, 1]), clutter taken from other digits of the same tensor.
@@ -127,7 +125,7 @@ def render_cluttered(digits: torch.Tensor, rng: np.random.Generator, placements:
     return images.clamp_(0.0, 1.0)
 
 
-def cluttered_digits_source(placements: int = 8, canvas: int = 32, digit_size: tuple[float, float] = (20.0, 28.0),
+def cluttered_digits_source(placements: int = 8, canvas: int = 32, digit_size: tuple[float, float] = (14.0, 22.0),
                             max_rotation: float = 20.0, fragments: tuple[int, int] = (2, 5), noise: float = 0.1,
                             seed: int = 0, name: str = "cluttered-digits") -> ClutteredDigitsSource:
     """The cluttered-digits data set (see the module docstring) as an

@@ -1,13 +1,13 @@
 """The whole product on the built-in default, on 2 CPU cores.
 
-    python tools/quickstart.py --out runs/quickstart                 # the CNN on digits
+    python tools/quickstart.py --out runs/quickstart                 # the CNN on cluttered digits
     python tools/quickstart.py --out runs/quickstart --fast          # CI's reduced mode (about 2 CPU-minutes)
     python tools/quickstart.py --out runs/qs-text --transformer      # the Transformer default
 
 Steps (each printed with the command that does it on its own):
 
 1. train the supernet: the small MobileNetV3 with progressive shrinking on
-   scikit-learn's digits (``configs/mbv3-small-digits.yaml``), or with
+   scikit-learn's digits placed among clutter (``mbv3-small-cluttered-digits``), or with
    ``--transformer`` the small Transformer on number translation
    (``configs/transformer-small.yaml``);
 2. profile subnets on ``cpu-ort`` (onnxruntime, this CPU), ``fpga-scalesim``
@@ -245,7 +245,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--out", default="runs/quickstart", help="run directory (default %(default)s)")
     p.add_argument("--fast", action="store_true", help="reduced mode: 1 epoch per phase, few architectures")
     p.add_argument("--transformer", action="store_true", help="the Transformer default instead of the CNN")
-    p.add_argument("--config", default=None, help="training config (default: configs/mbv3-small-digits.yaml)")
+    p.add_argument("--config", default=None, help="training config (default: mbv3-small-cluttered-digits)")
     p.add_argument("--devices", nargs="+", default=None, type=device_name,
                    help="backends to specialise for (default: cpu-ort fpga-scalesim, plus mobile-ncnn if installed "
                         "and not --fast)")
@@ -259,7 +259,7 @@ def check_args(args) -> Path:
     from ofa.training.config import load_yaml, resolve_config_path
 
     check_output_path(args.out, kind="dir", name="--out")
-    default_config = "transformer-small.yaml" if args.transformer else "mbv3-small-digits.yaml"
+    default_config = "transformer-small.yaml" if args.transformer else "mbv3-small-cluttered-digits.yaml"
     config = resolve_config_path(args.config or default_config)
     load_yaml(config)  # a YAML mapping (ConfigError otherwise)
     if args.devices is not None:
