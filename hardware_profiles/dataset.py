@@ -170,7 +170,7 @@ class Profile:
                                f"{statistics}")
         try:
             return np.array([r[metric][statistic] for r in self.records], dtype=np.float64)
-        except (KeyError, TypeError) as error:
+        except (KeyError, TypeError):
             raise ProfileError(f"{self._where()}: records have no {metric}.{statistic} "
                                f"(available: {sorted(k for k in self.records[0] if k.endswith('_ms'))})") from None
 
@@ -367,18 +367,25 @@ def _lock_profile(path: Path):
 DATA_DIR = Path(__file__).resolve().parent / "data"
 
 
-def shipped_profiles() -> list[str]:
-    """Names of the measured profiles that ship with the package
-    (``<space>_<backend>``, e.g. ``mbv3-small_cpu-ort``)."""
-    return sorted(p.stem for p in DATA_DIR.glob("*.jsonl"))
+def _shipped_dir(level: str) -> Path:
+    if level not in ("network", "block"):
+        raise ConfigError(f"profile level {level!r} unknown; allowed: network, block")
+    return DATA_DIR if level == "network" else DATA_DIR / "blocks"
 
 
-def shipped_profile_path(space: str, backend: str) -> Path:
+def shipped_profiles(level: str = "network") -> list[str]:
+    """Names of the profiles that ship with the package (``<space>_<backend>``, e.g.
+    ``mbv3-small_cpu-ort``), measured whole networks or (``level="block"``) blocks."""
+    return sorted(p.stem for p in _shipped_dir(level).glob("*.jsonl"))
+
+
+def shipped_profile_path(space: str, backend: str, level: str = "network") -> Path:
     """Path of a shipped profile, e.g. ``shipped_profile_path("mbv3-small", "cpu-ort")``."""
-    path = DATA_DIR / f"{space}_{backend}.jsonl"
+    path = _shipped_dir(level) / f"{space}_{backend}.jsonl"
     if not path.is_file():
-        raise ProfileError(f"no shipped profile for space {space!r} on backend {backend!r}; "
-                           f"shipped: {shipped_profiles()}")
+        what = "profile" if level == "network" else "block profile"
+        raise ProfileError(f"no shipped {what} for space {space!r} on backend {backend!r}; "
+                           f"shipped: {shipped_profiles(level)}")
     return path
 
 
@@ -392,13 +399,9 @@ BLOCK_DATA_DIR = DATA_DIR / "blocks"
 
 def shipped_block_profiles() -> list[str]:
     """Names of the block profiles that ship with the package (``<space>_<backend>``)."""
-    return sorted(p.stem for p in BLOCK_DATA_DIR.glob("*.jsonl"))
+    return shipped_profiles("block")
 
 
 def shipped_block_profile_path(space: str, backend: str) -> Path:
     """Path of a shipped block profile, e.g. ``shipped_block_profile_path("mbv3-small", "cpu-ort")``."""
-    path = BLOCK_DATA_DIR / f"{space}_{backend}.jsonl"
-    if not path.is_file():
-        raise ProfileError(f"no shipped block profile for space {space!r} on backend {backend!r}; "
-                           f"shipped: {shipped_block_profiles()}")
-    return path
+    return shipped_profile_path(space, backend, "block")

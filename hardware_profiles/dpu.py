@@ -71,7 +71,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import math
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -81,7 +80,8 @@ from ofa.errors import ConfigError
 from ofa.spaces.blocks import (BlockSpec, ClassifierHeadBlock, CrossKVBlock, DecoderLayerBlock, DecoderStepBlock,
                                EmbeddingBlock, EncoderLayerBlock, MBConvBlock, OutputBlock, StemBlock)
 
-CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+from .config_files import CONFIG_DIR, read_config_json
+
 CONFIG_PREFIX = "dpu-"
 DEFAULT_DPU = "dpu-b4096"
 MODEL_VERSION = 1  # bump when a formula changes: profiles record it in their header
@@ -255,15 +255,7 @@ def load_dpu(spec: "str | Path | dict | DPUConfig" = DEFAULT_DPU) -> DPUConfig:
         return spec
     if isinstance(spec, dict):
         return DPUConfig.from_dict(spec)
-    path = Path(spec)
-    if not path.is_file():
-        path = CONFIG_DIR / f"{spec}.json"
-    if not path.is_file() or not path.stem.startswith(CONFIG_PREFIX) and path.parent == CONFIG_DIR:
-        raise ConfigError(f"DPU config {spec!r} is neither a shipped config ({list_dpus()}) nor a JSON file")
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as error:
-        raise ConfigError(f"{path}: not valid JSON ({error.msg} at line {error.lineno})") from None
+    data = read_config_json(spec, list_dpus(), "DPU config")
     return DPUConfig.from_dict(data)
 
 

@@ -21,11 +21,15 @@ def _chunks(items: Sequence, size: int):
 
 
 def profile_header(space: SearchSpace, backend: Backend, *, device: str | None = None, batch_size: int = 1,
-                   sampling: dict | None = None) -> dict:
+                   sampling: dict | None = None, blocks: dict | None = None) -> dict:
+    """The header of a network profile, or with ``blocks`` (how the blocks were selected) of a block profile."""
     protocol = dict(backend.protocol_dict())
     if sampling:
         protocol["sampling"] = sampling
-    return make_header(space, device or backend.default_device(), backend.name, backend.version(),
+    if blocks is not None:
+        protocol["blocks"] = blocks
+    make = make_block_header if blocks is not None else make_header
+    return make(space, device or backend.default_device(), backend.name, backend.version(),
                        threads=backend.threads, batch_size=batch_size, precision=backend.precision,
                        protocol=protocol, **backend.header_fields())
 
@@ -80,16 +84,6 @@ def profile_space(space, backend, num_archs: int, out_path: str | os.PathLike, s
     return read_profile(out_path)
 
 
-def block_profile_header(space: SearchSpace, backend: Backend, *, device: str | None = None, batch_size: int = 1,
-                         selection: dict | None = None) -> dict:
-    protocol = dict(backend.protocol_dict())
-    if selection:
-        protocol["blocks"] = selection
-    return make_block_header(space, device or backend.default_device(), backend.name, backend.version(),
-                             threads=backend.threads, batch_size=batch_size, precision=backend.precision,
-                             protocol=protocol, **backend.header_fields())
-
-
 def profile_blocks(space, backend, out_path: str | os.PathLike, *, blocks: Sequence | None = None,
                    device: str | None = None, batch_size: int = 1, chunk_size: int = 8, seed: int = 0,
                    progress: bool = True, runtime_overhead: bool = True, **distinct: object) -> Profile:
@@ -139,8 +133,8 @@ def profile_blocks(space, backend, out_path: str | os.PathLike, *, blocks: Seque
         blocks.append(null)
         selection["null_block"] = null.key
     selection["num_blocks"] = len(blocks)
-    writer = ProfileWriter(out_path, block_profile_header(space, backend, device=device, batch_size=batch_size,
-                                                          selection=selection))
+    writer = ProfileWriter(out_path, profile_header(space, backend, device=device, batch_size=batch_size,
+                                                    blocks=selection))
     try:
         todo = [block for block in blocks if block.key not in writer.measured]
         if todo:

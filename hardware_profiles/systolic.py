@@ -51,7 +51,6 @@ lanes on each layer's output. Both are plain config values.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
@@ -60,7 +59,8 @@ from typing import Iterable
 from ofa.errors import ConfigError
 from ofa.spaces import LayerShape
 
-CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+from .config_files import CONFIG_DIR, read_config_json
+
 DEFAULT_ACCELERATOR = "systolic-32x32-ws"
 DATAFLOWS = ("ws", "os", "is")
 DEPTHWISE_MAPPINGS = ("channel-groups", "channel-serial")
@@ -137,15 +137,7 @@ def load_accelerator(spec: "str | Path | dict | AcceleratorConfig" = DEFAULT_ACC
         return spec
     if isinstance(spec, dict):
         return AcceleratorConfig.from_dict(spec)
-    path = Path(spec)
-    if not path.is_file():
-        path = CONFIG_DIR / f"{spec}.json"
-    if not path.is_file():
-        raise ConfigError(f"accelerator {spec!r} is neither a shipped config ({list_accelerators()}) nor a JSON file")
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as error:
-        raise ConfigError(f"{path}: not valid JSON ({error.msg} at line {error.lineno})") from None
+    data = read_config_json(spec, list_accelerators(), "accelerator")
     return AcceleratorConfig.from_dict(data)
 
 

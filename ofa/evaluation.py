@@ -64,36 +64,6 @@ def _batches(data, num_images: int, batch_size: int) -> Iterable[torch.Tensor]:
             return
 
 
-class _ExactMoments:
-    """Per-channel count, mean and variance of every value a BN layer sees,
-    accumulated in float64 around a shift (the first batch's mean) for accuracy."""
-
-    def __init__(self):
-        self.count = 0
-        self.shift = self.sum = self.sum_sq = None
-
-    def __call__(self, module, inputs):
-        x = inputs[0].detach()
-        channels = x.shape[1]
-        values = x.transpose(0, 1).reshape(channels, -1).double()
-        if self.shift is None:
-            self.shift = values.mean(dim=1)
-            self.sum = torch.zeros_like(self.shift)
-            self.sum_sq = torch.zeros_like(self.shift)
-        elif channels != self.shift.numel():
-            raise RuntimeError("a BatchNorm layer saw different channel counts during re-calibration")
-        centred = values - self.shift[:, None]
-        self.sum += centred.sum(dim=1)
-        self.sum_sq += (centred * centred).sum(dim=1)
-        self.count += values.shape[1]
-
-    def mean_var(self) -> tuple[torch.Tensor, torch.Tensor]:
-        mean_c = self.sum / self.count
-        var = (self.sum_sq / self.count - mean_c**2).clamp_min(0.0)
-        unbiased = var * self.count / max(1, self.count - 1)  # what nn.BatchNorm stores as running_var
-        return self.shift + mean_c, unbiased
-
-
 @torch.no_grad()
 def recalibrate_bn(model: nn.Module, data, num_images: int = 2000, batch_size: int = 256,
                    resolution: int | None = None) -> int:
@@ -109,42 +79,13 @@ def recalibrate_bn(model: nn.Module, data, num_images: int = 2000, batch_size: i
     keep their old statistics. The model's train/eval modes are restored.
     Returns the number of images used."""
     from .data import resize
+    from .fast_evaluation import recalibrate_bn_batches
 
-    norms = [m for m in model.modules()
-             if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.running_mean is not None]
-    modes = {m: m.training for m in model.modules()}
-    saved = {bn: (bn.running_mean.clone(), bn.running_var.clone()) for bn in norms}
-    moments = {bn: _ExactMoments() for bn in norms}
-    hooks = [bn.register_forward_pre_hook(moments[bn]) for bn in norms]
     param = next(model.parameters(), None)
     device = param.device if param is not None else torch.device("cpu")
-    used = 0
-    try:
-        model.eval()
-        for bn in norms:
-            bn.train()  # normalise with batch statistics, as in training
-        for images in _batches(data, num_images, batch_size):
-            if resolution is not None:
-                images = resize(images, resolution)
-            model(images.to(device))
-            used += len(images)
-    finally:
-        for hook in hooks:
-            hook.remove()
-        for module, mode in modes.items():
-            module.train(mode)
-    if used == 0:
-        raise DataError("BN re-calibration got no images")
-    for bn in norms:
-        old_mean, old_var = saved[bn]
-        bn.running_mean.copy_(old_mean)
-        bn.running_var.copy_(old_var)
-        if moments[bn].count:
-            mean, var = moments[bn].mean_var()
-            channels = mean.numel()
-            bn.running_mean[:channels] = mean.to(bn.running_mean.dtype)
-            bn.running_var[:channels] = var.to(bn.running_var.dtype)
-    return used
+    batches = ((resize(images, resolution) if resolution is not None else images).to(device)
+               for images in _batches(data, num_images, batch_size))  # streamed: one batch in memory at a time
+    return recalibrate_bn_batches(model, batches)
 
 
 # --- metrics -------------------------------------------------------------------------------------------------
@@ -374,7 +315,7 @@ def evaluate_subnet(model, data, split: str = "val", limit: int | None = None, b
     label and probability loyalty (:mod:`ofa.evaluation`) of the token
     predictions to the teacher's."""
     from .data.text import detokenize, mask_tokens
-    from .models.transformer import PAD, beam_search, greedy_decode
+    from .models.transformer import beam_search, greedy_decode
 
     models = [model] + ([teacher] if teacher is not None else [])
     modes = [m.training for m in models]

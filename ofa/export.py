@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 from .errors import BackendUnavailableError, CheckpointError, ConfigError, OFAError
-from .io import atomic_torch_save, atomic_write_bytes
+from .io import atomic_torch_save, atomic_write_bytes, load_plain_torch_file
 
 # Opset 17: HardSwish/HardSigmoid and LayerNormalization are native ops, and every
 # runtime we target (onnxruntime, TensorRT 10+, pnnx/ncnn) reads it. HardSwish
@@ -379,16 +379,14 @@ def load_subnet_weights(path: str | os.PathLike) -> nn.Module:
     from .spaces import space_from_dict
     from .supernets import create_supernet
 
+    payload = load_plain_torch_file(path, CheckpointError, "subnet weights",
+                                    "pass the .pt file written by specialize/export_onnx")
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
         space = space_from_dict(payload["space"])
         arch = space.parse(payload["arch"])
-    except Exception as error:  # unpickling refusals, truncated zips, missing keys: all one answer
-        reason = (f"it holds Python objects that only a full unpickler would load, and unpickling "
-                  f"runs arbitrary code, so it is refused" if "weights_only" in str(error)
-                  else f"{type(error).__name__}: {str(error)[:200]}")
+    except Exception as error:  # missing keys, a foreign dict: the file is not ours
         raise CheckpointError(f"{path} is not a subnet weights file written by specialize/export_onnx "
-                              f"({reason})") from None
+                              f"({type(error).__name__}: {str(error)[:200]})") from None
     # the supernet of the space knows how to build the static network of any of its architectures
     static = create_supernet(space).extract(arch)
     try:

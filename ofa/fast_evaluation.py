@@ -27,6 +27,7 @@ evaluation images.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Iterable
 
 import torch
 from torch import nn
@@ -85,8 +86,8 @@ class _PooledMoments:
 
 
 @torch.no_grad()
-def recalibrate_bn_batches(model: nn.Module, batches: list[torch.Tensor]) -> int:
-    """:func:`ofa.evaluation.recalibrate_bn` on ready-made batches: every
+def recalibrate_bn_batches(model: nn.Module, batches: Iterable[torch.Tensor]) -> int:
+    """What :func:`ofa.evaluation.recalibrate_bn` runs, on ready-made batches (any iterable): every
     BatchNorm's running statistics become the exact mean and unbiased variance
     of its inputs over ``batches`` (each normalised with its own statistics on
     the way through, as in training). Returns the number of images used."""

@@ -70,6 +70,31 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
     return atomic_write_bytes(path, buffer.getvalue())
 
 
+def refusal_reason(error: BaseException) -> str:
+    """A short reason why ``torch.load(weights_only=True)`` refused a file,
+    never ending with torch's advice to pass ``weights_only=False`` without the
+    warning that it runs code from the file."""
+    text = str(error)
+    if "weights_only" in text or "Weights only load failed" in text or "Unsupported global" in text:
+        return ("the file holds Python objects other than tensors and plain data, which this package refuses "
+                "to unpickle; loading it with weights_only=False would run arbitrary code from the file: do "
+                "that only with a file from a source you trust")
+    return text.splitlines()[0][:200] if text else type(error).__name__
+
+
+def load_plain_torch_file(path: str | os.PathLike, error: type[Exception], what: str, hint: str = "",
+                          map_location: Any = "cpu") -> Any:
+    """``torch.load(path, weights_only=True)``: tensors and plain containers only, never unpickled
+    code. Any failure to read becomes ``error`` naming ``what``, the path, the reason and ``hint``."""
+    import torch
+
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as failure:  # truncated zips, refused pickles, foreign formats: the file's fault
+        raise error(f"{what} {str(path)!r} cannot be read ({refusal_reason(failure)})"
+                    + (f"; {hint}" if hint else "")) from None
+
+
 def append_jsonl(path: str | os.PathLike, record: dict) -> None:
     """Append one JSON record as a single line and fsync it.
 

@@ -24,14 +24,13 @@ does), as is a ``module.`` prefix left by ``DataParallel``.
 from __future__ import annotations
 
 import os
-import pickle
-import zipfile
 from collections import OrderedDict
 from pathlib import Path
 
 import torch
 
 from .errors import CheckpointError, ConfigError, SpaceMismatchError
+from .io import load_plain_torch_file
 from .spaces import MobileNetV3Space, get_space, resolve_space
 
 # The published checkpoints (name -> our space preset). The user downloads
@@ -57,14 +56,8 @@ def read_reference_state_dict(state_dict_or_path) -> "OrderedDict[str, torch.Ten
         if not path.is_file():
             raise CheckpointError(f"no checkpoint file at {str(path)!r}; download the published supernet first "
                                   f"(see docs/pretrained.md)")
-        try:
-            source = torch.load(path, map_location="cpu", weights_only=True)
-        except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile, pickle.UnpicklingError, KeyError,
-                IndexError, AttributeError, TypeError) as error:
-            message = str(error).splitlines()[0][:200] if str(error) else type(error).__name__
-            raise CheckpointError(f"{str(path)!r} cannot be read as a checkpoint of plain tensors ({message}); "
-                                  f"it is truncated, corrupt, or holds Python objects that are not loaded "
-                                  f"for safety") from None
+        source = load_plain_torch_file(path, CheckpointError, "reference checkpoint",
+                                       "it is truncated, corrupt, or not a checkpoint of plain tensors")
     if isinstance(source, dict) and "state_dict" in source and isinstance(source["state_dict"], dict):
         source = source["state_dict"]
     if not isinstance(source, dict) or not source:

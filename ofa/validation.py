@@ -68,55 +68,44 @@ def finite_float(text, what: str = "value") -> float:
     return _number(text, what)
 
 
+def _in_range(text, what: str, kind, ok, allowed: str):
+    value = _number(text, what, kind)
+    if not ok(value):
+        raise ArgumentValueError(f"{what} = {text!r} is not allowed: must be {allowed}")
+    return value
+
+
 def positive_int(text, what: str = "value") -> int:
     """An integer >= 1."""
-    value = _number(text, what, int)
-    if value < 1:
-        raise ArgumentValueError(f"{what} = {text!r} is not allowed: must be an integer >= 1")
-    return value
+    return _in_range(text, what, int, lambda v: v >= 1, "an integer >= 1")
 
 
 def non_negative_int(text, what: str = "value") -> int:
     """An integer >= 0."""
-    value = _number(text, what, int)
-    if value < 0:
-        raise ArgumentValueError(f"{what} = {text!r} is not allowed: must be an integer >= 0")
-    return value
+    return _in_range(text, what, int, lambda v: v >= 0, "an integer >= 0")
 
 
 def int_at_least(minimum: int):
     """An argparse type: an integer >= ``minimum``."""
     def check(text, what: str = "value") -> int:
-        value = _number(text, what, int)
-        if value < minimum:
-            raise ArgumentValueError(f"{what} = {text!r} is not allowed: must be an integer >= {minimum}")
-        return value
+        return _in_range(text, what, int, lambda v: v >= minimum, f"an integer >= {minimum}")
     check.__name__ = f"int>={minimum}"
     return check
 
 
 def positive_float(text, what: str = "value") -> float:
     """A finite number > 0."""
-    value = _number(text, what, float)
-    if value <= 0:
-        raise ArgumentValueError(f"{what} = {text!r} is not allowed: must be a finite number > 0")
-    return value
+    return _in_range(text, what, float, lambda v: v > 0, "a finite number > 0")
 
 
 def non_negative_float(text, what: str = "value") -> float:
     """A finite number >= 0."""
-    value = _number(text, what, float)
-    if value < 0:
-        raise ArgumentValueError(f"{what} = {text!r} is not allowed: must be a finite number >= 0")
-    return value
+    return _in_range(text, what, float, lambda v: v >= 0, "a finite number >= 0")
 
 
 def fraction(text, what: str = "value") -> float:
     """A number strictly between 0 and 1."""
-    value = _number(text, what, float)
-    if not 0 < value < 1:
-        raise ArgumentValueError(f"{what} = {text!r} is not allowed: must be a fraction strictly between 0 and 1")
-    return value
+    return _in_range(text, what, float, lambda v: 0 < v < 1, "a fraction strictly between 0 and 1")
 
 
 def choice(allowed: Iterable[str]):
@@ -302,5 +291,5 @@ def check_output_path(path, inputs: Iterable = (), kind: str | Iterable[str] = "
 
 
 __all__ = ["ArgumentParser", "ArgumentValueError", "PathError", "check_input_dir", "check_input_file",
-           "check_output_path", "choice", "fraction", "int_at_least", "non_negative_float", "non_negative_int",
+           "check_output_path", "choice", "finite_float", "fraction", "int_at_least", "non_negative_float", "non_negative_int",
            "positive_float", "positive_int", "sniff_kind"]

@@ -361,7 +361,7 @@ def target_report(summary: dict, deployment: dict, result) -> str:
               f"label loyalty to the largest subnet "
               f"{_fmt(summary['label_loyalty'])}, probability loyalty {_fmt(summary['probability_loyalty'])}.", "",
               f"Search: {result.method}, {result.num_evaluations} architectures scored, seed {result.seed}.", "",
-              f"Files: `model.pt` (weights"
+              "Files: `model.pt` (weights"
               + (f", BN re-calibrated on {deployment['bn_recalibration_images']} training images"
                  if "bn_recalibration_images" in deployment else "")
               + f"), `model.onnx` (opset {deployment['opset']}, dynamic batch, onnxruntime parity "

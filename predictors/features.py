@@ -26,10 +26,8 @@ architecture (exact, but slow): see :mod:`ofa.spaces.tables`.
 
 from __future__ import annotations
 
-import itertools
 import re
-from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin

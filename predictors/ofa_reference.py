@@ -40,6 +40,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.utils.validation import check_is_fitted
 
 from ofa.errors import ConfigError, PredictorError
+from ofa.io import load_plain_torch_file
 from ofa.spaces import MobileNetV3Space, resolve_space
 
 from .features import ArchFeaturizer
@@ -234,11 +235,8 @@ def read_reference_predictor(state_dict_or_path) -> dict:
         if not path.is_file():
             raise PredictorError(f"no accuracy-predictor file at {str(path)!r}; download it first "
                                  f"(see docs/pretrained.md)")
-        try:
-            source = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as error:  # any failure to read is the file's fault here
-            message = str(error).splitlines()[0][:200] if str(error) else type(error).__name__
-            raise PredictorError(f"{str(path)!r} cannot be read as a state dict of plain tensors ({message})") from None
+        source = load_plain_torch_file(path, PredictorError, "accuracy-predictor file",
+                                       "it must be a state dict of plain tensors")
     if isinstance(source, dict) and isinstance(source.get("state_dict"), dict):
         source = source["state_dict"]
     if not isinstance(source, dict) or not source:

@@ -11,9 +11,6 @@ files run on a phone with ncnn's ``benchncnn`` (see
 
 from __future__ import annotations
 
-import subprocess
-from pathlib import Path
-
 import numpy as np
 import torch
 

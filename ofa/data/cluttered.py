@@ -37,7 +37,6 @@ balanced as in the source digits.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from functools import lru_cache
 

@@ -13,9 +13,7 @@ Token ids 0-3 are reserved: ``PAD``, ``BOS``, ``EOS``, ``UNK``.
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Optional
 
 import torch

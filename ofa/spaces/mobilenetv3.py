@@ -221,7 +221,7 @@ class MobileNetV3Space(SearchSpace):
         kernels = check_sequence(config["kernel_sizes"], b, "kernel_sizes", hint)
         expands = check_sequence(config["expand_ratios"], b, "expand_ratios", hint)
         depths = [check_choice(v, self.depths, f"depths[{i}]")
-                  for i, v in enumerate(check_sequence(config["depths"], s, "depths", f" (one per stage)"))]
+                  for i, v in enumerate(check_sequence(config["depths"], s, "depths", " (one per stage)"))]
         resolution = check_choice(config["resolution"], self.resolutions, "resolution")
         out_k, out_e = [], []
         for i, (k, e) in enumerate(zip(kernels, expands)):

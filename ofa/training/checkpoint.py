@@ -23,16 +23,14 @@ with :class:`~ofa.errors.SpaceMismatchError` before any work starts.
 from __future__ import annotations
 
 import os
-import pickle
 import random
-import zipfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from ..errors import CheckpointError, SpaceMismatchError
-from ..io import atomic_torch_save
+from ..io import atomic_torch_save, load_plain_torch_file
 from ..spaces import SPACE_FILE_LOADERS
 
 FORMAT = "ofa-checkpoint"
@@ -96,18 +94,6 @@ def save_checkpoint(path: str | os.PathLike, *, trainer: str, space, config: dic
     return atomic_torch_save(payload, path)
 
 
-def refusal_reason(error: BaseException) -> str:
-    """A short reason why ``torch.load(weights_only=True)`` refused a file,
-    never ending with torch's advice to pass ``weights_only=False`` without the
-    warning that it runs code from the file."""
-    text = str(error)
-    if "weights_only" in text or "Weights only load failed" in text or "Unsupported global" in text:
-        return ("the file holds Python objects other than tensors and plain data, which this package refuses "
-                "to unpickle; loading it with weights_only=False would run arbitrary code from the file: do "
-                "that only with a file from a source you trust")
-    return text.splitlines()[0][:200] if text else type(error).__name__
-
-
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu", space=None) -> dict:
     """Read and check a checkpoint (``weights_only=True``).
 
@@ -122,13 +108,9 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         raise CheckpointError(f"checkpoint {str(path)!r} does not exist")
     if path.stat().st_size == 0:
         raise CheckpointError(f"checkpoint {str(path)!r} is empty (an interrupted copy?); use another checkpoint")
-    try:
-        payload = torch.load(path, map_location=map_location, weights_only=True)
-    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile, pickle.UnpicklingError, KeyError,
-            IndexError, AttributeError, TypeError) as error:
-        message = refusal_reason(error)
-        raise CheckpointError(f"checkpoint {str(path)!r} cannot be read ({message}); it is truncated, corrupt "
-                              f"or not a checkpoint of this package: resume from another one") from None
+    payload = load_plain_torch_file(path, CheckpointError, "checkpoint",
+                                    "it is truncated, corrupt or not a checkpoint of this package: resume from "
+                                    "another one", map_location=map_location)
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{str(path)!r} is not an {FORMAT} file (no 'format': {FORMAT!r} entry)")
     if payload.get("version") != VERSION:
@@ -181,7 +163,7 @@ __all__ = ["FORMAT", "VERSION", "checkpoint_space", "load_checkpoint", "load_sup
            "save_checkpoint", "set_rng_state"]
 
 
-def _space_of_checkpoint_file(path) -> "SearchSpace":
+def _space_of_checkpoint_file(path):
     return checkpoint_space(load_checkpoint(path))
 
 

@@ -30,16 +30,14 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from ..errors import ConfigError
 from ..evaluation import evaluate_subnet, translation_scores  # noqa: F401 (re-exported: the trainer's metrics)
 from ..io import atomic_write_json
-from ..models.transformer import PAD, beam_search, greedy_decode
+from ..models.transformer import PAD
 from ..supernets import create_supernet
 from . import register_trainer
 from .checkpoint import load_checkpoint, save_checkpoint, set_rng_state

@@ -20,7 +20,6 @@ adds ``"robustness": {attack: {"clean_top1", "adversarial_top1",
 
 from __future__ import annotations
 
-import argparse
 import io
 import json
 import sys

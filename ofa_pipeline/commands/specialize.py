@@ -37,7 +37,7 @@ from pathlib import Path
 
 from ofa.cli import run_command
 from ofa.errors import ConfigError, PredictorError
-from ofa.validation import (ArgumentParser, finite_float, check_input_file, check_output_path, fraction, non_negative_int,
+from ofa.validation import (ArgumentParser, check_input_file, check_output_path, finite_float, non_negative_int,
                             positive_float, positive_int)
 
 MIN_RANK_CORRELATION = 0.0  # an accuracy predictor that ranks subnets no better than chance misleads the search

@@ -11,9 +11,7 @@ directory receives ``last.pt`` (each epoch), ``phase<i>-<name>.pt`` (phase ends)
 
 from __future__ import annotations
 
-import argparse
 import sys
-from pathlib import Path
 
 
 from ofa.errors import OFAError
