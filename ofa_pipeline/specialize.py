@@ -22,6 +22,7 @@ recomputed, so a killed run continues where it stopped.
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,6 +80,23 @@ def accuracy_objective(predictor) -> Objective:
     """Maximise predicted top-1, or minimise predicted loss."""
     target = getattr(predictor, "target", "top1")
     return Objective(target, predictor.predict_genes, maximize=target != "loss")
+
+
+def stated_error(predictor) -> float | None:
+    """What the accuracy predictor says its error is: the RMSE on architectures
+    it was not fitted on (a separate test split first, else cross-validation);
+    None where it recorded none."""
+    from predictors.trust import held_out_metrics
+
+    try:
+        held = held_out_metrics(predictor)
+    except Exception:  # a predictor without recorded metrics states no error
+        return None
+    for key in ("test_rmse", "rmse"):
+        value = held.get(key)
+        if isinstance(value, (int, float)) and math.isfinite(value):
+            return float(value)
+    return None
 
 
 def cost_constraints(space, max_macs: float | None = None, max_params: float | None = None) -> list[Constraint]:
@@ -240,6 +258,8 @@ def specialize(supernet, accuracy_predictor, latency_predictors: list, targets: 
             "devices": devices, "macs": int(cost.macs), "params": int(cost.params),
             "measured_accuracy": accuracy.get("accuracy"), "accuracy_kind": accuracy.get("kind"),
             "measured_loss": accuracy.get("loss"),
+            "measured_objective": accuracy.get("loss" if objective.name == "loss" else "accuracy"),
+            "predicted_objective_rmse": stated_error(accuracy_predictor),
             "label_loyalty": accuracy.get("label_loyalty"), "probability_loyalty": accuracy.get("probability_loyalty"),
             "onnx": deployment["onnx"], "onnx_parity_max_abs_diff": deployment["parity_max_abs_diff"],
         }
@@ -317,6 +337,11 @@ def _measured_cell(device: dict) -> str:
     return _fmt(measured)
 
 
+def _error_cell(row: dict) -> str:
+    rmse = row.get("predicted_objective_rmse")
+    return "" if rmse is None else f" ± {rmse:.2g}"
+
+
 def summary_table(rows: list[dict]) -> str:
     """Markdown table: device, budget, architecture, predicted/measured latency, accuracy, loyalty."""
     lines = ["| device | budget (ms) | architecture | predicted latency (ms) | measured latency (ms) | "
@@ -327,18 +352,25 @@ def summary_table(rows: list[dict]) -> str:
             lines.append(
                 f"| {device['device']} | {device['budget_ms']:g} | `{row['arch_summary']}` | "
                 f"{device['predicted_latency_ms']:.3f} | {_measured_cell(device)} | "
-                f"{row['objective']} {row['predicted_objective']:.3f} | {_fmt(row['measured_accuracy'], '.2f')} | "
+                f"{row['objective']} {row['predicted_objective']:.3f}{_error_cell(row)} | "
+                f"{_fmt(row['measured_accuracy'], '.2f')} | "
                 f"{_fmt(row['label_loyalty'], '.3f')} | {_fmt(row['probability_loyalty'], '.3f')} |")
     warnings = [f"**WARNING ({row['target']}): {w}**" for row in rows for w in target_warnings(row)]
     return "\n".join(lines + ([""] + warnings if warnings else []))
 
 
 def target_warnings(summary: dict) -> list[str]:
-    """What a reader must not miss: a measured latency over its budget, INT8 slower than FP32."""
+    """What a reader must not miss: a measured latency over its budget, a measured accuracy
+    further from the prediction than the predictor's stated error allows, INT8 slower than FP32."""
     warnings = [f"OVER BUDGET on {d['device']}: measured {d['measured_latency_ms']:.3f} ms > budget "
                 f"{d['budget_ms']:g} ms (predicted {d['predicted_latency_ms']:.3f} ms)"
                 for d in summary["devices"]
                 if d.get("measured_latency_ms") is not None and d["measured_latency_ms"] > d["budget_ms"]]
+    rmse, measured = summary.get("predicted_objective_rmse"), summary.get("measured_objective")
+    if rmse is not None and measured is not None and abs(measured - summary["predicted_objective"]) > 2 * rmse:
+        warnings.append(f"{summary['objective'].upper()} OUTSIDE THE PREDICTOR'S ERROR: measured {measured:.4g}, "
+                        f"predicted {summary['predicted_objective']:.4g} with held-out RMSE {rmse:.2g} "
+                        f"(more than 2 RMSE apart): refit the accuracy predictor with more evaluated subnets")
     if summary.get("int8") and summary.get("fp32") and summary["int8"]["latency_ms"] > summary["fp32"]["latency_ms"]:
         warnings.append(f"INT8 IS SLOWER than FP32: {summary['int8']['latency_ms']:.3f} ms vs "
                         f"{summary['fp32']['latency_ms']:.3f} ms (onnxruntime, 1 thread): deploy FP32")
@@ -355,7 +387,9 @@ def target_report(summary: dict, deployment: dict, result) -> str:
     for d in summary["devices"]:
         lines.append(f"| {d['device']} | {d['budget_ms']:g} | {d['predicted_latency_ms']:.3f} | "
                      f"{_measured_cell(d)} | {d['measurement']} |")
-    lines += ["", f"Predicted {summary['objective']}: {summary['predicted_objective']:.4f}; measured "
+    lines += ["", f"Predicted {summary['objective']}: {summary['predicted_objective']:.4f}"
+              + (f" (held-out RMSE {summary['predicted_objective_rmse']:.3g})"
+                 if summary.get("predicted_objective_rmse") is not None else "") + "; measured "
               f"{summary['accuracy_kind'] or 'accuracy'} on the validation split: "
               f"{_fmt(summary['measured_accuracy'], '.2f')} %, loss {_fmt(summary['measured_loss'], '.4f')}, "
               f"label loyalty to the largest subnet "

@@ -176,3 +176,22 @@ def test_search_terminates_on_a_space_with_a_single_architecture():
     problem = SearchProblem(space, Objective("top1", SyntheticObjectives(space).accuracy))
     result = evolution_search(problem, population_size=10, generations=5, seed=0)
     assert result.feasible and result.arch == space.smallest() == space.largest()
+
+
+def test_evolution_reaches_a_costly_gene_value_under_a_tight_budget():
+    """Accuracy that grows with resolution, a MACs budget that allows the highest resolution
+    only with the smallest blocks: few random subnets fit, and every seed must still find it
+    (the first population holds the smallest subnet at each resolution)."""
+    space = get_space("mbv3-small")
+    macs = cost_function(space, "macs")
+    highest = space.parse({**space.smallest().to_dict(), "resolution": max(space.resolutions)})
+    budget = float(macs(space.to_genes(highest))[0]) * 1.02
+    layout = space.gene_layout
+
+    def accuracy(genes):  # resolution first, block sizes a little
+        return 10.0 * genes[:, layout["resolution"]].sum(axis=1) + 0.01 * np.clip(genes, 0, None).sum(axis=1)
+
+    problem = SearchProblem(space, Objective("top1", accuracy), [Constraint("macs", macs, budget)])
+    for seed in range(4):
+        result = evolution_search(problem, population_size=20, generations=10, seed=seed)
+        assert result.feasible and result.arch.resolution == max(space.resolutions), seed

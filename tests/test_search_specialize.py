@@ -65,6 +65,13 @@ def test_specialize_writes_every_output_and_meets_every_budget(setup, tmp_path, 
             assert entry["measured_latency_ms"] is not None and entry["measured_latency_ms"] > 0
             assert (directory / f"pareto_{device[0]}.png").stat().st_size > 1000
         assert 0 <= row["measured_accuracy"] <= 100 and 0 <= row["label_loyalty"] <= 1
+        # the predictor's stated error travels with the prediction; an untrained supernet scores far
+        # from the synthetic labels the predictor learned, and the report says so
+        rmse = accuracy.metrics_["held_out"]["rmse"]
+        assert row["predicted_objective_rmse"] == pytest.approx(rmse)
+        assert row["measured_objective"] == row["measured_accuracy"]
+        assert abs(row["measured_objective"] - row["predicted_objective"]) > 2 * rmse
+        assert any("OUTSIDE THE PREDICTOR'S ERROR" in w for w in row["warnings"])
         # the ONNX file reproduces the saved (BN re-calibrated) PyTorch subnet
         static = load_subnet_weights(directory / "model.pt")
         x = static.example_inputs(4)[0]
@@ -73,6 +80,7 @@ def test_specialize_writes_every_output_and_meets_every_budget(setup, tmp_path, 
         scale = max(1.0, float(np.abs(expected).max()))
         assert np.abs(onnx_logits(directory / "model.onnx", x.numpy()) - expected).max() <= 1e-4 * scale
     assert "| cpu-ort |" in (tmp_path / "out" / "summary.md").read_text()
+    assert f"± {rows[0]['predicted_objective_rmse']:.2g}" in (tmp_path / "out" / "summary.md").read_text()
 
     # a second call with the same settings reuses the finished targets
     messages = []

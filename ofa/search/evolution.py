@@ -49,8 +49,14 @@ def evolution_search(
     num_mutants = int(round(mutation_ratio * population_size))
     num_crossovers = max(0, population_size - num_parents - num_mutants)
 
-    # first population: random subnets plus the smallest one (the most likely to fit tight budgets)
-    start = [space.to_genes(space.smallest()), space.sample_genes(OVERSAMPLE * population_size, rng)]
+    # First population: random subnets, the smallest one (the most likely to fit a tight budget) and
+    # the smallest one with each gene set to each of its values. Under a tight budget almost no random
+    # subnet fits and the population grows out of the smallest; without the variants a costly value
+    # of one gene (a higher resolution) can only be reached through children that are over budget,
+    # and which basin the search ends in depends on the seed.
+    smallest = space.to_genes(space.smallest())
+    start = [smallest, space.normalize_genes(one_gene_variants(smallest[0], space.choice_counts), rng),
+             space.sample_genes(OVERSAMPLE * population_size, rng)]
     if initial_genes is not None:
         start.insert(0, space.normalize_genes(np.atleast_2d(initial_genes), rng))
     candidates = np.concatenate(start)
@@ -79,6 +85,18 @@ def evolution_search(
         history.append(_best_objective(population))
 
     return best_of(problem, population, "evolution", evaluations, seed, history, on_infeasible)
+
+
+def one_gene_variants(genes: np.ndarray, choice_counts) -> np.ndarray:
+    """Every copy of ``genes`` with one gene set to one of its values (one row per gene and value)."""
+    rows = []
+    for gene, count in enumerate(choice_counts):
+        for value in range(int(count)):
+            if genes[gene] != value:
+                row = genes.copy()
+                row[gene] = value
+                rows.append(row)
+    return np.array(rows, dtype=genes.dtype).reshape(-1, len(genes))
 
 
 def _select(scores: Evaluation, count: int) -> Evaluation:
