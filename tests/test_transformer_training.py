@@ -42,6 +42,26 @@ def test_number_translation_holds_out_whole_ranges(numbers):
     assert numbers.src_vocab.tokens[:4] == ["<pad>", "<bos>", "<eos>", "<unk>"]
 
 
+def test_number_translation_from_digits_up_to_a_billion():
+    from num2words import num2words
+
+    data = build_text_data("numbers", train_size=300, val_size=30, test_size=30, src_lang="digits", max_digits=9)
+    assert data.name == "numbers-digits-fr-9digits"
+    assert set(data.src_vocab.tokens[4:]) == set("0123456789")  # one token per digit
+    for source, target in data.train[:50] + data.split("val"):
+        number = int(source.replace(" ", ""))
+        assert source == " ".join(str(number)) and target == num2words(number, lang="fr")
+    for split, block in (("val", VAL_BLOCK), ("test", TEST_BLOCK)):
+        numbers = [int(s.replace(" ", "")) for s, _ in data.split(split)]
+        assert all((n // 1000) % NUMBER_BLOCKS == block for n in numbers)
+        assert max(numbers) >= 10**6  # held-out ranges reach the millions
+    assert max(int(s.replace(" ", "")) for s, _ in data.train) < 10**9
+    for bad in ({"max_digits": 3}, {"max_digits": 13}, {"max_digits": 6.0}, {"src_lang": "fr"},
+                {"tgt_lang": "xx"}):
+        with pytest.raises(ConfigError, match="max_digits|nothing to translate|tgt_lang 'xx' unknown"):
+            build_text_data("numbers", train_size=10, **bad)
+
+
 def test_tokens_vocabulary_and_masking():
     text = "soixante et onze mille quatre-vingts"
     assert tokenize(text) == ["soixante", "et", "onze", "mille", "quatre", "-", "vingts"]

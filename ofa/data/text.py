@@ -172,19 +172,28 @@ class TextSplits:
         return [detokenize(tokenize(t, self.level), self.level) for _, t in self.split(name)[:limit]]
 
 
+DIGITS = "digits"  # a "language": the number's decimal digits, one token each ("4 1 2 0 0 7")
+
+
 def _number_pairs(numbers: Sequence[int], src_lang: str, tgt_lang: str) -> list[tuple[str, str]]:
     from num2words import num2words  # light, pure Python; imported where used
 
-    return [(num2words(int(n), lang=src_lang), num2words(int(n), lang=tgt_lang)) for n in numbers]
+    def write(n: int, lang: str) -> str:
+        return " ".join(str(n)) if lang == DIGITS else num2words(n, lang=lang)
+
+    return [(write(int(n), src_lang), write(int(n), tgt_lang)) for n in numbers]
 
 
 def number_translation(train_size: int = 20000, val_size: int = 500, test_size: int = 500,
                        src_lang: str = "en", tgt_lang: str = "fr", level: str = "word",
-                       seed: int = 0) -> TextSplits:
-    """Translate integers below 10**6 written in words (see the module docstring).
+                       seed: int = 0, max_digits: int = 6) -> TextSplits:
+    """Translate integers below ``10**max_digits`` written in words (see the module docstring).
 
-    Training numbers are distinct; their number of digits is uniform in 1..6
-    (so every number below 100 is included), and none lies in a held-out range."""
+    Training numbers are distinct; their number of digits is uniform in
+    1..``max_digits`` (so every number below 100 is included), and none lies in
+    a held-out range. ``src_lang`` or ``tgt_lang`` ``"digits"`` writes the
+    number as its decimal digits, one token each: reading digits needs the
+    position of each digit from the end, which the words spell out ("thousand")."""
     try:
         import num2words  # noqa: F401
     except ImportError as error:
@@ -195,6 +204,18 @@ def number_translation(train_size: int = 20000, val_size: int = 500, test_size: 
             raise ConfigError(f"{name} must be a positive integer, got {value!r}")
     if train_size > 500_000:
         raise ConfigError(f"train_size must be at most 500000, got {train_size}")
+    if isinstance(max_digits, bool) or not isinstance(max_digits, int) or not 4 <= max_digits <= 12:
+        raise ConfigError(f"max_digits must be an integer in 4..12 (held-out ranges are thousands blocks), "
+                          f"got {max_digits!r}")
+    from num2words import CONVERTER_CLASSES
+
+    languages = sorted(CONVERTER_CLASSES) + [DIGITS]
+    for name, lang in (("src_lang", src_lang), ("tgt_lang", tgt_lang)):
+        if lang not in languages:
+            raise ConfigError(f"{name} {lang!r} unknown; allowed: {DIGITS!r} or a num2words language: "
+                              f"{', '.join(languages[:-1])}")
+    if src_lang == tgt_lang:
+        raise ConfigError(f"src_lang and tgt_lang are both {src_lang!r}: nothing to translate")
     rng = np.random.default_rng(seed)
 
     def block_of(n):
@@ -203,7 +224,7 @@ def number_translation(train_size: int = 20000, val_size: int = 500, test_size: 
     train: list[int] = []
     seen: set[int] = set()
     while len(train) < train_size:
-        digits = int(rng.integers(1, 7))
+        digits = int(rng.integers(1, max_digits + 1))
         low = 0 if digits == 1 else 10 ** (digits - 1)
         n = int(rng.integers(low, 10 ** digits))
         if n in seen or block_of(n) in (VAL_BLOCK, TEST_BLOCK):
@@ -212,13 +233,14 @@ def number_translation(train_size: int = 20000, val_size: int = 500, test_size: 
         train.append(n)
 
     def held_out(block: int, count: int) -> list[int]:
-        blocks = np.arange(block, 1000, NUMBER_BLOCKS)
+        blocks = np.arange(block, 10 ** (max_digits - 3), NUMBER_BLOCKS)
         chosen = rng.choice(len(blocks) * 1000, size=count, replace=False)
         return [int(blocks[c // 1000] * 1000 + c % 1000) for c in chosen]
 
     val, test = held_out(VAL_BLOCK, val_size), held_out(TEST_BLOCK, test_size)
+    name = f"numbers-{src_lang}-{tgt_lang}" + ("" if max_digits == 6 else f"-{max_digits}digits")
     return _make_splits(_number_pairs(train, src_lang, tgt_lang), _number_pairs(val, src_lang, tgt_lang),
-                        _number_pairs(test, src_lang, tgt_lang), level, f"numbers-{src_lang}-{tgt_lang}")
+                        _number_pairs(test, src_lang, tgt_lang), level, name)
 
 
 def read_parallel_files(source_path: str | os.PathLike, target_path: str | os.PathLike) -> list[tuple[str, str]]:

@@ -64,7 +64,7 @@ DEFAULT_CONFIG = {
         "source": "numbers",   # "numbers" or {train: [src, tgt], val: [...], test: [...]}
         "level": "word",
         "train_size": 20000, "val_size": 500, "test_size": 500, "src_lang": "en", "tgt_lang": "fr",
-        "val_fraction": 0.05, "test_fraction": 0.05,
+        "max_digits": 6, "val_fraction": 0.05, "test_fraction": 0.05,
     },
     "train": {
         "steps": 1500, "batch_size": 64, "optimizer": "adamw", "lr": 0.002, "momentum": 0.9,
@@ -126,7 +126,7 @@ def build_data(config: dict):
     if data["source"] == "numbers":
         return build_text_data("numbers", train_size=data["train_size"], val_size=data["val_size"],
                                test_size=data["test_size"], src_lang=data["src_lang"], tgt_lang=data["tgt_lang"],
-                               level=data["level"], seed=config["seed"])
+                               level=data["level"], seed=config["seed"], max_digits=data["max_digits"])
     return build_text_data(data["source"], level=data["level"], val_fraction=data["val_fraction"],
                            test_fraction=data["test_fraction"], seed=config["seed"])
 
