@@ -51,6 +51,7 @@ from _timing import environment, save
 from ofa.evaluation import SubnetEvaluator
 from ofa.families import get_family
 from ofa.search import Constraint, Objective, SearchProblem, cost_function, evolution_search
+from ofa.search.costs import budgets_between
 from ofa.training.checkpoint import load_checkpoint, load_supernet
 
 KNOBS = ("kernel_sizes", "expand_ratios", "depths", "resolution")
@@ -102,14 +103,6 @@ def compound(space, cost, budget: float, steps: int = 101):
 
 METHODS = ["search", "best_of_random", "random_mean", "uniform_best", "compound"] + [f"uniform_{k}" for k in KNOBS]
 BASELINES = ["best_of_random", "random_mean", "uniform_best", "compound"]
-
-
-def budgets_between(space, cost, fractions) -> list[float]:
-    """Budgets spanning the space's own range: the smallest subnet's cost plus
-    ``fractions`` of the way to the largest (random subnets are mid-sized, so
-    quantiles among them miss the region where accuracy has to be given up)."""
-    low, high = (float(cost(space.to_genes(arch))[0]) for arch in (space.smallest(), space.largest()))
-    return [low + f * (high - low) for f in fractions]
 
 
 def mean_std(values) -> dict:

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ofa.errors import BackendUnavailableError, ConfigError
+from ofa.errors import BackendUnavailableError, ConfigError, PredictorError
 from ofa.io import atomic_write_json, atomic_write_text
 from ofa.search.costs import cost_function
 from ofa.search.evolution import evolution_search
@@ -90,7 +90,7 @@ def stated_error(predictor) -> float | None:
 
     try:
         held = held_out_metrics(predictor)
-    except Exception:  # a predictor without recorded metrics states no error
+    except PredictorError:  # a predictor without recorded metrics states no error
         return None
     for key in ("test_rmse", "rmse"):
         value = held.get(key)

@@ -83,3 +83,12 @@ def _additive_cost(space: SearchSpace, metric: str) -> "AdditiveCost | None":
     if not np.allclose(table(genes), expected, rtol=0, atol=0.5):
         return None
     return table
+
+
+def budgets_between(space, cost, fractions) -> list[float]:
+    """Budgets spanning the space's own range: the smallest subnet's ``cost``
+    plus each of ``fractions`` of the way to the largest subnet's. Random
+    subnets are mid-sized, so quantiles among them miss the region where
+    accuracy has to be given up."""
+    low, high = (float(cost(space.to_genes(arch))[0]) for arch in (space.smallest(), space.largest()))
+    return [low + f * (high - low) for f in fractions]

@@ -230,11 +230,10 @@ def budgets_for(predictor, space, fractions=(0.05, 0.3)) -> list[float]:
     subnets, reach the region where accuracy has to be given up: random subnets
     are mid-sized, and on a small space most of them leave room for the
     highest resolution, so budgets among them all pick near-top accuracy."""
+    from ofa.search.costs import budgets_between
     from ofa_pipeline.specialize import positive_latency
 
-    latency = positive_latency(predictor)
-    low, high = (float(latency(space.to_genes(arch))[0]) for arch in (space.smallest(), space.largest()))
-    return [float(f"{low + fraction * (high - low):.2g}") for fraction in fractions]
+    return [float(f"{b:.2g}") for b in budgets_between(space, positive_latency(predictor), fractions)]
 
 
 def device_name(text: str) -> str:
