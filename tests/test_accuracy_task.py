@@ -98,7 +98,7 @@ def test_shipped_config_names_the_task():
     from ofa.training.progressive_shrinking import check_config
 
     config, space, phases = check_config(load_yaml("mbv3-small-cluttered-digits"))
-    assert config["data"]["dataset"] == "cluttered-digits" and space.resolutions == (24, 28, 32)
+    assert config["data"]["dataset"] == "cluttered-digits" and space.resolutions == (20, 24, 28, 32)
     assert [p["name"] for p in phases][0] == "teacher"
 
 

@@ -112,6 +112,9 @@ register_space_type(MobileNetV3Space)
 register_preset("ofa-mbv3-w1.0", lambda: _ofa_mobilenetv3(1.0))
 register_preset("ofa-mbv3-w1.2", lambda: _ofa_mobilenetv3(1.2))
 register_preset("mbv3-small", _small_mobilenetv3)
+# The same network with resolutions 20-32 px, the cluttered-digits default: 20/32 = 0.625, about
+# Once-for-All's 128/224 = 0.57, so resolution is a real knob (docs/accuracy.md).
+register_preset("mbv3-small-r20-32", lambda: _small_mobilenetv3().replace(resolutions=(20, 24, 28, 32)))
 
 register_space_type(TransformerSpace)
 # HAT's WMT'14 En-De space (Wang et al., 2020): about 4e14 architectures.
