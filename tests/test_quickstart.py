@@ -9,6 +9,9 @@ import numpy as np
 import pytest
 import torch
 
+from ofa.errors import ConfigError
+from ofa.spaces import get_space
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -74,6 +77,57 @@ def test_steps_skip_complete_outputs_and_add_up_timings(tmp_path, capsys):
     (tmp_path / "quickstart-steps.json").write_text("{broken")  # an unreadable record: everything runs
     run(argv=("b",))
     assert len(calls) == 6 and "not a step record" in capsys.readouterr().out
+
+
+def test_steps_start_afresh_for_a_new_command_and_resume_their_own(tmp_path):
+    """The tools append to an existing output (to resume after a kill): a step
+    whose command changed must not append to the earlier command's records,
+    while a killed step must find its own partial output again."""
+    Steps = load_quickstart().Steps
+    output = tmp_path / "records.jsonl"
+
+    def appending(tag, lines, fail_after=None):
+        def body():
+            done = output.read_text().splitlines() if output.exists() else []
+            with output.open("a") as handle:
+                for i in range(len(done), lines):
+                    if fail_after is not None and i == fail_after:
+                        raise KeyboardInterrupt  # killed mid-way
+                    handle.write(f"{tag}{i}\n")
+        return body
+
+    Steps(tmp_path).run("evaluate", None, ["random:3"], outputs=[output], body=appending("r", 3))
+    assert output.read_text().split() == ["r0", "r1", "r2"]
+    with pytest.raises(KeyboardInterrupt):  # a new command, killed after one record
+        Steps(tmp_path).run("evaluate", None, ["stratified:3"], outputs=[output], body=appending("s", 3, 1))
+    assert output.read_text().split() == ["s0"]  # the old command's records are gone
+    Steps(tmp_path).run("evaluate", None, ["stratified:3"], outputs=[output], body=appending("s", 3))
+    assert output.read_text().split() == ["s0", "s1", "s2"]  # resumed, not restarted
+
+
+def test_evaluate_stratified_archs_cover_the_macs_range():
+    from dataclasses import replace
+
+    from ofa_pipeline.commands.evaluate import parse_arch_specs
+
+    space = get_space("mbv3-small-r20-32")
+    stratified = [a for _, a in parse_arch_specs(["stratified:20"], space, seed=0)]
+    uniform = [a for _, a in parse_arch_specs(["random:20"], space, seed=0)]
+    assert len(stratified) == 20 and len({a.to_json() for a in stratified}) == 20
+
+    def near_the_ends(archs):  # within 15% of the smallest or the largest subnet at the same resolution
+        count = 0
+        for arch in archs:
+            low, high = (space.cost(replace(end, resolution=arch.resolution)).macs
+                         for end in (space.smallest(), space.largest()))
+            share = (space.cost(arch).macs - low) / (high - low)
+            count += share < 0.15 or share > 0.85
+        return count
+
+    # uniform draws average over many blocks, so their MACs cluster in the middle of the range
+    assert near_the_ends(stratified) >= 4 > near_the_ends(uniform)
+    with pytest.raises(ConfigError, match="stratified:N"):
+        parse_arch_specs(["stratified:0"], space, seed=0)
 
 
 @pytest.mark.slow

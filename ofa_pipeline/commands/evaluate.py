@@ -2,7 +2,12 @@
 MACs, parameters and loyalty to the full network.
 
     python tools/evaluate.py --supernet runs/digits/final.pt --archs largest smallest random:20 \\
-        [more_archs.jsonl] --out runs/digits/eval.jsonl [--split val|test] [--data PATH]
+        [stratified:20] [more_archs.jsonl] --out runs/digits/eval.jsonl [--split val|test] [--data PATH]
+
+``random:N`` draws subnets uniformly over the space's choices (most of them
+mid-sized); ``stratified:N`` spreads them evenly over MACs, so the small and
+large ends - where tight and loose latency budgets send the search - are as
+well covered as the middle (the sampling of ``tools/profile_device.py``).
 
 Writes one JSON record per subnet to --out (appended as it goes; a re-run with
 the same --out skips subnets already evaluated for this supernet and split):
@@ -35,7 +40,8 @@ def read_arch_file(path: Path, space) -> list:
     """Architectures from a JSONL file (one arch dict, or a record with an
     "arch" key, per line) or a JSON list."""
     if not path.is_file():
-        raise ConfigError(f"--archs entry {str(path)!r} is neither largest, smallest, random:N nor a file")
+        raise ConfigError(f"--archs entry {str(path)!r} is neither largest, smallest, random:N, stratified:N "
+                          f"nor a file")
     text = path.read_text()
     try:
         if text.lstrip().startswith("["):
@@ -48,18 +54,24 @@ def read_arch_file(path: Path, space) -> list:
 
 
 def parse_arch_specs(specs: list[str], space, seed: int) -> list[tuple[str, object]]:
-    """(name, arch) pairs for ``largest``, ``smallest``, ``random:N`` and files."""
+    """(name, arch) pairs for ``largest``, ``smallest``, ``random:N``, ``stratified:N`` and files."""
     archs = []
     for spec in specs:
         if spec == "largest":
             archs.append(("largest", space.largest()))
         elif spec == "smallest":
             archs.append(("smallest", space.smallest()))
-        elif spec.startswith("random:"):
-            count = spec.split(":", 1)[1]
+        elif spec.startswith(("random:", "stratified:")):
+            kind, count = spec.split(":", 1)
             if not count.isdigit() or int(count) < 1:
-                raise ConfigError(f"--archs {spec!r}: write random:N with N >= 1")
-            archs += [(f"random{i}", a) for i, a in enumerate(space.sample(seed, n=int(count)))]
+                raise ConfigError(f"--archs {spec!r}: write {kind}:N with N >= 1")
+            if kind == "random":
+                drawn = space.sample(seed, n=int(count))
+            else:
+                from hardware_profiles import stratified_sample
+
+                drawn = stratified_sample(space, int(count), rng=seed)
+            archs += [(f"{kind}{i}", a) for i, a in enumerate(drawn)]
         else:
             archs += [(f"{Path(spec).stem}{i}", a) for i, a in enumerate(read_arch_file(Path(spec), space))]
     unique, seen = [], set()
@@ -99,14 +111,15 @@ def main(argv=None) -> int:
     parser = ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--supernet", required=True, help="checkpoint (e.g. runs/<name>/final.pt)")
     parser.add_argument("--archs", nargs="+", default=["largest", "smallest", "random:20"],
-                        help="largest, smallest, random:N, or JSON/JSONL files of architectures")
+                        help="largest, smallest, random:N, stratified:N (spread over MACs), or JSON/JSONL files "
+                             "of architectures")
     parser.add_argument("--out", required=True, help="JSONL output")
     parser.add_argument("--plot", default=None, help="PNG of accuracy versus MACs (default: --out with .png)")
     parser.add_argument("--split", default="val", choices=("val", "test", "train"))
     parser.add_argument("--data", default=None, help="data set (default: the one the supernet was trained on)")
     parser.add_argument("--calib-images", type=positive_int, default=None, help="BN re-calibration images (default: config)")
     parser.add_argument("--batch-size", type=positive_int, default=256)
-    parser.add_argument("--seed", type=non_negative_int, default=0, help="seed of random:N")
+    parser.add_argument("--seed", type=non_negative_int, default=0, help="seed of random:N and stratified:N")
     parser.add_argument("--threads", type=non_negative_int, default=0)
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out/--plot of another kind")
     parser.add_argument("--robustness", default=None, metavar="ATTACKS",

@@ -90,7 +90,9 @@ class Steps:
     skipped when its record has the same command and input digests and its
     outputs are still the files it wrote: so a re-run of a finished directory
     refits nothing and keeps the recorded timings, while a changed input (a
-    re-profiled device, new evaluations) re-runs the steps that depend on it."""
+    re-profiled device, new evaluations) re-runs the steps that depend on it,
+    after deleting the outputs the earlier command wrote (the tools append to an
+    existing output, to resume after a kill)."""
 
     def __init__(self, out: Path):
         self.out, self.path = out, out / LEDGER
@@ -144,6 +146,15 @@ class Steps:
                         for p in outputs)):
             self.skip(label, f"done in an earlier run, inputs unchanged ({', '.join(str(p) for p in outputs)})")
             return
+        before = record.get("seconds", 0.0) if isinstance(record, dict) else 0.0
+        if isinstance(record, dict) and record.get("key") != key:
+            # outputs of another command or other inputs: the tools append to (and resume) an existing
+            # file, so stale records would mix in; start afresh
+            for path in outputs:
+                Path(path).unlink(missing_ok=True)
+        # recorded before running, so that a killed step resumes its own partial outputs next time
+        self.ledger["steps"][label] = {"key": key, "outputs": {}, "seconds": before}
+        self.save()
         if tool is not None:
             print(f"\n== {label}\n$ python tools/{tool}.py {shlex.join(argv)}", flush=True)
         else:
@@ -154,7 +165,6 @@ class Steps:
         self.timings[label] = elapsed
         if tool is not None and code:
             raise OFAError(f"step '{label}' failed (tools/{tool}.py exited with {code}); see the message above")
-        before = record.get("seconds", 0.0) if isinstance(record, dict) else 0.0
         self.ledger["steps"][label] = {"key": key, "outputs": {str(p): file_digest(p) for p in outputs},
                                        "seconds": round(before + elapsed, 2)}
         self.save()
@@ -343,9 +353,12 @@ def run(args) -> dict:
                   body=lambda: evaluate_text_subnets(supernet_path, evaluations, settings["eval_archs"],
                                                      settings["eval_sentences"]))
     else:
+        # half uniform draws, half spread over MACs: the tight budgets search among the smallest subnets,
+        # which uniform draws rarely reach
+        count = settings["eval_archs"]
         steps.run("4. evaluate subnets", "evaluate",
                   ["--supernet", str(supernet_path), "--archs", "largest", "smallest",
-                   f"random:{settings['eval_archs']}", "--out", str(evaluations),
+                   f"random:{count - count // 2}", f"stratified:{count // 2}", "--out", str(evaluations),
                    "--calib-images", str(settings["calib_images"])], inputs=[supernet_path], outputs=[evaluations])
     target = "loss" if transformer else "top1"
     accuracy_path = out / "predictors" / f"{target}.skops"
