@@ -66,14 +66,39 @@ def predictor_for(device: str, predictors) -> object:
 IMPLAUSIBLE_MS = 1e12  # stands in for a non-positive latency prediction
 
 
-def positive_latency(predictor):
+def positive_latency(predictor, confidence: float | None = None):
     """The predictor's latency, with non-positive predictions (a regressor
     extrapolating outside its profile) replaced by an implausibly large value,
-    so that such subnets count as over every budget instead of looking free."""
+    so that such subnets count as over every budget instead of looking free.
+
+    With ``confidence`` (between 0.5 and 1, e.g. 0.9): the predictor's upper
+    bound below which that share of its held-out measurements fell (its
+    split-conformal interval), not the point prediction. A search keeps every
+    subnet right at its budget, so on point predictions about half of the
+    picks land over it."""
+    coverage = None if confidence is None else 2 * confidence - 1
+
     def latency(genes: np.ndarray) -> np.ndarray:
-        values = predictor.predict_genes(genes)
+        if coverage is None:
+            values = predictor.predict_genes(genes)
+        else:
+            values = predictor.predict_interval_genes(genes, coverage)[1]
         return np.where(values > 0, values, IMPLAUSIBLE_MS)
     return latency
+
+
+def check_latency_confidence(confidence: float | None, latency_predictors=()) -> None:
+    """``confidence`` is None or in (0.5, 1), and every predictor can give the bound."""
+    if confidence is None:
+        return
+    if not 0.5 < confidence < 1:
+        raise ConfigError(f"latency confidence must be between 0.5 and 1 (e.g. 0.9: the budget holds on 9 of 10 "
+                          f"held-out measurements), got {confidence}")
+    for predictor in latency_predictors:
+        if getattr(predictor, "interval_residuals_", None) is None:
+            raise PredictorError(f"the {predictor.device!r} latency predictor has no held-out residuals, so it "
+                                 f"cannot bound latency at confidence {confidence}: refit it with "
+                                 f"tools/fit_predictor.py, or search on point predictions")
 
 
 def accuracy_objective(predictor) -> Objective:
@@ -196,8 +221,12 @@ def specialize(supernet, accuracy_predictor, latency_predictors: list, targets: 
                data=None, max_macs: float | None = None, max_params: float | None = None, population: int = 100,
                generations: int = 500, seed: int = 0, measure: bool = True, ncnn: bool = False, int8: bool = False,
                on_infeasible: str = "raise", pareto_population: int = 100, pareto_generations: int = 100,
-               calib_images: int = 2000, provenance: dict | None = None, log=print) -> list[dict]:
+               calib_images: int = 2000, provenance: dict | None = None, latency_confidence: float | None = None,
+               log=print) -> list[dict]:
     """Run the whole specialisation for every target (see the module docstring).
+
+    ``latency_confidence`` (e.g. 0.9) keeps each pick's latency bound under the
+    budget, not its point prediction (:func:`positive_latency`).
 
     ``data`` (:class:`ofa.data.DataSplits`) enables BN re-calibration and
     measured accuracy; ``provenance`` (file names, digests) is stored with each
@@ -209,6 +238,7 @@ def specialize(supernet, accuracy_predictor, latency_predictors: list, targets: 
     out_dir = Path(out_dir)
     for predictor in [accuracy_predictor, *latency_predictors]:
         space.check_fingerprint(predictor.space_fingerprint, f"predictor {getattr(predictor, 'target', '')!r}")
+    check_latency_confidence(latency_confidence, latency_predictors)
     objective = accuracy_objective(accuracy_predictor)
     extra = cost_constraints(space, max_macs, max_params)
     evaluator = None
@@ -219,7 +249,7 @@ def specialize(supernet, accuracy_predictor, latency_predictors: list, targets: 
         settings = {"budgets": [list(b) for b in target.budgets], "max_macs": max_macs, "max_params": max_params,
                     "population": population, "generations": generations, "seed": seed, "ncnn": ncnn, "int8": int8,
                     "pareto": [pareto_population, pareto_generations], "measure": measure,
-                    "provenance": provenance or {}}
+                    "provenance": provenance or {}, "latency_confidence": latency_confidence}
         previous = directory / "result.json"
         if previous.is_file():
             stored = json.loads(previous.read_text())
@@ -228,7 +258,7 @@ def specialize(supernet, accuracy_predictor, latency_predictors: list, targets: 
                 rows.append(stored["summary"])
                 continue
         predictors = [(device, budget, predictor_for(device, latency_predictors)) for device, budget in target.budgets]
-        constraints = [Constraint(f"latency_ms@{device}", positive_latency(p), budget, "ms")
+        constraints = [Constraint(f"latency_ms@{device}", positive_latency(p, latency_confidence), budget, "ms")
                        for device, budget, p in predictors] + extra
         problem = SearchProblem(space, objective, constraints)
         result = evolution_search(problem, population, generations, seed=seed, on_infeasible=on_infeasible)
@@ -242,8 +272,12 @@ def specialize(supernet, accuracy_predictor, latency_predictors: list, targets: 
         devices = []
         for device, budget, predictor in predictors:
             measured, how = measure_latency(predictor, static) if measure else (None, "not measured (--no-measure)")
+            searched = result.constraints[f"latency_ms@{device}"]
             devices.append({"device": device, "device_id": predictor.device, "budget_ms": budget,
-                            "predicted_latency_ms": result.constraints[f"latency_ms@{device}"],
+                            "predicted_latency_ms": (searched if latency_confidence is None
+                                                     else float(positive_latency(predictor)(space.to_genes(arch))[0])),
+                            "latency_bound_ms": None if latency_confidence is None else searched,
+                            "latency_confidence": latency_confidence,
                             "measured_latency_ms": measured, "measurement": how,
                             "over_budget": measured is not None and measured > budget})
         accuracy = {}
@@ -337,6 +371,14 @@ def _measured_cell(device: dict) -> str:
     return _fmt(measured)
 
 
+def _predicted_latency_cell(device: dict) -> str:
+    """The point prediction, and the bound the search kept under the budget when it used one."""
+    cell = f"{device['predicted_latency_ms']:.3f}"
+    if device.get("latency_bound_ms") is not None:
+        cell += f" (<= {device['latency_bound_ms']:.3f} at {device['latency_confidence']:.0%})"
+    return cell
+
+
 def _error_cell(row: dict) -> str:
     rmse = row.get("predicted_objective_rmse")
     return "" if rmse is None else f" ± {rmse:.2g}"
@@ -351,7 +393,7 @@ def summary_table(rows: list[dict]) -> str:
         for device in row["devices"]:
             lines.append(
                 f"| {device['device']} | {device['budget_ms']:g} | `{row['arch_summary']}` | "
-                f"{device['predicted_latency_ms']:.3f} | {_measured_cell(device)} | "
+                f"{_predicted_latency_cell(device)} | {_measured_cell(device)} | "
                 f"{row['objective']} {row['predicted_objective']:.3f}{_error_cell(row)} | "
                 f"{_fmt(row['measured_accuracy'], '.2f')} | "
                 f"{_fmt(row['label_loyalty'], '.3f')} | {_fmt(row['probability_loyalty'], '.3f')} |")
@@ -385,7 +427,7 @@ def target_report(summary: dict, deployment: dict, result) -> str:
              f"{summary['params'] / 1e6:.3f} M parameters); full value in `arch.json`.", "",
              "| device | budget (ms) | predicted (ms) | measured (ms) | how measured |", "|---|---|---|---|---|"]
     for d in summary["devices"]:
-        lines.append(f"| {d['device']} | {d['budget_ms']:g} | {d['predicted_latency_ms']:.3f} | "
+        lines.append(f"| {d['device']} | {d['budget_ms']:g} | {_predicted_latency_cell(d)} | "
                      f"{_measured_cell(d)} | {d['measurement']} |")
     lines += ["", f"Predicted {summary['objective']}: {summary['predicted_objective']:.4f}"
               + (f" (held-out RMSE {summary['predicted_objective_rmse']:.3g})"

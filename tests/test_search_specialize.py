@@ -106,6 +106,33 @@ def test_specialize_refuses_infeasible_budgets_and_unknown_devices(setup, tmp_pa
     assert rows[0]["feasible"] is False
 
 
+def test_latency_confidence_keeps_the_bound_under_the_budget(setup, tmp_path):
+    """At confidence 0.9 the search keeps the predictor's 90% upper bound - not
+    its point prediction - under the budget, and the report carries both."""
+    from ofa_pipeline.specialize import positive_latency
+
+    space, supernet, accuracy, (cpu, _), _ = setup
+    genes = space.sample_genes(500, np.random.default_rng(1))
+    point, bound = positive_latency(cpu)(genes), positive_latency(cpu, 0.9)(genes)
+    assert np.all(bound >= point) and np.any(bound > point)
+    _, high = cpu.predict_interval_genes(genes, coverage=0.8)
+    np.testing.assert_allclose(bound, high)
+    target = Target((("cpu-ort", budget(cpu, space, 0.4)),))
+    options = dict(population=20, generations=15, measure=False, pareto_population=8, pareto_generations=2,
+                   log=lambda *a: None)
+    plain = specialize(supernet, accuracy, [cpu], [target], tmp_path / "plain", **options)[0]["devices"][0]
+    safe = specialize(supernet, accuracy, [cpu], [target], tmp_path / "safe", latency_confidence=0.9,
+                      **options)[0]["devices"][0]
+    assert plain["latency_bound_ms"] is None and plain["predicted_latency_ms"] <= target.budgets[0][1]
+    assert safe["latency_bound_ms"] <= target.budgets[0][1] and safe["latency_confidence"] == 0.9
+    assert safe["predicted_latency_ms"] < safe["latency_bound_ms"]
+    assert "at 90%" in (tmp_path / "safe" / "summary.md").read_text()
+    for bad in (0.5, 1.0, 1.5):
+        with pytest.raises(ConfigError, match="between 0.5 and 1"):
+            specialize(supernet, accuracy, [cpu], [target], tmp_path / "bad", latency_confidence=bad, **options)
+    assert not (tmp_path / "bad").exists()
+
+
 def test_specialize_command_flags_a_missed_budget_and_strict_exits_3(setup, tmp_path, capsys):
     """The command end to end on the analytical FPGA model (deterministic): a
     budget below every subnet's latency, with --nearest, deploys the closest

@@ -37,6 +37,7 @@ import argparse
 import hashlib
 import importlib
 import json
+import math
 import os
 import shlex
 import sys
@@ -52,6 +53,8 @@ from ofa.validation import ArgumentParser, check_output_path, choice
 # shared machine it does not count waiting for a core), else the backend's latency
 DEVICES = {"cpu-ort": "cpu_time_ms", "fpga-scalesim": "latency_ms", "mobile-ncnn": "cpu_time_ms"}
 
+# the search keeps each pick's 90% latency bound under its budget, not the point prediction
+LATENCY_CONFIDENCE = 0.9
 FULL = {"profile_archs": 60, "eval_archs": 80, "population": 100, "generations": 500, "pareto_generations": 100,
         "runs": 30, "warmup": 5, "calib_images": 1000, "int8": True}
 FAST = {"profile_archs": 10, "eval_archs": 24, "population": 24, "generations": 25, "pareto_generations": 10,
@@ -232,10 +235,11 @@ def evaluate_text_subnets(checkpoint: Path, out: Path, count: int, sentences: in
     return records
 
 
-def budgets_for(predictor, space, fractions=(0.05, 0.3)) -> list[float]:
-    """Two latency budgets per device, a tight and a loose one: the predicted
-    latency of the smallest subnet plus ``fractions`` of the way to the
-    largest, rounded to two significant digits.
+def budgets_for(predictor, space, fractions=(0.05, 0.3), confidence: float | None = LATENCY_CONFIDENCE) -> list[float]:
+    """Two latency budgets per device, a tight and a loose one: the latency
+    bound (at ``confidence``; None: the point prediction) of the smallest subnet
+    plus ``fractions`` of the way to the largest, rounded up to two
+    significant digits (so even the tight budget has a subnet under it).
 
     Budgets spanning the space's own range, rather than quantiles of random
     subnets, reach the region where accuracy has to be given up: random subnets
@@ -244,7 +248,14 @@ def budgets_for(predictor, space, fractions=(0.05, 0.3)) -> list[float]:
     from ofa.search.costs import budgets_between
     from ofa_pipeline.specialize import positive_latency
 
-    return [float(f"{b:.2g}") for b in budgets_between(space, positive_latency(predictor), fractions)]
+    budgets = budgets_between(space, positive_latency(predictor, confidence), fractions)
+    return [round_up(b, 2) for b in budgets]
+
+
+def round_up(value: float, digits: int) -> float:
+    """``value`` rounded up to ``digits`` significant digits."""
+    scale = 10 ** (digits - 1 - math.floor(math.log10(value)))
+    return math.ceil(value * scale - 1e-9) / scale
 
 
 def device_name(text: str) -> str:
@@ -380,6 +391,7 @@ def run(args) -> dict:
         budgets[device] = budgets_for(load_predictor(path), space)
         for budget in budgets[device]:
             argv += ["--device", device, "--latency-ms", f"{budget:g}"]
+    argv += ["--latency-confidence", str(LATENCY_CONFIDENCE)]
     if settings["int8"]:
         argv.append("--int8")
     if args.fast:  # one epoch per phase: the accuracies are close to noise, a smoke test ranks them anyway

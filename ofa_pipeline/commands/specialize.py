@@ -72,6 +72,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--no-measure", action="store_true", help="do not measure latency on the real backends")
     p.add_argument("--ncnn", action="store_true", help="also convert each subnet to ncnn")
     p.add_argument("--int8", action="store_true", help="also quantise each subnet to INT8 and compare with FP32")
+    p.add_argument("--latency-confidence", type=finite_float, default=None,
+                   help="keep the latency predictor's upper bound at this confidence (0.5-1, e.g. 0.9) under the "
+                        "budget instead of its point prediction, which the search leaves right at the budget")
     p.add_argument("--strict", action="store_true",
                    help="exit with status 3 when a measured latency is over its budget")
     p.add_argument("--accept-untrusted-predictor", action="store_true",
@@ -192,6 +195,9 @@ def check_paths(args) -> None:
     if len(args.device) != len(args.latency_ms):
         raise ConfigError(f"give one --latency-ms per --device: got {len(args.device)} devices and "
                           f"{len(args.latency_ms)} budgets")
+    from ofa_pipeline.specialize import check_latency_confidence
+
+    check_latency_confidence(args.latency_confidence)
 
 
 def run(args) -> list[dict]:
@@ -233,7 +239,7 @@ def run(args) -> list[dict]:
                       seed=args.seed, measure=not args.no_measure, ncnn=args.ncnn, int8=args.int8,
                       on_infeasible="nearest" if args.nearest else "raise",
                       pareto_generations=args.pareto_generations, calib_images=args.calib_images,
-                      provenance=provenance)
+                      provenance=provenance, latency_confidence=args.latency_confidence)
     print(summary_table(rows))
     print(f"results: {Path(args.out) / 'summary.md'}")
     missed = [f"{row['target']} on {d['device']}: measured {d['measured_latency_ms']:.3f} ms > budget "
