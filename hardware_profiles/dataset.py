@@ -38,6 +38,8 @@ from ofa.errors import ConfigError, ProfileError
 from ofa.io import append_jsonl, atomic_write_text
 from ofa.spaces import BlockSpec, SearchSpace, block_from_dict, space_from_dict
 
+from .labels import Label, add_corrected_metrics, clock_of, is_corrected
+
 SCHEMA_VERSION = 1
 STAT_KEYS = ("median", "mean", "p10", "p90", "std", "cv", "runs")
 HEADER_KEYS = ("schema_version", "device", "backend", "backend_version", "host", "threads", "batch_size",
@@ -117,6 +119,9 @@ class Profile:
     header: dict
     records: list[dict]
     path: Path | None = None
+    # the reference network's session median per clock (hardware_profiles.labels); None: from the records.
+    # A subset of a profile keeps its parent's, so its corrected labels are on the same scale
+    reference_ms: dict | None = None
     space: SearchSpace = field(init=False)
 
     def __post_init__(self):
@@ -124,6 +129,41 @@ class Profile:
         if self.space.fingerprint != self.header["space_fingerprint"]:
             raise ProfileError(f"{self._where()}: header space_fingerprint {self.header['space_fingerprint']!r} "
                                f"does not match its space definition ({self.space.fingerprint!r})")
+        # records get the derived corrected_* metrics; copies, so that the caller's dicts (and a
+        # parent profile's, for a subset) keep their own scale
+        self.records = [dict(r) for r in self.records]
+        self.reference_ms = add_corrected_metrics(self.records, self.reference_ms)
+
+    def label(self, metric: str, statistic: str) -> Label:
+        """The :class:`~hardware_profiles.labels.Label` of ``metric.statistic`` on this profile's scale."""
+        self.latencies(metric, statistic)  # refuses a metric or statistic the records do not have
+        reference = self.reference_ms.get(clock_of(metric)) if is_corrected(metric) else None
+        return Label(metric, statistic, reference)
+
+    def drift_summary(self) -> dict | None:
+        """How the host's speed moved while this profile was measured, from the
+        reference network timed in every chunk (None for a profile without it):
+        the reference's session median, its range over chunks (the corrections
+        applied), the noise floor (the median gap between the reference's pass
+        medians inside a chunk: its test-retest) and the chunks re-measured
+        because their reference moved more than the protocol's tolerance."""
+        drifts = [r["drift"] for r in self.records if isinstance(r.get("drift"), dict)]
+        if not drifts:
+            return None
+        summary: dict = {"reference": self.header.get("protocol", {}).get("reference"),
+                         "records": len(drifts)}
+        for clock, session in self.reference_ms.items():
+            values = np.array([d["reference_ms"][clock] for d in drifts if clock in d.get("reference_ms", {})])
+            factors = session / values
+            summary[clock] = {"session_median_ms": session, "min_ms": float(values.min()),
+                              "max_ms": float(values.max()), "correction_min": float(factors.min()),
+                              "correction_max": float(factors.max()),
+                              "corrected_over_5pct": float(np.mean(np.abs(factors - 1) > 0.05))}
+        gaps = [d.get("reference_gap", 0.0) for d in drifts]
+        summary["noise_floor"] = float(np.median(gaps))
+        summary["noise_floor_p90"] = float(np.percentile(gaps, 90))
+        summary["drift_remeasured_records"] = int(sum(1 for d in drifts if d.get("remeasured", 0)))
+        return summary
 
     def _where(self) -> str:
         return str(self.path) if self.path else "profile"
@@ -335,6 +375,14 @@ class ProfileWriter:
         append_jsonl(self.path, record)
         self.measured.add(block.key)
         return record
+
+    def update_header(self, **fields: Any) -> None:
+        """Rewrite the header line with ``fields`` added (e.g. the drift summary
+        once the measurements are in); atomic, under this writer's lock."""
+        lines = self.path.read_text(encoding="utf-8").split("\n")
+        self.header = {**self.header, **fields}
+        lines[0] = json.dumps(self.header, sort_keys=True, separators=(",", ":"))
+        atomic_write_text(self.path, "\n".join(lines))
 
     def extend(self, records: Iterable[dict]) -> None:
         for record in records:

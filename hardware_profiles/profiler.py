@@ -63,25 +63,40 @@ def profile_space(space, backend, num_archs: int, out_path: str | os.PathLike, s
         sampling = {"method": "given", "num_archs": len(archs)}
     header = profile_header(space, backend, device=device, batch_size=batch_size, sampling=sampling)
     writer = ProfileWriter(out_path, header)
-    todo = [a for a in archs if a.to_json() not in writer.measured]
-    if todo:
-        if supernet is None:
-            from ofa.supernets import create_supernet
+    try:
+        todo = [a for a in archs if a.to_json() not in writer.measured]
+        if todo:
+            if supernet is None:
+                from ofa.supernets import create_supernet
 
-            supernet = create_supernet(space)
-        supernet.eval()
-        bar = _Progress(len(archs), len(archs) - len(todo), f"{backend.name} {Path(out_path).name}", progress)
-        for index, chunk in enumerate(_chunks(todo, chunk_size)):
-            models = [supernet.extract(arch).eval() for arch in chunk]
-            results = backend.measure_many(models, batch_size, space=space, rng=seed * 100003 + index)
-            for arch, result in zip(chunk, results):
-                cost = space.cost(arch)
-                result = dict(result)
-                latency = result.pop("latency_ms")
-                writer.append(arch, latency, macs=cost.macs, params=cost.params, **result)
-            bar.update(len(chunk))
-        bar.close()
-    return read_profile(out_path)
+                supernet = create_supernet(space)
+            supernet.eval()
+            bar = _Progress(len(archs), len(archs) - len(todo), f"{backend.name} {Path(out_path).name}", progress)
+            for index, chunk in enumerate(_chunks(todo, chunk_size)):
+                models = [supernet.extract(arch).eval() for arch in chunk]
+                results = backend.measure_many(models, batch_size, space=space, rng=seed * 100003 + index)
+                for arch, result in zip(chunk, results):
+                    cost = space.cost(arch)
+                    result = dict(result)
+                    latency = result.pop("latency_ms")
+                    writer.append(arch, latency, macs=cost.macs, params=cost.params, **result)
+                bar.update(len(chunk))
+            bar.close()
+        return _finish(writer, backend)
+    finally:
+        writer.close()
+        backend.close()
+
+
+def _finish(writer: ProfileWriter, backend: Backend) -> Profile:
+    """Record in the header how the host's speed moved over the whole profile (the reference
+    network's drift summary, over every session that wrote to it), and load the profile."""
+    profile = read_profile(writer.path)
+    summary = profile.drift_summary()
+    if summary is not None and writer.header.get("drift") != summary:
+        writer.update_header(drift=summary)
+        profile = read_profile(writer.path)
+    return profile
 
 
 def profile_blocks(space, backend, out_path: str | os.PathLike, *, blocks: Sequence | None = None,
@@ -148,9 +163,10 @@ def profile_blocks(space, backend, out_path: str | os.PathLike, *, blocks: Seque
                     writer.append_block(block, latency, **result)
                 bar.update(len(chunk))
             bar.close()
+        return _finish(writer, backend)
     finally:
         writer.close()
-    return read_profile(out_path)
+        backend.close()
 
 
 class _Progress:

@@ -1,25 +1,34 @@
 """The measurement protocol shared by every timed backend.
 
-One architecture's measurement:
+One chunk of architectures (or blocks) is measured together:
 
-1. warm-up runs (not recorded);
-2. two *passes* of ``runs`` timed runs each. When several architectures are
-   measured together (``measure_runners``), each pass visits them in a fresh
-   shuffled order, so slow drifts of the machine (another job starting, CPU
-   frequency, thermal state) spread over all architectures instead of biasing
-   the ones measured last;
-3. where the medians of the two passes disagree by more than
-   ``rel_tolerance`` (5 %), both passes are repeated, up to ``max_remeasure``
-   times; the record keeps the last pair and says whether it agreed;
-4. statistics (:func:`~hardware_profiles.dataset.latency_stats`) over the
-   timings of both kept passes, for every clock the runner reads.
+1. warm-up runs of each (not recorded), and of the reference network
+   (:mod:`hardware_profiles.reference`);
+2. two *passes* of ``runs`` timed runs each. Each pass visits the
+   architectures and the reference network in a fresh shuffled order, so slow
+   drifts of the machine within the chunk spread over all of them instead of
+   biasing the ones measured last;
+3. where the reference's medians in the passes of the chunk differ by more
+   than ``drift_tolerance`` (5 %), the host changed speed during the chunk:
+   the whole chunk is measured again, up to ``max_drift_remeasure`` times
+   (the count is recorded);
+4. where an architecture's two pass medians, each divided by the reference's
+   median in its pass, disagree by more than ``rel_tolerance`` (5 %), its
+   passes are repeated, up to ``max_remeasure`` times; the record keeps the
+   last pair and says whether it agreed;
+5. statistics (:func:`~hardware_profiles.dataset.latency_stats`) over the
+   timings of the kept passes for every clock the runner reads, and under
+   ``drift`` the same statistics of the timings relative to the reference in
+   their pass, with the reference's median time: from these a profile derives
+   its drift-corrected labels (:mod:`hardware_profiles.labels`).
 
 Clocks: ``latency_ms`` is wall clock (``time.perf_counter_ns``) and, for
 backends that compute on the calling thread (onnxruntime and ncnn with one
 thread), ``cpu_time_ms`` is the CPU time of that thread
 (``time.thread_time_ns``). On a shared machine the thread CPU time is much
-steadier: it does not count the time the thread waits for a core. GPU runners
-time with CUDA events instead.
+steadier: it does not count the time the thread waits for a core; it still
+counts a slower clock or a cache shared with a busy neighbour, which is what
+the reference sees. GPU runners time with CUDA events instead.
 """
 
 from __future__ import annotations
@@ -51,16 +60,29 @@ class MeasurementProtocol:
     rel_tolerance: float = 0.05
     max_remeasure: int = 2
     agreement_metric: str = "latency_ms"  # which clock the pass-agreement check uses
+    reference: bool = True  # time the reference network in every pass (drift-corrected labels)
+    drift_tolerance: float = 0.05
+    max_drift_remeasure: int = 2
 
     def __post_init__(self):
-        if self.warmup < 0 or self.runs < 1 or self.passes < 1 or self.max_remeasure < 0:
+        if (self.warmup < 0 or self.runs < 1 or self.passes < 1 or self.max_remeasure < 0
+                or self.max_drift_remeasure < 0):
             raise ConfigError(f"bad measurement protocol {asdict(self)}: warmup >= 0, runs >= 1, passes >= 1, "
-                              f"max_remeasure >= 0")
-        if not 0 < self.rel_tolerance < 1:
-            raise ConfigError(f"rel_tolerance must be in (0, 1), got {self.rel_tolerance}")
+                              f"max_remeasure >= 0, max_drift_remeasure >= 0")
+        for name in ("rel_tolerance", "drift_tolerance"):
+            if not 0 < getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be in (0, 1), got {getattr(self, name)}")
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "MeasurementProtocol":
+        """The protocol a profile header records (its other keys, such as the
+        sampling, are ignored; older headers lack the reference settings and get
+        the defaults)."""
+        names = {f for f in cls.__dataclass_fields__}
+        return cls(**{k: v for k, v in (data or {}).items() if k in names})
 
 
 class Runner:
@@ -125,56 +147,105 @@ def _relative_gap(a: np.ndarray, b: np.ndarray) -> float:
     return abs(ma - mb) / low if low > 0 else 0.0
 
 
+def _spread(values: Sequence[float]) -> float:
+    """Largest relative gap between any two values (0 for fewer than two)."""
+    values = [float(v) for v in values]
+    low = min(values, default=0.0)
+    return (max(values) - low) / low if len(values) > 1 and low > 0 else 0.0
+
+
 def measure_runners(runners: Sequence[Runner], protocol: MeasurementProtocol,
-                    rng: np.random.Generator | int | None = 0) -> list[dict]:
-    """Measure several prepared runners with the shuffled two-pass protocol.
+                    rng: np.random.Generator | int | None = 0, reference: Runner | None = None) -> list[dict]:
+    """Measure several prepared runners with the shuffled multi-pass protocol
+    (module docstring), timing ``reference`` in every pass where given.
 
     Returns one dict per runner (same order): a statistics dict per clock
     (``latency_ms``, ``cpu_time_ms``, ...), ``passes_agree``, ``pass_gap``
-    (relative gap between the pass medians), ``remeasured`` (how many times
-    the passes were repeated) and ``load_average`` (highest 1-minute load
-    average seen during the measurement)."""
+    (relative gap between the pass medians, drift-corrected where a reference
+    was timed), ``remeasured`` (how many times the passes were repeated),
+    ``load_average`` (highest 1-minute load average seen during the
+    measurement) and, with a reference, ``drift``: ``reference_ms`` (the
+    reference's median per clock over the kept passes), ``relative``
+    (statistics per clock of the timings divided by the reference's median in
+    their pass), ``reference_gap`` (the spread of the reference's pass medians:
+    its test-retest inside the chunk) and ``remeasured`` (times the chunk was
+    measured again because the reference moved)."""
     rng = np.random.default_rng(rng) if not isinstance(rng, np.random.Generator) else rng
     n = len(runners)
     loads = [load_average()]
     for runner in runners:
         runner.warm_up(protocol.warmup)
+    if reference is not None:
+        reference.warm_up(protocol.warmup)
 
-    def run_passes(indices: Sequence[int]) -> dict[int, list[dict[str, np.ndarray]]]:
+    # passes[i]: list of (timings per clock, reference median per clock or None) of runner i
+    def run_passes(indices: Sequence[int]) -> tuple[dict[int, list], list[dict]]:
         passes: dict[int, list] = {i: [] for i in indices}
+        reference_medians = []
         for _ in range(protocol.passes):
-            for i in rng.permutation(np.asarray(indices)):
-                passes[int(i)].append(runners[int(i)].time_runs(protocol.runs))
+            order = [int(i) for i in rng.permutation(np.asarray(indices))]
+            if reference is not None:
+                order.insert(int(rng.integers(0, len(order) + 1)), -1)
+            timed, ref = {}, None
+            for i in order:
+                if i < 0:
+                    ref = {name: float(np.median(t)) for name, t in reference.time_runs(protocol.runs).items()}
+                else:
+                    timed[i] = runners[i].time_runs(protocol.runs)
+            for i, timings in timed.items():
+                passes[i].append((timings, ref))
+            reference_medians.append(ref)
             loads.append(load_average())
-        return passes
+        return passes, reference_medians
 
-    results = run_passes(range(n))
+    def reference_spread(medians: list[dict]) -> float:
+        if reference is None or not medians:
+            return 0.0
+        return max(_spread([m[name] for m in medians]) for name in medians[0])
+
+    results, chunk_reference = run_passes(range(n))
+    drift_remeasured = 0
+    while reference_spread(chunk_reference) > protocol.drift_tolerance and drift_remeasured < protocol.max_drift_remeasure:
+        results, chunk_reference = run_passes(range(n))
+        drift_remeasured += 1
     remeasured = [0] * n
     metric = protocol.agreement_metric
 
+    def relative(timings: dict, ref: dict | None, name: str) -> np.ndarray:
+        return timings[name] / ref[name] if ref is not None and ref.get(name, 0) > 0 else timings[name]
+
     def gap(i: int) -> float:
-        timings = results[i]
-        if len(timings) < 2:
+        kept = results[i]
+        if len(kept) < 2:
             return 0.0
-        key = metric if metric in timings[0] else "latency_ms"
-        medians = [t[key] for t in timings]
+        key = metric if metric in kept[0][0] else "latency_ms"
+        medians = [relative(timings, ref, key) for timings, ref in kept]
         return max(_relative_gap(medians[a], medians[b]) for a in range(len(medians)) for b in range(a))
 
     for _ in range(protocol.max_remeasure):
         disagreeing = [i for i in range(n) if gap(i) > protocol.rel_tolerance]
         if not disagreeing:
             break
-        results.update(run_passes(disagreeing))
+        repeated, _ = run_passes(disagreeing)
+        results.update(repeated)
         for i in disagreeing:
             remeasured[i] += 1
 
     load = max((x for x in loads if x is not None), default=None)
     out = []
     for i in range(n):
-        timings = results[i]
-        record = {name: latency_stats(np.concatenate([t[name] for t in timings])) for name in timings[0]}
+        kept = results[i]
+        clocks = list(kept[0][0])
+        record = {name: latency_stats(np.concatenate([t[name] for t, _ in kept])) for name in clocks}
         g = gap(i)
         record.update(passes_agree=g <= protocol.rel_tolerance, pass_gap=round(g, 6), remeasured=remeasured[i],
                       load_average=load)
+        if reference is not None:
+            refs = [ref for _, ref in kept]
+            record["drift"] = {
+                "reference_ms": {name: float(np.median([r[name] for r in refs])) for name in clocks},
+                "relative": {name: latency_stats(np.concatenate([relative(t, r, name) for t, r in kept]))
+                             for name in clocks},
+                "reference_gap": round(reference_spread(refs), 6), "remeasured": drift_remeasured}
         out.append(record)
     return out

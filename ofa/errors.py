@@ -50,6 +50,13 @@ class SearchError(OFAError):
     budget below the smallest subnet's predicted latency)."""
 
 
+class OverBudgetError(SearchError):
+    """A specialised subnet measured over its latency budget on a device that
+    was measured, and the closed loop found none under it within its rounds.
+    The best pick found is still written (and reported over budget); a command
+    exits with status 3 unless the user allows over-budget picks."""
+
+
 class TrainingError(OFAError):
     """Training diverged: a non-finite loss, gradient or learning rate. The
     message names the phase and step; no checkpoint of the diverged weights is

@@ -29,12 +29,14 @@ from pathlib import Path
 
 import numpy as np
 
-from ofa.errors import BackendUnavailableError, ConfigError, PredictorError
+from ofa.errors import BackendUnavailableError, ConfigError, PredictorError, ProfileError
 from ofa.io import atomic_write_json, atomic_write_text
 from ofa.search.costs import cost_function
 from ofa.search.evolution import evolution_search
 from ofa.search.pareto import ParetoFront, ParetoProblem, random_front
 from ofa.search.problem import Constraint, Objective, SearchProblem
+
+from .closed_loop import IMPLAUSIBLE_MS, Verifier, backend_for, closed_loop_search, positive_latency  # noqa: F401
 
 
 @dataclass(frozen=True)
@@ -61,30 +63,6 @@ def predictor_for(device: str, predictors) -> object:
         raise ConfigError(f"{what} latency predictor for device {device!r}; the predictors given are for: {known}. "
                           f"Pass one --latency-predictor per --device")
     return matches[0]
-
-
-IMPLAUSIBLE_MS = 1e12  # stands in for a non-positive latency prediction
-
-
-def positive_latency(predictor, confidence: float | None = None):
-    """The predictor's latency, with non-positive predictions (a regressor
-    extrapolating outside its profile) replaced by an implausibly large value,
-    so that such subnets count as over every budget instead of looking free.
-
-    With ``confidence`` (between 0.5 and 1, e.g. 0.9): the predictor's upper
-    bound below which that share of its held-out measurements fell (its
-    split-conformal interval), not the point prediction. A search keeps every
-    subnet right at its budget, so on point predictions about half of the
-    picks land over it."""
-    coverage = None if confidence is None else 2 * confidence - 1
-
-    def latency(genes: np.ndarray) -> np.ndarray:
-        if coverage is None:
-            values = predictor.predict_genes(genes)
-        else:
-            values = predictor.predict_interval_genes(genes, coverage)[1]
-        return np.where(values > 0, values, IMPLAUSIBLE_MS)
-    return latency
 
 
 def check_latency_confidence(confidence: float | None, latency_predictors=()) -> None:
@@ -133,38 +111,52 @@ def cost_constraints(space, max_macs: float | None = None, max_params: float | N
     return out
 
 
-def backend_for(predictor):
-    """The measurement backend a latency predictor's profile was made with
-    (same options: threads, precision, accelerator), or None if unknown."""
-    import inspect
-
-    from hardware_profiles import get_backend
-    from hardware_profiles.backends import backend_class
-
-    header = predictor.profile_header
-    name = header.get("backend")
-    if not name:
-        return None
-    accepted = inspect.signature(backend_class(name).__init__).parameters
-    options = {key: header[key] for key in ("threads", "precision", "accelerator")
-               if key in accepted and header.get(key) is not None}
-    return get_backend(name, **options)
-
-
 def measure_latency(predictor, static_model) -> tuple[float | None, str]:
     """Measured latency (ms) of ``static_model`` on the predictor's backend, in
-    the quantity the predictor predicts; ``(None, reason)`` where it cannot run."""
+    the label the predictor predicts (:attr:`LatencyPredictor.label`: same
+    metric, statistic and reference scale); ``(None, reason)`` where it cannot run."""
     try:
         backend = backend_for(predictor)
         if backend is None:
             return None, "the predictor's profile names no backend"
         if not backend.available():
             return None, f"backend {backend.name} is not available here"
-        record = backend.measure(static_model, space=predictor.space)
-    except (BackendUnavailableError, ConfigError) as error:
+        try:
+            record = backend.measure(static_model, space=predictor.space)
+        finally:
+            backend.close()
+        return predictor.label.value(record), f"{backend.name}, {predictor.label.name}"
+    except (BackendUnavailableError, ConfigError, ProfileError) as error:
         return None, str(error)
-    metric = predictor.target if predictor.target in record else "latency_ms"
-    return float(record[metric]["median"]), f"{backend.name}, {metric} median"
+
+
+def feasible_range(space, predictor, confidence: float | None = None, coverage: float = 0.8) -> dict:
+    """The latency range a device offers: the smallest and the largest subnet's
+    predicted latency with the predictor's interval (where it has one) and the
+    value the search would hold under the budget (the bound at ``confidence``).
+    A budget below the smallest subnet's searched value has no subnet."""
+    out = {"device": predictor.device, "label": predictor.label.name}
+    for name, arch in (("smallest", space.smallest()), ("largest", space.largest())):
+        genes = space.to_genes(arch)
+        entry = {"predicted_ms": float(positive_latency(predictor)(genes)[0]),
+                 "searched_ms": float(positive_latency(predictor, confidence)(genes)[0])}
+        if getattr(predictor, "interval_residuals_", None) is not None:
+            low, high = predictor.predict_interval_genes(genes, coverage)
+            entry["interval_ms"] = [float(low[0]), float(high[0])]
+            entry["interval_coverage"] = coverage
+        out[name] = entry
+    return out
+
+
+def describe_range(device: str, entry: dict) -> str:
+    def cell(e):
+        text = f"{e['predicted_ms']:.4g} ms"
+        if "interval_ms" in e:
+            text += f" ({e['interval_coverage']:.0%} interval {e['interval_ms'][0]:.4g}-{e['interval_ms'][1]:.4g})"
+        return text
+    return (f"{device}: feasible budgets from {entry['smallest']['searched_ms']:.4g} ms (smallest subnet "
+            f"{cell(entry['smallest'])}) up to {entry['largest']['searched_ms']:.4g} ms (largest subnet "
+            f"{cell(entry['largest'])}); label {entry['label']}")
 
 
 def pareto_front(space, accuracy, latency, constraints, population: int, generations: int, seed: int) -> ParetoFront:
@@ -222,11 +214,14 @@ def specialize(supernet, accuracy_predictor, latency_predictors: list, targets: 
                generations: int = 500, seed: int = 0, measure: bool = True, ncnn: bool = False, int8: bool = False,
                on_infeasible: str = "raise", pareto_population: int = 100, pareto_generations: int = 100,
                calib_images: int = 2000, provenance: dict | None = None, latency_confidence: float | None = None,
-               log=print) -> list[dict]:
+               max_rounds: int = 3, measurements_per_round: int = 4, log=print) -> list[dict]:
     """Run the whole specialisation for every target (see the module docstring).
 
     ``latency_confidence`` (e.g. 0.9) keeps each pick's latency bound under the
     budget, not its point prediction (:func:`positive_latency`).
+    ``max_rounds`` / ``measurements_per_round``: the closed loop
+    (:func:`~ofa_pipeline.closed_loop.closed_loop_search`); each row's
+    ``verification`` says ``"verified"``, ``"over-budget"`` or ``"not-verified"``.
 
     ``data`` (:class:`ofa.data.DataSplits`) enables BN re-calibration and
     measured accuracy; ``provenance`` (file names, digests) is stored with each
@@ -243,13 +238,16 @@ def specialize(supernet, accuracy_predictor, latency_predictors: list, targets: 
     extra = cost_constraints(space, max_macs, max_params)
     evaluator = None
     fronts: dict[str, tuple[ParetoFront, tuple]] = {}
+    verifiers: dict[str, Verifier] = {}
+    ranges: dict[str, dict] = {}
     rows = []
     for target in targets:
         directory = out_dir / target.name
         settings = {"budgets": [list(b) for b in target.budgets], "max_macs": max_macs, "max_params": max_params,
                     "population": population, "generations": generations, "seed": seed, "ncnn": ncnn, "int8": int8,
                     "pareto": [pareto_population, pareto_generations], "measure": measure,
-                    "provenance": provenance or {}, "latency_confidence": latency_confidence}
+                    "provenance": provenance or {}, "latency_confidence": latency_confidence,
+                    "closed_loop": [max_rounds, measurements_per_round]}
         previous = directory / "result.json"
         if previous.is_file():
             stored = json.loads(previous.read_text())
@@ -258,28 +256,50 @@ def specialize(supernet, accuracy_predictor, latency_predictors: list, targets: 
                 rows.append(stored["summary"])
                 continue
         predictors = [(device, budget, predictor_for(device, latency_predictors)) for device, budget in target.budgets]
-        constraints = [Constraint(f"latency_ms@{device}", positive_latency(p, latency_confidence), budget, "ms")
-                       for device, budget, p in predictors] + extra
-        problem = SearchProblem(space, objective, constraints)
-        result = evolution_search(problem, population, generations, seed=seed, on_infeasible=on_infeasible)
-        arch = result.arch
-        log(f"[{target.name}] predicted {objective.name} {result.objective:.4g} "
-            + ", ".join(f"{k} {v:.4g}" for k, v in result.constraints.items()) + f" ({result.num_evaluations} evals)")
+        for device, _, predictor in predictors:
+            if device not in verifiers:
+                verifiers[device] = Verifier(predictor, supernet, measure)
+                ranges[device] = feasible_range(space, predictor, latency_confidence)
+                log(describe_range(device, ranges[device]))
+
+        def search(latency_functions, predictors=predictors):
+            constraints = [Constraint(f"latency_ms@{device}", latency_functions[device], budget, "ms")
+                           for device, budget, _ in predictors] + extra
+            return evolution_search(SearchProblem(space, objective, constraints), population, generations,
+                                    seed=seed, on_infeasible=on_infeasible)
+
+        log(f"[{target.name}] searching, then verifying the pick")
+        loop = closed_loop_search(space, search, predictors, verifiers, max_rounds=max_rounds,
+                                  measurements_per_round=measurements_per_round, confidence=latency_confidence,
+                                  objective=objective, seed=seed, nearest=on_infeasible == "nearest", log=log)
+        result, arch = loop.result, loop.arch
+        log(f"[{target.name}] {loop.status}: predicted {objective.name} {result.objective:.4g} "
+            + ", ".join(f"{k} {v:.4g}" for k, v in result.constraints.items())
+            + f" ({result.num_evaluations} evals per search, {len(loop.rounds)} round(s), "
+              f"{loop.measurements} measurement(s))")
         static, deployment = deploy_subnet(supernet, arch, directory, "model", data=data, calib_images=calib_images,
                                            ncnn=ncnn, int8=int8)
         atomic_write_json(directory / "arch.json", arch.to_dict())
 
         devices = []
+        genes = space.to_genes(arch)
         for device, budget, predictor in predictors:
-            measured, how = measure_latency(predictor, static) if measure else (None, "not measured (--no-measure)")
-            searched = result.constraints[f"latency_ms@{device}"]
+            check = loop.checks[device]
+            measured = check["measured_ms"]
+            interval = (predictor.predict_interval_genes(genes, 0.8)
+                        if getattr(predictor, "interval_residuals_", None) is not None else None)
             devices.append({"device": device, "device_id": predictor.device, "budget_ms": budget,
-                            "predicted_latency_ms": (searched if latency_confidence is None
-                                                     else float(positive_latency(predictor)(space.to_genes(arch))[0])),
-                            "latency_bound_ms": None if latency_confidence is None else searched,
+                            "predicted_latency_ms": float(positive_latency(predictor)(genes)[0]),
+                            "latency_bound_ms": (None if latency_confidence is None
+                                                 else float(positive_latency(predictor, latency_confidence)(genes)[0])),
                             "latency_confidence": latency_confidence,
-                            "measured_latency_ms": measured, "measurement": how,
-                            "over_budget": measured is not None and measured > budget})
+                            "interval_80_ms": None if interval is None else [float(interval[0][0]),
+                                                                             float(interval[1][0])],
+                            "label": predictor.label.name,
+                            "measured_latency_ms": measured, "raw_measured_ms": check["raw_ms"],
+                            "measurement": check["how"], "verified": check["verified"],
+                            "over_budget": measured is not None and measured > budget,
+                            "feasible_range": ranges[device]})
         accuracy = {}
         if data is not None:
             if evaluator is None:
@@ -296,6 +316,7 @@ def specialize(supernet, accuracy_predictor, latency_predictors: list, targets: 
             "predicted_objective_rmse": stated_error(accuracy_predictor),
             "label_loyalty": accuracy.get("label_loyalty"), "probability_loyalty": accuracy.get("probability_loyalty"),
             "onnx": deployment["onnx"], "onnx_parity_max_abs_diff": deployment["parity_max_abs_diff"],
+            "verification": loop.status, "closed_loop": loop.to_dict(),
         }
         if "precision" in deployment:
             summary["int8"] = deployment["precision"]["int8"]
@@ -320,6 +341,8 @@ def specialize(supernet, accuracy_predictor, latency_predictors: list, targets: 
                                                       "search": result.to_dict(), "deployment": deployment})
         atomic_write_text(directory / "report.md", target_report(summary, deployment, result))
         rows.append(summary)
+    for device, verifier in verifiers.items():
+        verifier.save(out_dir / "measurements" / f"{_slug(device)}.jsonl")
     atomic_write_json(out_dir / "summary.json", rows)
     atomic_write_text(out_dir / "summary.md", summary_table(rows) + "\n")
     return rows
@@ -364,9 +387,11 @@ def _fmt(value, spec=".3f", missing="-") -> str:
 
 
 def _measured_cell(device: dict) -> str:
-    """The measured latency, marked when it is over the budget."""
+    """The measured latency, marked when it is over the budget; why not, when it was not measured."""
     measured = device.get("measured_latency_ms")
-    if measured is not None and measured > device["budget_ms"]:
+    if measured is None:
+        return "not verified"
+    if measured > device["budget_ms"]:
         return f"**{measured:.3f} OVER BUDGET**"
     return _fmt(measured)
 
@@ -404,10 +429,17 @@ def summary_table(rows: list[dict]) -> str:
 def target_warnings(summary: dict) -> list[str]:
     """What a reader must not miss: a measured latency over its budget, a measured accuracy
     further from the prediction than the predictor's stated error allows, INT8 slower than FP32."""
+    rounds = len(summary.get("closed_loop", {}).get("rounds", []))
     warnings = [f"OVER BUDGET on {d['device']}: measured {d['measured_latency_ms']:.3f} ms > budget "
-                f"{d['budget_ms']:g} ms (predicted {d['predicted_latency_ms']:.3f} ms)"
+                f"{d['budget_ms']:g} ms (predicted {d['predicted_latency_ms']:.3f} ms"
+                + (f"; still over after {rounds} closed-loop round(s): the best pick found" if rounds else "") + ")"
                 for d in summary["devices"]
                 if d.get("measured_latency_ms") is not None and d["measured_latency_ms"] > d["budget_ms"]]
+    warnings += [f"PREDICTED, NOT VERIFIED on {d['device']}: {d.get('measurement', '')}"
+                 + (f"; 80% interval {d['interval_80_ms'][0]:.3f}-{d['interval_80_ms'][1]:.3f} ms"
+                    if d.get("interval_80_ms") else "")
+                 for d in summary["devices"] if d.get("measured_latency_ms") is None
+                 and "--no-measure" not in str(d.get("measurement", ""))]
     rmse, measured = summary.get("predicted_objective_rmse"), summary.get("measured_objective")
     if rmse is not None and measured is not None and abs(measured - summary["predicted_objective"]) > 2 * rmse:
         warnings.append(f"{summary['objective'].upper()} OUTSIDE THE PREDICTOR'S ERROR: measured {measured:.4g}, "
@@ -417,6 +449,24 @@ def target_warnings(summary: dict) -> list[str]:
         warnings.append(f"INT8 IS SLOWER than FP32: {summary['int8']['latency_ms']:.3f} ms vs "
                         f"{summary['fp32']['latency_ms']:.3f} ms (onnxruntime, 1 thread): deploy FP32")
     return warnings
+
+
+def loop_rounds_table(summary: dict) -> list[str]:
+    """Markdown lines: predicted, searched and measured latency of each closed-loop round's pick."""
+    loop = summary.get("closed_loop") or {}
+    lines = [f"Closed loop: **{summary.get('verification', 'not-verified')}** after {len(loop.get('rounds', []))} "
+             f"round(s), {loop.get('measurements', 0)} measurement(s) (label of each device's predictor).", "",
+             "| round | device | budget (ms) | predicted (ms) | searched (ms) | measured (ms) | recalibration |",
+             "|---|---|---|---|---|---|---|"]
+    for entry in loop.get("rounds", []):
+        for device, d in entry["devices"].items():
+            measured = "-" if d.get("measured_ms") is None else f"{d['measured_ms']:.4g}"
+            scale = f"x{d['scale']:.3f}" + (f" -> x{d['scale_after']:.3f} ({d.get('candidates_measured', 0)} "
+                                             f"candidates measured)" if d.get("scale_after", d["scale"]) != d["scale"]
+                                             or d.get("candidates_measured") else "")
+            lines.append(f"| {entry['round']} | {device} | {d['budget_ms']:g} | {d['predicted_ms']:.4g} | "
+                         f"{d['searched_ms']:.4g} | {measured} | {scale} |")
+    return lines
 
 
 def target_report(summary: dict, deployment: dict, result) -> str:
@@ -429,6 +479,7 @@ def target_report(summary: dict, deployment: dict, result) -> str:
     for d in summary["devices"]:
         lines.append(f"| {d['device']} | {d['budget_ms']:g} | {_predicted_latency_cell(d)} | "
                      f"{_measured_cell(d)} | {d['measurement']} |")
+    lines += ["", *loop_rounds_table(summary)]
     lines += ["", f"Predicted {summary['objective']}: {summary['predicted_objective']:.4f}"
               + (f" (held-out RMSE {summary['predicted_objective_rmse']:.3g})"
                  if summary.get("predicted_objective_rmse") is not None else "") + "; measured "

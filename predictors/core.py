@@ -146,6 +146,22 @@ class LatencyPredictor(SpacePredictor):
     def _meta(self) -> dict:
         return {**super()._meta(), "device": self.device, "profile_header": self.profile_header}
 
+    @property
+    def label(self):
+        """The :class:`~hardware_profiles.labels.Label` this predictor predicts:
+        verification reads the same label from a fresh measurement. Predictors
+        saved before labels were recorded name it in ``metrics_["target"]``."""
+        from hardware_profiles.labels import Label
+
+        recorded = self.metrics_.get("label")
+        if isinstance(recorded, dict) and "metric" in recorded:
+            return Label.from_dict(recorded)
+        target = self.metrics_.get("target")
+        if isinstance(target, str) and "." in target:
+            metric, statistic = target.rsplit(".", 1)
+            return Label(metric, statistic)
+        return Label(self.target, "median")
+
     def __repr__(self) -> str:
         return super().__repr__()[:-1] + f", device={self.device!r})"
 
@@ -287,25 +303,18 @@ def holdout_comparison(models: dict[str, Pipeline], train: tuple, test: tuple, r
     return results
 
 
-# The default label of timed backends (those recording the thread CPU time): the
-# statistic that repeats best between two profiling runs of the same
-# architectures on a shared machine (benchmarks/measurement_noise.py; the
-# figures and the reasoning are in docs/profiles.md, "Which label to fit").
-# Simulators are deterministic: their latency_ms.median is exact.
-TIMED_LABEL = ("cpu_time_ms", "p10")
-SIMULATED_LABEL = ("latency_ms", "median")
-
-
 def default_label(profile) -> tuple[str, str]:
     """``(metric, statistic)`` fitted by default on ``profile`` (a Profile or its path):
-    :data:`TIMED_LABEL` where the records hold thread CPU time, else :data:`SIMULATED_LABEL`."""
+    :func:`hardware_profiles.labels.default_metric_statistic` (the drift-corrected
+    thread CPU time's median where the records were timed beside the reference
+    network; ``cpu_time_ms.p10`` on older timed profiles; ``latency_ms.median``
+    for simulators)."""
     from hardware_profiles.dataset import Profile, read_profile
+    from hardware_profiles.labels import default_metric_statistic
 
     if not isinstance(profile, Profile):
         profile = read_profile(profile)
-    if profile.records and all(TIMED_LABEL[0] in r for r in profile.records):
-        return TIMED_LABEL
-    return SIMULATED_LABEL
+    return default_metric_statistic(profile.records)
 
 
 def resolve_label(profile, metric: str | None, statistic: str | None) -> tuple[str, str]:
@@ -344,7 +353,8 @@ def subset_profile(profile, indices):
     """A profile holding only the records at ``indices`` (same header)."""
     from hardware_profiles.dataset import Profile
 
-    return Profile(profile.header, [profile.records[i] for i in indices], profile.path)
+    return Profile(profile.header, [profile.records[i] for i in indices], profile.path,
+                   reference_ms=profile.reference_ms)
 
 
 def fit_latency_predictor(profile, model: str = "auto", metric: str | None = None, statistic: str | None = None,
@@ -371,6 +381,7 @@ def fit_latency_predictor(profile, model: str = "auto", metric: str | None = Non
         lambda name: make_latency_model(name, space, random_state), genes, y, model, candidates, cv,
         random_state, relative=True)
     metrics["target"] = f"{metric}.{statistic}"
+    metrics["label"] = profile.label(metric, statistic).to_dict()
     metrics["n_train"] = int(len(y))
     return LatencyPredictor(fitted, space, target=metric, model_name=best, metrics=metrics,
                             interval_residuals=residuals, device=profile.device, profile_header=profile.header)
@@ -435,6 +446,7 @@ def fit_transfer_predictor(source, target, correction: str = "linear", metric: s
         raise PredictorError("transfer needs a source predictor of architectures (gene matrices); this one is a "
                              "plain-feature predictor: fit the source on a profile instead")
     header = {}
+    metrics_label = None
     if isinstance(target, tuple):
         metric, statistic = metric or "latency_ms", statistic or "median"
         genes, y = np.asarray(target[0]), np.asarray(target[1], dtype=np.float64)
@@ -445,6 +457,7 @@ def fit_transfer_predictor(source, target, correction: str = "linear", metric: s
         profile, genes, y = profile_targets(target, metric, statistic)
         source.space.check_fingerprint(profile.space.fingerprint, "the target profile")
         header, device = profile.header, device or profile.device
+        metrics_label = profile.label(metric, statistic).to_dict()
     if len(y) < 2:
         raise DataError("transfer needs at least 2 measured architectures on the target device")
     space_dict = source.space.to_dict()
@@ -457,6 +470,8 @@ def fit_transfer_predictor(source, target, correction: str = "linear", metric: s
 
     candidates = ("linear", "log-linear") if correction == "auto" else (correction,)
     metrics: dict = {"source_device": source.device, "n_train": int(len(y)), "target": f"{metric}.{statistic}"}
+    if metrics_label is not None:
+        metrics["label"] = metrics_label
     residuals = None
     chosen = candidates[0] if len(y) < 5 else None  # too few to cross-validate
     if chosen is None:

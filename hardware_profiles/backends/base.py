@@ -104,19 +104,48 @@ class TimedBackend(Backend):
         self.protocol = protocol or MeasurementProtocol()
 
     def protocol_dict(self) -> dict:
-        return self.protocol.to_dict()
+        protocol = self.protocol.to_dict()
+        if self.protocol.reference:
+            from ..reference import reference_description
+
+            protocol["reference"] = reference_description()
+        return protocol
 
     def prepare(self, static_model: torch.nn.Module, batch_size: int = 1) -> Runner:
         raise NotImplementedError
 
+    def reference_runner(self, batch_size: int = 1) -> Runner | None:
+        """The reference network prepared on this runtime (kept between chunks:
+        converting it anew for every chunk would cost an ncnn conversion each
+        time); None when the protocol does not time it."""
+        if not self.protocol.reference:
+            return None
+        cached = getattr(self, "_reference", None)
+        if cached is not None and cached[0] == batch_size:
+            return cached[1]
+        from ..reference import ReferenceNetwork
+
+        self.close()
+        runner = self.prepare(ReferenceNetwork(), batch_size)
+        self._reference = (batch_size, runner)
+        return runner
+
+    def close(self) -> None:
+        cached = getattr(self, "_reference", None)
+        if cached is not None:
+            cached[1].close()
+            self._reference = None
+
     def measure_many(self, static_models, batch_size: int = 1, *, space=None, rng=0) -> list[dict]:
-        """Prepare every model, measure them together (shuffled passes), free them."""
+        """Prepare every model, measure them together beside the reference
+        network (shuffled passes), free them."""
         self.check_available()
         runners = []
         try:
+            reference = self.reference_runner(batch_size)
             for model in static_models:
                 runners.append(self.prepare(model, batch_size))
-            results = measure_runners(runners, self.protocol, rng)
+            results = measure_runners(runners, self.protocol, rng, reference=reference)
         finally:
             for runner in runners:
                 runner.close()

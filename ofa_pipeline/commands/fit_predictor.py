@@ -51,11 +51,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--out", required=True, help="predictor file to write (.skops)")
     p.add_argument("--model", default="auto", help="'auto' (chosen by cross-validation) or a model name")
     p.add_argument("--metric", default=None,
-                   help="profile label: latency_ms (wall) or cpu_time_ms (default: cpu_time_ms for timed backends, "
-                        "latency_ms for simulators; see docs/profiles.md)")
+                   help="profile label: corrected_cpu_time_ms / corrected_latency_ms (drift-corrected by the "
+                        "reference network), cpu_time_ms (thread CPU time) or latency_ms (wall). Default: the "
+                        "drift-corrected thread CPU time where the profile has it, cpu_time_ms on older timed "
+                        "profiles, latency_ms for simulators; see docs/profiles.md. Specialisation verifies picks "
+                        "with the same label")
     p.add_argument("--statistic", default=None, type=choice(STATISTICS),
-                   help="statistic of the label: median, mean, p10, p90 (default: p10 of cpu_time_ms for timed "
-                        "backends, the statistic that repeats best on a shared machine; median for simulators)")
+                   help="statistic of the label: median, mean, p10, p90 (default: median; p10 of cpu_time_ms on "
+                        "older timed profiles without the reference network)")
     # block-sum predictors and transfer (ofa_pipeline.block_fitting)
     p.add_argument("--blocks", help="block profile (JSONL, tools/profile_device.py --blocks): fit a block-sum "
                                     "predictor; --profile then gives whole-network measurements of the same device")

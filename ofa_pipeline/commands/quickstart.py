@@ -49,10 +49,6 @@ from ofa.cli import run_command
 from ofa.errors import ConfigError, OFAError
 from ofa.validation import ArgumentParser, check_output_path, choice
 
-# latency label per backend: thread CPU time where the backend records it (on a
-# shared machine it does not count waiting for a core), else the backend's latency
-DEVICES = {"cpu-ort": "cpu_time_ms", "fpga-scalesim": "latency_ms", "mobile-ncnn": "cpu_time_ms"}
-
 # the search keeps each pick's 90% latency bound under its budget, not the point prediction
 LATENCY_CONFIDENCE = 0.9
 FULL = {"profile_archs": 60, "eval_archs": 80, "population": 100, "generations": 500, "pareto_generations": 100,
@@ -348,8 +344,8 @@ def run(args) -> dict:
             argv += ["--cache-dir", str(Path(os.environ["OFA_HW_CACHE"]) / "scalesim")]
         steps.run(f"2. profile {device}", "profile_device", argv, inputs=[space_file], outputs=[profile])
         latency_paths[device] = out / "predictors" / f"{device}.skops"
-        argv = ["--profile", str(profile), "--out", str(latency_paths[device]), "--metric", DEVICES.get(device,
-                "latency_ms")]
+        # the default label: drift-corrected thread CPU time for timed backends, exact latency for simulators
+        argv = ["--profile", str(profile), "--out", str(latency_paths[device])]
         if args.fast:
             argv += ["--cv", "3", "--model", "lut"]
         steps.run(f"3. fit the {device} latency predictor", "fit_predictor", argv, inputs=[profile],
@@ -385,13 +381,16 @@ def run(args) -> dict:
             "--population", str(settings["population"]), "--generations", str(settings["generations"]),
             "--pareto-generations", str(settings["pareto_generations"]),
             "--calib-images", str(settings["calib_images"])]
-    budgets = {}
+    budgets, labels = {}, {}
     for device, path in latency_paths.items():
         argv += ["--latency-predictor", str(path)]
-        budgets[device] = budgets_for(load_predictor(path), space)
+        predictor = load_predictor(path)
+        labels[device] = predictor.label.name
+        budgets[device] = budgets_for(predictor, space)
         for budget in budgets[device]:
             argv += ["--device", device, "--latency-ms", f"{budget:g}"]
-    argv += ["--latency-confidence", str(LATENCY_CONFIDENCE)]
+    # the over-budget picks the closed loop cannot fix are reported in the table, not a failed step
+    argv += ["--latency-confidence", str(LATENCY_CONFIDENCE), "--allow-over-budget"]
     if settings["int8"]:
         argv.append("--int8")
     if args.fast:  # one epoch per phase: the accuracies are close to noise, a smoke test ranks them anyway
@@ -407,22 +406,22 @@ def run(args) -> dict:
     total = steps.total
     report = {"mode": "fast" if args.fast else "full", "model": "transformer" if transformer else "cnn",
               "settings": settings, "devices": devices,
-              "budgets_ms": budgets, "latency_labels": {d: DEVICES.get(d, "latency_ms") for d in devices},
+              "budgets_ms": budgets, "latency_labels": labels,
               "timings_s": timings, "total_s": total, "runs": steps.ledger["runs"],
               "this_run": {"timings_s": steps.timings, "total_s": steps.this_run_total},
               "rows": rows}
     steps.save()
     atomic_write_json(out / "quickstart.json", report)
-    labels = ", ".join(f"{d}: {DEVICES.get(d, 'latency_ms')}" for d in devices)
+    label_text = ", ".join(f"{d}: {label}" for d, label in labels.items())
     accuracy = ("token accuracy and loss on validation sentences" if transformer
                 else "top-1 on the validation split after BN re-calibration")
-    text = (f"# Quickstart ({report['model']}, {report['mode']} mode)\n\nLatency labels ({labels}); accuracy: "
+    text = (f"# Quickstart ({report['model']}, {report['mode']} mode)\n\nLatency labels ({label_text}); accuracy: "
             f"{accuracy}; loyalty: agreement with the largest subnet.\n\n{table}\n\n"
             f"Pareto plots: `deploy/<target>/pareto_<device>.png`. Wall time: {total} s "
             f"({', '.join(f'{k}: {v} s' for k, v in timings.items())})"
             + (f" over {report['runs']} runs of this directory" if report["runs"] > 1 else "") + ".\n")
     atomic_write_text(out / "quickstart.md", text)
-    print(f"\n== 6. result ({labels})\n{table}\n\nwall time {total} s; report {out / 'quickstart.md'}")
+    print(f"\n== 6. result ({label_text})\n{table}\n\nwall time {total} s; report {out / 'quickstart.md'}")
     return report
 
 
