@@ -38,7 +38,7 @@ from ofa.errors import ConfigError, ProfileError
 from ofa.io import append_jsonl, atomic_write_text
 from ofa.spaces import BlockSpec, SearchSpace, block_from_dict, space_from_dict
 
-from .labels import Label, add_corrected_metrics, clock_of, is_corrected
+from .labels import CORRECTED_PREFIX, Label, add_corrected_metrics, clock_of, is_corrected
 
 SCHEMA_VERSION = 1
 STAT_KEYS = ("median", "mean", "p10", "p90", "std", "cv", "runs")
@@ -150,10 +150,12 @@ class Profile:
         drifts = [r["drift"] for r in self.records if isinstance(r.get("drift"), dict)]
         if not drifts:
             return None
-        summary: dict = {"reference": self.header.get("protocol", {}).get("reference"),
+        summary: dict = {"reference": self.header.get("protocol", {}).get("reference_network"),
                          "records": len(drifts)}
         for clock, session in self.reference_ms.items():
             values = np.array([d["reference_ms"][clock] for d in drifts if clock in d.get("reference_ms", {})])
+            if values.size == 0:
+                continue
             factors = session / values
             summary[clock] = {"session_median_ms": session, "min_ms": float(values.min()),
                               "max_ms": float(values.max()), "correction_min": float(factors.min()),
@@ -357,6 +359,7 @@ class ProfileWriter:
         return self.header.get("level", "network")
 
     def append(self, arch, latency_ms: dict, **fields: Any) -> dict:
+        fields = _timed_only(fields)
         if self.level != "network":
             raise ProfileError(f"{self.path} is a {self.level} profile: append blocks with append_block()")
         record = {"kind": "measurement", "arch": arch.to_dict(), "latency_ms": latency_ms,
@@ -371,7 +374,7 @@ class ProfileWriter:
             raise ProfileError(f"{self.path} is a {self.level} profile: append architectures with append()")
         if not isinstance(latency_ms, dict) or any(k not in latency_ms for k in STAT_KEYS):
             raise ProfileError(f"latency_ms must hold {list(STAT_KEYS)} (see latency_stats)")
-        record = block_record(block, latency_ms, **fields)
+        record = block_record(block, latency_ms, **_timed_only(fields))
         append_jsonl(self.path, record)
         self.measured.add(block.key)
         return record
@@ -386,13 +389,19 @@ class ProfileWriter:
 
     def extend(self, records: Iterable[dict]) -> None:
         for record in records:
-            append_jsonl(self.path, record)
+            append_jsonl(self.path, _timed_only(record))
 
     def close(self) -> None:
         """Release the profile's write lock (also released when the writer is garbage-collected)."""
         if self._lock is not None:
             self._lock.close()
             self._lock = None
+
+
+def _timed_only(record: dict) -> dict:
+    """A record without the metrics a profile derives when it is read (``corrected_*``):
+    a file keeps what was timed, and its own reader derives them on its own scale."""
+    return {k: v for k, v in record.items() if not k.startswith(CORRECTED_PREFIX)}
 
 
 def _lock_profile(path: Path):

@@ -64,6 +64,7 @@ def profile_space(space, backend, num_archs: int, out_path: str | os.PathLike, s
     header = profile_header(space, backend, device=device, batch_size=batch_size, sampling=sampling)
     writer = ProfileWriter(out_path, header)
     try:
+        _check_same_reference(writer, header)
         todo = [a for a in archs if a.to_json() not in writer.measured]
         if todo:
             if supernet is None:
@@ -82,13 +83,25 @@ def profile_space(space, backend, num_archs: int, out_path: str | os.PathLike, s
                     writer.append(arch, latency, macs=cost.macs, params=cost.params, **result)
                 bar.update(len(chunk))
             bar.close()
-        return _finish(writer, backend)
+        return _finish(writer)
     finally:
         writer.close()
         backend.close()
 
 
-def _finish(writer: ProfileWriter, backend: Backend) -> Profile:
+def _check_same_reference(writer: ProfileWriter, header: dict) -> None:
+    """A resumed profile keeps its protocol: records timed beside the reference network and
+    records timed without it cannot share a drift-corrected label."""
+    before = writer.header.get("protocol", {}).get("reference_network")
+    now = header.get("protocol", {}).get("reference_network")
+    if writer.measured and before != now:
+        raise ConfigError(f"{writer.path} was measured {'beside ' + before['name'] if before else 'without'} the "
+                          f"reference network, and this run would measure "
+                          f"{'beside ' + now['name'] if now else 'without'} it: its records could not share one "
+                          f"drift-corrected label. Write to another file")
+
+
+def _finish(writer: ProfileWriter) -> Profile:
     """Record in the header how the host's speed moved over the whole profile (the reference
     network's drift summary, over every session that wrote to it), and load the profile."""
     profile = read_profile(writer.path)
@@ -148,9 +161,10 @@ def profile_blocks(space, backend, out_path: str | os.PathLike, *, blocks: Seque
         blocks.append(null)
         selection["null_block"] = null.key
     selection["num_blocks"] = len(blocks)
-    writer = ProfileWriter(out_path, profile_header(space, backend, device=device, batch_size=batch_size,
-                                                    blocks=selection))
+    header = profile_header(space, backend, device=device, batch_size=batch_size, blocks=selection)
+    writer = ProfileWriter(out_path, header)
     try:
+        _check_same_reference(writer, header)
         todo = [block for block in blocks if block.key not in writer.measured]
         if todo:
             bar = _Progress(len(blocks), len(blocks) - len(todo), f"{backend.name} {Path(out_path).name}", progress,
@@ -163,7 +177,7 @@ def profile_blocks(space, backend, out_path: str | os.PathLike, *, blocks: Seque
                     writer.append_block(block, latency, **result)
                 bar.update(len(chunk))
             bar.close()
-        return _finish(writer, backend)
+        return _finish(writer)
     finally:
         writer.close()
         backend.close()

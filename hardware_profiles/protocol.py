@@ -242,10 +242,12 @@ def measure_runners(runners: Sequence[Runner], protocol: MeasurementProtocol,
                       load_average=load)
         if reference is not None:
             refs = [ref for _, ref in kept]
+            # a clock the reference did not advance (too coarse a timer) cannot correct anything: left out
+            usable = [name for name in clocks if all(r.get(name, 0) > 0 for r in refs)]
             record["drift"] = {
-                "reference_ms": {name: float(np.median([r[name] for r in refs])) for name in clocks},
-                "relative": {name: latency_stats(np.concatenate([relative(t, r, name) for t, r in kept]))
-                             for name in clocks},
+                "reference_ms": {name: float(np.median([r[name] for r in refs])) for name in usable},
+                "relative": {name: latency_stats(np.concatenate([t[name] / r[name] for t, r in kept]))
+                             for name in usable},
                 "reference_gap": round(reference_spread(refs), 6), "remeasured": drift_remeasured}
         out.append(record)
     return out

@@ -41,8 +41,8 @@ _CHANNELS = (16, 32, 48, 64)
 
 
 class ReferenceNetwork(nn.Module):
-    """Four stride-2 3x3 convolutions with ReLU, global pooling and a linear
-    classifier; weights from a fixed seed (the values do not change the time,
+    """Four stages of two 3x3 convolutions with ReLU (the first of each with
+    stride 2), global pooling and a linear classifier; weights from a fixed seed (the values do not change the time,
     but a fixed network makes runs byte-identical)."""
 
     input_names = ("input",)

@@ -18,15 +18,24 @@ speed, or the pick sits where the profile had few architectures.
    ratio near the budget) and searches again;
 4. stops when a pick measures under every budget or after ``max_rounds``.
    A pick is never returned over budget without saying so: the outcome is
-   ``"verified"`` (measured under every budget), ``"over-budget"`` (the best
-   pick found still measured over; :class:`~ofa.errors.OverBudgetError` is
-   what a command raises for it unless the user allows it) or
-   ``"not-verified"`` (a device that cannot be run here, e.g. imported
-   measurements of a phone: its predicted value and interval are reported).
+   ``"verified"`` (measured under every budget), ``"partly-verified"`` (under
+   every budget that could be measured; another device of a joint target
+   cannot be run here), ``"over-budget"`` (the best pick found still
+   measured over; a command reports it as :class:`~ofa.errors.OverBudgetError`
+   and exits with status 3 unless the user allows it) or ``"not-verified"``
+   (no device can be run here, e.g. imported measurements of a phone: the
+   predicted value and interval are reported).
+
+"Measured" is the predictor's label read from a fresh measurement: for a
+drift-corrected label, the pick's time relative to the reference network,
+on the profile's scale (:mod:`hardware_profiles.labels`); the raw time at this
+host's current speed is reported beside it.
 
 On a deterministic simulator the measurement is exact, so the loop keeps
 going past ``max_rounds`` (up to ``SIMULATOR_MAX_ROUNDS``) and falls back to
-the smallest subnet: a simulated device can never get an over-budget pick.
+the smallest subnet: a simulated device never gets an over-budget pick,
+unless the user asked for the nearest subnet to budgets no subnet meets
+(``nearest``), which is then reported over budget.
 """
 
 from __future__ import annotations
@@ -36,6 +45,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from hardware_profiles.labels import clock_of
 from ofa.errors import BackendUnavailableError, ConfigError, ProfileError, SearchError
 
 IMPLAUSIBLE_MS = 1e12  # stands in for a non-positive latency prediction
@@ -107,40 +117,51 @@ def backend_for(predictor):
     options = {key: header[key] for key in ("threads", "precision", "accelerator")
                if key in accepted and header.get(key) is not None}
     if "protocol" in accepted and isinstance(header.get("protocol"), dict):
-        protocol = MeasurementProtocol.from_dict(header["protocol"])
-        # the predictor's label decides whether the reference network is timed
-        options["protocol"] = protocol if protocol.reference or not _corrected(predictor) else \
-            MeasurementProtocol.from_dict({**header["protocol"], "reference": True})
+        # the profile's runs and passes; the reference network is always timed (older headers lack the
+        # setting and get the default), so that a corrected label can be read from the measurement
+        options["protocol"] = MeasurementProtocol.from_dict({**header["protocol"], "reference": True})
     return get_backend(name, **options)
-
-
-def _corrected(predictor) -> bool:
-    from hardware_profiles.labels import is_corrected
-
-    return is_corrected(predictor.label.metric)
 
 
 class Verifier:
     """Measures architectures of ``supernet`` on one device, in the label its
-    latency ``predictor`` predicts (:attr:`LatencyPredictor.label`)."""
+    latency ``predictor`` predicts (:attr:`LatencyPredictor.label`).
 
-    def __init__(self, predictor, supernet, measure: bool = True):
+    On a timed backend each architecture is prepared ``sessions`` times (its
+    own runtime session each: onnxruntime and ncnn place a network's buffers
+    anew per session, and one session of the same network can run several
+    percent slower than the next) in the same chunk, and the median of their
+    labels is the measurement. A simulator is exact: one is enough."""
+
+    def __init__(self, predictor, supernet, measure: bool = True, sessions: int = 3):
+        from hardware_profiles.labels import is_corrected
+
         self.predictor, self.supernet = predictor, supernet
         self.label = predictor.label
+        self.batch_size = int(predictor.profile_header.get("batch_size", 1) or 1)
         self.backend, self.reason = None, "not measured (--no-measure)"
         if measure:
             try:
                 backend = backend_for(predictor)
+                device = predictor.profile_header.get("device", predictor.device)
                 if backend is None:
                     self.reason = (f"predicted, not verified: the profile's backend "
                                    f"{predictor.profile_header.get('backend')!r} cannot be run or simulated here")
                 elif not backend.available():
                     self.reason = f"predicted, not verified: backend {backend.name} is not available here"
+                elif device != backend.default_device():
+                    # e.g. a phone's ncnn timings imported: this host's ncnn is another device
+                    self.reason = (f"predicted, not verified: the profile was measured on device {device!r}; "
+                                   f"{backend.name} here is {backend.default_device()!r}")
+                elif is_corrected(self.label.metric) and self.label.reference_ms is None:
+                    self.reason = (f"predicted, not verified: the predictor's label {self.label.name} has no "
+                                   f"reference time to read a new measurement on its scale; refit it on its profile")
                 else:
                     self.backend, self.reason = backend, f"{backend.name}, {self.label.name}"
             except (BackendUnavailableError, ConfigError) as error:
                 self.reason = f"predicted, not verified: {error}"
         self.simulated = bool(self.backend is not None and self.backend.simulated)
+        self.sessions = 1 if self.simulated else max(1, int(sessions))
         self.records: list[tuple[object, dict]] = []  # (arch, record) of everything measured
 
     @property
@@ -152,22 +173,26 @@ class Verifier:
         (one chunk of the protocol, beside the reference network)."""
         if not archs:
             return []
-        static = [self.supernet.extract(arch).eval() for arch in archs]
-        try:
-            records = self.backend.measure_many(static, space=self.supernet.space, rng=rng)
-        finally:
-            self.backend.close()
+        static = [self.supernet.extract(arch).eval() for arch in archs for _ in range(self.sessions)]
+        records = self.backend.measure_many(static, self.batch_size, space=self.supernet.space, rng=rng)
         out = []
-        for arch, record in zip(archs, records):
-            self.records.append((arch, record))
+        for index, arch in enumerate(archs):
+            sessions = records[index * self.sessions:(index + 1) * self.sessions]
+            self.records.append((arch, sessions[0]))
             try:
-                measured = self.label.value(record)
+                measured = [self.label.value(record) for record in sessions]
             except ProfileError as error:
                 raise ConfigError(f"cannot verify on {self.backend.name}: {error}") from None
-            raw_metric = self.label.metric.replace("corrected_", "")
-            raw = record.get(raw_metric, {}).get(self.label.statistic)
-            out.append({"measured_ms": float(measured), "raw_ms": None if raw is None else float(raw)})
+            raw = [record.get(clock_of(self.label.metric), {}).get(self.label.statistic) for record in sessions]
+            raw = [value for value in raw if value is not None]
+            out.append({"measured_ms": float(np.median(measured)), "raw_ms": float(np.median(raw)) if raw else None,
+                        "sessions_ms": [float(v) for v in measured]})
         return out
+
+    def close(self) -> None:
+        """Free the backend's prepared reference network (kept between the loop's rounds)."""
+        if self.backend is not None:
+            self.backend.close()
 
     def save(self, path) -> None:
         """The architectures measured by the loop, as a profile of the device
@@ -178,6 +203,7 @@ class Verifier:
             return
         space = self.supernet.space
         writer = ProfileWriter(path, profile_header(space, self.backend, device=self.predictor.device,
+                                                    batch_size=self.batch_size,
                                                     sampling={"method": "closed-loop verification"}))
         try:
             for arch, record in self.records:
@@ -196,7 +222,7 @@ class LoopOutcome:
 
     result: object  # the SearchResult of the returned pick
     arch: object
-    status: str  # "verified" | "over-budget" | "not-verified"
+    status: str  # "verified" | "partly-verified" | "over-budget" | "not-verified"
     rounds: list[dict] = field(default_factory=list)
     checks: dict = field(default_factory=dict)  # device -> {"measured_ms", "raw_ms", "how", "verified"}
     measurements: int = 0
@@ -247,7 +273,8 @@ def closed_loop_search(space, search, devices, verifiers: dict, *, max_rounds: i
     budgets = {device: budget for device, budget, _ in devices}
     simulated_only = bool(checkable) and all(verifiers[d].simulated for d in checkable)
     limit = max(max_rounds, SIMULATOR_MAX_ROUNDS) if simulated_only else max_rounds
-    measured: dict[str, dict[str, float]] = {}  # arch json -> device -> measured ms
+    measured: dict[str, dict[str, float]] = {}  # arch json -> device -> measured ms, in the predictor's label
+    raw_values: dict[str, dict[str, float]] = {}  # the same, uncorrected (this host's speed now)
     archs: dict[str, object] = {}
     rounds: list[dict] = []
     count = 0
@@ -260,7 +287,7 @@ def closed_loop_search(space, search, devices, verifiers: dict, *, max_rounds: i
             return
         for arch, value in zip(todo, verifiers[device].measure(todo, rng=seed * 1009 + round_index)):
             measured.setdefault(arch.to_json(), {})[device] = value["measured_ms"]
-            measured[arch.to_json()].setdefault("_raw", {})[device] = value["raw_ms"]
+            raw_values.setdefault(arch.to_json(), {})[device] = value["raw_ms"]
             archs[arch.to_json()] = arch
             predicted = float(positive_latency(verifiers[device].predictor)(space.to_genes(arch))[0])
             calibrated[device].add(predicted, value["measured_ms"])
@@ -280,15 +307,16 @@ def closed_loop_search(space, search, devices, verifiers: dict, *, max_rounds: i
             break
         pick = result.arch
         key = pick.to_json()
+        genes = space.to_genes(pick)
+        # what this round's search saw, before the pick's own measurement recalibrates anything
+        entry = {"round": round_index + 1, "arch": pick.to_dict(), "devices": {
+            device: {"budget_ms": budget, "predicted_ms": float(positive_latency(predictor)(genes)[0]),
+                     "searched_ms": float(calibrated[device](genes)[0]), "scale": calibrated[device].scale_}
+            for device, budget, predictor in devices}}
         for device in checkable:
             measure([pick], device, round_index)
-        entry = {"round": round_index + 1, "arch": pick.to_dict(), "devices": {}}
-        for device, budget, predictor in devices:
-            genes = space.to_genes(pick)
-            entry["devices"][device] = {
-                "budget_ms": budget, "predicted_ms": float(positive_latency(predictor)(genes)[0]),
-                "searched_ms": float(calibrated[device](genes)[0]),
-                "measured_ms": measured.get(key, {}).get(device), "scale": calibrated[device].scale_}
+        for device in entry["devices"]:
+            entry["devices"][device]["measured_ms"] = measured.get(key, {}).get(device)
         rounds.append(entry)
         log(f"  round {round_index + 1}: " + "; ".join(
             f"{d} predicted {v['predicted_ms']:.4g} ms, searched {v['searched_ms']:.4g}, measured "
@@ -303,27 +331,31 @@ def closed_loop_search(space, search, devices, verifiers: dict, *, max_rounds: i
             latency = calibrated[device](variants) if len(variants) else np.empty(0)
             fits = np.flatnonzero(latency <= budgets[device])
             closest = fits[np.argsort(budgets[device] - latency[fits])][:measurements_per_round]
-            measure(space.from_genes(variants[closest]), device, round_index)
+            # on every device, so that a candidate can be verified under every budget of a joint target
+            for other in checkable:
+                measure(space.from_genes(variants[closest]), other, round_index)
             entry["devices"][device]["candidates_measured"] = int(len(closest))
         entry["devices"] = {d: {**v, "scale_after": calibrated[d].scale_} for d, v in entry["devices"].items()}
 
+    # every device measured: "verified"; some devices cannot be run here: "partly-verified"
+    complete = "verified" if len(checkable) == len(devices) else "partly-verified"
     status, chosen = "not-verified", result
     if checkable and result is not None and under(result.arch.to_json()):
-        status = "verified"
+        status = complete
     elif checkable:
         verified = [k for k in measured if under(k)]
         if verified:  # an architecture the loop measured under every budget: the best predicted among them
             sign = 1.0 if objective is None or objective.maximize else -1.0
             best = max(verified, key=lambda k: 0.0 if objective is None
                        else sign * float(objective.fn(space.to_genes(archs[k]))[0]))
-            chosen, status = _result_for(space, result, archs[best], calibrated, objective), "verified"
+            chosen, status = _result_for(space, result, archs[best], calibrated, objective), complete
             log("  handing out a measured candidate under budget instead of the last pick")
         elif simulated_only and result is not None:
             smallest = space.smallest()
             for device in checkable:
                 measure([smallest], device, limit)
             if under(smallest.to_json()):
-                chosen, status = _result_for(space, result, smallest, calibrated, objective), "verified"
+                chosen, status = _result_for(space, result, smallest, calibrated, objective), complete
                 log("  handing out the smallest subnet: the only one the simulator puts under budget")
             elif nearest:  # asked for the closest subnet to budgets nothing meets: said, not silent
                 chosen, status = _result_for(space, result, smallest, calibrated, objective), "over-budget"
@@ -334,13 +366,11 @@ def closed_loop_search(space, search, devices, verifiers: dict, *, max_rounds: i
                                   f"no subnet of this space meets these budgets; raise them")
         else:
             status = "over-budget"
-    if chosen is None:
-        raise SearchError("no subnet fits the budgets, even before verification; raise them or use --nearest")
     key = chosen.arch.to_json()
     checks = {}
     for device, budget, predictor in devices:
         value = measured.get(key, {}).get(device)
-        raw = measured.get(key, {}).get("_raw", {}).get(device)
+        raw = raw_values.get(key, {}).get(device)
         checks[device] = {"measured_ms": value, "raw_ms": raw, "how": verifiers[device].reason,
                           "verified": value is not None and value <= budget}
     return LoopOutcome(chosen, chosen.arch, status, rounds, checks, count)

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ofa.errors import BackendUnavailableError, ConfigError, PredictorError, ProfileError
+from ofa.errors import BackendUnavailableError, ConfigError, OFAError, PredictorError
 from ofa.io import atomic_write_json, atomic_write_text
 from ofa.search.costs import cost_function
 from ofa.search.evolution import evolution_search
@@ -109,25 +109,6 @@ def cost_constraints(space, max_macs: float | None = None, max_params: float | N
     if max_params is not None:
         out.append(Constraint("params", cost_function(space, "params"), float(max_params)))
     return out
-
-
-def measure_latency(predictor, static_model) -> tuple[float | None, str]:
-    """Measured latency (ms) of ``static_model`` on the predictor's backend, in
-    the label the predictor predicts (:attr:`LatencyPredictor.label`: same
-    metric, statistic and reference scale); ``(None, reason)`` where it cannot run."""
-    try:
-        backend = backend_for(predictor)
-        if backend is None:
-            return None, "the predictor's profile names no backend"
-        if not backend.available():
-            return None, f"backend {backend.name} is not available here"
-        try:
-            record = backend.measure(static_model, space=predictor.space)
-        finally:
-            backend.close()
-        return predictor.label.value(record), f"{backend.name}, {predictor.label.name}"
-    except (BackendUnavailableError, ConfigError, ProfileError) as error:
-        return None, str(error)
 
 
 def feasible_range(space, predictor, confidence: float | None = None, coverage: float = 0.8) -> dict:
@@ -341,10 +322,14 @@ def specialize(supernet, accuracy_predictor, latency_predictors: list, targets: 
                                                       "search": result.to_dict(), "deployment": deployment})
         atomic_write_text(directory / "report.md", target_report(summary, deployment, result))
         rows.append(summary)
-    for device, verifier in verifiers.items():
-        verifier.save(out_dir / "measurements" / f"{_slug(device)}.jsonl")
     atomic_write_json(out_dir / "summary.json", rows)
     atomic_write_text(out_dir / "summary.md", summary_table(rows) + "\n")
+    for device, verifier in verifiers.items():
+        verifier.close()
+        try:  # the loop's measurements, for refitting; a failure here must not lose the results above
+            verifier.save(out_dir / "measurements" / f"{_slug(device)}.jsonl")
+        except OFAError as error:
+            log(f"warning: the {device} measurements of the closed loop were not saved: {error}")
     return rows
 
 
@@ -391,9 +376,12 @@ def _measured_cell(device: dict) -> str:
     measured = device.get("measured_latency_ms")
     if measured is None:
         return "not verified"
+    raw = device.get("raw_measured_ms")
+    # the label's value (for a drift-corrected label: on the profile's scale) and the raw time at this host's speed
+    suffix = f" (raw {raw:.3f})" if raw is not None and abs(raw - measured) > 5e-4 else ""
     if measured > device["budget_ms"]:
-        return f"**{measured:.3f} OVER BUDGET**"
-    return _fmt(measured)
+        return f"**{measured:.3f} OVER BUDGET**{suffix}"
+    return _fmt(measured) + suffix
 
 
 def _predicted_latency_cell(device: dict) -> str:
@@ -411,14 +399,17 @@ def _error_cell(row: dict) -> str:
 
 def summary_table(rows: list[dict]) -> str:
     """Markdown table: device, budget, architecture, predicted/measured latency, accuracy, loyalty."""
-    lines = ["| device | budget (ms) | architecture | predicted latency (ms) | measured latency (ms) | "
+    lines = ["| device | budget (ms) | architecture | predicted latency (ms) | measured latency (ms) | closed loop | "
              "predicted | measured accuracy (%) | label loyalty | prob. loyalty |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for row in rows:
+        loop = row.get("closed_loop") or {}
+        loop_cell = (f"{row.get('verification', '-')}, {len(loop.get('rounds', []))} round(s), "
+                     f"{loop.get('measurements', 0)} measured") if loop else "-"
         for device in row["devices"]:
             lines.append(
                 f"| {device['device']} | {device['budget_ms']:g} | `{row['arch_summary']}` | "
-                f"{_predicted_latency_cell(device)} | {_measured_cell(device)} | "
+                f"{_predicted_latency_cell(device)} | {_measured_cell(device)} | {loop_cell} | "
                 f"{row['objective']} {row['predicted_objective']:.3f}{_error_cell(row)} | "
                 f"{_fmt(row['measured_accuracy'], '.2f')} | "
                 f"{_fmt(row['label_loyalty'], '.3f')} | {_fmt(row['probability_loyalty'], '.3f')} |")

@@ -17,7 +17,11 @@ lists the blocks a network runs, and its latency is
 * ``correction`` is a network-level model fitted on a few whole-network
   measurements when there are some (what the sum misses: per-inference
   overhead counted once per block, fusion across blocks); without networks
-  it is the identity.
+  it is the identity. It is a function of the block sum and the number of
+  blocks only, so one fitted on the measured networks of another space of the
+  same device (:func:`fit_network_correction`) applies to a space that runs
+  (mostly) the same blocks: ``fit_block_predictor(..., correction_from=(source
+  blocks, source networks))``.
 
 :class:`BlockSumRegressor` is a scikit-learn regressor on gene matrices. The
 sums are precomputed per block choice over the space's additive layout
@@ -46,7 +50,7 @@ from sklearn.model_selection import KFold
 from sklearn.pipeline import Pipeline
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ofa.errors import ConfigError, DataError
+from ofa.errors import ConfigError, DataError, SpaceMismatchError
 from ofa.spaces import BlockSpec, block_from_key, resolve_space
 from ofa.spaces.tables import build_additive_tables
 
@@ -290,10 +294,14 @@ class BlockSumRegressor(RegressorMixin, BaseEstimator):
         ``"scale"`` (``c * sum``), ``"linear"`` (``c0 + c1 * sum + c2 * blocks``, for
         relative error). ``"auto"``: none without networks, ``scale`` with fewer than
         6, else the lower cross-validated MAPE of the two.
+    fixed_correction : dict or None
+        A correction fitted elsewhere, ``{"correction": name, "coef": [c0, c1, c2]}``
+        (:meth:`NetworkCorrection.as_fixed`: fitted on the networks of another space
+        of the same device), applied when ``fit`` is given no networks.
     """
 
     def __init__(self, space=None, block_latencies=None, block_options=None, source_latencies=None,
-                 block_model="auto", correction="auto", runtime_overhead="auto"):
+                 block_model="auto", correction="auto", runtime_overhead="auto", fixed_correction=None):
         self.space = space
         self.block_latencies = block_latencies
         self.block_options = block_options
@@ -301,6 +309,7 @@ class BlockSumRegressor(RegressorMixin, BaseEstimator):
         self.block_model = block_model
         self.correction = correction
         self.runtime_overhead = runtime_overhead
+        self.fixed_correction = fixed_correction
 
     # --- blocks -----------------------------------------------------------------------------------
     def _space(self):
@@ -354,6 +363,7 @@ class BlockSumRegressor(RegressorMixin, BaseEstimator):
         latency = dict(measured)
         latency.update({k: float(max(v, 0.0)) for k, v in zip(unmeasured, predicted)})
         self.block_table_ = latency
+        self.block_keys_ = list(universe)
         self.n_blocks_used_ = len(universe)
         self.n_blocks_measured_ = len(universe) - len(unmeasured)
         self.n_blocks_predicted_ = len(unmeasured)
@@ -404,10 +414,17 @@ class BlockSumRegressor(RegressorMixin, BaseEstimator):
         self.correction_selection_ = {}
         self.correction_oof_ = None
         if X is None:
+            if self.fixed_correction is not None:
+                self.correction_, self.coef_ = self._fixed()
+                self.n_networks_ = 0
+                return self
             if self.correction not in ("auto", "none"):
                 raise DataError(f"correction={self.correction!r} needs measured networks (fit(X, y))")
             self.correction_, self.coef_, self.n_networks_ = "none", self._fit_correction("none", None, None), 0
             return self
+        if self.fixed_correction is not None:
+            raise ConfigError("BlockSumRegressor got both measured networks and fixed_correction: fit the correction "
+                              "on the networks, or apply the fixed one (fit() without networks), not both")
         X, y = validate_data(self, X, y, y_numeric=True, reset=False)
         if np.any(y <= 0):
             raise DataError("network latencies must be > 0")
@@ -428,6 +445,18 @@ class BlockSumRegressor(RegressorMixin, BaseEstimator):
         if len(y) >= 3:
             self.correction_oof_ = self._correction_cv(name, sums, y)
         return self
+
+    def _fixed(self) -> tuple[str, np.ndarray]:
+        fixed = self.fixed_correction
+        try:
+            name, coef = str(fixed["correction"]), np.asarray(fixed["coef"], dtype=np.float64)
+        except (KeyError, TypeError, ValueError):
+            raise ConfigError(f"fixed_correction must be {{'correction': name, 'coef': [c0, c1, c2]}}, got "
+                              f"{fixed!r}") from None
+        if name not in NETWORK_CORRECTIONS or coef.shape != (3,) or not np.all(np.isfinite(coef)):
+            raise ConfigError(f"fixed_correction {fixed!r}: the correction must be one of {NETWORK_CORRECTIONS} "
+                              f"with 3 finite coefficients (c0 + c1 * block sum + c2 * number of blocks)")
+        return name, coef
 
     def predict(self, X) -> np.ndarray:
         check_is_fitted(self, "coef_")
@@ -493,6 +522,16 @@ def source_block_latencies(source, blocks: Sequence[BlockSpec], metric: str = "l
                       f"profile (path), a dict, or a fitted LatencyPredictor")
 
 
+def _network_label(networks, metric: str, statistic: str):
+    """The label of whole-network measurements (None for a bare ``(genes, latencies)`` pair)."""
+    from hardware_profiles.dataset import Profile, read_profile
+
+    if isinstance(networks, tuple):
+        return None
+    profile = networks if isinstance(networks, Profile) else read_profile(networks)
+    return profile.label(metric, statistic)
+
+
 def _network_targets(networks, space, metric: str, statistic: str):
     """``(genes, y, header)`` of whole-network measurements: a network profile (or path) or ``(genes, y)``."""
     if isinstance(networks, tuple):
@@ -507,9 +546,162 @@ def _network_targets(networks, space, metric: str, statistic: str):
     return genes, y, profile.header
 
 
+# --- a network correction fitted on another space of the device -----------------------------------------
+MIN_SHARED_BLOCKS = 0.5  # a correction transfers to a space whose blocks are at least this share the source's
+REFERENCE_RTOL = 0.01  # corrected labels: the block profiles' reference times must agree this closely
+
+
+@dataclass
+class NetworkCorrection:
+    """A network-level correction fitted on the measured networks of one space
+    (the *source*), to apply to the block sums of another space of the same device
+    (:func:`fit_network_correction`; ``fit_block_predictor(..., correction_from=...)``).
+
+    It maps ``(block sum, number of blocks)`` of a network to its latency; both are
+    defined for every space priced block by block, and nothing of the source's genes
+    enters it. ``residuals`` are the relative out-of-fold residuals of the correction
+    on the source's networks (each predicted by a correction fitted without it):
+    the source's held-out error, not the target's."""
+
+    correction: str
+    coef: np.ndarray
+    n_networks: int
+    residuals: "np.ndarray | None"
+    cv: "dict | None"
+    selection: dict
+    label: object  # hardware_profiles.labels.Label of the networks (the predictions' scale); None for a bare pair
+    blocks_label: object  # the Label of the source block profile
+    metric: str
+    statistic: str
+    space_fingerprint: str
+    device: "str | None"
+    runtime_overhead_ms: float
+    block_options: "dict | None"
+    block_keys: frozenset  # every block the source space's networks run
+    sum_range_ms: tuple  # (min, max) block sum over the source's measured networks
+    block_sum_error: dict  # plain block sums vs the source's networks (relative, percent)
+    blocks_from: "str | None" = None
+    networks_from: "str | None" = None
+
+    def as_fixed(self) -> dict:
+        """The ``fixed_correction`` parameter of :class:`BlockSumRegressor`."""
+        return {"correction": self.correction, "coef": [float(c) for c in self.coef]}
+
+    def describe(self) -> dict:
+        """What a predictor using this correction records in ``metrics_["correction_source"]``."""
+        return {"space_fingerprint": self.space_fingerprint, "device": self.device,
+                "block_profile": self.blocks_from, "network_profile": self.networks_from,
+                "correction": self.correction, "coef": [float(c) for c in self.coef],
+                "n_networks": self.n_networks, "cv": self.cv, "correction_cv": self.selection or None,
+                "label": None if self.label is None else self.label.to_dict(),
+                "blocks_label": None if self.blocks_label is None else self.blocks_label.to_dict(),
+                "runtime_overhead_ms": self.runtime_overhead_ms,
+                "network_block_sum_range_ms": list(self.sum_range_ms),
+                "block_sum_error_percent": self.block_sum_error,
+                "interval_residuals": ("the out-of-fold residuals of this correction on the source space's "
+                                       f"{self.n_networks} networks" if self.residuals is not None else None)}
+
+
+def _where(value) -> "str | None":
+    if isinstance(value, (str, os.PathLike)):
+        return str(value)
+    path = getattr(value, "path", None)
+    return None if path is None else str(path)
+
+
+def fit_network_correction(blocks, networks, *, space=None, metric: str | None = None, statistic: str | None = None,
+                           block_options: dict | None = None, block_model: str = "auto", correction: str = "auto",
+                           runtime_overhead="auto") -> NetworkCorrection:
+    """Fit the network-level correction of :class:`BlockSumRegressor` on one space's
+    measurements: ``blocks`` its block profile (path or Profile; or ``{key: ms}`` with
+    ``space=``), ``networks`` its network profile (path or Profile; or ``(genes, ms)``)
+    of the same device and the same space. ``metric``/``statistic``: the label read
+    from both (default: :func:`predictors.core.default_label` of the block profile).
+    The result applies to another space's block sums (``fit_block_predictor(...,
+    correction_from=...)``). Raises SpaceMismatchError (a ConfigError) when the two
+    profiles measure different spaces, ConfigError when different devices."""
+    from hardware_profiles.dataset import Profile, read_profile
+
+    from .core import resolve_label
+
+    blocks_from, networks_from = _where(blocks), _where(networks)
+    if isinstance(blocks, (str, os.PathLike)):
+        blocks = read_profile(blocks)
+    if isinstance(networks, (str, os.PathLike)):
+        networks = read_profile(networks)
+    if isinstance(blocks, Profile):
+        metric, statistic = resolve_label(blocks, metric, statistic)
+    metric, statistic = metric or "latency_ms", statistic or "median"
+    table, profile = block_table_of(blocks, metric, statistic)
+    if profile is not None:
+        if space is not None:
+            resolve_space(space).check_fingerprint(profile.space.fingerprint, "the source block profile")
+        space = profile.space
+    if space is None:
+        raise ConfigError("the source of a network correction needs its space: give its block profile, or space= "
+                          "with a block table")
+    space = resolve_space(space)
+    if isinstance(networks, Profile):
+        if networks.level != "network":
+            raise DataError(f"the source networks ({networks_from or 'a profile'}) are a {networks.level} profile; "
+                            f"the correction is fitted on measured whole networks (a network profile)")
+        if networks.space.fingerprint != space.fingerprint:
+            raise SpaceMismatchError(
+                f"correction source: the block profile ({blocks_from or 'blocks'}) measures space "
+                f"{space.fingerprint} but the network profile ({networks_from or 'networks'}) measures space "
+                f"{networks.space.fingerprint}; the correction maps a network's block sum to its measured latency, "
+                f"so both must measure the same space: give the block and network profiles of one space")
+        if profile is not None and profile.device != networks.device:
+            raise ConfigError(f"correction source: the block profile was measured on {profile.device!r}, the network "
+                              f"profile on {networks.device!r}; a correction maps one device's block sums to the "
+                              f"same device's networks")
+    elif not isinstance(networks, tuple):
+        raise ConfigError(f"the source networks must be a network profile (path or Profile) or (genes, latencies), "
+                          f"got {type(networks).__name__}")
+    genes, y, _ = _network_targets(networks, space, metric, statistic)
+    regressor = BlockSumRegressor(space.to_dict(), table, block_options, None, block_model, correction,
+                                  runtime_overhead)
+    X = ArchFeaturizer(space.to_dict(), "genes").fit().transform(genes)
+    regressor.fit(X, y)
+    sums = regressor.block_sums(X)[:, 0]
+    plain = sums / y - 1.0
+    oof = regressor.correction_oof_
+    return NetworkCorrection(
+        correction=regressor.correction_, coef=np.array(regressor.coef_, dtype=np.float64),
+        n_networks=regressor.n_networks_, residuals=None if oof is None else y / oof - 1.0,
+        cv=None if oof is None else regression_report(y, oof), selection=regressor.correction_selection_,
+        label=_network_label(networks, metric, statistic),
+        blocks_label=profile.label(metric, statistic) if profile is not None else None,
+        metric=metric, statistic=statistic, space_fingerprint=space.fingerprint,
+        device=profile.device if profile is not None else getattr(networks, "device", None),
+        runtime_overhead_ms=regressor.overhead_, block_options=dict(block_options) if block_options else None,
+        block_keys=frozenset(regressor.block_keys_), sum_range_ms=(float(sums.min()), float(sums.max())),
+        block_sum_error={"median": float(np.median(plain) * 100), "mape": float(np.mean(np.abs(plain)) * 100)},
+        blocks_from=blocks_from, networks_from=networks_from)
+
+
+def _correction_of(correction_from, metric, statistic, block_options, correction) -> NetworkCorrection:
+    """``correction_from`` of :func:`fit_block_predictor` as a fitted :class:`NetworkCorrection`."""
+    if isinstance(correction_from, NetworkCorrection):
+        fitted = correction_from
+        if (metric, statistic) != (None, None) and (metric, statistic) != (fitted.metric, fitted.statistic):
+            raise ConfigError(f"the network correction was fitted on {fitted.metric}.{fitted.statistic}, the blocks "
+                              f"are read as {metric}.{statistic}: fit both on one label")
+        if (fitted.block_options or None) != (dict(block_options) if block_options else None):
+            raise ConfigError(f"the network correction was fitted on the workload {fitted.block_options}, the "
+                              f"blocks are summed for {block_options}: fit both for one workload")
+        return fitted
+    if not (isinstance(correction_from, (tuple, list)) and len(correction_from) == 2):
+        raise ConfigError("correction_from must be (source block profile, source network profile) of one space "
+                          "on this device, or a NetworkCorrection (fit_network_correction)")
+    return fit_network_correction(correction_from[0], correction_from[1], metric=metric, statistic=statistic,
+                                  block_options=block_options, correction=correction)
+
+
 def fit_block_predictor(blocks, networks=None, *, space=None, metric: str | None = None, statistic: str | None = None,
                         block_options: dict | None = None, source=None, block_model: str = "auto",
-                        correction: str = "auto", device: str | None = None, runtime_overhead="auto"):
+                        correction: str = "auto", device: str | None = None, runtime_overhead="auto",
+                        correction_from=None):
     """A block-sum latency predictor (:class:`~predictors.core.LatencyPredictor`, model ``"block-sum"``).
 
     ``blocks``: a block profile (path or Profile) or ``{block key: ms}``.
@@ -517,6 +709,17 @@ def fit_block_predictor(blocks, networks=None, *, space=None, metric: str | None
     profile or ``(genes, latencies)``) for the network-level correction (10 are
     plenty); they also give the cross-validated residuals behind prediction
     intervals (without networks the predictor has no intervals).
+    ``correction_from``: instead of ``networks``, for a space none of whose networks
+    were measured: ``(block profile, network profile)`` of *another* space of the
+    same device whose networks run mostly the same blocks (or a
+    :class:`NetworkCorrection` from :func:`fit_network_correction`). The correction is
+    fitted there (on that space's block sums and networks) and applied to this
+    space's block sums; the intervals come from its out-of-fold residuals on the
+    source's networks, and ``metrics_["correction_source"]`` says so. The
+    predictions are on the source networks' label; ``correction`` then chooses the
+    source's correction. Refused (ConfigError) when under :data:`MIN_SHARED_BLOCKS` of
+    this space's blocks are blocks of the source space, when the source was measured
+    on another device, or when its two profiles measure different spaces.
     ``space``: defaults to the block profile's space. ``metric``/``statistic``: the
     label (default: :func:`predictors.core.default_label` of the block profile).
     ``block_options``: ``space.blocks`` options (a Transformer workload).
@@ -529,6 +732,13 @@ def fit_block_predictor(blocks, networks=None, *, space=None, metric: str | None
         blocks = read_profile(blocks)
     if isinstance(blocks, Profile):
         metric, statistic = resolve_label(blocks, metric, statistic)
+    transferred = None
+    if correction_from is not None:
+        if networks is not None:
+            raise ConfigError("give networks= (this space's measured networks) or correction_from= (another "
+                              "space's), not both: this space's own networks fit its correction directly")
+        transferred = _correction_of(correction_from, metric, statistic, block_options, correction)
+        metric, statistic = transferred.metric, transferred.statistic
     metric, statistic = metric or "latency_ms", statistic or "median"
     table, profile = block_table_of(blocks, metric, statistic)
     if space is None:
@@ -541,27 +751,47 @@ def fit_block_predictor(blocks, networks=None, *, space=None, metric: str | None
     if source is not None:
         universe = _universe(space, block_options)
         source_table = source_block_latencies(source, universe, metric, statistic)
-    regressor = BlockSumRegressor(space.to_dict(), table, block_options, source_table, block_model, correction,
-                                  runtime_overhead)
+    fixed = None
+    if transferred is not None:
+        _check_transfer(transferred, profile, device, metric, statistic)
+        fixed = transferred.as_fixed()
+        if runtime_overhead == "auto" and not any(str(k).startswith("null:") for k in table):
+            runtime_overhead = transferred.runtime_overhead_ms  # the overhead the correction's sums were taken with
+    regressor = BlockSumRegressor(space.to_dict(), table, block_options, source_table, block_model,
+                                  "auto" if transferred is not None else correction, runtime_overhead, fixed)
     featurizer = ArchFeaturizer(space.to_dict(), "genes").fit()
     header = dict(profile.header) if profile is not None else {}
+    # the scale of the predictions: the block profile's, or with a network correction the networks'
+    label = profile.label(metric, statistic) if profile is not None else None
     if networks is not None:
         genes, y, network_header = _network_targets(networks, space, metric, statistic)
         regressor.fit(featurizer.transform(genes), y)
+        label = _network_label(networks, metric, statistic) or label
     else:
         genes = y = None
         regressor.fit()
     pipeline = Pipeline([("features", featurizer), ("model", regressor)])
-    metrics = {"target": f"{metric}.{statistic}", "blocks": {
+    correction_source = None
+    if transferred is not None:
+        label = transferred.label
+        correction_source = _transfer_report(transferred, regressor, space)
+    metrics = {"target": f"{metric}.{statistic}", **({"label": label.to_dict()} if label is not None else {}),
+               "blocks": {
         "runtime_overhead_ms": regressor.overhead_,
         "measured": regressor.n_blocks_measured_, "predicted": regressor.n_blocks_predicted_,
         "used": regressor.n_blocks_used_, "in_profile": len(table), "model": regressor.block_model_,
         "cv": regressor.block_selection_, "source": _describe(source)},
         "correction": regressor.correction_, "n_train": regressor.n_networks_}
+    if correction_source is not None:
+        fitted_on = (f" fitted on {transferred.n_networks} networks of space {transferred.space_fingerprint} "
+                     f"(correction_source)")
+    elif regressor.n_networks_:
+        fitted_on = f" fitted on {regressor.n_networks_} networks"
+    else:
+        fitted_on = " (no networks given)"
     reason = (f"block-sum: {regressor.n_blocks_measured_} of {regressor.n_blocks_used_} blocks measured, "
               f"{regressor.n_blocks_predicted_} by the {regressor.block_model_} block model; network correction "
-              f"{regressor.correction_}" + (f" fitted on {regressor.n_networks_} networks" if regressor.n_networks_
-                                            else " (no networks given)"))
+              f"{regressor.correction_}{fitted_on}")
     metrics["selection"] = {"model": "block-sum", "reason": reason, "candidates": ["block-sum"]}
     residuals = None
     if regressor.correction_oof_ is not None:
@@ -570,9 +800,48 @@ def fit_block_predictor(blocks, networks=None, *, space=None, metric: str | None
         residuals = y / regressor.correction_oof_ - 1.0
     if regressor.correction_selection_:
         metrics["correction_cv"] = regressor.correction_selection_
+    if correction_source is not None:
+        metrics["correction_source"] = correction_source  # its cv and residuals are the source space's
+        residuals = transferred.residuals
     return LatencyPredictor(pipeline, space, target=metric, model_name="block-sum", metrics=json_safe(metrics),
                             interval_residuals=residuals, device=device or header.get("device", "unknown"),
                             profile_header=header)
+
+
+def _check_transfer(transferred: NetworkCorrection, profile, device, metric: str, statistic: str) -> None:
+    """Refuse a correction of another device, or blocks on another scale than the correction's sums."""
+    here = profile.device if profile is not None else device
+    if here is not None and transferred.device is not None and here != transferred.device:
+        raise ConfigError(f"the network correction was fitted on device {transferred.device!r}, the blocks were "
+                          f"measured on {here!r}: a correction holds for the device whose networks it was fitted on")
+    if profile is None or transferred.blocks_label is None:
+        return
+    ours, theirs = profile.label(metric, statistic).reference_ms, transferred.blocks_label.reference_ms
+    if ours is not None and theirs is not None and abs(ours / theirs - 1) > REFERENCE_RTOL:
+        raise ConfigError(f"{metric}.{statistic}: the block profile's reference network ran at {ours:.4g} ms, the "
+                          f"source block profile's at {theirs:.4g} ms: the block sums are on two scales and the "
+                          f"correction fitted on one does not hold on the other")
+
+
+def _transfer_report(transferred: NetworkCorrection, regressor: BlockSumRegressor, space) -> dict:
+    """``metrics_["correction_source"]``: the source and its held-out error, and how
+    alike the two spaces' blocks and block sums are. Refuses (ConfigError) a space
+    that runs mostly other blocks than the source's."""
+    keys = regressor.block_keys_
+    shared = sum(1 for k in keys if k in transferred.block_keys)
+    if shared < MIN_SHARED_BLOCKS * len(keys):
+        raise ConfigError(f"the network correction's source space ({transferred.space_fingerprint}) runs {shared} of "
+                          f"this space's {len(keys)} blocks; a correction fitted on its networks is not evidence "
+                          f"for networks of mostly other blocks (at least {MIN_SHARED_BLOCKS:.0%} shared): measure "
+                          f"some networks of this space (networks=)")
+    extremes = regressor.block_sums(space.to_genes([space.smallest(), space.largest()]))[:, 0]
+    out = transferred.describe()
+    out.update(blocks_shared=shared, blocks_total=len(keys),
+               block_sum_range_ms={"smallest": float(extremes[0]), "largest": float(extremes[1])},
+               note=(f"network correction fitted on {transferred.n_networks} measured networks of space "
+                     f"{transferred.space_fingerprint}, applied to this space's block sums; its cross-validated "
+                     f"error and the interval residuals are that space's, not measured on this one"))
+    return out
 
 
 def _universe(space, block_options: dict | None) -> list[BlockSpec]:
@@ -603,6 +872,6 @@ def space_blocks(space, block_options: dict | None = None) -> list[BlockSpec]:
     return _universe(resolve_space(space), block_options)
 
 
-__all__ = ["BLOCK_FEATURE_NAMES", "BLOCK_MODELS", "NETWORK_CORRECTIONS", "BlockFeaturizer", "BlockLatencyRegressor",
-           "BlockSumRegressor", "block_features", "fit_block_predictor", "select_block_model",
-           "source_block_latencies", "space_blocks"]
+__all__ = ["BLOCK_FEATURE_NAMES", "BLOCK_MODELS", "MIN_SHARED_BLOCKS", "NETWORK_CORRECTIONS", "BlockFeaturizer",
+           "BlockLatencyRegressor", "BlockSumRegressor", "NetworkCorrection", "block_features", "fit_block_predictor",
+           "fit_network_correction", "select_block_model", "source_block_latencies", "space_blocks"]

@@ -306,7 +306,7 @@ def holdout_comparison(models: dict[str, Pipeline], train: tuple, test: tuple, r
 def default_label(profile) -> tuple[str, str]:
     """``(metric, statistic)`` fitted by default on ``profile`` (a Profile or its path):
     :func:`hardware_profiles.labels.default_metric_statistic` (the drift-corrected
-    thread CPU time's median where the records were timed beside the reference
+    thread CPU time's p10 where the records were timed beside the reference
     network; ``cpu_time_ms.p10`` on older timed profiles; ``latency_ms.median``
     for simulators)."""
     from hardware_profiles.dataset import Profile, read_profile
@@ -323,8 +323,11 @@ def resolve_label(profile, metric: str | None, statistic: str | None) -> tuple[s
         default_metric, default_statistic = default_label(profile)
         if metric is None:
             metric, statistic = default_metric, statistic or default_statistic
-        else:  # a chosen metric keeps the usual statistic unless one is given
-            statistic = default_statistic if metric == default_metric else "median"
+        else:  # a chosen metric of the default's clock (corrected or raw) keeps its statistic unless one is given
+            from hardware_profiles.labels import clock_of
+
+            statistic = statistic or (default_statistic if clock_of(metric) == clock_of(default_metric)
+                                      else "median")
     return metric, statistic
 
 

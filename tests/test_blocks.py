@@ -9,14 +9,14 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from hardware_profiles import (ProfileWriter, get_backend, latency_stats, make_block_header, profile_blocks,
-                               read_profile)
+                               read_profile, shipped_block_profile_path, shipped_profile_path)
 from ofa.errors import ConfigError, DataError, PredictorError, ProfileError, SpaceMismatchError
 from ofa.models.blocks import build_block
 from ofa.models.transformer import BOS, Transformer
 from ofa.spaces import TransformerSpace, block_from_dict, block_from_key, get_space
 from ofa.supernets import create_supernet
 from predictors import fit_transfer_predictor, load_predictor
-from predictors.blocks import fit_block_predictor
+from predictors.blocks import fit_block_predictor, fit_network_correction, space_blocks
 from predictors.core import default_label
 
 
@@ -215,9 +215,10 @@ def test_cpu_ort_times_blocks(tmp_path):
     # a timed backend also times the runtime's per-inference overhead, on the first block's input
     assert [r["key"] for r in profile.records] == [b.key for b in blocks] + ["null:shape=1x3x24x24:dtype=float32"]
     assert all(r["cpu_time_ms"]["median"] > 0 and r["latency_ms"]["runs"] == 6 for r in profile.records)
-    assert default_label(profile) == ("cpu_time_ms", "p10")
+    label = default_label(profile)  # timed beside the reference network where the protocol says so: corrected
+    assert label == ("corrected_cpu_time_ms" if "drift" in profile.records[0] else "cpu_time_ms", "p10")
     predictor = fit_block_predictor(profile, space=get_space("mbv3-small"), block_model="linear")
-    overhead = profile.block_latencies("cpu_time_ms", "p10")["null:shape=1x3x24x24:dtype=float32"]
+    overhead = profile.block_latencies(*label)["null:shape=1x3x24x24:dtype=float32"]
     assert predictor.metrics_["blocks"]["runtime_overhead_ms"] == pytest.approx(overhead)
 
 
@@ -290,6 +291,70 @@ def test_block_level_and_network_level_transfer(tmp_path, analytical_blocks):
     assert np.all(network.predict_genes(genes[15:]) > 0)
     with pytest.raises(ConfigError, match="space="):
         fit_transfer_predictor("macs", (genes[:15], y[:15]))
+
+
+# --- a network correction fitted on another space of the device ----------------------------------------------
+@pytest.fixture(scope="module")
+def dpu_source():
+    """The shipped fpga-dpu block and network profiles of mbv3-small, and the correction fitted on them."""
+    blocks = read_profile(shipped_block_profile_path("mbv3-small", "fpga-dpu"))
+    networks = read_profile(shipped_profile_path("mbv3-small", "fpga-dpu"))
+    return blocks, networks, fit_network_correction(blocks, networks)
+
+
+def test_a_network_correction_carries_to_a_space_with_another_classifier(tmp_path, dpu_source):
+    blocks, networks, correction = dpu_source
+    target = get_space("mbv3-small", num_classes=3)
+    backend = get_backend("fpga-dpu")
+    table = blocks.block_latencies("latency_ms", "median")
+    missing = [b for b in space_blocks(target) if b.key not in table]
+    assert missing and {b.kind for b in missing} == {"head"}
+    table.update({b.key: r["latency_ms"]["median"] for b, r in zip(missing, backend.measure_blocks(missing))})
+    predictor = fit_block_predictor(table, space=target, correction_from=(blocks, networks))
+    plain = fit_block_predictor(table, space=target)
+    # the source space's measured networks as networks of the new space (only the classifier differs)
+    genes = networks.space.to_genes(networks.archs())[:60]
+    y = networks.latencies("latency_ms", "median")[:60]
+    assert np.max(np.abs(predictor.predict_genes(genes) / y - 1)) < 0.03
+    assert np.median(np.abs(plain.predict_genes(genes) / y - 1)) > 0.03  # what the correction fixes
+    archs = target.from_genes(genes[:4])  # the simulator's own latency of the new networks
+    truth = np.array([backend.measure_arch(target, a)["latency_ms"]["median"] for a in archs])
+    np.testing.assert_allclose(predictor.predict_archs(archs), truth, rtol=1e-6)
+    # intervals from the source networks' out-of-fold residuals, and the metrics say so
+    assert predictor.interval_residuals_ is not None and plain.interval_residuals_ is None
+    low, high = predictor.predict_interval_genes(genes, 0.9)
+    assert np.all(low <= high)
+    source = predictor.metrics_["correction_source"]
+    assert source["space_fingerprint"] == networks.space.fingerprint != target.fingerprint
+    assert source["n_networks"] == len(networks) and source["cv"]["n"] == len(networks)
+    assert source["blocks_shared"] == source["blocks_total"] - len(missing)
+    assert "not measured on this one" in source["note"]
+    assert predictor.metrics_["label"] == networks.label("latency_ms", "median").to_dict()
+    assert predictor.metrics_["n_train"] == 0 and "cv" not in predictor.metrics_
+    # a fitted NetworkCorrection applies the same, and survives save/load
+    again = fit_block_predictor(table, space=target, correction_from=correction)
+    np.testing.assert_array_equal(again.predict_genes(genes), predictor.predict_genes(genes))
+    again.save(tmp_path / "p.skops")
+    loaded = load_predictor(tmp_path / "p.skops", space=target)
+    np.testing.assert_array_equal(loaded.predict_genes(genes), predictor.predict_genes(genes))
+    np.testing.assert_array_equal(loaded.interval_residuals_, predictor.interval_residuals_)
+
+
+def test_a_network_correction_is_refused_across_spaces_devices_and_mostly_other_blocks(dpu_source):
+    blocks, networks, correction = dpu_source
+    other_space = shipped_profile_path("mbv3-small-r20-32", "fpga-dpu")
+    with pytest.raises(SpaceMismatchError, match="both must measure the same space"):
+        fit_network_correction(blocks, other_space)
+    with pytest.raises(ConfigError, match="both must measure the same space"):
+        fit_block_predictor(blocks, correction_from=(blocks, other_space))
+    with pytest.raises(ConfigError, match="not both"):
+        fit_block_predictor(blocks, networks, correction_from=correction)
+    with pytest.raises(ConfigError, match="fitted on device 'fpga-dpu-b4096'"):
+        fit_block_predictor(shipped_block_profile_path("mbv3-small", "fpga-scalesim"), correction_from=correction)
+    other_blocks = get_space("mbv3-small", stage_widths=(32, 40, 56, 72))
+    with pytest.raises(ConfigError, match="not evidence for networks of mostly other blocks"):
+        fit_block_predictor(blocks.block_latencies("latency_ms", "median"), space=other_blocks,
+                            correction_from=correction)
 
 
 def test_decode_workload_space_prices_decoding_everywhere(tmp_path):

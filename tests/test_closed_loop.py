@@ -88,7 +88,7 @@ def test_drift_correction_sees_the_host_change_speed_between_chunks():
     from predictors.core import default_label, subset_profile
 
     assert subset_profile(profile, [2, 3]).latencies("corrected_cpu_time_ms", "median") == pytest.approx(corrected[2:])
-    assert default_label(profile) == ("corrected_cpu_time_ms", "median")
+    assert default_label(profile) == ("corrected_cpu_time_ms", "p10")
 
 
 def test_a_chunk_whose_reference_moves_is_measured_again():
@@ -133,18 +133,19 @@ def test_fitting_search_and_verification_use_one_label(tmp_path):
     supernet = create_supernet(space).eval()
     backend = get_backend("cpu-ort", protocol=MeasurementProtocol(warmup=1, runs=3))
     profile = profile_space(space, backend, 8, tmp_path / "cpu.jsonl", progress=False, supernet=supernet)
-    assert profile.header["protocol"]["reference"]["name"] == "ofa-hw-reference-cnn-v1"
+    assert profile.header["protocol"]["reference_network"]["name"] == "ofa-hw-reference-cnn-v1"
     assert read_profile(tmp_path / "cpu.jsonl").header["drift"]["records"] == 8  # the summary is in the header
     predictor = fit_latency_predictor(profile, model="lut", cv=3)
-    assert predictor.label == profile.label("corrected_cpu_time_ms", "median")
+    assert predictor.label == profile.label("corrected_cpu_time_ms", "p10")
     assert predictor.metrics_["target"] == predictor.label.name
     verifier = Verifier(predictor, supernet)
     assert verifier.can_measure and not verifier.simulated and predictor.label.name in verifier.reason
     arch = space.smallest()
     (value,) = verifier.measure([arch])
     (_, record), = verifier.records
-    assert value["measured_ms"] == predictor.label.value(record)
-    assert value["raw_ms"] == record["cpu_time_ms"]["median"]
+    assert len(value["sessions_ms"]) == verifier.sessions == 3  # three runtime sessions, their median
+    assert value["sessions_ms"][0] == predictor.label.value(record)
+    assert value["measured_ms"] == pytest.approx(float(np.median(value["sessions_ms"])))
     verifier.save(tmp_path / "loop.jsonl")
     saved = read_profile(tmp_path / "loop.jsonl")
     assert len(saved) == 1 and "drift" in saved.records[0]
@@ -283,3 +284,27 @@ def test_specialize_prints_the_feasible_range_and_the_rounds(tmp_path, dpu_predi
     assert row["devices"][0]["measured_latency_ms"] <= row["devices"][0]["budget_ms"]
     report = next((tmp_path / "o").glob("*/report.md")).read_text()
     assert "Closed loop: **verified**" in report and "| 1 | fpga-dpu |" in report
+
+
+def test_a_pick_is_not_verified_on_another_device_than_the_profiles():
+    """A phone's ncnn timings, imported: this host's ncnn is another device, so the
+    pick is reported as predicted, not verified (never timed here and called verified)."""
+    records = measure(Host(), [1.0, 2.0, 3.0]) + measure(Host(), [1.5, 2.5, 3.5], seed=1)
+    profile = synthetic_profile(records)
+    profile.header.update(device="pixel-7-ncnn", backend="mobile-ncnn")
+    predictor = fit_latency_predictor(profile, model="lut", cv=3)
+    verifier = Verifier(predictor, create_supernet(profile.space))
+    assert not verifier.can_measure and "measured on device 'pixel-7-ncnn'" in verifier.reason
+
+
+def test_resuming_a_profile_never_mixes_records_with_and_without_the_reference(tmp_path):
+    from hardware_profiles import get_backend, profile_space
+
+    space = get_space("mbv3-small-r20-32")
+    supernet = create_supernet(space).eval()
+    without = get_backend("cpu-ort", protocol=MeasurementProtocol(warmup=0, runs=2, reference=False))
+    profile_space(space, without, 2, tmp_path / "p.jsonl", progress=False, supernet=supernet)
+    with pytest.raises(ConfigError, match="without the reference network"):
+        profile_space(space, get_backend("cpu-ort", protocol=MeasurementProtocol(warmup=0, runs=2)), 4,
+                      tmp_path / "p.jsonl", progress=False, supernet=supernet)
+    assert len(read_profile(tmp_path / "p.jsonl")) == 2  # untouched

@@ -108,7 +108,7 @@ class TimedBackend(Backend):
         if self.protocol.reference:
             from ..reference import reference_description
 
-            protocol["reference"] = reference_description()
+            protocol["reference_network"] = reference_description()
         return protocol
 
     def prepare(self, static_model: torch.nn.Module, batch_size: int = 1) -> Runner:

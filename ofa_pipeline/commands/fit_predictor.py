@@ -57,8 +57,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "profiles, latency_ms for simulators; see docs/profiles.md. Specialisation verifies picks "
                         "with the same label")
     p.add_argument("--statistic", default=None, type=choice(STATISTICS),
-                   help="statistic of the label: median, mean, p10, p90 (default: median; p10 of cpu_time_ms on "
-                        "older timed profiles without the reference network)")
+                   help="statistic of the label: median, mean, p10, p90 (default: p10 of the thread CPU time for "
+                        "timed backends, the statistic that repeats best; median for simulators and wall clock)")
     # block-sum predictors and transfer (ofa_pipeline.block_fitting)
     p.add_argument("--blocks", help="block profile (JSONL, tools/profile_device.py --blocks): fit a block-sum "
                                     "predictor; --profile then gives whole-network measurements of the same device")

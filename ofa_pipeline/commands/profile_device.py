@@ -89,6 +89,23 @@ def backend_options(args, backend_name: str) -> dict:
     return options
 
 
+def print_drift(profile) -> None:
+    """How the host's speed moved during the profile, seen by the reference network."""
+    summary = profile.drift_summary()
+    if summary is None:
+        return
+    for clock in ("cpu_time_ms", "latency_ms"):
+        if clock in summary:
+            d = summary[clock]
+            print(f"drift ({clock}): reference {d['session_median_ms']:.4g} ms (session median), "
+                  f"{d['min_ms']:.4g}-{d['max_ms']:.4g} ms over chunks; corrections x{d['correction_min']:.3f} to "
+                  f"x{d['correction_max']:.3f}, {d['corrected_over_5pct']:.0%} of records moved by more than 5%")
+            break
+    print(f"noise floor (reference test-retest between passes): median {summary['noise_floor']:.1%}, "
+          f"p90 {summary['noise_floor_p90']:.1%}; {summary['drift_remeasured_records']} record(s) from chunks "
+          f"measured again because the reference moved")
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     try:
@@ -129,6 +146,7 @@ def main(argv=None) -> int:
                                      **{k: (tuple(v) if isinstance(v, list) else v)
                                         for k, v in wanted.items() if v is not None})
             print(f"{args.out}: {len(profile)} blocks, device {profile.device}, backend {backend.name}")
+            print_drift(profile)
             return 0
         profile = profile_space(args.space, backend, args.num_archs, args.out, seed=args.seed, device=args.device,
                                 batch_size=args.batch_size, strata=args.strata, chunk_size=args.chunk_size,
@@ -136,6 +154,7 @@ def main(argv=None) -> int:
         stats = getattr(backend, "cache_stats", None)
         print(f"{args.out}: {len(profile)} records, device {profile.device}, backend {backend.name}"
               + (f", simulation cache {stats()}" if stats else ""))
+        print_drift(profile)
         return 0
     except OFAError as error:
         print(f"error: {type(error).__name__}: {error}", file=sys.stderr)

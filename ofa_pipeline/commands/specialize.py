@@ -55,7 +55,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="latency predictor of a device (.skops); repeat for several devices. A device without "
                         "one gets a predictor fitted on the shipped profile of the supernet's space, if any")
     p.add_argument("--device", action="append", default=[], required=True, help="target device (repeatable)")
-    p.add_argument("--latency-ms", action="append", type=positive_float, default=[], required=True,
+    p.add_argument("--latency-ms", action="append", type=positive_float, default=[],
                    help="latency budget of the --device at the same position (repeatable)")
     p.add_argument("--joint", action="store_true", help="one subnet meeting every budget at once")
     p.add_argument("--max-macs", type=positive_float, help="MACs budget for every target")
@@ -75,8 +75,20 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--latency-confidence", type=finite_float, default=None,
                    help="keep the latency predictor's upper bound at this confidence (0.5-1, e.g. 0.9) under the "
                         "budget instead of its point prediction, which the search leaves right at the budget")
+    p.add_argument("--max-rounds", type=positive_int, default=3,
+                   help="closed loop: searches per target at most; after an over-budget pick, measure the candidates "
+                        "nearest the budget, recalibrate the latency predictor and search again (simulators: up to "
+                        "10 rounds, then the smallest subnet; they never return an over-budget pick)")
+    p.add_argument("--measurements-per-round", type=positive_int, default=4,
+                   help="closed loop: candidates measured per device after an over-budget pick")
+    p.add_argument("--allow-over-budget", action="store_true",
+                   help="exit 0 even when a pick still measures over its budget after the closed loop (it is "
+                        "written and reported OVER BUDGET either way); without it the exit status is 3")
+    p.add_argument("--show-range", action="store_true",
+                   help="print each --device's feasible latency range (smallest and largest subnet, predicted "
+                        "with interval) and exit; --latency-ms may then be left out")
     p.add_argument("--strict", action="store_true",
-                   help="exit with status 3 when a measured latency is over its budget")
+                   help="kept for old scripts: an over-budget pick exits with status 3 by default now")
     p.add_argument("--accept-untrusted-predictor", action="store_true",
                    help="use an accuracy predictor whose recorded held-out rank correlation is below "
                         f"{MIN_RANK_CORRELATION} (it ranks subnets worse than chance)")
@@ -90,23 +102,13 @@ def digest(path: str) -> str:
 
 
 def fit_shipped_latency_predictor(space, device: str, out_dir: Path) -> Path:
-    """A latency predictor for ``device`` fitted on the shipped profile of ``space``
-    (thread CPU time where the profile has it: steadier on a shared machine)."""
-    from hardware_profiles import read_profile, shipped_profile_path, shipped_profiles
-    from predictors import fit_latency_predictor
+    """A latency predictor for ``device`` fitted on shipped data: the shipped network
+    profile of ``space``, else a shipped block profile holding most of its blocks
+    (:func:`ofa_pipeline.shipped.shipped_latency_predictor`, which prints what it reused)."""
+    from ofa_pipeline.shipped import shipped_latency_predictor
 
-    for name in shipped_profiles():
-        profile = read_profile(shipped_profile_path(*name.split("_", 1)))
-        header = profile.header
-        if header["space_fingerprint"] == space.fingerprint and device in (header["backend"], header["device"]):
-            metric = "cpu_time_ms" if "cpu_time_ms" in profile.records[0] else "latency_ms"
-            print(f"fitting a {device} latency predictor on the shipped profile {name} ({metric})")
-            path = out_dir / f"{device}.skops"
-            fit_latency_predictor(profile, metric=metric).save(path)
-            return path
-    raise ConfigError(f"no latency predictor for device {device!r}: pass --latency-predictor (fit one with "
-                      f"tools/fit_predictor.py on a profile from tools/profile_device.py); no shipped profile "
-                      f"matches this supernet's space {space.fingerprint}")
+    path, _ = shipped_latency_predictor(space, device, out_dir, log=print)
+    return path
 
 
 def fit_default_accuracy_predictor(args, space, out_dir: Path) -> Path:
@@ -192,6 +194,8 @@ def check_paths(args) -> None:
         check_input_file(path, "--latency-predictor", kinds=("predictor",))
         inputs.append(("a --latency-predictor", path))
     check_output_path(args.out, inputs, kind="dir", name="--out")
+    if args.show_range and not args.latency_ms:
+        args.latency_ms = [None] * len(args.device)
     if len(args.device) != len(args.latency_ms):
         raise ConfigError(f"give one --latency-ms per --device: got {len(args.device)} devices and "
                           f"{len(args.latency_ms)} budgets")
@@ -207,9 +211,6 @@ def run(args) -> list[dict]:
     from predictors import load_predictor
 
     check_paths(args)
-    if len(args.device) != len(args.latency_ms):
-        raise ConfigError(f"give one --latency-ms per --device: got {len(args.device)} devices and "
-                          f"{len(args.latency_ms)} budgets")
     pairs = list(zip(args.device, args.latency_ms))
     targets = [Target(tuple(pairs))] if args.joint else [Target((pair,)) for pair in pairs]
     supernet = load_supernet(args.supernet)
@@ -217,19 +218,15 @@ def run(args) -> list[dict]:
     given_accuracy = args.accuracy_predictor is not None
     latency = [load_predictor(path, space=supernet.space) for path in args.latency_predictor]
     check_latency_predictors(args, latency, list(args.latency_predictor))
+    if args.show_range:
+        return show_ranges(args, supernet.space, latency, made)
     if given_accuracy:
         accuracy = load_predictor(args.accuracy_predictor, space=supernet.space)
         check_accuracy_predictor(args, accuracy)
     else:
         args.accuracy_predictor = str(fit_default_accuracy_predictor(args, supernet.space, made))
         accuracy = load_predictor(args.accuracy_predictor, space=supernet.space)
-    covered = {name for predictor in latency
-               for name in (predictor.device, predictor.profile_header.get("backend"))}
-    for device in dict.fromkeys(args.device):
-        if device not in covered:
-            path = fit_shipped_latency_predictor(supernet.space, device, made)
-            args.latency_predictor.append(str(path))
-            latency.append(load_predictor(path, space=supernet.space))
+    add_shipped_predictors(args, supernet.space, latency, made)
     data = checkpoint_data(args.supernet, args.data)
     provenance = {"supernet": digest(args.supernet), "accuracy_predictor": digest(args.accuracy_predictor),
                   "latency_predictors": [digest(p) for p in args.latency_predictor], "data": args.data,
@@ -239,7 +236,8 @@ def run(args) -> list[dict]:
                       seed=args.seed, measure=not args.no_measure, ncnn=args.ncnn, int8=args.int8,
                       on_infeasible="nearest" if args.nearest else "raise",
                       pareto_generations=args.pareto_generations, calib_images=args.calib_images,
-                      provenance=provenance, latency_confidence=args.latency_confidence)
+                      provenance=provenance, latency_confidence=args.latency_confidence,
+                      max_rounds=args.max_rounds, measurements_per_round=args.measurements_per_round)
     print(summary_table(rows))
     print(f"results: {Path(args.out) / 'summary.md'}")
     missed = [f"{row['target']} on {d['device']}: measured {d['measured_latency_ms']:.3f} ms > budget "
@@ -255,11 +253,52 @@ def run(args) -> list[dict]:
     return rows
 
 
+def add_shipped_predictors(args, space, latency: list, made: Path) -> None:
+    """A latency predictor fitted on shipped data for every --device without one."""
+    covered = {name for predictor in latency
+               for name in (predictor.device, predictor.profile_header.get("backend"))}
+    from predictors import load_predictor
+
+    for device in dict.fromkeys(args.device):
+        if device not in covered:
+            path = fit_shipped_latency_predictor(space, device, made)
+            args.latency_predictor.append(str(path))
+            latency.append(load_predictor(path, space=space))
+            check_shipped_intervals(args, latency[-1])
+
+
+def check_shipped_intervals(args, predictor) -> None:
+    """--latency-confidence needs intervals; say why a predictor fitted on shipped blocks has none."""
+    note = (predictor.metrics_.get("shipped") or {}).get("intervals_note")
+    if args.latency_confidence is not None and predictor.interval_residuals_ is None and note:
+        raise PredictorError(f"--latency-confidence {args.latency_confidence}: the {predictor.device!r} latency "
+                             f"predictor fitted on shipped data cannot bound latency: {note}; or leave out "
+                             f"--latency-confidence to search on its point predictions")
+
+
+def show_ranges(args, space, latency: list, made: Path) -> list:
+    """``--show-range``: each device's feasible latency range, nothing searched."""
+    from ofa_pipeline.specialize import describe_range, feasible_range, predictor_for
+
+    add_shipped_predictors(args, space, latency, made)
+    ranges = []
+    for device in dict.fromkeys(args.device):
+        entry = feasible_range(space, predictor_for(device, latency), args.latency_confidence)
+        print(describe_range(device, entry))
+        ranges.append(entry)
+    return ranges
+
+
 def main(argv=None) -> int:
+    from ofa.errors import OverBudgetError
+
     args = parse_args(argv)
     status = run_command(run, args)
-    if status == 0 and args.strict and getattr(args, "missed_budgets", None):
-        print(f"error: --strict: {len(args.missed_budgets)} measured latency(ies) over budget", file=sys.stderr)
+    if status == 0 and getattr(args, "missed_budgets", None) and not args.allow_over_budget:
+        error = OverBudgetError(f"{len(args.missed_budgets)} pick(s) still measured over budget after the closed "
+                                f"loop (written and reported OVER BUDGET): " + "; ".join(args.missed_budgets)
+                                + ". Raise the budget, allow more --max-rounds, or pass --allow-over-budget")
+        print(f"error: {error}", file=sys.stderr)
         return 3
     return status
 
