@@ -149,8 +149,9 @@ class Verifier:
                                    f"{predictor.profile_header.get('backend')!r} cannot be run or simulated here")
                 elif not backend.available():
                     self.reason = f"predicted, not verified: backend {backend.name} is not available here"
-                elif device != backend.default_device():
-                    # e.g. a phone's ncnn timings imported: this host's ncnn is another device
+                elif not backend.simulated and device != backend.default_device():
+                    # e.g. a phone's ncnn timings imported: this host's ncnn is another device (a simulator
+                    # with the profile's accelerator config is the same device whatever the profile calls it)
                     self.reason = (f"predicted, not verified: the profile was measured on device {device!r}; "
                                    f"{backend.name} here is {backend.default_device()!r}")
                 elif is_corrected(self.label.metric) and self.label.reference_ms is None:
