@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import sys
-from pathlib import Path
 from typing import Sequence
 
 from ofa.errors import ConfigError
@@ -63,30 +62,23 @@ def profile_space(space, backend, num_archs: int, out_path: str | os.PathLike, s
         sampling = {"method": "given", "num_archs": len(archs)}
     header = profile_header(space, backend, device=device, batch_size=batch_size, sampling=sampling)
     writer = ProfileWriter(out_path, header)
-    try:
-        _check_same_reference(writer, header)
-        todo = [a for a in archs if a.to_json() not in writer.measured]
-        if todo:
-            if supernet is None:
-                from ofa.supernets import create_supernet
+    models = {"supernet": supernet}
 
-                supernet = create_supernet(space)
-            supernet.eval()
-            bar = _Progress(len(archs), len(archs) - len(todo), f"{backend.name} {Path(out_path).name}", progress)
-            for index, chunk in enumerate(_chunks(todo, chunk_size)):
-                models = [supernet.extract(arch).eval() for arch in chunk]
-                results = backend.measure_many(models, batch_size, space=space, rng=seed * 100003 + index)
-                for arch, result in zip(chunk, results):
-                    cost = space.cost(arch)
-                    result = dict(result)
-                    latency = result.pop("latency_ms")
-                    writer.append(arch, latency, macs=cost.macs, params=cost.params, **result)
-                bar.update(len(chunk))
-            bar.close()
-        return _finish(writer)
-    finally:
-        writer.close()
-        backend.close()
+    def measure_chunk(chunk, rng):
+        if models["supernet"] is None:  # built only when something is left to measure
+            from ofa.supernets import create_supernet
+
+            models["supernet"] = create_supernet(space)
+        models["supernet"].eval()
+        return backend.measure_many([models["supernet"].extract(arch).eval() for arch in chunk], batch_size,
+                                    space=space, rng=rng)
+
+    def append(arch, latency, fields):
+        cost = space.cost(arch)
+        writer.append(arch, latency, macs=cost.macs, params=cost.params, **fields)
+
+    return _measure_into(writer, backend, header, archs, lambda arch: arch.to_json(), measure_chunk, append,
+                         chunk_size=chunk_size, seed=seed, progress=progress, unit="arch")
 
 
 def _check_same_reference(writer: ProfileWriter, header: dict) -> None:
@@ -163,18 +155,28 @@ def profile_blocks(space, backend, out_path: str | os.PathLike, *, blocks: Seque
     selection["num_blocks"] = len(blocks)
     header = profile_header(space, backend, device=device, batch_size=batch_size, blocks=selection)
     writer = ProfileWriter(out_path, header)
+    return _measure_into(writer, backend, header, blocks, lambda block: block.key,
+                         lambda chunk, rng: backend.measure_blocks(chunk, batch_size, rng=rng),
+                         lambda block, latency, fields: writer.append_block(block, latency, **fields),
+                         chunk_size=chunk_size, seed=seed, progress=progress, unit="block")
+
+
+def _measure_into(writer: ProfileWriter, backend: Backend, header: dict, items: Sequence, key, measure_chunk, append,
+                  *, chunk_size: int, seed: int, progress: bool, unit: str) -> Profile:
+    """Measure the ``items`` not yet in ``writer`` (by ``key``), ``chunk_size`` at a time
+    (``measure_chunk(chunk, rng)`` -> one result per item), append each result
+    (``append(item, latency_ms, other_fields)``) and load the profile; the writer's lock
+    and the backend's prepared reference are released whatever happens."""
     try:
         _check_same_reference(writer, header)
-        todo = [block for block in blocks if block.key not in writer.measured]
+        todo = [item for item in items if key(item) not in writer.measured]
         if todo:
-            bar = _Progress(len(blocks), len(blocks) - len(todo), f"{backend.name} {Path(out_path).name}", progress,
-                            unit="block")
+            bar = _Progress(len(items), len(items) - len(todo), f"{backend.name} {writer.path.name}", progress,
+                            unit=unit)
             for index, chunk in enumerate(_chunks(todo, chunk_size)):
-                results = backend.measure_blocks(chunk, batch_size, rng=seed * 100003 + index)
-                for block, result in zip(chunk, results):
+                for item, result in zip(chunk, measure_chunk(chunk, seed * 100003 + index)):
                     result = dict(result)
-                    latency = result.pop("latency_ms")
-                    writer.append_block(block, latency, **result)
+                    append(item, result.pop("latency_ms"), result)
                 bar.update(len(chunk))
             bar.close()
         return _finish(writer)

@@ -290,8 +290,7 @@ def closed_loop_search(space, search, devices, verifiers: dict, *, max_rounds: i
             measured.setdefault(arch.to_json(), {})[device] = value["measured_ms"]
             raw_values.setdefault(arch.to_json(), {})[device] = value["raw_ms"]
             archs[arch.to_json()] = arch
-            predicted = float(positive_latency(verifiers[device].predictor)(space.to_genes(arch))[0])
-            calibrated[device].add(predicted, value["measured_ms"])
+            calibrated[device].add(float(calibrated[device].point(space.to_genes(arch))[0]), value["measured_ms"])
         count += len(todo)
 
     def under(key) -> bool:

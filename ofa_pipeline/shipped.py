@@ -100,14 +100,12 @@ def shipped_latency_predictor(space, device: str, out_dir, *,
     profiles; return its path and a report (see the module docstring). ``log`` receives
     progress and the report's lines. Raises ConfigError when no shipped profile serves
     the space on that device."""
-    from hardware_profiles import read_profile, shipped_profile_path, shipped_profiles
+    from hardware_profiles import read_profile
 
     space = resolve_space(space)
     out_dir = Path(out_dir)
     considered = []
-    for name in shipped_profiles():
-        path = shipped_profile_path(*name.split("_", 1))
-        header = _header(path)
+    for name, path, header in _shipped_networks():
         if not _on_device(header, device):
             continue
         if header["space_fingerprint"] != space.fingerprint:
@@ -282,11 +280,7 @@ def _from_block_profile(space, device, out_dir, candidate, considered, log):
 def _source_network_profile(source, device: str) -> tuple[str, Path] | None:
     """``(name, path)`` of the shipped network profile of the block profile ``source``'s
     own space on ``device`` (same space fingerprint, same device id), if one ships."""
-    from hardware_profiles import shipped_profile_path, shipped_profiles
-
-    for name in shipped_profiles():
-        path = shipped_profile_path(*name.split("_", 1))
-        header = _header(path)
+    for name, path, header in _shipped_networks():
         if (header["space_fingerprint"] == source.space.fingerprint and _on_device(header, device)
                 and header["device"] == source.device):
             return name, path
@@ -312,14 +306,12 @@ def _source_space_check(source, device: str, target: str | None) -> dict | None:
     of a block-sum predictor for a space none of whose networks were measured."""
     import numpy as np
 
-    from hardware_profiles import read_profile, shipped_profile_path, shipped_profiles
+    from hardware_profiles import read_profile
     from predictors.blocks import fit_block_predictor
     from predictors.core import profile_targets
 
     metric, _, statistic = (target or "").rpartition(".")
-    for name in shipped_profiles():
-        path = shipped_profile_path(*name.split("_", 1))
-        header = _header(path)
+    for name, path, header in _shipped_networks():
         if header["space_fingerprint"] != source.space.fingerprint or not _on_device(header, device):
             continue
         try:
@@ -469,6 +461,15 @@ def _how_to_get_intervals(source, block_path: Path, which: str) -> str:
 
 
 # --- helpers ------------------------------------------------------------------------------------------
+def _shipped_networks():
+    """``(name, path, header)`` of every shipped network profile, reading headers only."""
+    from hardware_profiles import shipped_profile_path, shipped_profiles
+
+    for name in shipped_profiles():
+        path = shipped_profile_path(*name.split("_", 1))
+        yield name, path, _header(path)
+
+
 def _header(path: Path) -> dict:
     """A profile's header line (enough to tell its device and space without reading it all)."""
     with open(path, encoding="utf-8") as handle:
