@@ -1,21 +1,26 @@
 #!/usr/bin/env python
 """Inherited subnet weights versus training the same architecture from scratch.
 
-After progressive shrinking (the default config on digits), take the smallest
-subnet and 5 random ones; score each with the supernet's weights (BN
-re-calibrated, no fine-tuning) and after training the same static architecture
-from scratch for as many epochs as the whole progressive-shrinking schedule
-(same optimizer, schedule, loss without distillation, data order and
-augmentation; BN re-calibrated the same way). Once-for-All claims inherited
-subnets match or beat from-scratch training; the target here is
-mean(inherited) >= mean(scratch) - 1 point.
+After progressive shrinking, take the smallest and the largest subnet and one
+random subnet at each input resolution of the space; score each with the
+supernet's weights (BN re-calibrated, no fine-tuning) and after training the
+same static architecture from scratch for as many epochs as the whole
+progressive-shrinking schedule (SGD with Nesterov momentum, cosine schedule,
+label-smoothed cross entropy without distillation, the same data order, BN
+re-calibrated the same way), once per ``--scratch-seeds`` seed. Once-for-All
+claims inherited subnets match or beat from-scratch training; the target here
+is mean(inherited) >= mean(scratch) - 1 point.
 
-    python tools/train_supernet.py --config configs/mbv3-small-digits.yaml --out runs/mbv3-small-digits
-    python benchmarks/inherited_vs_scratch.py --supernet runs/mbv3-small-digits/final.pt
+    python tools/train_supernet.py --config mbv3-small-cluttered-digits --out runs/cluttered
+    python benchmarks/inherited_vs_scratch.py --supernet runs/cluttered/final.pt
+    python benchmarks/inherited_vs_scratch.py --config mbv3-small-cluttered-digits --scratch-only
 
-Prints a table and writes JSON (--out); rows are saved as they finish, and a
-re-run reuses the from-scratch results trained with the same settings (they do
-not depend on the supernet), so re-evaluating a new supernet is quick.
+From-scratch results depend only on the architecture, the seed and the
+training settings, not on the supernet: they are appended, as they finish, to
+``--scratch-cache`` (JSONL, top-1 on the validation and the test split) and
+reused by every later run with the same settings, so re-evaluating a new
+supernet (an ablation) takes a minute. ``--scratch-only`` trains the missing
+ones without a supernet.
 """
 
 from __future__ import annotations
@@ -26,117 +31,167 @@ import sys
 import time
 from pathlib import Path
 
-
+import numpy as np
 import torch
 
 from ofa.data import build_datasets, fixed_subset
 from ofa.evaluation import SubnetEvaluator, predict, recalibrate_bn, top1_accuracy
-from ofa.io import atomic_write_json
+from ofa.io import append_jsonl, atomic_write_json
 from ofa.models import MobileNetV3
+from ofa.training import load_yaml
 from ofa.training.checkpoint import load_checkpoint, load_supernet
-from ofa.training.progressive_shrinking import build_phases
+from ofa.training.progressive_shrinking import build_phases, check_config
 from ofa.training.runlog import format_table
 from ofa.training.static import train_classifier
 
+SCRATCH_LR = 0.1  # the teacher phase's peak learning rate in every shipped config
+SPLITS = ("val", "test")
+
+
+def benchmark_archs(space, seed: int = 0) -> list[tuple[str, object]]:
+    """The smallest, the largest and one random subnet per input resolution."""
+    rng = np.random.default_rng(seed)
+    archs = [("smallest", space.smallest()), ("largest", space.largest())]
+    for resolution in space.resolutions:
+        while True:
+            arch = space.sample(rng)
+            if arch.resolution == resolution:
+                break
+        archs.append((f"random@{resolution}", arch))
+    return archs
+
 
 def training_wall_time(run_dir: Path) -> float | None:
-    """Seconds from the run's first to its last metrics record (None if resumed or unknown)."""
-    path = run_dir / "metrics.jsonl"
-    if not path.is_file():
-        return None
-    events = [json.loads(line) for line in path.read_text().splitlines() if line.endswith("}")]
-    if any(e["event"] == "resume" for e in events) or not events or events[-1]["event"] != "done":
-        return None
-    return round(events[-1]["time"] - events[0]["time"], 1)
+    """Wall seconds of the whole training run, over all resumed segments (None if unknown)."""
+    path = run_dir / "summary.json"
+    return json.loads(path.read_text()).get("wall_seconds") if path.is_file() else None
 
 
-def train_from_scratch(space, arch, data, epochs, first_phase, train_cfg, data_cfg, args) -> tuple[float, float]:
-    """Top-1 (percent) of ``arch`` trained from scratch, and the training seconds."""
-    torch.manual_seed(args.seed)
-    model = MobileNetV3(space, arch, train_cfg["dropout"])
+def train_from_scratch(space, arch, data, settings: dict, seed: int) -> dict:
+    """Top-1 (percent) per split of ``arch`` trained from scratch, and the training seconds."""
+    train = settings["train"]
+    torch.manual_seed(seed)
+    model = MobileNetV3(space, arch, train["dropout"])
     start = time.time()
-    train_classifier(model, data.train, epochs, arch.resolution, lr=first_phase["lr"],
-                     batch_size=train_cfg["batch_size"], weight_decay=train_cfg["weight_decay"],
-                     label_smoothing=train_cfg["label_smoothing"], warmup_epochs=first_phase["warmup_epochs"],
-                     seed=args.seed, optimizer=train_cfg["optimizer"], momentum=train_cfg["momentum"],
-                     channels_last=train_cfg["channels_last"])
+    train_classifier(model, data.train, settings["epochs"], arch.resolution, lr=settings["lr"],
+                     batch_size=train["batch_size"], weight_decay=train["weight_decay"],
+                     label_smoothing=train["label_smoothing"], warmup_epochs=settings["warmup_epochs"],
+                     seed=seed, optimizer=train["optimizer"], momentum=train["momentum"],
+                     channels_last=train["channels_last"])
     seconds = round(time.time() - start, 1)
-    calibration = fixed_subset(data.train, data_cfg["calib_images"]).tensors(resolution=arch.resolution)[0]
+    calibration = fixed_subset(data.train, settings["calib_images"]).tensors(resolution=arch.resolution)[0]
     recalibrate_bn(model, calibration)  # the same re-calibration as the inherited subnets get
-    images, labels = getattr(data, args.split).tensors(resolution=arch.resolution)
-    return top1_accuracy(predict(model, images), labels), seconds
+    top1 = {}
+    for split in SPLITS:
+        images, labels = getattr(data, split).tensors(resolution=arch.resolution)
+        top1[split] = top1_accuracy(predict(model, images), labels)
+    return {"top1": top1, "train_seconds": seconds}
+
+
+def scratch_settings(config: dict, epochs: int, calib_images: int) -> dict:
+    train = config["train"]
+    return {"epochs": epochs, "lr": SCRATCH_LR, "warmup_epochs": 0, "calib_images": calib_images,
+            "data": {k: config["data"][k] for k in ("dataset", "augmentation", "val_fraction", "test_fraction")},
+            "train": {k: train[k] for k in ("batch_size", "optimizer", "momentum", "weight_decay",
+                                            "label_smoothing", "dropout", "channels_last")}}
+
+
+def read_scratch_cache(path: Path, settings: dict) -> dict:
+    """{(arch json, seed): record} of the cache's records trained with ``settings``."""
+    done = {}
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            if line.endswith("}"):
+                record = json.loads(line)
+                if record["settings"] == settings:
+                    done[(json.dumps(record["arch"], sort_keys=True), record["seed"])] = record
+    return done
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--supernet", default="runs/mbv3-small-digits/final.pt")
-    parser.add_argument("--num-random", type=int, default=5)
+    parser.add_argument("--supernet", default=None, help="final.pt of a progressive-shrinking run")
+    parser.add_argument("--config", default=None,
+                        help="training config for --scratch-only (default: the supernet's own config)")
+    parser.add_argument("--scratch-only", action="store_true", help="train the from-scratch side only")
+    parser.add_argument("--scratch-seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--seed", type=int, default=0, help="seed of the random subnets")
     parser.add_argument("--epochs", type=int, default=None,
-                        help="from-scratch epochs (default: all progressive-shrinking epochs of the run)")
-    parser.add_argument("--split", default="test", choices=("val", "test"))
-    parser.add_argument("--out", default="benchmarks/results/inherited_vs_scratch.json")
-    parser.add_argument("--threads", type=int, default=0)
+                        help="from-scratch epochs (default: all progressive-shrinking epochs of the config)")
+    parser.add_argument("--calib-images", type=int, default=1000, help="BN re-calibration images, both sides")
+    parser.add_argument("--split", default="test", choices=SPLITS, help="split of the table and the target")
+    parser.add_argument("--scratch-cache", default="benchmarks/results/scratch_cluttered_digits.jsonl")
+    parser.add_argument("--out", default="benchmarks/results/inherited_vs_scratch_cluttered_digits.json")
+    parser.add_argument("--label", default=None, help="name of the recipe in the output")
+    parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    if not Path(args.supernet).is_file():
-        print(f"{args.supernet} not found: train it first with tools/train_supernet.py "
-              f"--config configs/mbv3-small-digits.yaml --out {Path(args.supernet).parent}", file=sys.stderr)
+    torch.set_num_threads(args.threads)
+    if args.supernet is None and not args.scratch_only:
+        parser.error("give --supernet, or --scratch-only with --config")
+    if args.supernet is not None and not Path(args.supernet).is_file():
+        print(f"{args.supernet} not found: train it first with tools/train_supernet.py", file=sys.stderr)
         return 2
 
-    payload = load_checkpoint(args.supernet)
-    config = payload["config"]
-    supernet = load_supernet(args.supernet)
-    space = supernet.space
-    phases = build_phases(space, config["phases"])
+    raw = load_yaml(args.config) if args.supernet is None else load_checkpoint(args.supernet)["config"]
+    config, space, phases = check_config(raw)
+    supernet = None
+    if args.supernet is not None:
+        supernet = load_supernet(args.supernet)
+        space = supernet.space
     epochs = args.epochs or sum(p["epochs"] for p in phases)
-    train_cfg, data_cfg = config["train"], config["data"]
+    data_cfg = config["data"]
     data = build_datasets(data_cfg["dataset"], max(space.resolutions), space.in_channels, data_cfg["augmentation"],
                           data_cfg["val_fraction"], data_cfg["test_fraction"])
-    evaluator = SubnetEvaluator(supernet, data, args.split, data_cfg["calib_images"])
-    archs = [("smallest", space.smallest())] + [(f"random{i}", a) for i, a in
-                                                 enumerate(space.sample(args.seed, n=args.num_random))]
-    # From-scratch results depend only on the architecture and the training settings, not on the
-    # supernet: they are kept in --out and reused by a re-run with the same settings.
-    scratch_settings = {"epochs": epochs, "split": args.split, "seed": args.seed, "data": data_cfg,
-                        "train": {k: train_cfg[k] for k in ("batch_size", "optimizer", "momentum", "weight_decay",
-                                                            "label_smoothing", "dropout", "channels_last")},
-                        "lr": phases[0]["lr"], "warmup_epochs": phases[0]["warmup_epochs"]}
-    out = Path(args.out)
-    previous = json.loads(out.read_text()) if out.is_file() else {}
-    done = {json.dumps(r["arch"], sort_keys=True): r for r in previous.get("rows", [])
-            if previous.get("scratch_settings") == scratch_settings}
+    if data.num_classes != space.num_classes:
+        space = space.replace(num_classes=data.num_classes)
+    settings = scratch_settings(config, epochs, args.calib_images)
+    cache = Path(args.scratch_cache)
+    done = read_scratch_cache(cache, settings)
+    evaluators = {split: SubnetEvaluator(supernet, data, split, args.calib_images)
+                  for split in SPLITS} if supernet is not None else {}
     rows = []
-    for name, arch in archs:
-        inherited = evaluator.evaluate(arch)
+    for name, arch in benchmark_archs(space, args.seed):
         key = json.dumps(arch.to_dict(), sort_keys=True)
-        if key in done:
-            scratch, seconds = done[key]["scratch_top1"], done[key]["scratch_train_seconds"]
-        else:
-            scratch, seconds = train_from_scratch(space, arch, data, epochs, phases[0], train_cfg, data_cfg, args)
-        row = {"name": name, "arch": arch.to_dict(), "resolution": arch.resolution, "mmacs": inherited["macs"] / 1e6,
-               "inherited_top1": inherited["top1"], "scratch_top1": scratch,
-               "delta": inherited["top1"] - scratch, "scratch_train_seconds": seconds}
+        scratch = []
+        for seed in args.scratch_seeds:
+            if (key, seed) not in done:
+                result = train_from_scratch(space, arch, data, settings, seed)
+                done[(key, seed)] = {"arch": arch.to_dict(), "seed": seed, "settings": settings, **result}
+                append_jsonl(cache, done[(key, seed)])
+                print(f"{name} seed {seed}: scratch {result['top1']}", flush=True)
+            scratch.append(done[(key, seed)])
+        if supernet is None:
+            continue
+        inherited = {split: evaluators[split].evaluate(arch) for split in SPLITS}
+        row = {"name": name, "arch": arch.to_dict(), "resolution": arch.resolution,
+               "mmacs": inherited["test"]["macs"] / 1e6,
+               **{f"inherited_{split}": inherited[split]["top1"] for split in SPLITS},
+               **{f"scratch_{split}": float(np.mean([s["top1"][split] for s in scratch])) for split in SPLITS},
+               "scratch_seeds": {str(s["seed"]): s["top1"] for s in scratch},
+               "scratch_train_seconds": float(np.mean([s["train_seconds"] for s in scratch]))}
+        row["delta"] = row[f"inherited_{args.split}"] - row[f"scratch_{args.split}"]
         rows.append(row)
-        print(f"{name}: inherited {row['inherited_top1']:.2f}%, scratch {scratch:.2f}%", flush=True)
-        atomic_write_json(out, {"benchmark": "inherited_vs_scratch", "scratch_settings": scratch_settings,
-                                "rows": rows})
-    mean_inherited = sum(r["inherited_top1"] for r in rows) / len(rows)
-    mean_scratch = sum(r["scratch_top1"] for r in rows) / len(rows)
-    table_rows = rows + [{"name": "mean", "inherited_top1": mean_inherited, "scratch_top1": mean_scratch,
-                          "delta": mean_inherited - mean_scratch}]
-    print(format_table(table_rows, ["name", "resolution", "mmacs", "inherited_top1", "scratch_top1", "delta"]))
-    passed = mean_inherited >= mean_scratch - 1.0
+        print(f"{name}: inherited {row[f'inherited_{args.split}']:.2f}%, scratch {row[f'scratch_{args.split}']:.2f}%",
+              flush=True)
+    if supernet is None:
+        print(f"from-scratch results for {len(args.scratch_seeds)} seed(s) in {cache}")
+        return 0
+    means = {f"{side}_{split}": float(np.mean([r[f"{side}_{split}"] for r in rows]))
+             for side in ("inherited", "scratch") for split in SPLITS}
+    table = rows + [{"name": "mean", **means, "delta": means[f"inherited_{args.split}"] - means[f"scratch_{args.split}"]}]
+    print(format_table(table, ["name", "resolution", "mmacs", f"inherited_{args.split}", f"scratch_{args.split}",
+                               "delta"]))
+    passed = means[f"inherited_{args.split}"] >= means[f"scratch_{args.split}"] - 1.0
     wall = training_wall_time(Path(args.supernet).parent)
-    print(f"{args.split} split, scratch trained {epochs} epochs; target mean(inherited) >= mean(scratch) - 1: "
-          f"{'met' if passed else 'NOT met'}")
+    print(f"{args.split} split, scratch trained {epochs} epochs x {len(args.scratch_seeds)} seeds; target "
+          f"mean(inherited) >= mean(scratch) - 1: {'met' if passed else 'NOT met'}")
     if wall is not None:
         print(f"progressive-shrinking training wall time: {wall} s ({wall / 60:.1f} min)")
-    atomic_write_json(out, {"benchmark": "inherited_vs_scratch", "scratch_settings": scratch_settings,
-                            "supernet": str(Path(args.supernet).resolve()), "rows": rows,
-                            "mean_inherited_top1": mean_inherited, "mean_scratch_top1": mean_scratch,
-                            "target_met": passed, "training_wall_seconds": wall, "torch": torch.__version__})
+    atomic_write_json(args.out, {"benchmark": "inherited_vs_scratch", "recipe": args.label or raw.get("phases"),
+                                 "command": "python " + " ".join([sys.argv[0], *(argv or sys.argv[1:])]),
+                                 "supernet": str(args.supernet), "config": config, "scratch_settings": settings,
+                                 "scratch_seeds": args.scratch_seeds, "split": args.split, "rows": rows, **means,
+                                 "target_met": passed, "training_wall_seconds": wall, "torch": torch.__version__})
     return 0
 
 
