@@ -114,6 +114,8 @@ def main(argv=None) -> int:
     parser.add_argument("--config", default=None,
                         help="training config for --scratch-only (default: the supernet's own config)")
     parser.add_argument("--scratch-only", action="store_true", help="train the from-scratch side only")
+    parser.add_argument("--no-scratch-training", action="store_true",
+                        help="compare with the cached from-scratch results only (missing ones are left out)")
     parser.add_argument("--scratch-seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--seed", type=int, default=0, help="seed of the random subnets")
     parser.add_argument("--epochs", type=int, default=None,
@@ -154,6 +156,8 @@ def main(argv=None) -> int:
         key = json.dumps(arch.to_dict(), sort_keys=True)
         scratch = []
         for seed in args.scratch_seeds:
+            if (key, seed) not in done and args.no_scratch_training:
+                continue
             if (key, seed) not in done:
                 result = train_from_scratch(space, arch, data, settings, seed)
                 done[(key, seed)] = {"arch": arch.to_dict(), "seed": seed, "settings": settings, **result}
@@ -161,6 +165,9 @@ def main(argv=None) -> int:
                 print(f"{name} seed {seed}: scratch {result['top1']}", flush=True)
             scratch.append(done[(key, seed)])
         if supernet is None:
+            continue
+        if not scratch:
+            print(f"{name}: no cached from-scratch result, left out", flush=True)
             continue
         inherited = {split: evaluators[split].evaluate(arch) for split in SPLITS}
         row = {"name": name, "arch": arch.to_dict(), "resolution": arch.resolution,

@@ -15,12 +15,23 @@ Each step samples ``subnets_per_step`` subnets from a generator seeded by
 (seed, phase, epoch, step) - the same on every rank and after a resume - and
 one resolution for the batch (with ``train.sandwich``, the default, the first
 of several subnets is always the phase's smallest one - the "sandwich rule" of
-BigNAS, which lifts the smallest subnets; ``false`` samples all at random, as
-the original recipe), runs the teacher once on the batch, and
-accumulates the subnets' gradients (loss = (CE with label smoothing +
-kd_ratio x soft-target loss) / subnets) before one optimizer step. Phases have
-their own epochs, learning rate (cosine with warm-up) and subnet count; the
-optimizer and schedule restart at each phase, as in the reference recipe.
+Yu & Huang, ICCV 2019, which lifts the smallest subnets; ``false`` samples all
+at random, as the original recipe), and accumulates the subnets' gradients
+(loss = (CE with label smoothing + kd_ratio x soft-target loss) / subnets)
+before one optimizer step. The soft targets come from one of two teachers
+(``train.distillation``):
+
+- ``frozen`` - the reference recipe: a frozen copy of the phase-0 network,
+  run once per batch;
+- ``inplace`` - in-place distillation (Yu & Huang 2019; BigNAS, Yu et al.,
+  ECCV 2020): every step of an elastic phase first trains the phase's largest
+  subnet on the labels alone, and its outputs on the batch (detached) are the
+  soft targets of the sampled subnets, so the teacher keeps improving instead
+  of staying at its phase-0 accuracy.
+
+Phases have their own epochs, learning rate (cosine with warm-up) and subnet
+count; the optimizer and schedule restart at each phase, as in the reference
+recipe.
 
 Checkpoints (``last.pt`` each epoch, ``phase<i>-<name>.pt`` at phase ends,
 ``final.pt``) hold the position ``(phase, epoch)`` to continue from. Because
@@ -55,6 +66,7 @@ from .runlog import MetricsLog, RunClock, format_table
 from .sampling import sample_restricted_genes, step_generator
 from .schedule import SCHEDULES, build_scheduler
 
+DISTILLATION_TEACHERS = ("frozen", "inplace")
 CHOICE_KEYS = ("kernel_sizes", "expand_ratios", "depths", "resolutions")
 SPACE_FIELDS = {"kernel_sizes": "kernel_sizes", "expand_ratios": "expand_ratios", "depths": "depths",
                 "resolutions": "resolutions"}
@@ -76,7 +88,7 @@ DEFAULT_CONFIG = {
     },
     "train": {
         "batch_size": 64, "optimizer": "sgd", "momentum": 0.9, "weight_decay": 3e-5, "label_smoothing": 0.1,
-        "kd_ratio": 1.0, "kd_temperature": 1.0, "sandwich": True, "schedule": "cosine", "min_lr_factor": 0.0,
+        "kd_ratio": 1.0, "kd_temperature": 1.0, "distillation": "frozen", "sandwich": True, "schedule": "cosine", "min_lr_factor": 0.0,
         "dropout": 0.1, "channels_last": True, "threads": 0, "log_every": 10, "log_samples": False, "progress": True,
         "eval_batch_size": 256,
     },
@@ -161,6 +173,7 @@ def check_config(raw: dict) -> tuple[dict, object, list[dict]]:
     check_value(train["label_smoothing"], "train.label_smoothing", minimum=0, maximum=0.99)
     check_value(train["kd_ratio"], "train.kd_ratio", minimum=0)
     check_value(train["kd_temperature"], "train.kd_temperature", above=0)
+    check_value(train["distillation"], "train.distillation", choices=DISTILLATION_TEACHERS)
     check_value(train["schedule"], "train.schedule", choices=sorted(SCHEDULES))
     check_value(train["min_lr_factor"], "train.min_lr_factor", minimum=0, maximum=1)
     check_value(train["dropout"], "train.dropout", minimum=0, maximum=0.99)
@@ -266,7 +279,7 @@ class ProgressiveShrinkingTrainer:
     def _start_phase(self, index: int) -> None:
         """What happens once when a phase begins: freeze the teacher after phase
         0, re-order channels when the allowed expand ratios grow."""
-        if index >= 1 and self.teacher is None:
+        if index >= 1 and self.teacher is None and self.config["train"]["distillation"] == "frozen":
             self._freeze_teacher()
         if index >= 1:
             previous, current = self.phases[index - 1]["expand_ratios"], self.phases[index]["expand_ratios"]
@@ -375,10 +388,7 @@ class ProgressiveShrinkingTrainer:
         for b, positions in enumerate(bar):
             rng = step_generator(seed, phase_index, epoch, b)
             resolution = int(resolutions[rng.integers(len(resolutions))])
-            genes = sample_restricted_genes(self.space, n, rng, _allowed_gene_indices(self.space, phase, resolution))
-            if train["sandwich"] and n > 1:  # the phase's smallest subnet trains at every step
-                genes[0] = self.space.to_genes(self._phase_extreme(phase, min, resolution))[0]
-            archs = self.space.from_genes(genes)
+            archs, genes = self._step_archs(phase, rng, resolution)
             augment_gen = torch.Generator().manual_seed(int(step_generator(seed, phase_index, epoch, b, rank,
                                                                           2).integers(2**62)))
             images, labels = self.train_set.get_batch(positions, resolution, augment_gen)
@@ -388,14 +398,18 @@ class ProgressiveShrinkingTrainer:
             if self.teacher is not None and train["kd_ratio"] > 0:
                 with torch.no_grad():
                     teacher_logits = self.teacher(images)
+            inplace_teacher = train["distillation"] == "inplace" and len(archs) > n  # archs[0] is the largest
             optimizer.zero_grad(set_to_none=True)
             step_loss = 0.0
-            for arch in archs:
+            for i, arch in enumerate(archs):
                 self.model.set_active(arch)
                 logits = self.model(images)
-                loss = distillation_loss(logits, labels, teacher_logits, train["kd_ratio"], train["label_smoothing"],
-                                         train["kd_temperature"]) / n
+                is_teacher = inplace_teacher and i == 0
+                loss = distillation_loss(logits, labels, None if is_teacher else teacher_logits, train["kd_ratio"],
+                                         train["label_smoothing"], train["kd_temperature"]) / len(archs)
                 loss.backward()
+                if is_teacher and train["kd_ratio"] > 0:
+                    teacher_logits = logits.detach()
                 step_loss += loss.item()
                 correct += torch.tensor([(logits.argmax(1) == labels).sum().item(), len(labels)], dtype=torch.float64)
             all_reduce_gradients(self.model)
@@ -418,6 +432,20 @@ class ProgressiveShrinkingTrainer:
         all_reduce_mean(correct)
         return {"steps": len(batches), "train_loss": total_loss[0].item() / max(1.0, total_loss[1].item()),
                 "train_top1": 100.0 * correct[0].item() / max(1.0, correct[1].item())}
+
+    def _step_archs(self, phase: dict, rng: np.random.Generator, resolution: int) -> tuple[list, np.ndarray]:
+        """The subnets one step trains, in order, and their genes: ``subnets_per_step``
+        draws from the phase's choices (with the sandwich rule the first is the
+        phase's smallest), preceded by the phase's largest subnet for in-place
+        distillation when the phase has more than that one subnet."""
+        train, n = self.config["train"], phase["subnets_per_step"]
+        genes = sample_restricted_genes(self.space, n, rng, _allowed_gene_indices(self.space, phase, resolution))
+        if train["sandwich"] and n > 1:  # the phase's smallest subnet trains at every step
+            genes[0] = self.space.to_genes(self._phase_extreme(phase, min, resolution))[0]
+        largest = self._phase_extreme(phase, max, resolution)
+        if train["distillation"] == "inplace" and largest != self._phase_extreme(phase, min, resolution):
+            genes = np.concatenate([self.space.to_genes(largest), genes])
+        return self.space.from_genes(genes), genes
 
     def _log_samples(self, phase, epoch, batch, resolution, genes, positions) -> None:
         """Audit trail of what each rank trained (``train.log_samples``): one file per rank."""
@@ -470,5 +498,5 @@ class ProgressiveShrinkingTrainer:
 
 register_trainer("mobilenetv3", ProgressiveShrinkingTrainer)
 
-__all__ = ["CHOICE_KEYS", "DEFAULT_CONFIG", "DEFAULT_PHASES", "ProgressiveShrinkingTrainer", "build_phases",
+__all__ = ["CHOICE_KEYS", "DEFAULT_CONFIG", "DISTILLATION_TEACHERS", "DEFAULT_PHASES", "ProgressiveShrinkingTrainer", "build_phases",
            "check_config"]

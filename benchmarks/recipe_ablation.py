@@ -1,0 +1,166 @@
+#!/usr/bin/env python
+"""Which progressive-shrinking recipe makes inherited subnets as good as from-scratch ones.
+
+Every recipe is the shipped default config (``mbv3-small-cluttered-digits``)
+with some keys changed and the same total number of epochs; each is trained
+once (seed 0) and its smallest, largest and one random subnet per resolution
+(``inherited_vs_scratch.benchmark_archs``) are scored with inherited weights
+(BN re-calibrated on 1000 training images) on the validation split, which
+picks the recipe, and on the test split. The from-scratch side comes from the
+cache that ``benchmarks/inherited_vs_scratch.py --scratch-only`` fills (same
+architectures, as many epochs as the recipes, two seeds).
+
+    python benchmarks/recipe_ablation.py                       # all recipes, resumable
+    python benchmarks/recipe_ablation.py --recipes inplace-bignas kd-off
+
+Runs go to ``--runs`` (one directory per recipe; a finished one is reused),
+results to ``--out`` as they finish.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from inherited_vs_scratch import SPLITS, benchmark_archs, read_scratch_cache, scratch_settings  # noqa: E402
+
+from ofa.data import build_datasets  # noqa: E402
+from ofa.evaluation import SubnetEvaluator  # noqa: E402
+from ofa.io import atomic_write_json  # noqa: E402
+from ofa.training import get_trainer, load_yaml  # noqa: E402
+from ofa.training.checkpoint import load_supernet  # noqa: E402
+from ofa.training.progressive_shrinking import check_config  # noqa: E402
+
+BASE = "mbv3-small-cluttered-digits"
+EPOCHS = 6  # every recipe, and the from-scratch side
+
+
+def phases(*spec) -> list[dict]:
+    """Phases from (name, epochs, lr, subnets_per_step, choices) tuples."""
+    return [{"name": name, "epochs": epochs, "lr": lr, "subnets_per_step": n, **choices}
+            for name, epochs, lr, n, choices in spec]
+
+
+FULL = {"kernel_sizes": "max", "expand_ratios": "max", "depths": "max"}
+PROGRESSIVE = phases(("teacher", 3, 0.1, 1, FULL),
+                     ("kernel", 1, 0.03, 1, {"expand_ratios": "max", "depths": "max"}),
+                     ("depth", 1, 0.03, 2, {"expand_ratios": "max"}),
+                     ("expand", 1, 0.03, 2, {}))
+
+# name -> (what it changes, config overrides); all 6 epochs in total
+RECIPES = {
+    "reference": ("the shipped recipe's phases shortened to 6 epochs: frozen phase-0 teacher, KD 1.0, "
+                  "sandwich (smallest + 1 random)", {"phases": PROGRESSIVE}),
+    "kd-off": ("no distillation", {"phases": PROGRESSIVE, "train": {"kd_ratio": 0.0}}),
+    "inplace": ("in-place distillation from the current largest subnet",
+                {"phases": PROGRESSIVE, "train": {"distillation": "inplace"}}),
+    "inplace-one-phase": ("teacher 2 epochs, then one phase of every elastic choice at once (BigNAS-style), "
+                          "in-place KD, sandwich",
+                          {"phases": phases(("teacher", 2, 0.1, 1, FULL), ("elastic", 4, 0.03, 2, {})),
+                           "train": {"distillation": "inplace"}}),
+    "inplace-one-phase-lr0.1": ("as inplace-one-phase with peak lr 0.1 in the elastic phase",
+                                {"phases": phases(("teacher", 2, 0.1, 1, FULL), ("elastic", 4, 0.1, 2, {})),
+                                 "train": {"distillation": "inplace"}}),
+    "inplace-teacher1": ("as inplace-one-phase with 1 teacher epoch and 5 elastic",
+                         {"phases": phases(("teacher", 1, 0.1, 1, FULL), ("elastic", 5, 0.03, 2, {})),
+                          "train": {"distillation": "inplace"}}),
+    "inplace-teacher4": ("as inplace-one-phase with 4 teacher epochs and 2 elastic",
+                         {"phases": phases(("teacher", 4, 0.1, 1, FULL), ("elastic", 2, 0.03, 2, {})),
+                          "train": {"distillation": "inplace"}}),
+    "frozen-one-phase": ("as inplace-one-phase with the frozen phase-0 teacher",
+                         {"phases": phases(("teacher", 2, 0.1, 1, FULL), ("elastic", 4, 0.03, 2, {}))}),
+    "inplace-3-subnets": ("as inplace-one-phase with smallest + 2 random subnets per step",
+                          {"phases": phases(("teacher", 2, 0.1, 1, FULL), ("elastic", 4, 0.03, 3, {})),
+                           "train": {"distillation": "inplace"}}),
+    "inplace-no-sandwich": ("as inplace-one-phase with 2 random subnets per step (no smallest)",
+                            {"phases": phases(("teacher", 2, 0.1, 1, FULL), ("elastic", 4, 0.03, 2, {})),
+                             "train": {"distillation": "inplace", "sandwich": False}}),
+    "inplace-T2": ("as inplace-one-phase with distillation temperature 2",
+                   {"phases": phases(("teacher", 2, 0.1, 1, FULL), ("elastic", 4, 0.03, 2, {})),
+                    "train": {"distillation": "inplace", "kd_temperature": 2.0}}),
+    "inplace-depth-first": ("teacher 2, then depth and width (2 epochs) before kernel joins (2 epochs), "
+                            "in-place KD: another order of the elastic dimensions",
+                            {"phases": phases(("teacher", 2, 0.1, 1, FULL),
+                                              ("depth+expand", 2, 0.03, 2, {"kernel_sizes": "max"}),
+                                              ("elastic", 2, 0.03, 2, {})),
+                             "train": {"distillation": "inplace"}}),
+}
+
+
+def recipe_config(overrides: dict) -> dict:
+    config = load_yaml(BASE)
+    for key, value in overrides.items():
+        if isinstance(value, dict):
+            config.setdefault(key, {}).update(copy.deepcopy(value))
+        else:
+            config[key] = copy.deepcopy(value)
+    config.setdefault("train", {})["progress"] = False
+    if sum(p["epochs"] for p in config["phases"]) != EPOCHS:
+        raise SystemExit(f"a recipe has {sum(p['epochs'] for p in config['phases'])} epochs, not {EPOCHS}")
+    return config
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--recipes", nargs="+", default=list(RECIPES), choices=list(RECIPES))
+    parser.add_argument("--runs", default="runs/recipe-ablation")
+    parser.add_argument("--calib-images", type=int, default=1000)
+    parser.add_argument("--scratch-cache", default="benchmarks/results/scratch_cluttered_digits.jsonl")
+    parser.add_argument("--out", default="benchmarks/results/recipe_ablation_cluttered_digits.json")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    out = Path(args.out)
+    results = json.loads(out.read_text()).get("recipes", {}) if out.is_file() else {}
+    data = None
+    for name in args.recipes:
+        what, overrides = RECIPES[name]
+        config = recipe_config(overrides)
+        run_dir = Path(args.runs) / name
+        if not (run_dir / "final.pt").is_file():
+            print(f"== {name}: {what}", flush=True)
+            start = time.time()
+            get_trainer("mobilenetv3")(config, run_dir, resume=True).run()
+            print(f"{name} trained in {time.time() - start:.0f} s", flush=True)
+        supernet = load_supernet(run_dir / "final.pt")
+        checked, space, _ = check_config(config)
+        if data is None:
+            d = checked["data"]
+            data = build_datasets(d["dataset"], max(space.resolutions), space.in_channels, d["augmentation"],
+                                  d["val_fraction"], d["test_fraction"])
+        scratch = read_scratch_cache(Path(args.scratch_cache), scratch_settings(checked, EPOCHS, args.calib_images))
+        evaluators = {split: SubnetEvaluator(supernet, data, split, args.calib_images) for split in SPLITS}
+        rows = []
+        for arch_name, arch in benchmark_archs(supernet.space):
+            key = json.dumps(arch.to_dict(), sort_keys=True)
+            row = {"name": arch_name, **{f"inherited_{s}": evaluators[s].evaluate(arch)["top1"] for s in SPLITS}}
+            seeds = [r for (k, _), r in scratch.items() if k == key]
+            for s in SPLITS:
+                row[f"scratch_{s}"] = float(np.mean([r["top1"][s] for r in seeds])) if seeds else None
+            row["scratch_seeds"] = len(seeds)
+            rows.append(row)
+        summary = json.loads((run_dir / "summary.json").read_text())
+        result = {"what": what, "overrides": overrides, "rows": rows,
+                  "train_wall_seconds": summary.get("wall_seconds"), "train_cpu_seconds": summary.get("cpu_seconds")}
+        for s in SPLITS:
+            result[f"mean_inherited_{s}"] = float(np.mean([r[f"inherited_{s}"] for r in rows]))
+            paired = [r for r in rows if r[f"scratch_{s}"] is not None]
+            result[f"mean_delta_{s}"] = (float(np.mean([r[f"inherited_{s}"] - r[f"scratch_{s}"] for r in paired]))
+                                         if paired else None)
+        results[name] = result
+        print(f"{name}: mean inherited val {result['mean_inherited_val']:.2f}, test "
+              f"{result['mean_inherited_test']:.2f}; vs scratch (val) {result['mean_delta_val']}", flush=True)
+        atomic_write_json(out, {"benchmark": "recipe_ablation", "base_config": BASE, "epochs": EPOCHS,
+                                "command": "python benchmarks/recipe_ablation.py", "recipes": results})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
