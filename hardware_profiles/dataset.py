@@ -38,7 +38,7 @@ from ofa.errors import ConfigError, ProfileError
 from ofa.io import append_jsonl, atomic_write_text
 from ofa.spaces import BlockSpec, SearchSpace, block_from_dict, space_from_dict
 
-from .labels import CORRECTED_PREFIX, Label, add_corrected_metrics, clock_of, is_corrected
+from .labels import CORRECTED_PREFIX, LABEL_STATS, Label, add_corrected_metrics, clock_of, is_corrected
 
 SCHEMA_VERSION = 1
 STAT_KEYS = ("median", "mean", "p10", "p90", "std", "cv", "runs")
@@ -252,8 +252,39 @@ def _check_record(record: dict, number: int, path: Path, level: str = "network")
     stats = record["latency_ms"]
     if not isinstance(stats, dict) or any(k not in stats for k in STAT_KEYS):
         raise ProfileError(f"{path}:{number}: latency_ms must hold {list(STAT_KEYS)}")
-    if not all(isinstance(stats[k], (int, float)) and math.isfinite(stats[k]) for k in STAT_KEYS):
-        raise ProfileError(f"{path}:{number}: latency_ms has non-finite values")
+    _check_labels(record, number, path, level)
+
+
+def _check_labels(record: dict, number: int, path: Path, level: str) -> None:
+    """Every number a label (:mod:`.labels`) can read from ``record`` is finite and every latency
+    a fit can choose is > 0 (>= 0 for a block: a simulator may price an embedding lookup at
+    nothing), whichever label is fitted later: a NaN or a -1 is refused here, with its line,
+    rather than fitted silently or failing deep inside scikit-learn."""
+    metrics = {name: stats for name, stats in record.items() if name.endswith("_ms") and isinstance(stats, dict)}
+    drift = record.get("drift")
+    if drift is not None:  # the corrected_<clock> labels: drift.relative.<clock> x the reference's time
+        if not (isinstance(drift, dict) and isinstance(drift.get("relative", {}), dict)
+                and isinstance(drift.get("reference_ms", {}), dict)):
+            raise ProfileError(f"{path}:{number}: drift must hold relative {{clock: statistics}} and reference_ms "
+                               f"{{clock: ms}}")
+        metrics.update({f"drift.relative.{clock}": stats for clock, stats in drift.get("relative", {}).items()})
+        metrics["drift.reference_ms"] = drift.get("reference_ms", {})
+    for name, stats in metrics.items():
+        if not isinstance(stats, dict):
+            raise ProfileError(f"{path}:{number}: {name} must map statistics to numbers, got {stats!r}")
+        for key, value in stats.items():
+            reference = name == "drift.reference_ms"
+            latency = reference or key in LABEL_STATS
+            if not (latency or key in STAT_KEYS):
+                continue  # not a statistic: no label reads it
+            zero_allowed = level == "block" and not reference
+            finite = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+            if not finite or (latency and (value < 0 or (value == 0 and not zero_allowed))):
+                raise ProfileError(f"{path}:{number}: {name}.{key} is {value!r}; "
+                                   + (f"a latency a predictor can be fitted on ({', '.join(LABEL_STATS)} of every "
+                                      f"metric, and the reference times of corrected metrics) must be a finite "
+                                      f"number {'>= 0' if zero_allowed else '> 0'}" if latency
+                                      else "statistics must be finite numbers"))
 
 
 def _check_block_record(record: dict, number: int, path: Path) -> None:
@@ -285,6 +316,12 @@ def read_profile(path: str | os.PathLike, allow_partial_last_line: bool = False)
     except UnicodeDecodeError as error:
         raise ProfileError(f"{path} is not a profile: byte {error.start} is not UTF-8 text; a profile is a JSONL "
                            f"file (header line, then one measurement per line)") from None
+    return parse_profile(text, path, allow_partial_last_line)
+
+
+def parse_profile(text: str, path: str | os.PathLike, allow_partial_last_line: bool = False) -> Profile:
+    """The profile ``text`` holds, validated as :func:`read_profile` does (``path`` names it in errors)."""
+    path = Path(path)
     if not text:
         raise ProfileError(f"{path} is empty: a profile starts with its header line")
     lines = text.split("\n")

@@ -20,11 +20,10 @@ Three steps (documented in the README and ``tools/phone_benchmark.sh``):
 from __future__ import annotations
 
 import re
-import shutil
 from pathlib import Path
 
 from ofa.errors import ProfileError
-from ofa.io import atomic_write_json, atomic_write_text
+from ofa.io import atomic_write_bytes, atomic_write_json, atomic_write_text
 from ofa.spaces import resolve_space, space_from_dict
 
 from .dataset import Profile, ProfileWriter, latency_stats, make_header, read_profile
@@ -61,7 +60,7 @@ def export_ncnn_bundle(space, directory, num_archs: int, seed: int = 0, strata: 
         export = TemporaryExport(model)
         try:
             param, _ = convert_onnx_to_ncnn(export.path, inputs, export.directory)
-            shutil.copyfile(param, directory / "models" / f"{model_id}.param")
+            atomic_write_bytes(directory / "models" / f"{model_id}.param", Path(param).read_bytes())
         finally:
             export.cleanup()
         shapes = [list(x.shape) for x in inputs]

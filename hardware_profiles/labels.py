@@ -37,6 +37,7 @@ from ofa.errors import ProfileError
 CORRECTED_PREFIX = "corrected_"
 TIMED_CLOCKS = ("cpu_time_ms", "latency_ms")  # in order of preference: thread CPU time is the steadier clock
 SCALED_STATS = ("median", "mean", "p10", "p90", "std")  # in ms; cv and runs are unit-free
+LABEL_STATS = ("median", "mean", "p10", "p90")  # the statistics a fit may take as "the latency"
 
 
 def corrected_metric(clock: str) -> str:

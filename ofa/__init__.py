@@ -9,7 +9,7 @@ The pieces, in the order data flows through them:
 * :mod:`hardware_profiles` and :mod:`predictors` - measured and predicted latency.
 """
 
-from .errors import (BackendUnavailableError, CheckpointError, ConfigError, DataError, OFAError,
+from .errors import (BackendUnavailableError, CheckpointError, ConfigError, DataError, DiskFullError, OFAError,
                      PredictorError, ProfileError, SearchError, SpaceMismatchError)
 from .spaces import get_space, list_spaces, resolve_space, space_from_dict
 from .supernets import create_supernet
@@ -19,7 +19,7 @@ from . import families as _families  # noqa: F401 (registers every model family)
 __version__ = "0.1.0"
 
 __all__ = [
-    "BackendUnavailableError", "CheckpointError", "ConfigError", "DataError", "OFAError", "PredictorError",
-    "ProfileError", "SearchError", "SpaceMismatchError", "create_supernet", "get_space", "list_spaces",
-    "resolve_space", "space_from_dict", "__version__",
+    "BackendUnavailableError", "CheckpointError", "ConfigError", "DataError", "DiskFullError", "OFAError",
+    "PredictorError", "ProfileError", "SearchError", "SpaceMismatchError", "create_supernet", "get_space",
+    "list_spaces", "resolve_space", "space_from_dict", "__version__",
 ]

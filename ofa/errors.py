@@ -36,6 +36,12 @@ class ProfileError(OFAError):
     """A latency profile file is malformed, truncated or inconsistent."""
 
 
+class DiskFullError(OFAError):
+    """A file could not be written because its disk (or the user's quota) is
+    full. The message names the file and how many bytes it needed; nothing
+    partial is left behind (see :mod:`ofa.io`)."""
+
+
 class BackendUnavailableError(OFAError):
     """A measurement or export backend needs a runtime that is not installed
     (or a device that is not present). The message says what to install."""

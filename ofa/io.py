@@ -3,12 +3,19 @@ the new one, never a half-written file."""
 
 from __future__ import annotations
 
+import errno
 import io
 import json
 import os
+import shutil
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
+
+from .errors import DiskFullError
+
+_FULL = (errno.ENOSPC, errno.EDQUOT)  # no room on the disk, or none left in the user's quota
 
 
 def _fsync_directory(directory: Path) -> None:
@@ -30,24 +37,62 @@ def _default_file_mode() -> int:
     return 0o666 & ~umask
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Write ``data`` to ``path`` via a temporary file, fsync and rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, _default_file_mode())  # mkstemp makes 0600 files; give the usual permissions
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
+def _free_bytes(path: Path) -> int | None:
+    for folder in (path.parent, *path.parent.parents):  # the folder may not exist yet
         try:
-            os.unlink(tmp_name)
-        except FileNotFoundError:
-            pass
-        raise
+            return shutil.disk_usage(folder).free
+        except OSError:
+            continue
+    return None
+
+
+def _size(count: int) -> str:
+    return f"{count} bytes" + (f" ({count / 2**20:.1f} MiB)" if count >= 2**20 else "")
+
+
+@contextmanager
+def _full_disk_named(path: Path, needed: int) -> Iterator[None]:
+    """A full disk inside the block becomes a :class:`DiskFullError` naming ``path``
+    and the bytes it needed, not a bare ``OSError`` from deep inside a command."""
+    try:
+        yield
+    except OSError as error:
+        if error.errno not in _FULL:
+            raise
+        free = _free_bytes(path)
+        raise DiskFullError(f"cannot write {path}: {os.strerror(error.errno).lower()}; it needs {_size(needed)}"
+                            + (f", {_size(free)} are free there" if free is not None else "")
+                            + "; no part of it was written: free some space or write to another disk") from None
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    """``os.write`` until every byte is down: a write may take only part, e.g. on a nearly full disk."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Write ``data`` to ``path`` via a temporary file, fsync and rename; a full
+    disk is a :class:`~ofa.errors.DiskFullError` and leaves ``path`` as it was."""
+    path = Path(path)
+    with _full_disk_named(path, len(data)):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            try:
+                os.fchmod(fd, _default_file_mode())  # mkstemp makes 0600 files; give the usual permissions
+                _write_all(fd, data)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp_name, path)
+        except BaseException:
+            try:
+                os.unlink(tmp_name)
+            except FileNotFoundError:
+                pass
+            raise
     _fsync_directory(path.parent)
     return path
 
@@ -98,16 +143,23 @@ def load_plain_torch_file(path: str | os.PathLike, error: type[Exception], what:
 def append_jsonl(path: str | os.PathLike, record: dict) -> None:
     """Append one JSON record as a single line and fsync it.
 
-    The line is written with one ``write`` call on an ``O_APPEND`` descriptor,
-    so a kill loses at most this record; readers treat a final line without a
-    newline as an interrupted write.
+    The line is written on an ``O_APPEND`` descriptor, so a kill loses at most
+    this record; readers treat a final line without a newline as an
+    interrupted write. A full disk is a :class:`~ofa.errors.DiskFullError`
+    and cuts the file back to what it held before.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     line = (json.dumps(record, sort_keys=True, separators=(",", ":")) + "\n").encode("utf-8")
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        os.write(fd, line)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    with _full_disk_named(path, len(line)):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            size = os.fstat(fd).st_size
+            try:
+                _write_all(fd, line)
+                os.fsync(fd)
+            except OSError:
+                os.ftruncate(fd, size)  # no partial record left behind (shrinking needs no space)
+                raise
+        finally:
+            os.close(fd)

@@ -347,8 +347,9 @@ def profile_targets(profile, metric: str | None = "latency_ms", statistic: str |
     metric, statistic = resolve_label(profile, metric, statistic)
     genes = profile.space.to_genes(profile.archs())
     y = profile.latencies(metric, statistic)
-    if np.any(y <= 0):
-        raise DataError(f"the profile has non-positive {metric}.{statistic} values; latencies must be > 0")
+    if not np.all(np.isfinite(y) & (y > 0)):  # a profile built in memory was never read_profile's to check
+        raise DataError(f"the profile has non-finite or non-positive {metric}.{statistic} values; latencies must "
+                        f"be finite and > 0")
     return profile, genes, y
 
 

@@ -5,16 +5,15 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
 from ofa.errors import ConfigError, ProfileError
 from ofa.io import atomic_write_text
-from ofa.spaces import BlockSpec, SearchSpace, block_from_dict, block_from_key, resolve_space
+from ofa.spaces import BlockSpec, NullBlock, SearchSpace, block_from_dict, block_from_key, resolve_space
 
-from ..dataset import Profile, make_block_header, make_header, read_profile
+from ..dataset import Profile, make_block_header, make_header, parse_profile
 
 
 class ImportFormatError(ProfileError):
@@ -91,6 +90,13 @@ def space_blocks(space: SearchSpace) -> dict[str, BlockSpec] | None:
     return {block.key: block for block in space.distinct_blocks()}
 
 
+def belongs_to_space(block: BlockSpec, known: dict[str, BlockSpec] | None) -> bool:
+    """Whether a block profile of the space whose blocks are ``known`` (:func:`space_blocks`) may
+    hold ``block``: one an architecture runs, or the runtime's per-inference cost (a ``null``
+    block), which every profile measured on a timed backend holds beside them."""
+    return known is None or block.key in known or isinstance(block, NullBlock)
+
+
 def parse_block(entry: dict, path, line: int | None, known: dict[str, BlockSpec] | None,
                 space: SearchSpace | None = None) -> BlockSpec:
     """The block of a manifest entry or table row: ``block`` (a ``BlockSpec.to_dict()``)
@@ -103,7 +109,7 @@ def parse_block(entry: dict, path, line: int | None, known: dict[str, BlockSpec]
             block = block_from_dict(entry["block"])
     except ConfigError as error:
         raise ImportFormatError(f"{where(path, line)}: not a valid block: {error}") from None
-    if known is not None and block.key not in known:
+    if not belongs_to_space(block, known):
         raise ImportFormatError(f"{where(path, line)}: block {block.key} does not exist in the "
                                 f"{space.type_name if space else ''} space {space.fingerprint if space else ''}: "
                                 f"no architecture runs it (check the space, its resolutions and channel widths; "
@@ -243,8 +249,8 @@ def network_record(arch, space: SearchSpace, latency_ms: dict, **fields) -> dict
 
 
 def write_profile(out, header: dict, records: Iterable[dict], overwrite: bool = False) -> Profile:
-    """Write a whole profile at once: validated in a temporary file first, then
-    moved into place atomically, so a bad record or a kill leaves no partial file.
+    """Write a whole profile at once: validated first, then written atomically,
+    so a bad record, a kill or a full disk leaves no partial file.
     An existing ``out`` is refused unless ``overwrite``."""
     out = Path(out)
     records = list(records)
@@ -258,12 +264,6 @@ def write_profile(out, header: dict, records: Iterable[dict], overwrite: bool = 
     lines = [json.dumps(header, sort_keys=True, separators=(",", ":"))]
     lines += [json.dumps(record, sort_keys=True, separators=(",", ":"), allow_nan=False) for record in records]
     text = "\n".join(lines) + "\n"
-    staging = out.with_name(f".{out.name}.importing")
-    atomic_write_text(staging, text)
-    try:
-        read_profile(staging)  # the same validation every reader applies
-        os.replace(staging, out)
-    finally:
-        if staging.exists():
-            staging.unlink()
-    return read_profile(out)
+    profile = parse_profile(text, out)  # the same validation every reader applies, before anything is written
+    atomic_write_text(out, text)
+    return profile

@@ -33,7 +33,13 @@ and ``p90`` are the mean: the tables hold no more), ``runs`` is ``count``.
 
 Export (:func:`export_ofa_lut`) writes a block profile back in this format;
 a ``head`` block, measured as one, goes to ``Conv_1`` with its whole latency,
-and ``AvgPool2D``, ``Conv_2`` and ``Logits`` get mean 0 (their sum is the head).
+and ``AvgPool2D``, ``Conv_2`` and ``Logits`` get mean 0 and no count (their
+sum is the head; heads of several resolutions share the ``Conv_2`` and
+``Logits`` entries). The runtime's per-inference cost that a block profile of
+a timed backend holds (a ``null`` block, :class:`~ofa.spaces.NullBlock`) is
+written as ``null-input:1x3x24x24-output:1x3x24x24`` (its input shape as
+measured): Once-for-All never queries that key, and an import reads it back,
+so export and re-import of a block profile keep every record.
 """
 
 from __future__ import annotations
@@ -44,16 +50,17 @@ from pathlib import Path
 
 from ofa.errors import ConfigError
 from ofa.io import atomic_write_text
-from ofa.spaces import BlockSpec, ClassifierHeadBlock, MBConvBlock, SearchSpace, StemBlock
+from ofa.spaces import BlockSpec, ClassifierHeadBlock, MBConvBlock, NullBlock, SearchSpace, StemBlock
 from ofa.spaces.blocks import conv_out_size
 
 from ..dataset import Profile, block_record, read_profile
-from .common import (ImportFormatError, load_space, pooled_stats, profile_header, read_text, space_blocks, where,
-                     write_profile)
+from .common import (ImportFormatError, belongs_to_space, load_space, pooled_stats, profile_header, read_text,
+                     space_blocks, where, write_profile)
 
 _SHAPE = r"(\d+(?:x\d+)*)"
 _KEY = re.compile(rf"^(?P<type>[A-Za-z_0-9]+)-input:{_SHAPE}-output:{_SHAPE}(?P<rest>(?:-[a-z_]+:-?\d+)*)$")
 HEAD_PARTS = ("Conv_1", "AvgPool2D", "Conv_2", "Logits")
+NULL_LAYER = "null"  # not one of Once-for-All's layers: the runtime's per-inference cost (module docstring)
 
 
 def _shape(text: str) -> tuple[int, ...]:
@@ -95,7 +102,7 @@ def _entries(path: Path) -> list[tuple[str, int, dict]]:
                     raise ImportFormatError(f"{where(path, lines.get(name, line))}: {key!r} {name} = {v!r}; a "
                                             f"finite number >= 0 is needed")
                 stats[name] = float(v)
-        if stats["mean"] <= 0:
+        if stats["mean"] <= 0 and not key.startswith(HEAD_PARTS[1:]):  # those may be folded into Conv_1
             raise ImportFormatError(f"{where(path, lines.get('mean', line))}: {key!r} mean = {stats['mean']:g}; a "
                                     f"latency must be > 0")
         out.append((key, line, stats))
@@ -160,7 +167,7 @@ def lut_blocks(paths, space) -> list[tuple[BlockSpec, dict, dict]]:
     found: dict[str, dict] = {}
 
     def add(block, stats, source, path, line, key):
-        if known is not None and block.key not in known:
+        if not belongs_to_space(block, known):
             raise ImportFormatError(
                 f"{where(path, line)}: {key!r} is block {block.key}, which no architecture of the space runs "
                 f"(a table for another width or resolution set? the space's stem is {space.stem_width} "
@@ -187,9 +194,17 @@ def lut_blocks(paths, space) -> list[tuple[BlockSpec, dict, dict]]:
                 add(_mbconv(space, inp, out, fields, path, line, key), stats, source, path, line, key)
             elif kind in HEAD_PARTS:
                 heads[kind].append((key, line, stats, inp, out))
+            elif kind == NULL_LAYER:
+                if inp != out:
+                    raise ImportFormatError(f"{where(path, line)}: {key!r}: a null block's output is its input")
+                try:
+                    block = NullBlock(inp)
+                except ConfigError as error:
+                    raise ImportFormatError(f"{where(path, line)}: {key!r}: {error}") from None
+                add(block, stats, source, path, line, key)
             else:
                 raise ImportFormatError(f"{where(path, line)}: layer type {kind!r} unknown; a MobileNetV3 lookup "
-                                        f"table has Conv, expanded_conv, {', '.join(HEAD_PARTS)}")
+                                        f"table has Conv, expanded_conv, {', '.join(HEAD_PARTS)} (and {NULL_LAYER})")
         for key, line, stats, inp, out in heads["Conv_1"]:
             h, cin, final = inp[0], inp[-1], out[-1]
             pool = [e for e in heads["AvgPool2D"] if e[3][0] == h and e[3][-1] == final]
@@ -250,8 +265,8 @@ def ofa_lut_entries(profile, statistic: str = "mean") -> dict[str, dict]:
     blocks = profile.blocks()
     out: dict[str, dict] = {}
 
-    def put(key, value, record_index):
-        if key in out:
+    def put(key, value, record_index, placeholder=False):
+        if key in out and not (placeholder and out[key] == value):
             raise ImportFormatError(f"{profile.path or 'profile'}: two blocks map to the lookup-table key {key!r} "
                                     f"(record {record_index + 2})")
         out[key] = value
@@ -273,14 +288,18 @@ def ofa_lut_entries(profile, statistic: str = "mean") -> dict[str, dict]:
                 f"-hs:{int(block.activation == 'h_swish')}", value, index)
         elif isinstance(block, ClassifierHeadBlock):
             r, final, mix = block.resolution, block.final_expand_channels, block.feature_mix_channels
-            zero = {"count": value["count"], "mean": 0.0, "std": 0.0}
             put(f"Conv_1-input:{_hw(r, block.in_channels)}-output:{_hw(r, final)}", value, index)
-            put(f"AvgPool2D-input:{_hw(r, final)}-output:1x1x{final}", dict(zero), index)
-            put(f"Conv_2-input:1x1x{final}-output:1x1x{mix}", dict(zero), index)
-            put(f"Logits-input:1x1x{mix}-output:{block.num_classes}", dict(zero), index)
+            # no count: a placeholder is no measurement, and the count of the head read back is Conv_1's
+            for key in (f"AvgPool2D-input:{_hw(r, final)}-output:1x1x{final}",
+                        f"Conv_2-input:1x1x{final}-output:1x1x{mix}",
+                        f"Logits-input:1x1x{mix}-output:{block.num_classes}"):
+                put(key, {"mean": 0.0, "std": 0.0}, index, placeholder=True)
+        elif isinstance(block, NullBlock) and block.dtype == "float32":
+            shape = "x".join(map(str, block.shape))
+            put(f"{NULL_LAYER}-input:{shape}-output:{shape}", value, index)
         else:
             raise ImportFormatError(f"block {block.key}: Once-for-All lookup tables hold MobileNetV3 layers only "
-                                    f"(stem, mbconv, head)")
+                                    f"(stem, mbconv, head) and the float32 null block of their runtime")
     return out
 
 
