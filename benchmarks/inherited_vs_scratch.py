@@ -185,7 +185,8 @@ def main(argv=None) -> int:
         return 0
     means = {f"{side}_{split}": float(np.mean([r[f"{side}_{split}"] for r in rows]))
              for side in ("inherited", "scratch") for split in SPLITS}
-    table = rows + [{"name": "mean", **means, "delta": means[f"inherited_{args.split}"] - means[f"scratch_{args.split}"]}]
+    delta = means[f"inherited_{args.split}"] - means[f"scratch_{args.split}"]
+    table = rows + [{"name": "mean", **means, "delta": delta}]
     print(format_table(table, ["name", "resolution", "mmacs", f"inherited_{args.split}", f"scratch_{args.split}",
                                "delta"]))
     passed = means[f"inherited_{args.split}"] >= means[f"scratch_{args.split}"] - 1.0

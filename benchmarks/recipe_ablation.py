@@ -29,15 +29,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).parent))
-from inherited_vs_scratch import SPLITS, benchmark_archs, read_scratch_cache, scratch_settings  # noqa: E402
+from inherited_vs_scratch import SPLITS, benchmark_archs, read_scratch_cache, scratch_settings
 
-from ofa.data import build_datasets  # noqa: E402
-from ofa.evaluation import SubnetEvaluator  # noqa: E402
-from ofa.io import atomic_write_json  # noqa: E402
-from ofa.training import get_trainer, load_yaml  # noqa: E402
-from ofa.training.checkpoint import load_supernet  # noqa: E402
-from ofa.training.progressive_shrinking import check_config  # noqa: E402
+from ofa.data import build_datasets
+from ofa.evaluation import SubnetEvaluator
+from ofa.io import atomic_write_json
+from ofa.training import get_trainer, load_yaml
+from ofa.training.checkpoint import load_supernet
+from ofa.training.progressive_shrinking import check_config
 
 BASE = "mbv3-small-cluttered-digits"
 EPOCHS = 6  # every recipe, and the from-scratch side

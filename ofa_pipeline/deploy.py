@@ -118,8 +118,10 @@ def has_batchnorm(model: nn.Module) -> bool:
 
 def deploy_subnet(supernet: nn.Module, arch, out_dir: str | os.PathLike, name: str = "model", data=None,
                   calib_images: int = 2000, opset: int = DEFAULT_OPSET, ncnn: bool = False, tensorrt: bool = False,
-                  fp16: bool = False, int8: bool = False, int8_calib_images: int = 512) -> tuple[nn.Module, dict]:
-    """Extract ``arch`` from ``supernet``, re-calibrate its BatchNorm statistics
+                  fp16: bool = False, int8: bool = False, int8_calib_images: int = 512,
+                  static: nn.Module | None = None) -> tuple[nn.Module, dict]:
+    """Extract ``arch`` from ``supernet`` (or take ``static``, its fine-tuned
+    weights), re-calibrate its BatchNorm statistics
     on ``calib_images`` training images of ``data`` (:class:`ofa.data.DataSplits`;
     models without BatchNorm, e.g. Transformers, keep their weights as they
     are), and write into ``out_dir``:
@@ -143,7 +145,7 @@ def deploy_subnet(supernet: nn.Module, arch, out_dir: str | os.PathLike, name: s
     if int8 and not image_data(data):
         raise ConfigError("INT8 quantisation is calibrated on training images: it needs an image model and its "
                           "data set (--data)")
-    static = supernet.extract(arch)
+    static = supernet.extract(arch) if static is None else static
     report: dict = {"arch": arch.to_dict(), "space_fingerprint": supernet.space.fingerprint}
     calib = None
     if image_data(data):

@@ -24,11 +24,13 @@ from __future__ import annotations
 import json
 import math
 import re
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from ofa.families import get_family
 from ofa.errors import BackendUnavailableError, ConfigError, OFAError, PredictorError
 from ofa.io import atomic_write_json, atomic_write_text
 from ofa.search.costs import cost_function
@@ -195,7 +197,8 @@ def specialize(supernet, accuracy_predictor, latency_predictors: list, targets: 
                generations: int = 500, seed: int = 0, measure: bool = True, ncnn: bool = False, int8: bool = False,
                on_infeasible: str = "raise", pareto_population: int = 100, pareto_generations: int = 100,
                calib_images: int = 2000, provenance: dict | None = None, latency_confidence: float | None = None,
-               max_rounds: int = 3, measurements_per_round: int = 4, log=print) -> list[dict]:
+               max_rounds: int = 3, measurements_per_round: int = 4, finetune_epochs: int = 0,
+               finetune_train: dict | None = None, log=print) -> list[dict]:
     """Run the whole specialisation for every target (see the module docstring).
 
     ``latency_confidence`` (e.g. 0.9) keeps each pick's latency bound under the
@@ -203,6 +206,12 @@ def specialize(supernet, accuracy_predictor, latency_predictors: list, targets: 
     ``max_rounds`` / ``measurements_per_round``: the closed loop
     (:func:`~ofa_pipeline.closed_loop.closed_loop_search`); each row's
     ``verification`` says ``"verified"``, ``"over-budget"`` or ``"not-verified"``.
+
+    ``finetune_epochs`` > 0 trains each pick that many epochs more on its own,
+    distilled from the supernet's largest subnet (``finetune_train``: the
+    supernet run's training config; resumable, the checkpoint sits in the
+    target's directory), deploys the fine-tuned weights and reports the
+    inherited and the fine-tuned accuracy and the extra seconds.
 
     ``data`` (:class:`ofa.data.DataSplits`) enables BN re-calibration and
     measured accuracy; ``provenance`` (file names, digests) is stored with each
@@ -215,6 +224,12 @@ def specialize(supernet, accuracy_predictor, latency_predictors: list, targets: 
     for predictor in [accuracy_predictor, *latency_predictors]:
         space.check_fingerprint(predictor.space_fingerprint, f"predictor {getattr(predictor, 'target', '')!r}")
     check_latency_confidence(latency_confidence, latency_predictors)
+    family = get_family(space)
+    if finetune_epochs and not family.can_finetune:
+        raise ConfigError(f"fine-tuning a specialised subnet is implemented for image (mobilenetv3) supernets, "
+                          f"not {family.name!r} ones; run without --finetune-epochs")
+    if finetune_epochs and not family.is_data(data):
+        raise ConfigError("fine-tuning trains on the supernet's training images: it needs the data set (--data)")
     objective = accuracy_objective(accuracy_predictor)
     extra = cost_constraints(space, max_macs, max_params)
     evaluator = None
@@ -228,7 +243,7 @@ def specialize(supernet, accuracy_predictor, latency_predictors: list, targets: 
                     "population": population, "generations": generations, "seed": seed, "ncnn": ncnn, "int8": int8,
                     "pareto": [pareto_population, pareto_generations], "measure": measure,
                     "provenance": provenance or {}, "latency_confidence": latency_confidence,
-                    "closed_loop": [max_rounds, measurements_per_round]}
+                    "closed_loop": [max_rounds, measurements_per_round], "finetune_epochs": finetune_epochs}
         previous = directory / "result.json"
         if previous.is_file():
             stored = json.loads(previous.read_text())
@@ -258,8 +273,15 @@ def specialize(supernet, accuracy_predictor, latency_predictors: list, targets: 
             + ", ".join(f"{k} {v:.4g}" for k, v in result.constraints.items())
             + f" ({result.num_evaluations} evals per search, {len(loop.rounds)} round(s), "
               f"{loop.measurements} measurement(s))")
+        static = finetune = None
+        if finetune_epochs:
+            log(f"[{target.name}] fine-tuning the pick {finetune_epochs} epoch(s), distilled from the largest subnet")
+            started = time.perf_counter()
+            static = family.finetune(supernet, arch, data, finetune_epochs, directory / "finetune.ckpt",
+                                     calib_images, train=finetune_train)
+            finetune = {"epochs": finetune_epochs, "seconds": round(time.perf_counter() - started, 1)}
         static, deployment = deploy_subnet(supernet, arch, directory, "model", data=data, calib_images=calib_images,
-                                           ncnn=ncnn, int8=int8)
+                                           ncnn=ncnn, int8=int8, static=static)
         atomic_write_json(directory / "arch.json", arch.to_dict())
 
         devices = []
@@ -286,18 +308,26 @@ def specialize(supernet, accuracy_predictor, latency_predictors: list, targets: 
             if evaluator is None:
                 evaluator = validation_evaluator(supernet, data, calib_images)
             accuracy = evaluator(arch)
+        if finetune is not None:  # the deployed weights are the fine-tuned ones; the inherited stay in the report
+            tuned = family.evaluate_static(static, arch, data, "val")
+            finetune.update(inherited_accuracy=accuracy["accuracy"], finetuned_accuracy=tuned["accuracy"],
+                            gain=tuned["accuracy"] - accuracy["accuracy"])
+            log(f"[{target.name}] fine-tuned in {finetune['seconds']:.0f} s: {family.accuracy_kind} "
+                f"{accuracy['accuracy']:.2f} inherited -> {tuned['accuracy']:.2f}")
         cost = space.cost(arch)
         summary = {
             "target": target.name, "arch": arch.to_dict(), "arch_summary": arch_summary(arch),
             "predicted_objective": result.objective, "objective": objective.name, "feasible": result.feasible,
             "devices": devices, "macs": int(cost.macs), "params": int(cost.params),
-            "measured_accuracy": accuracy.get("accuracy"), "accuracy_kind": accuracy.get("kind"),
+            # the deployed weights' accuracy; the predictor's check below reads the inherited one it predicts
+            "measured_accuracy": finetune["finetuned_accuracy"] if finetune else accuracy.get("accuracy"),
+            "accuracy_kind": accuracy.get("kind"),
             "measured_loss": accuracy.get("loss"),
             "measured_objective": accuracy.get("loss" if objective.name == "loss" else "accuracy"),
             "predicted_objective_rmse": stated_error(accuracy_predictor),
             "label_loyalty": accuracy.get("label_loyalty"), "probability_loyalty": accuracy.get("probability_loyalty"),
             "onnx": deployment["onnx"], "onnx_parity_max_abs_diff": deployment["parity_max_abs_diff"],
-            "verification": loop.status, "closed_loop": loop.to_dict(),
+            "verification": loop.status, "closed_loop": loop.to_dict(), "finetune": finetune,
         }
         if "precision" in deployment:
             summary["int8"] = deployment["precision"]["int8"]
@@ -338,8 +368,6 @@ def validation_evaluator(supernet, data, calib_images: int = 2000, text_limit: i
     validation split, loyalty (0..1) to the largest subnet, as the supernet's family evaluates
     (:meth:`ofa.families.ModelFamily.evaluator`: image top-1 with BN re-calibrated, or token
     accuracy and loss on ``text_limit`` validation sentences)."""
-    from ofa.families import get_family
-
     return get_family(supernet.space).evaluator(supernet, data, "val", calib_images=calib_images, limit=text_limit)
 
 
@@ -397,6 +425,19 @@ def _error_cell(row: dict) -> str:
     return "" if rmse is None else f" ± {rmse:.2g}"
 
 
+def _fine_tuning_text(tuned: dict) -> str:
+    return (f"{tuned['epochs']} epoch(s) distilled from the largest subnet, {tuned['seconds']:.0f} s; "
+            f"inherited {tuned['inherited_accuracy']:.2f} %, {tuned['gain']:+.2f} points")
+
+
+def _accuracy_cell(row: dict) -> str:
+    tuned = row.get("finetune")
+    if not tuned or row["measured_accuracy"] is None:
+        return _fmt(row["measured_accuracy"], ".2f")
+    return (f"{row['measured_accuracy']:.2f} (fine-tuned {tuned['epochs']} ep., {tuned['seconds']:.0f} s; "
+            f"inherited {tuned['inherited_accuracy']:.2f})")
+
+
 def summary_table(rows: list[dict]) -> str:
     """Markdown table: device, budget, architecture, predicted/measured latency, accuracy, loyalty."""
     lines = ["| device | budget (ms) | architecture | predicted latency (ms) | measured latency (ms) | closed loop | "
@@ -411,7 +452,7 @@ def summary_table(rows: list[dict]) -> str:
                 f"| {device['device']} | {device['budget_ms']:g} | `{row['arch_summary']}` | "
                 f"{_predicted_latency_cell(device)} | {_measured_cell(device)} | {loop_cell} | "
                 f"{row['objective']} {row['predicted_objective']:.3f}{_error_cell(row)} | "
-                f"{_fmt(row['measured_accuracy'], '.2f')} | "
+                f"{_accuracy_cell(row)} | "
                 f"{_fmt(row['label_loyalty'], '.3f')} | {_fmt(row['probability_loyalty'], '.3f')} |")
     warnings = [f"**WARNING ({row['target']}): {w}**" for row in rows for w in target_warnings(row)]
     return "\n".join(lines + ([""] + warnings if warnings else []))
@@ -475,8 +516,10 @@ def target_report(summary: dict, deployment: dict, result) -> str:
               + (f" (held-out RMSE {summary['predicted_objective_rmse']:.3g})"
                  if summary.get("predicted_objective_rmse") is not None else "") + "; measured "
               f"{summary['accuracy_kind'] or 'accuracy'} on the validation split: "
-              f"{_fmt(summary['measured_accuracy'], '.2f')} %, loss {_fmt(summary['measured_loss'], '.4f')}, "
-              f"label loyalty to the largest subnet "
+              f"{_fmt(summary['measured_accuracy'], '.2f')} %"
+              + (f" after fine-tuning ({_fine_tuning_text(summary['finetune'])}); inherited weights: "
+                 if summary.get("finetune") else ", ")
+              + f"loss {_fmt(summary['measured_loss'], '.4f')}, label loyalty to the largest subnet "
               f"{_fmt(summary['label_loyalty'])}, probability loyalty {_fmt(summary['probability_loyalty'])}.", "",
               f"Search: {result.method}, {result.num_evaluations} architectures scored, seed {result.seed}.", "",
               "Files: `model.pt` (weights"

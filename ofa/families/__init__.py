@@ -34,6 +34,7 @@ class ModelFamily:
     arch_type: ClassVar[type] = object
     accuracy_target: ClassVar[str] = "top1"  # what its accuracy predictors predict: "top1" (higher is better) or "loss"
     accuracy_kind: ClassVar[str] = "top-1"  # how reports name the accuracy column
+    can_finetune: ClassVar[bool] = False  # whether :meth:`finetune` is implemented
 
     def checkpoint_data(self, checkpoint, source=None):
         """The data splits a trained checkpoint (path) was trained on (``source``: the user's data instead)."""
@@ -47,6 +48,17 @@ class ModelFamily:
                   limit: int = 200) -> Callable[[Any], dict]:
         """``arch -> {"accuracy", "kind", "loss", "label_loyalty", "probability_loyalty"}`` (loyalty in 0..1,
         to the largest subnet) on ``split``."""
+        raise NotImplementedError
+
+    def finetune(self, supernet: nn.Module, arch, data, epochs: int, checkpoint=None, calib_images: int = 2000,
+                 train: dict | None = None) -> nn.Module:
+        """The static subnet ``arch`` trained ``epochs`` more epochs on its own, distilled from the
+        supernet's largest subnet, resumable from ``checkpoint`` (``train``: the supernet run's
+        training config). Families that cannot say so in :attr:`can_finetune`."""
+        raise NotImplementedError
+
+    def evaluate_static(self, static: nn.Module, arch, data, split: str = "val") -> dict:
+        """``{"accuracy", "kind", "loss"}`` of a static subnet (BN statistics as they are) on ``split``."""
         raise NotImplementedError
 
     def write_onnx(self, static: nn.Module, path, opset: int) -> dict:

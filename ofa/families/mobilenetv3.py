@@ -12,6 +12,7 @@ class MobileNetV3Family(ModelFamily):
     arch_type = MobileNetV3Arch
     accuracy_target = "top1"
     accuracy_kind = "top-1"
+    can_finetune = True
 
     def checkpoint_data(self, checkpoint, source=None):
         """Image splits at the space's largest resolution, with the split fractions the run used."""
@@ -44,6 +45,21 @@ class MobileNetV3Family(ModelFamily):
             return {"accuracy": r["top1"], "kind": self.accuracy_kind, "loss": r["loss"],
                     "label_loyalty": r["label_loyalty"], "probability_loyalty": r["probability_loyalty"]}
         return evaluate
+
+    def finetune(self, supernet, arch, data, epochs, checkpoint=None, calib_images=2000, train=None):
+        from ..training.static import finetune_subnet
+
+        return finetune_subnet(supernet, arch, data, epochs, checkpoint, calib_images, train=train)
+
+    def evaluate_static(self, static, arch, data, split="val"):
+        import torch.nn.functional as F
+
+        from ..evaluation import predict, top1_accuracy
+
+        images, labels = getattr(data, split).tensors(resolution=arch.resolution)
+        logits = predict(static, images)
+        return {"accuracy": top1_accuracy(logits, labels), "kind": self.accuracy_kind,
+                "loss": float(F.cross_entropy(logits, labels))}
 
 
 register_family(MobileNetV3Family())

@@ -88,7 +88,8 @@ DEFAULT_CONFIG = {
     },
     "train": {
         "batch_size": 64, "optimizer": "sgd", "momentum": 0.9, "weight_decay": 3e-5, "label_smoothing": 0.1,
-        "kd_ratio": 1.0, "kd_temperature": 1.0, "distillation": "frozen", "sandwich": True, "schedule": "cosine", "min_lr_factor": 0.0,
+        "kd_ratio": 1.0, "kd_temperature": 1.0, "distillation": "frozen", "sandwich": True, "schedule": "cosine",
+        "min_lr_factor": 0.0,
         "dropout": 0.1, "channels_last": True, "threads": 0, "log_every": 10, "log_samples": False, "progress": True,
         "eval_batch_size": 256,
     },
@@ -498,5 +499,5 @@ class ProgressiveShrinkingTrainer:
 
 register_trainer("mobilenetv3", ProgressiveShrinkingTrainer)
 
-__all__ = ["CHOICE_KEYS", "DEFAULT_CONFIG", "DISTILLATION_TEACHERS", "DEFAULT_PHASES", "ProgressiveShrinkingTrainer", "build_phases",
-           "check_config"]
+__all__ = ["CHOICE_KEYS", "DEFAULT_CONFIG", "DEFAULT_PHASES", "DISTILLATION_TEACHERS", "ProgressiveShrinkingTrainer",
+           "build_phases", "check_config"]

@@ -39,7 +39,9 @@ import importlib
 import json
 import math
 import os
+import re
 import shlex
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -47,7 +49,7 @@ from pathlib import Path
 
 from ofa.cli import run_command
 from ofa.errors import ConfigError, OFAError
-from ofa.validation import ArgumentParser, check_output_path, choice
+from ofa.validation import ArgumentParser, check_output_path, choice, positive_int
 
 # the search keeps each pick's 90% latency bound under its budget, not the point prediction
 LATENCY_CONFIDENCE = 0.9
@@ -135,38 +137,85 @@ class Steps:
         print(f"\n== {label}: {reason}", flush=True)
         self.timings[label] = 0.0
 
-    def run(self, label: str, tool: str | None, argv: list[str], inputs=(), outputs=(), body=None) -> None:
-        """Run ``tools/<tool>.py argv`` (or ``body()``) unless its ``outputs`` are
-        complete for the same command and ``inputs`` (see the class)."""
+    def _pending(self, label: str, argv: list[str], inputs=(), outputs=()) -> dict | None:
+        """The step's ledger key if it has to run (stale outputs of another command removed,
+        the record written so a killed step resumes its own outputs), None if it is done."""
         key = {"argv": [str(a) for a in argv], "inputs": {str(p): file_digest(p) for p in inputs}}
         record = self.ledger["steps"].get(label)
         if (outputs and isinstance(record, dict) and record.get("key") == key
                 and all(file_digest(p) is not None and file_digest(p) == record.get("outputs", {}).get(str(p))
                         for p in outputs)):
             self.skip(label, f"done in an earlier run, inputs unchanged ({', '.join(str(p) for p in outputs)})")
-            return
+            return None
         before = record.get("seconds", 0.0) if isinstance(record, dict) else 0.0
         if isinstance(record, dict) and record.get("key") != key:
             # outputs of another command or other inputs: the tools append to (and resume) an existing
             # file, so stale records would mix in; start afresh
             for path in outputs:
                 Path(path).unlink(missing_ok=True)
-        # recorded before running, so that a killed step resumes its own partial outputs next time
         self.ledger["steps"][label] = {"key": key, "outputs": {}, "seconds": before}
         self.save()
-        if tool is not None:
-            print(f"\n== {label}\n$ python tools/{tool}.py {shlex.join(argv)}", flush=True)
-        else:
-            print(f"\n== {label}", flush=True)
-        start = time.perf_counter()
-        code = load_tool(tool).main(argv) if tool is not None else body()
-        elapsed = round(time.perf_counter() - start, 2)
+        return key
+
+    def _done(self, label: str, key: dict, outputs, elapsed: float) -> None:
         self.timings[label] = elapsed
-        if tool is not None and code:
-            raise OFAError(f"step '{label}' failed (tools/{tool}.py exited with {code}); see the message above")
+        before = self.ledger["steps"][label]["seconds"]
         self.ledger["steps"][label] = {"key": key, "outputs": {str(p): file_digest(p) for p in outputs},
                                        "seconds": round(before + elapsed, 2)}
         self.save()
+
+    def run(self, label: str, tool: str | None, argv: list[str], inputs=(), outputs=(), body=None,
+            processes: int = 1) -> None:
+        """Run ``tools/<tool>.py argv`` (or ``body()``) unless its ``outputs`` are
+        complete for the same command and ``inputs`` (see the class); with
+        ``processes`` > 1, as that many data-parallel processes under torchrun."""
+        key = self._pending(label, argv, inputs, outputs)
+        if key is None:
+            return
+        shown = f"torchrun --nproc_per_node={processes} " if processes > 1 else "python "
+        print(f"\n== {label}" + (f"\n$ {shown}tools/{tool}.py {shlex.join(argv)}" if tool else ""), flush=True)
+        start = time.perf_counter()
+        if processes > 1:
+            command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+                       f"--nproc_per_node={processes}", "-m", f"ofa_pipeline.commands.{tool}", *argv]
+            code = subprocess.run(command).returncode
+        else:
+            code = load_tool(tool).main(argv) if tool is not None else body()
+        if tool is not None and code:
+            raise OFAError(f"step '{label}' failed (tools/{tool}.py exited with {code}); see the message above")
+        self._done(label, key, outputs, round(time.perf_counter() - start, 2))
+
+    def run_side_by_side(self, jobs: list[dict]) -> None:
+        """Run several steps (``{"label", "tool", "argv", "inputs", "outputs"}``) at
+        once, each in its own process, its output in ``out/logs/<label>.log``: for
+        steps that time nothing (simulators, evaluation), which would otherwise
+        leave a core idle."""
+        running = []
+        for job in jobs:
+            key = self._pending(job["label"], job["argv"], job.get("inputs", ()), job.get("outputs", ()))
+            if key is None:
+                continue
+            log = self.out / "logs" / (re.sub(r"[^A-Za-z0-9.-]+", "_", job["label"]).strip("_") + ".log")
+            log.parent.mkdir(parents=True, exist_ok=True)
+            print(f"\n== {job['label']} (side by side, output in {log})\n$ python tools/{job['tool']}.py "
+                  f"{shlex.join(job['argv'])}", flush=True)
+            handle = open(log, "w")
+            process = subprocess.Popen([sys.executable, "-m", f"ofa_pipeline.commands.{job['tool']}", *job["argv"]],
+                                       stdout=handle, stderr=subprocess.STDOUT)
+            running.append((job, key, log, handle, process, time.perf_counter()))
+        failed = []
+        for job, key, log, handle, process, start in running:
+            code = process.wait()
+            handle.close()
+            if code:
+                failed.append(f"step '{job['label']}' failed (tools/{job['tool']}.py exited with {code}):\n"
+                              + "\n".join(log.read_text().splitlines()[-15:]))
+                continue
+            self._done(job["label"], key, job.get("outputs", ()), round(time.perf_counter() - start, 2))
+            print(f"-- {job['label']}: {log.read_text().strip().splitlines()[-1] if log.stat().st_size else 'done'} "
+                  f"({self.timings[job['label']]:.0f} s)", flush=True)
+        if failed:
+            raise OFAError("\n".join(failed))
 
     def at_least(self, label: str, seconds: float) -> None:
         """Raise a step's recorded seconds to what the tool itself counted over
@@ -175,6 +224,15 @@ class Steps:
         if isinstance(record, dict) and seconds > record["seconds"]:
             record["seconds"] = round(float(seconds), 2)
             self.save()
+
+
+def run_jobs(steps: Steps, jobs: list[dict], side_by_side: bool) -> None:
+    """Run steps given as ``{"label", "tool", "argv", "inputs", "outputs"}``, side by side or one after another."""
+    if side_by_side:
+        steps.run_side_by_side(jobs)
+    else:
+        for job in jobs:
+            steps.run(job["label"], job["tool"], job["argv"], job["inputs"], job["outputs"])
 
 
 def fast_config(config_path: Path, out: Path, settings: dict, transformer: bool) -> Path:
@@ -261,12 +319,37 @@ def device_name(text: str) -> str:
     return choice(list_backends())(text, "device")
 
 
+def usable_cores() -> int:
+    """CPU cores this process may run on (its affinity mask, not the machine's count)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+MIN_LOCAL_BATCH = 16  # below this, each process's BatchNorm statistics get too noisy
+
+
+def training_processes(config_path: Path, workers: int) -> int:
+    """Data-parallel processes for training: one per worker core, while every
+    process keeps at least MIN_LOCAL_BATCH images of the batch (and the batch
+    splits evenly); the Transformer trainer and GPU runs keep one."""
+    from ofa.training.config import load_yaml
+
+    config = load_yaml(config_path)
+    if config.get("device", "auto") == "cuda" or "phases" not in config:
+        return 1
+    batch = int(config.get("train", {}).get("batch_size", 64))
+    return max([n for n in range(1, workers + 1) if batch % n == 0 and batch // n >= MIN_LOCAL_BATCH] or [1])
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="runs/quickstart", help="run directory (default %(default)s)")
     p.add_argument("--fast", action="store_true", help="reduced mode: 1 epoch per phase, few architectures")
     p.add_argument("--transformer", action="store_true", help="the Transformer default instead of the CNN")
     p.add_argument("--config", default=None, help="training config (default: mbv3-small-cluttered-digits)")
+    p.add_argument("--workers", type=positive_int, default=usable_cores(),
+                   help="CPU cores to use (default: all this process may use, %(default)s): training runs that "
+                        "many data-parallel processes (at most one per 16 images of the batch), and steps that "
+                        "time nothing run side by side")
     p.add_argument("--devices", nargs="+", default=None, type=device_name,
                    help="backends to specialise for (default: cpu-ort fpga-scalesim, plus mobile-ncnn if installed "
                         "and not --fast)")
@@ -322,7 +405,7 @@ def run(args) -> dict:
     else:
         steps.run("1. train the supernet", "train_supernet",
                   ["--config", str(config), "--out", str(out / "supernet"), "--resume", "--no-progress"],
-                  inputs=[config], outputs=[supernet_path])
+                  inputs=[config], outputs=[supernet_path], processes=training_processes(config, args.workers))
         trained = json.loads((out / "supernet" / "summary.json").read_text())
         steps.at_least("1. train the supernet", trained.get("wall_seconds", 0.0))  # all segments of a resumed run
     supernet = load_supernet(supernet_path)
@@ -330,30 +413,29 @@ def run(args) -> dict:
     space_file = out / "space.json"
     atomic_write_json(space_file, space.to_dict())
 
-    # 2-3. profile and fit latency predictors ---------------------------------------------------------------
+    # 2-4. profile, evaluate, fit latency predictors --------------------------------------------------------
     devices = args.devices or ["cpu-ort", "fpga-scalesim"] + (
         ["mobile-ncnn"] if get_backend("mobile-ncnn").available() and not args.fast else [])
-    latency_paths = {}
-    for device in devices:
-        profile = out / "profiles" / f"{device}.jsonl"
+    profiles = {device: out / "profiles" / f"{device}.jsonl" for device in devices}
+    latency_paths = {device: out / "predictors" / f"{device}.skops" for device in devices}
+    untimed = []  # steps that time nothing: with a free core they run side by side
+    for device, profile in profiles.items():
         argv = ["--space", str(space_file), "--backend", device, "--num-archs", str(settings["profile_archs"]),
                 "--out", str(profile), "--no-progress"]
-        if device in ("cpu-ort", "mobile-ncnn"):
+        timed = not get_backend(device).simulated
+        if timed:
             argv += ["--runs", str(settings["runs"]), "--warmup", str(settings["warmup"])]
         if device == "fpga-scalesim":
             argv += ["--cache-dir", str(Path(os.environ["OFA_HW_CACHE"]) / "scalesim")]
-        steps.run(f"2. profile {device}", "profile_device", argv, inputs=[space_file], outputs=[profile])
-        latency_paths[device] = out / "predictors" / f"{device}.skops"
-        # the default label: drift-corrected thread CPU time for timed backends, exact latency for simulators
-        argv = ["--profile", str(profile), "--out", str(latency_paths[device])]
-        if args.fast:
-            argv += ["--cv", "3", "--model", "lut"]
-        steps.run(f"3. fit the {device} latency predictor", "fit_predictor", argv, inputs=[profile],
-                  outputs=[latency_paths[device], latency_paths[device].with_suffix(".json")])
-
-    # 4. accuracy (or loss) predictor ----------------------------------------------------------------------------
+        job = {"label": f"2. profile {device}", "tool": "profile_device", "argv": argv, "inputs": [space_file],
+               "outputs": [profile]}
+        if timed:  # its clock is the measurement: nothing else runs meanwhile
+            steps.run(job["label"], job["tool"], job["argv"], job["inputs"], job["outputs"])
+        else:
+            untimed.append(job)
     evaluations = out / "evaluations.jsonl"
     if transformer:
+        run_jobs(steps, untimed, side_by_side=False)
         steps.run("4. evaluate subnets", None, ["evaluate_text_subnets", settings["eval_archs"],
                                                 settings["eval_sentences"]],
                   inputs=[supernet_path], outputs=[evaluations],
@@ -363,18 +445,30 @@ def run(args) -> dict:
         # half uniform draws, half spread over MACs: the tight budgets search among the smallest subnets,
         # which uniform draws rarely reach
         count = settings["eval_archs"]
-        steps.run("4. evaluate subnets", "evaluate",
-                  ["--supernet", str(supernet_path), "--archs", "largest", "smallest",
-                   f"random:{count - count // 2}", f"stratified:{count // 2}", "--out", str(evaluations),
-                   "--calib-images", str(settings["calib_images"])], inputs=[supernet_path], outputs=[evaluations])
+        untimed.append({"label": "4. evaluate subnets", "tool": "evaluate", "inputs": [supernet_path],
+                        "outputs": [evaluations],
+                        "argv": ["--supernet", str(supernet_path), "--archs", "largest", "smallest",
+                                 f"random:{count - count // 2}", f"stratified:{count // 2}", "--out",
+                                 str(evaluations), "--calib-images", str(settings["calib_images"])]})
+        run_jobs(steps, untimed, side_by_side=args.workers > 1)
+    fits = []
+    for device, profile in profiles.items():
+        # the default label: drift-corrected thread CPU time for timed backends, exact latency for simulators
+        argv = ["--profile", str(profile), "--out", str(latency_paths[device])]
+        if args.fast:
+            argv += ["--cv", "3", "--model", "lut"]
+        fits.append({"label": f"3. fit the {device} latency predictor", "tool": "fit_predictor", "argv": argv,
+                     "inputs": [profile],
+                     "outputs": [latency_paths[device], latency_paths[device].with_suffix(".json")]})
     target = "loss" if transformer else "top1"
     accuracy_path = out / "predictors" / f"{target}.skops"
     argv = ["--evaluations", str(evaluations), "--space", str(space_file), "--target", target,
             "--out", str(accuracy_path)]
     if args.fast:
         argv += ["--cv", "3", "--model", "gbr"]
-    steps.run(f"4. fit the {target} predictor", "fit_predictor", argv, inputs=[evaluations, space_file],
-              outputs=[accuracy_path, accuracy_path.with_suffix(".json")])
+    fits.append({"label": f"4. fit the {target} predictor", "tool": "fit_predictor", "argv": argv,
+                 "inputs": [evaluations, space_file], "outputs": [accuracy_path, accuracy_path.with_suffix(".json")]})
+    run_jobs(steps, fits, side_by_side=args.workers > 1)  # fitting times nothing
 
     # 5. specialise -----------------------------------------------------------------------------------------
     argv = ["--supernet", str(supernet_path), "--accuracy-predictor", str(accuracy_path), "--out", str(out / "deploy"),

@@ -81,6 +81,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "10 rounds, then the smallest subnet; they never return an over-budget pick)")
     p.add_argument("--measurements-per-round", type=positive_int, default=4,
                    help="closed loop: candidates measured per device after an over-budget pick")
+    p.add_argument("--finetune-epochs", type=non_negative_int, default=0,
+                   help="train each pick this many epochs more on its own, distilled from the supernet's largest "
+                        "subnet, and deploy those weights (image supernets; resumable); the report gives the "
+                        "inherited and the fine-tuned accuracy and the extra time. Default 0: inherited weights")
     p.add_argument("--allow-over-budget", action="store_true",
                    help="exit 0 even when a pick still measures over its budget after the closed loop (it is "
                         "written and reported OVER BUDGET either way); without it the exit status is 3")
@@ -237,7 +241,8 @@ def run(args) -> list[dict]:
                       on_infeasible="nearest" if args.nearest else "raise",
                       pareto_generations=args.pareto_generations, calib_images=args.calib_images,
                       provenance=provenance, latency_confidence=args.latency_confidence,
-                      max_rounds=args.max_rounds, measurements_per_round=args.measurements_per_round)
+                      max_rounds=args.max_rounds, measurements_per_round=args.measurements_per_round,
+                      finetune_epochs=args.finetune_epochs, finetune_train=checkpoint_training(args.supernet))
     print(summary_table(rows))
     print(f"results: {Path(args.out) / 'summary.md'}")
     missed = [f"{row['target']} on {d['device']}: measured {d['measured_latency_ms']:.3f} ms > budget "
@@ -251,6 +256,13 @@ def run(args) -> list[dict]:
                   f"{row['fp32']['latency_ms']:.3f} ms)", file=sys.stderr)
     args.missed_budgets = missed
     return rows
+
+
+def checkpoint_training(path: str) -> dict:
+    """The ``train`` section of the config a supernet checkpoint was trained with (batch size, optimizer, ...)."""
+    from ofa.training.checkpoint import load_checkpoint
+
+    return dict(load_checkpoint(path)["config"].get("train", {}))
 
 
 def add_shipped_predictors(args, space, latency: list, made: Path) -> None:

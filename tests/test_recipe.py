@@ -1,0 +1,163 @@
+"""The once-for-all training recipe's pieces on tiny cases with hand-checkable
+results: in-place distillation (the largest subnet first, trained on the
+labels alone, its outputs the soft targets of the others), the sandwich rule,
+and fine-tuning a specialised subnet that resumes after a kill."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+from ofa import get_space
+from ofa.errors import ConfigError
+from ofa.training.losses import distillation_loss, soft_target_loss
+from ofa.training.progressive_shrinking import ProgressiveShrinkingTrainer, check_config
+
+TINY = {
+    "space": "mbv3-small",
+    "data": {"max_train_images": 32, "calib_images": 16},
+    "train": {"batch_size": 16, "threads": 1, "progress": False, "distillation": "inplace"},
+    "phases": [
+        {"name": "teacher", "epochs": 1, "lr": 0.05, "kernel_sizes": "max", "expand_ratios": "max", "depths": "max"},
+        {"name": "elastic", "epochs": 1, "lr": 0.02, "subnets_per_step": 2},
+    ],
+}
+
+
+def test_soft_target_loss_by_hand():
+    # teacher (1, 0) at T=1: p = softmax = (e/(e+1), 1/(e+1)); student uniform: log q = log 1/2 for both classes
+    teacher, student = torch.tensor([[1.0, 0.0]]), torch.zeros(1, 2)
+    assert soft_target_loss(student, teacher).item() == pytest.approx(np.log(2), rel=1e-6)
+    # the teacher's own distribution: the loss is its entropy
+    p = np.exp(1) / (np.exp(1) + 1)
+    assert soft_target_loss(teacher, teacher).item() == pytest.approx(-(p * np.log(p) + (1 - p) * np.log(1 - p)),
+                                                                      rel=1e-6)
+    # T = 2 scales by T^2 and softens both
+    assert soft_target_loss(student, teacher, 2.0).item() == pytest.approx(4 * np.log(2), rel=1e-6)
+    # without a teacher only the cross entropy is left
+    labels = torch.tensor([0])
+    assert distillation_loss(student, labels, None, 1.0, 0.0).item() == pytest.approx(np.log(2), rel=1e-6)
+    assert distillation_loss(student, labels, teacher, 0.5, 0.0).item() == pytest.approx(1.5 * np.log(2), rel=1e-6)
+
+
+def test_distillation_teacher_is_checked():
+    with pytest.raises(ConfigError, match="train.distillation"):
+        check_config({**TINY, "train": {**TINY["train"], "distillation": "online"}})
+
+
+@pytest.fixture(scope="module")
+def trainer(tmp_path_factory):
+    trainer = ProgressiveShrinkingTrainer(copy.deepcopy(TINY), tmp_path_factory.mktemp("recipe"))
+    trainer._setup()
+    return trainer
+
+
+def test_inplace_step_trains_the_largest_then_the_sandwich(trainer):
+    space, phase = trainer.space, trainer.phases[1]
+    for seed in range(5):
+        archs, genes = trainer._step_archs(phase, np.random.default_rng(seed), 24)
+        assert len(archs) == 3 and len(genes) == 3  # the largest + subnets_per_step
+        largest, smallest = space.largest(), space.smallest()
+        assert archs[0] == space.parse({**largest.to_dict(), "resolution": 24})
+        assert archs[1] == space.parse({**smallest.to_dict(), "resolution": 24})
+        assert all(a.resolution == 24 for a in archs)
+
+
+def test_teacher_phase_trains_its_one_network_once(trainer):
+    archs, _ = trainer._step_archs(trainer.phases[0], np.random.default_rng(0), 24)
+    assert len(archs) == 1 and archs[0].to_dict()["depths"] == [4] * 4
+
+
+def test_frozen_teacher_steps_are_unchanged(tmp_path):
+    config = copy.deepcopy(TINY)
+    config["train"]["distillation"] = "frozen"
+    trainer = ProgressiveShrinkingTrainer(config, tmp_path)
+    trainer._setup()
+    archs, _ = trainer._step_archs(trainer.phases[1], np.random.default_rng(0), 24)
+    assert len(archs) == 2 and archs[0].to_dict()["depths"] == [2] * 4
+
+
+def test_inplace_soft_targets_are_the_largest_subnets_outputs(trainer, monkeypatch):
+    """One step: the largest subnet's loss has no distillation term; every other subnet's
+    soft targets are exactly the largest subnet's (detached) logits on the same batch."""
+    import ofa.training.progressive_shrinking as ps
+
+    calls = []
+    real = ps.distillation_loss
+
+    def spy(logits, labels, teacher_logits, *args):
+        calls.append((logits.detach().clone(), None if teacher_logits is None else teacher_logits.clone()))
+        return real(logits, labels, teacher_logits, *args)
+
+    monkeypatch.setattr(ps, "distillation_loss", spy)
+    optimizer, scheduler = trainer._new_optimizer(trainer.phases[1])
+    trainer._train_epoch(1, 0, 0, optimizer, scheduler)
+    assert len(calls) == 3 * trainer.steps_per_epoch
+    for step in range(trainer.steps_per_epoch):
+        (largest, none), *others = calls[3 * step:3 * step + 3]
+        assert none is None
+        assert all(torch.equal(teacher, largest) for _, teacher in others)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    from ofa.data import build_datasets, fixed_subset
+
+    data = build_datasets("digits", 16, 3, "none", 0.15, 0.15)
+    return fixed_subset(data.train, 48)
+
+
+def _tiny_classifier():
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.Dropout(0.2), torch.nn.ReLU(),
+                               torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(4, 10))
+
+
+def test_finetuning_killed_mid_epoch_resumes_to_the_same_weights(tmp_path, digits, monkeypatch):
+    from ofa.training import static
+
+    teacher = _tiny_classifier()
+    kwargs = dict(epochs=3, resolution=16, lr=0.05, batch_size=16, warmup_epochs=0, teacher=teacher, kd_ratio=1.0)
+    uninterrupted = _tiny_classifier()
+    static.train_classifier(uninterrupted, digits, **kwargs)
+
+    checkpoint = tmp_path / "finetune.ckpt"
+    real, calls = static.check_finite_step, []
+
+    def killed_in_epoch_two(loss, model, optimizer, where):
+        calls.append(where)
+        if len(calls) == 5:  # 3 steps per epoch: the second step of epoch 2
+            raise KeyboardInterrupt
+        return real(loss, model, optimizer, where)
+
+    monkeypatch.setattr(static, "check_finite_step", killed_in_epoch_two)
+    with pytest.raises(KeyboardInterrupt):
+        static.train_classifier(_tiny_classifier(), digits, checkpoint=checkpoint, **kwargs)
+    steps_after_resume = []
+    monkeypatch.setattr(static, "check_finite_step", lambda *a: (steps_after_resume.append(a[3]), real(*a)))
+    resumed = _tiny_classifier()
+    history = static.train_classifier(resumed, digits, checkpoint=checkpoint, **kwargs)
+    assert [h["epoch"] for h in history] == [1, 2, 3]
+    assert len(steps_after_resume) == 6  # epoch 1 came from the checkpoint: epochs 2 and 3 ran again
+    for a, b in zip(uninterrupted.state_dict().values(), resumed.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+def test_finetuning_checkpoint_of_other_settings_is_refused(tmp_path, digits):
+    from ofa.errors import CheckpointError
+    from ofa.training.static import train_classifier
+
+    checkpoint = tmp_path / "finetune.ckpt"
+    train_classifier(_tiny_classifier(), digits, 1, 16, batch_size=16, warmup_epochs=0, checkpoint=checkpoint)
+    with pytest.raises(CheckpointError, match="other settings"):
+        train_classifier(_tiny_classifier(), digits, 2, 16, batch_size=16, warmup_epochs=0, checkpoint=checkpoint)
+
+
+def test_finetuning_is_refused_for_a_family_without_it():
+    from ofa.families import get_family
+
+    assert get_family(get_space("mbv3-small")).can_finetune
+    assert not get_family(get_space("transformer-small")).can_finetune
