@@ -91,6 +91,22 @@ RECIPES = {
                                               ("depth+expand", 2, 0.03, 2, {"kernel_sizes": "max"}),
                                               ("elastic", 2, 0.03, 2, {})),
                              "train": {"distillation": "inplace"}}),
+    "inplace-sum": ("as inplace-one-phase with the subnets' gradients summed, not averaged (the reference code "
+                    "accumulates them: each subnet's gradient keeps its size)",
+                    {"phases": phases(("teacher", 2, 0.1, 1, FULL), ("elastic", 4, 0.03, 2, {})),
+                     "train": {"distillation": "inplace", "subnet_gradients": "sum"}}),
+    "inplace-sum-lr0.1": ("as inplace-sum with peak lr 0.1 in the elastic phase",
+                          {"phases": phases(("teacher", 2, 0.1, 1, FULL), ("elastic", 4, 0.1, 2, {})),
+                           "train": {"distillation": "inplace", "subnet_gradients": "sum"}}),
+    "elastic-only-sum": ("no teacher phase: one elastic phase of 6 epochs from the start (BigNAS), in-place KD, "
+                         "sandwich, gradients summed, peak lr 0.1",
+                         {"phases": phases(("elastic", 6, 0.1, 2, {})),
+                          "train": {"distillation": "inplace", "subnet_gradients": "sum"}}),
+    "elastic-only-sum-lr0.05": ("as elastic-only-sum with peak lr 0.05",
+                                {"phases": phases(("elastic", 6, 0.05, 2, {})),
+                                 "train": {"distillation": "inplace", "subnet_gradients": "sum"}}),
+    "reference-sum": ("the reference with the subnets' gradients summed",
+                      {"phases": PROGRESSIVE, "train": {"subnet_gradients": "sum"}}),
 }
 
 

@@ -161,3 +161,22 @@ def test_finetuning_is_refused_for_a_family_without_it():
 
     assert get_family(get_space("mbv3-small")).can_finetune
     assert not get_family(get_space("transformer-small")).can_finetune
+
+
+def test_summed_subnet_gradients_are_the_mean_times_the_subnets(tmp_path):
+    """The first step sees the same weights and batch either way: its logged loss (what
+    backpropagates) is the subnets' losses summed, or that sum over the 3 subnets."""
+    import json
+
+    losses = {}
+    for reduction in ("mean", "sum"):
+        config = copy.deepcopy(TINY)
+        config["train"]["subnet_gradients"] = reduction
+        trainer = ProgressiveShrinkingTrainer(config, tmp_path / reduction)
+        trainer._setup()
+        trainer.log.start()
+        optimizer, scheduler = trainer._new_optimizer(trainer.phases[1])
+        trainer._train_epoch(1, 0, 0, optimizer, scheduler)
+        steps = [json.loads(line) for line in (tmp_path / reduction / "metrics.jsonl").read_text().splitlines()]
+        losses[reduction] = next(e["loss"] for e in steps if e["event"] == "step")
+    assert losses["sum"] == pytest.approx(3 * losses["mean"], rel=1e-5)

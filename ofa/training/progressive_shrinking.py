@@ -17,8 +17,10 @@ one resolution for the batch (with ``train.sandwich``, the default, the first
 of several subnets is always the phase's smallest one - the "sandwich rule" of
 Yu & Huang, ICCV 2019, which lifts the smallest subnets; ``false`` samples all
 at random, as the original recipe), and accumulates the subnets' gradients
-(loss = (CE with label smoothing + kd_ratio x soft-target loss) / subnets)
-before one optimizer step. The soft targets come from one of two teachers
+(loss = CE with label smoothing + kd_ratio x soft-target loss, divided by the
+number of subnets with ``train.subnet_gradients: mean`` or summed with ``sum``,
+as the reference code accumulates them, so that every subnet's gradient keeps
+its full size) before one optimizer step. The soft targets come from one of two teachers
 (``train.distillation``):
 
 - ``frozen`` - the reference recipe: a frozen copy of the phase-0 network,
@@ -88,8 +90,8 @@ DEFAULT_CONFIG = {
     },
     "train": {
         "batch_size": 64, "optimizer": "sgd", "momentum": 0.9, "weight_decay": 3e-5, "label_smoothing": 0.1,
-        "kd_ratio": 1.0, "kd_temperature": 1.0, "distillation": "frozen", "sandwich": True, "schedule": "cosine",
-        "min_lr_factor": 0.0,
+        "kd_ratio": 1.0, "kd_temperature": 1.0, "distillation": "frozen", "sandwich": True, "subnet_gradients": "mean",
+        "schedule": "cosine", "min_lr_factor": 0.0,
         "dropout": 0.1, "channels_last": True, "threads": 0, "log_every": 10, "log_samples": False, "progress": True,
         "eval_batch_size": 256,
     },
@@ -175,6 +177,7 @@ def check_config(raw: dict) -> tuple[dict, object, list[dict]]:
     check_value(train["kd_ratio"], "train.kd_ratio", minimum=0)
     check_value(train["kd_temperature"], "train.kd_temperature", above=0)
     check_value(train["distillation"], "train.distillation", choices=DISTILLATION_TEACHERS)
+    check_value(train["subnet_gradients"], "train.subnet_gradients", choices=("mean", "sum"))
     check_value(train["schedule"], "train.schedule", choices=sorted(SCHEDULES))
     check_value(train["min_lr_factor"], "train.min_lr_factor", minimum=0, maximum=1)
     check_value(train["dropout"], "train.dropout", minimum=0, maximum=0.99)
@@ -407,7 +410,9 @@ class ProgressiveShrinkingTrainer:
                 logits = self.model(images)
                 is_teacher = inplace_teacher and i == 0
                 loss = distillation_loss(logits, labels, None if is_teacher else teacher_logits, train["kd_ratio"],
-                                         train["label_smoothing"], train["kd_temperature"]) / len(archs)
+                                         train["label_smoothing"], train["kd_temperature"])
+                if train["subnet_gradients"] == "mean":
+                    loss = loss / len(archs)
                 loss.backward()
                 if is_teacher and train["kd_ratio"] > 0:
                     teacher_logits = logits.detach()
