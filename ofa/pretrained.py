@@ -63,6 +63,9 @@ def read_reference_state_dict(state_dict_or_path) -> "OrderedDict[str, torch.Ten
     if not isinstance(source, dict) or not source:
         raise CheckpointError("a reference checkpoint is a state dict (name -> tensor) or {'state_dict': ...}; "
                               f"got {type(source).__name__}")
+    not_names = [k for k in source if not isinstance(k, str)]
+    if not_names:
+        raise CheckpointError(f"the state dict's keys must be tensor names (strings); it holds {not_names[:5]!r}")
     not_tensors = sorted(k for k, v in source.items() if not isinstance(v, torch.Tensor))
     if not_tensors:
         raise CheckpointError(f"the state dict holds non-tensor entries {not_tensors[:10]}"
@@ -194,9 +197,10 @@ def convert_ofa_mbv3_state_dict(state_dict_or_path, space=None) -> "OrderedDict[
     state dict; ``space`` defaults to the preset the tensors fit.
 
     Every reference tensor must map onto a supernet tensor of the same shape
-    and every supernet tensor must be provided (BN batch counters excepted):
-    otherwise :class:`~ofa.errors.CheckpointError` lists the unknown, missing
-    and mis-shaped keys; a checkpoint of the other width multiplier gets
+    and every supernet tensor must be provided (BN batch counters excepted),
+    and every value must be usable (finite floating-point weights, whole BN
+    batch counters): otherwise :class:`~ofa.errors.CheckpointError` lists the
+    unknown, missing, mis-shaped and unusable keys; a checkpoint of the other width multiplier gets
     :class:`~ofa.errors.SpaceMismatchError` naming the right space."""
     tensors = _canonical(read_reference_state_dict(state_dict_or_path))
     space = infer_space(tensors) if space is None else _check_space(space)
@@ -205,6 +209,7 @@ def convert_ofa_mbv3_state_dict(state_dict_or_path, space=None) -> "OrderedDict[
     unknown = sorted(set(tensors) - set(mapping))
     missing = sorted(set(mapping) - set(tensors) - _optional_keys(mapping))
     wrong = _shape_mismatches(tensors, space)
+    bad = _bad_values(tensors)
     if wrong or unknown or missing:
         other = _other_fitting_space(tensors, space)
         if other is not None:
@@ -212,7 +217,11 @@ def convert_ofa_mbv3_state_dict(state_dict_or_path, space=None) -> "OrderedDict[
                                      f"import it into the {other!r} space")
         raise CheckpointError(f"the checkpoint does not fit the Once-for-All MobileNetV3 supernet of the space "
                               f"{space_label(space)}: "
-                              + _listing(unknown=unknown, missing=missing, wrongly_shaped=wrong))
+                              + _listing(unknown=unknown, missing=missing, wrongly_shaped=wrong, unusable=bad))
+    if bad:
+        raise CheckpointError(f"the checkpoint's weights are not usable: {len(bad)} tensor(s) hold values a network "
+                              f"cannot compute with: " + "; ".join(bad[:12]) + (" ..." if len(bad) > 12 else "")
+                              + ". The file is corrupt or was saved from a diverged run: download it again")
     state: OrderedDict[str, torch.Tensor] = OrderedDict()
     for ref_key, our_key in mapping.items():
         if ref_key in tensors:
@@ -224,6 +233,27 @@ def convert_ofa_mbv3_state_dict(state_dict_or_path, space=None) -> "OrderedDict[
         raise CheckpointError(f"internal key map incomplete for this space: "
                               f"{sorted(set(expected) ^ set(state))[:10]}")
     return state
+
+
+def _bad_values(tensors: dict) -> list[str]:
+    """Every tensor a converted supernet could not compute with: NaN or infinite values,
+    a dtype that is not floating point (BN batch counters: a whole number), a sparse layout."""
+    bad = []
+    for key, value in tensors.items():
+        if value.layout != torch.strided:
+            bad.append(f"{key}: a {value.layout} tensor (dense weights expected)")
+        elif key.endswith("num_batches_tracked"):
+            if value.numel() != 1 or value.is_complex() or not torch.isfinite(value.double()).all() \
+                    or float(value.double()) != round(float(value.double())) or float(value.double()) < 0:
+                bad.append(f"{key}: {value.tolist() if value.numel() <= 4 else tuple(value.shape)} (a BN batch "
+                           f"counter is one whole number >= 0)")
+        elif not value.is_floating_point():
+            bad.append(f"{key}: dtype {value.dtype} (weights are floating point)")
+        else:
+            count = int((~torch.isfinite(value)).sum())
+            if count:
+                bad.append(f"{key}: {count} of {value.numel()} values NaN or infinite")
+    return bad
 
 
 def space_label(space: MobileNetV3Space) -> str:

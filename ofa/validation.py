@@ -108,6 +108,18 @@ def fraction(text, what: str = "value") -> float:
     return _in_range(text, what, float, lambda v: 0 < v < 1, "a fraction strictly between 0 and 1")
 
 
+def float_between(low: float, high: float, *, closed: bool = False):
+    """An argparse type: a finite number strictly between ``low`` and ``high`` (or within
+    them, ends included, when ``closed``)."""
+    allowed = f"a number from {low:g} to {high:g}" if closed else f"a number strictly between {low:g} and {high:g}"
+
+    def check(text, what: str = "value") -> float:
+        return _in_range(text, what, float, (lambda v: low <= v <= high) if closed else (lambda v: low < v < high),
+                         allowed)
+    check.__name__ = f"float in {'[' if closed else '('}{low:g}, {high:g}{']' if closed else ')'}"
+    return check
+
+
 def choice(allowed: Iterable[str]):
     """An argparse type: one of ``allowed`` (with a "did you mean" hint)."""
     allowed = tuple(allowed)
@@ -291,5 +303,5 @@ def check_output_path(path, inputs: Iterable = (), kind: str | Iterable[str] = "
 
 
 __all__ = ["ArgumentParser", "ArgumentValueError", "PathError", "check_input_dir", "check_input_file",
-           "check_output_path", "choice", "finite_float", "fraction", "int_at_least", "non_negative_float", "non_negative_int",
-           "positive_float", "positive_int", "sniff_kind"]
+           "check_output_path", "choice", "finite_float", "float_between", "fraction", "int_at_least",
+           "non_negative_float", "non_negative_int", "positive_float", "positive_int", "sniff_kind"]

@@ -82,7 +82,8 @@ def run_table(args, out: Path, plot_path: Path, json_path: Path) -> dict:
             raise ConfigError("a table whose rows name architectures needs --space (the space they belong to); "
                               "for free feature columns give --feature-columns")
         level, records = table_records(table, space, latency=args.latency_column, std=args.std_column,
-                                       arch_column=args.arch_column, unit=unit)
+                                       arch_column=args.arch_column, unit=unit,
+                                       merge_duplicates=getattr(args, "merge_duplicates", False))
         profile = Profile(profile_header(level, space, device=device, backend="table",
                                          protocol={"tool": "table", **header}, source=source.name), records, None)
         profile, X, y = core.profile_targets(profile, "latency_ms", "median")

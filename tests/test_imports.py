@@ -378,7 +378,13 @@ def test_vitis_ai_summaries_become_a_block_profile(tmp_path):
     summary = parse_profile_summary(DATA / "vitis-ai" / "block_a_run1.csv")
     assert [r["cu"] for r in summary["dpu"]] == ["DPUCZDX8G_1:batch-1", "DPUCZDX8G_2:batch-1"]
     assert summary["cpu"][0]["name"] == "vart::Runner::execute_async" and summary["meta"]["Target devices"] == "zcu102"
-    profile = import_vitis_ai(DATA / "vitis-ai" / "manifest.yaml", tmp_path / "dpu.jsonl")
+    with pytest.raises(ImportFormatError, match=r"manifest.yaml:11 \(block_a_run2.csv\): block mbconv:.* is measured "
+                                                r"again \(first at .*manifest.yaml:9 \(block_a_run1.csv\)\): pass "
+                                                r"--merge-duplicates"):
+        import_vitis_ai(DATA / "vitis-ai" / "manifest.yaml", tmp_path / "dpu.jsonl")
+    assert not (tmp_path / "dpu.jsonl").exists()
+    profile = import_vitis_ai(DATA / "vitis-ai" / "manifest.yaml", tmp_path / "dpu.jsonl", merge_duplicates=True)
+    assert [len(m["sources"]) for m in profile.header["merged"]] == [2]
     assert profile.level == "block" and profile.device == "zcu102-dpu-b4096" and profile.header["precision"] == "int8"
     latency = {r["key"].split(":")[0]: r["latency_ms"] for r in profile.records}
     assert latency["stem"]["mean"] == pytest.approx(0.044)

@@ -13,12 +13,17 @@ written whole (atomically: a bad file or a kill leaves no partial profile):
 ========================  =====================================================================
 
 Every problem with a file is an :class:`ImportFormatError` (a
-:class:`~ofa.errors.ProfileError`) naming the file and line.
+:class:`~ofa.errors.ProfileError`) naming the file and line; an import checks
+its whole input first and reports every problem at once (:class:`Problems`),
+refuses repeated measurements unless asked to merge them, warns about (or
+refuses) latencies implausible for the networks' MACs
+(:class:`ImplausibleLatencyWarning`), and never writes over a file it reads.
 """
 
 from __future__ import annotations
 
-from .common import ImportFormatError, read_manifest, write_profile
+from .common import (PRECISIONS, ImplausibleLatencyWarning, ImportFormatError, Problems, parse_number,
+                     read_manifest, write_profile)
 
 FORMATS = {
     "table": "CSV/TSV latency table: one row per architecture (arch JSON or gene columns) or block (block keys)",
@@ -41,4 +46,5 @@ def check_format(name: str) -> str:
     return name
 
 
-__all__ = ["FORMATS", "ImportFormatError", "check_format", "read_manifest", "write_profile"]
+__all__ = ["FORMATS", "PRECISIONS", "ImplausibleLatencyWarning", "ImportFormatError", "Problems", "check_format",
+           "parse_number", "read_manifest", "write_profile"]

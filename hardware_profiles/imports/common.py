@@ -1,25 +1,89 @@
-"""What every import shares: the named error, reading files with line numbers,
-one-number statistics, manifests, and writing a whole profile at once."""
+"""What every import shares: the named error, collecting every problem of an
+input before raising once, the one checked number parser, reading files with
+line numbers, one-number statistics, manifests, repeated measurements, the
+plausibility of magnitudes, and writing a whole profile at once (never over a
+file the import reads)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
+import os
+import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-from ofa.errors import ConfigError, ProfileError
+from ofa.errors import ConfigError, OFAError, ProfileError
 from ofa.io import atomic_write_text
 from ofa.spaces import BlockSpec, NullBlock, SearchSpace, block_from_dict, block_from_key, resolve_space
+from ofa.validation import PathError
 
 from ..dataset import Profile, make_block_header, make_header, parse_profile
+
+PRECISIONS = ("fp32", "fp16", "bf16", "int8")
+# Effective throughput (MACs x batch size per second of latency) of every device this package
+# prices: the shipped profiles span 6e8-2e11 MAC/s (simulated FPGAs to an FPGA DPU); a measurement
+# outside 1e8-1e12 is far more likely a unit mistake (us or s read as ms) than a device.
+PLAUSIBLE_MACS_PER_SECOND = (1e8, 1e12)
+IMPLAUSIBLE = ("warn", "refuse", "ignore")
 
 
 class ImportFormatError(ProfileError):
     """A file handed to an import is not what its format says: a missing
     section or column, a value that is not a number, a NaN latency, a block or
-    architecture that does not exist. The message names the file and line."""
+    architecture that does not exist. The message names the file and line;
+    ``problems`` lists every problem found (an import reports them all at once)."""
+
+    def __init__(self, message: str, problems: list[str] | None = None):
+        super().__init__(message)
+        self.problems = list(problems) if problems else [message]
+
+
+class ImplausibleLatencyWarning(UserWarning):
+    """Imported latencies whose magnitude does not fit the networks' MACs (a unit mistake?)."""
+
+
+class Problems:
+    """Every problem of an input, raised once: ``with problems.collect(): ...`` around each
+    row, entry or file records its :class:`ImportFormatError` and goes on; :meth:`raise_any`
+    raises one error listing them all (file and line each)."""
+
+    LIMIT = 40
+
+    def __init__(self):
+        self.messages: list[str] = []
+
+    def add(self, message: str) -> None:
+        self.messages.append(message)
+
+    @contextmanager
+    def collect(self):
+        try:
+            yield
+        except ImportFormatError as error:
+            self.messages.extend(error.problems)
+
+    def __bool__(self) -> bool:
+        return bool(self.messages)
+
+    def raise_any(self) -> None:
+        messages = list(dict.fromkeys(self.messages))
+        if len(messages) == 1:
+            raise ImportFormatError(messages[0])
+        if messages:
+            shown = messages[:self.LIMIT]
+            more = f"\n  ... and {len(messages) - len(shown)} more" if len(messages) > len(shown) else ""
+            raise ImportFormatError(f"{len(messages)} problems:\n  " + "\n  ".join(shown) + more, messages)
+
+
+def short(value) -> str:
+    """A value in a message, bounded however large or nested (YAML aliases can make it huge)."""
+    import reprlib
+
+    return reprlib.repr(value)
 
 
 def where(path, line: int | None = None) -> str:
@@ -39,18 +103,99 @@ def read_text(path, what: str = "file") -> str:
         raise ImportFormatError(f"cannot read {what} {path}: {error.strerror}") from None
 
 
-def parse_number(text: str, path, line: int, what: str, positive: bool = False, allow_zero: bool = True) -> float:
-    """A finite float from a cell of a file (named error with the line otherwise)."""
+def parse_number(text, path, line: int | None, what: str, positive: bool = False, allow_zero: bool = True,
+                 integer: bool = False) -> float | int:
+    """A finite number from a cell, field or option of a file: the one checked parser of
+    every import (named error with the file and line otherwise). ``positive``: >= 0
+    (> 0 unless ``allow_zero``); ``integer``: a whole number, returned as an int."""
+    if isinstance(text, bool) or not isinstance(text, (str, int, float)):
+        raise ImportFormatError(f"{where(path, line)}: {what} {short(text)} is not a number")
+    shown = str(text).strip()[:40]
     try:
-        value = float(str(text).strip())
-    except ValueError:
-        raise ImportFormatError(f"{where(path, line)}: {what} {str(text).strip()!r} is not a number") from None
+        value = float(text.strip() if isinstance(text, str) else text)
+    except (ValueError, OverflowError):
+        raise ImportFormatError(f"{where(path, line)}: {what} {shown!r} is not a number") from None
     if not math.isfinite(value):
-        raise ImportFormatError(f"{where(path, line)}: {what} is {str(text).strip()!r}; a finite number is needed")
+        raise ImportFormatError(f"{where(path, line)}: {what} is {shown!r}; a finite number is needed")
     if positive and (value < 0 or (value == 0 and not allow_zero)):
         raise ImportFormatError(f"{where(path, line)}: {what} = {value:g}; it must be "
                                 + ("> 0" if not allow_zero else ">= 0"))
+    if integer:
+        if value != round(value):
+            raise ImportFormatError(f"{where(path, line)}: {what} = {shown!r}; a whole number is needed")
+        return int(value)
     return value
+
+
+def load_yaml(text: str, path, what: str = "file"):
+    """``(value, node)`` of a YAML/JSON text: every error of the parser (a bad tag, a
+    date that does not exist, nesting too deep) named with the line; a key repeated in
+    any mapping is refused (YAML would keep the last one silently)."""
+    import yaml
+
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        value = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        reason = getattr(error, "problem", None) or error
+        raise ImportFormatError(f"{where(path, line)}: not valid YAML/JSON ({reason})") from None
+    except (ValueError, TypeError, OverflowError, RecursionError) as error:
+        raise ImportFormatError(f"{path}: the {what} is not valid YAML/JSON ({type(error).__name__}: "
+                                f"{str(error)[:120]})") from None
+    problems = Problems()
+    stack = [node] if node is not None else []
+    visited: set[int] = set()
+    while stack:
+        current = stack.pop()
+        if id(current) in visited:  # an alias (*name): one value in several places, or exponentially many
+            raise ImportFormatError(f"{where(path, current.start_mark.line + 1)}: the {what} uses YAML anchors and "
+                                    f"aliases (&name, *name); write each value out")
+        visited.add(id(current))
+        if isinstance(current, yaml.MappingNode):
+            seen: dict[str, int] = {}
+            for key, value_node in current.value:
+                if isinstance(key, yaml.ScalarNode):
+                    line = key.start_mark.line + 1
+                    if key.value in seen:
+                        problems.add(f"{where(path, line)}: key {key.value!r} repeats line {seen[key.value]}")
+                    seen.setdefault(key.value, line)
+                stack.append(value_node)
+        elif isinstance(current, yaml.SequenceNode):
+            stack.extend(current.value)
+    problems.raise_any()
+    return value, node
+
+
+def file_identity(path: Path) -> tuple:
+    """What tells two input files apart: the resolved path, and the content's digest."""
+    try:
+        return os.path.realpath(path), hashlib.sha256(path.read_bytes()).hexdigest()
+    except (OSError, ValueError):
+        return os.path.realpath(path), None
+
+
+def check_distinct_files(files: list[tuple[Path, str]], problems: Problems, what: str) -> None:
+    """Each input file once: the same file (or a copy of its bytes) given twice is one
+    measurement counted twice, refused even with ``--merge-duplicates``. ``files``:
+    ``(path, where it is named)``."""
+    paths: dict[str, str] = {}
+    digests: dict[str, tuple[Path, str]] = {}
+    for path, named in files:
+        real, digest = file_identity(path)
+        if real in paths:
+            problems.add(f"{named}: {path.name} is given again ({paths[real]}): the same {what} counted twice; "
+                         f"list each file once")
+            continue
+        paths[real] = named
+        if digest is not None and digest in digests:
+            first, first_named = digests[digest]
+            problems.add(f"{named}: {path.name} holds the same bytes as {first.name} ({first_named}): the same "
+                         f"{what} given twice; list each measurement once")
+            continue
+        if digest is not None:
+            digests[digest] = (path, named)
 
 
 def single_stats(value_ms: float, std_ms: float | None = None, runs: int | None = None) -> dict:
@@ -78,8 +223,21 @@ def pooled_stats(values_ms: list[float], stds_ms: list[float | None], runs: list
 def load_space(spec, path=None, line: int | None = None) -> SearchSpace:
     try:
         return resolve_space(spec)
-    except (ConfigError, ProfileError) as error:
+    except OFAError as error:
         raise ImportFormatError(f"{where(path, line) if path else 'space'}: {error}") from None
+    except Exception as error:  # a space file that is not UTF-8, JSON or YAML; a list where a name belongs
+        raise ImportFormatError(f"{where(path, line) if path else 'space'}: {short(spec)} is not a space "
+                                f"preset, space file or checkpoint ({type(error).__name__}: {str(error)[:120]})"
+                                ) from None
+
+
+def space_file(spec) -> Path | None:
+    """The file a space specification names, if it names one (a space file or checkpoint)."""
+    try:
+        path = Path(spec)
+        return path if isinstance(spec, (str, os.PathLike)) and path.is_file() else None
+    except (TypeError, ValueError, OSError):
+        return None
 
 
 def space_blocks(space: SearchSpace) -> dict[str, BlockSpec] | None:
@@ -107,7 +265,7 @@ def parse_block(entry: dict, path, line: int | None, known: dict[str, BlockSpec]
             block = block_from_key(str(entry["block_key"]))
         else:
             block = block_from_dict(entry["block"])
-    except ConfigError as error:
+    except (ConfigError, TypeError, ValueError) as error:
         raise ImportFormatError(f"{where(path, line)}: not a valid block: {error}") from None
     if not belongs_to_space(block, known):
         raise ImportFormatError(f"{where(path, line)}: block {block.key} does not exist in the "
@@ -121,13 +279,14 @@ def parse_arch(space: SearchSpace, value, path, line: int | None):
     if isinstance(value, str):
         try:
             value = json.loads(value)
-        except json.JSONDecodeError as error:
-            raise ImportFormatError(f"{where(path, line)}: architecture is not valid JSON ({error.msg})") from None
+        except (ValueError, RecursionError) as error:
+            raise ImportFormatError(f"{where(path, line)}: architecture is not valid JSON "
+                                    f"({getattr(error, 'msg', type(error).__name__)})") from None
     if isinstance(value, dict) and isinstance(value.get("arch"), dict):
         value = value["arch"]  # {"arch": {...}} as arch.json files hold it
     try:
         return space.parse(value)
-    except ConfigError as error:
+    except (ConfigError, TypeError, ValueError) as error:
         raise ImportFormatError(f"{where(path, line)}: architecture not valid in the space: {error}") from None
 
 
@@ -135,6 +294,7 @@ def parse_arch(space: SearchSpace, value, path, line: int | None):
 MANIFEST_KEYS = ("format", "device", "space", "backend", "backend_version", "precision", "threads", "batch_size",
                  "level", "host", "notes", "entries")
 ENTRY_TARGETS = ("block", "block_key", "arch")
+LEVELS = ("network", "block")
 
 
 @dataclass
@@ -157,12 +317,19 @@ class Manifest:
     def level(self) -> str:
         return "block" if self.entries and self.entries[0].target == "block" else "network"
 
+    @property
+    def reads(self) -> list[tuple[str, Path]]:
+        """Every file the import reads: the manifest, the files it names, a space file."""
+        named = [("the manifest", self.path)] + [(f"a file the manifest names ({where(self.path, e.line)})", e.file)
+                                                 for e in self.entries]
+        space = space_file(self.data.get("space"))
+        return named + ([("the manifest's space file", space)] if space else [])
 
-def _yaml_entry_lines(text: str) -> list[int]:
+
+def _entry_lines(node) -> list[int]:
     """1-based line of each item of the top-level ``entries`` list (YAML or JSON)."""
     import yaml
 
-    node = yaml.compose(text, Loader=yaml.SafeLoader)
     if not isinstance(node, yaml.MappingNode):
         return []
     for key, value in node.value:
@@ -171,75 +338,198 @@ def _yaml_entry_lines(text: str) -> list[int]:
     return []
 
 
+def check_settings(data: dict, path, problems: Problems) -> dict:
+    """The profile settings a manifest (or the command line) gives, checked: ``device`` a
+    non-empty name, ``precision`` one of :data:`PRECISIONS`, ``threads`` and ``batch_size``
+    whole numbers >= 1, ``level`` one of :data:`LEVELS`, ``backend`` a non-empty name,
+    ``host`` a mapping. Returns them normalised (numbers as ints, names as strings)."""
+    out = dict(data)
+    for key in ("device", "backend"):
+        if key in data and (not isinstance(data[key], (str, int, float)) or isinstance(data[key], bool)
+                            or not str(data[key]).strip()):
+            problems.add(f"{path}: {key} {short(data[key])} must be a non-empty name")
+    if "backend_version" in data and not isinstance(data["backend_version"], (str, int, float)):
+        problems.add(f"{path}: backend_version {short(data['backend_version'])} must be a name or number")
+    if "precision" in data and data["precision"] not in PRECISIONS:
+        problems.add(f"{path}: precision {short(data['precision'])} unknown; allowed: {list(PRECISIONS)}")
+    if "level" in data and data["level"] not in LEVELS:
+        problems.add(f"{path}: level {short(data['level'])} unknown; allowed: {list(LEVELS)}")
+    for key in ("threads", "batch_size"):
+        if key in data:
+            with problems.collect():
+                out[key] = parse_number(data[key], path, None, key, positive=True, allow_zero=False, integer=True)
+    if "host" in data and not isinstance(data["host"], dict):
+        problems.add(f"{path}: host must be a mapping (e.g. {{phone: Pixel 7, soc: Tensor G2}}), got "
+                     f"{type(data['host']).__name__}")
+    return out
+
+
 def read_manifest(path, format_name: str, defaults: dict) -> Manifest:
     """A manifest (YAML or JSON): ``device``, ``space`` and ``entries``, each entry a
-    ``file`` (relative to the manifest) and one of ``block`` / ``block_key`` / ``arch``."""
-    import yaml
-
+    ``file`` (relative to the manifest) and one of ``block`` / ``block_key`` / ``arch``.
+    Every problem (of the settings and of every entry) is reported at once."""
     path = Path(path)
     text = read_text(path, "manifest")
-    try:
-        data = yaml.safe_load(text)
-        lines = _yaml_entry_lines(text)
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else None
-        raise ImportFormatError(f"{where(path, line)}: not valid YAML/JSON ({getattr(error, 'problem', error)})") \
-            from None
+    data, node = load_yaml(text, path, "manifest")
     if not isinstance(data, dict):
         raise ImportFormatError(f"{where(path, 1)}: a manifest is a mapping with device, space and entries; "
                                 f"got {type(data).__name__}")
-    unknown = sorted(set(data) - set(MANIFEST_KEYS))
+    problems = Problems()
+    unknown = sorted(str(k) for k in set(data) - set(MANIFEST_KEYS))
     if unknown:
-        raise ImportFormatError(f"{path}: unknown manifest key(s) {unknown}; allowed: {list(MANIFEST_KEYS)}")
+        problems.add(f"{path}: unknown manifest key(s) {unknown}; allowed: {list(MANIFEST_KEYS)}")
     if data.get("format") not in (None, format_name):
-        raise ImportFormatError(f"{path}: the manifest says format {data['format']!r}, but it is being imported "
-                                f"as {format_name!r}")
-    for key in ("device", "space", "entries"):
-        if key not in data:
-            raise ImportFormatError(f"{path}: the manifest lacks {key!r} (required: device, space, entries)")
-    if not isinstance(data["entries"], list) or not data["entries"]:
-        raise ImportFormatError(f"{path}: 'entries' must be a non-empty list of {{file, block | block_key | arch}}")
-    space = load_space(data["space"], path)
-    known = space_blocks(space)
-    entries = []
-    for index, raw in enumerate(data["entries"]):
+        problems.add(f"{path}: the manifest says format {short(data['format'])}, but it is being imported as "
+                     f"{format_name!r}")
+    data = {k: v for k, v in data.items() if v is not None}  # a key left empty is a key not given
+    missing = [key for key in ("device", "space", "entries") if key not in data]
+    if missing:
+        problems.add(f"{path}: the manifest lacks {missing} (required: device, space, entries)")
+    data = check_settings(data, path, problems)
+    space = None
+    if "space" in data:
+        with problems.collect():
+            space = load_space(data["space"], path)
+    raw_entries = data.get("entries")
+    if "entries" in data and (not isinstance(raw_entries, list) or not raw_entries):
+        problems.add(f"{path}: 'entries' must be a non-empty list of {{file, block | block_key | arch}}")
+        raw_entries = []
+    lines = _entry_lines(node)
+    known = space_blocks(space) if space is not None else None
+    entries, files = [], []
+    for index, raw in enumerate(raw_entries or []):
         line = lines[index] if index < len(lines) else None
-        if not isinstance(raw, dict) or "file" not in raw:
-            raise ImportFormatError(f"{where(path, line)}: entry {index} must be a mapping with 'file' and one of "
-                                    f"{list(ENTRY_TARGETS)}")
-        given = [k for k in ENTRY_TARGETS if k in raw]
-        if len(given) != 1:
-            raise ImportFormatError(f"{where(path, line)}: entry {index} must give exactly one of "
-                                    f"{list(ENTRY_TARGETS)}, got {given or 'none'}")
-        file = Path(raw["file"])
-        file = file if file.is_absolute() else path.parent / file
-        if not file.is_file():
-            raise ImportFormatError(f"{where(path, line)}: entry {index}: no file {file}")
-        extra = {k: v for k, v in raw.items() if k not in ("file", *ENTRY_TARGETS)}
-        if given[0] == "arch":
-            entries.append(ManifestEntry(file, line, "arch", parse_arch(space, raw["arch"], path, line), extra))
-        else:
-            entries.append(ManifestEntry(file, line, "block", parse_block(raw, path, line, known, space), extra))
+        with problems.collect():
+            entry = _manifest_entry(raw, index, path, line, space, known)
+            if entry is not None:
+                entries.append(entry)
+                files.append((entry.file, f"{where(path, line)}: entry {index}"))
+    check_distinct_files(files, problems, "measurement file")
     if len({e.target for e in entries}) > 1:
-        raise ImportFormatError(f"{path}: entries mix blocks and architectures; a profile holds one level: "
-                                f"write two manifests")
-    merged = {**defaults, **{k: v for k, v in data.items() if v is not None}}
+        problems.add(f"{path}: entries mix blocks and architectures; a profile holds one level: write two "
+                     f"manifests")
+    problems.raise_any()
+    merged = {**defaults, **data}
     return Manifest(path, merged, space, entries)
+
+
+def _manifest_entry(raw, index: int, path: Path, line, space, known) -> ManifestEntry | None:
+    if not isinstance(raw, dict) or "file" not in raw:
+        raise ImportFormatError(f"{where(path, line)}: entry {index} must be a mapping with 'file' and one of "
+                                f"{list(ENTRY_TARGETS)}")
+    given = [k for k in ENTRY_TARGETS if k in raw]
+    if len(given) != 1:
+        raise ImportFormatError(f"{where(path, line)}: entry {index} must give exactly one of "
+                                f"{list(ENTRY_TARGETS)}, got {given or 'none'}")
+    if not isinstance(raw["file"], str) or not raw["file"].strip():
+        raise ImportFormatError(f"{where(path, line)}: entry {index}: file must be a path, got {short(raw['file'])}")
+    file = Path(raw["file"])
+    file = file if file.is_absolute() else path.parent / file
+    try:
+        exists = file.is_file()
+    except (OSError, ValueError):
+        exists = False
+    if not exists:
+        raise ImportFormatError(f"{where(path, line)}: entry {index}: no file {str(file)[:200]}")
+    if space is None:
+        return None
+    extra = {k: v for k, v in raw.items() if k not in ("file", *ENTRY_TARGETS)}
+    if given[0] == "arch":
+        return ManifestEntry(file, line, "arch", parse_arch(space, raw["arch"], path, line), extra)
+    return ManifestEntry(file, line, "block", parse_block(raw, path, line, known, space), extra)
+
+
+def manifest_files(path) -> list[Path]:
+    """The files a manifest names, read leniently (nothing raised): what an import of it will
+    read, so that a command can refuse an ``--out`` among them before any work."""
+    try:
+        data, _ = load_yaml(read_text(path, "manifest"), path)
+        entries = data.get("entries") if isinstance(data, dict) else None
+        files = [Path(e["file"]) for e in entries or [] if isinstance(e, dict) and isinstance(e.get("file"), str)]
+        space = space_file(data.get("space")) if isinstance(data, dict) else None
+    except (OFAError, OSError, ValueError, TypeError):
+        return []
+    return [f if f.is_absolute() else Path(path).parent / f for f in files] + ([space] if space else [])
+
+
+# --- repeated measurements ------------------------------------------------------------------------------------
+def check_repeats(sources: dict[str, list[str]], merge: bool, what: str, problems: Problems) -> list[dict]:
+    """The same architecture or block measured more than once (rows, entries, files,
+    ``sources``: key -> where each measurement is): pooled as samples only when the user
+    asks (``merge``, ``--merge-duplicates``), then returned as ``[{key, sources}]`` for the
+    profile's header and the report; otherwise one problem per repeat."""
+    repeated = {key: where_ for key, where_ in sources.items() if len(where_) > 1}
+    if merge:
+        return [{"key": key, "sources": where_} for key, where_ in repeated.items()]
+    for key, where_ in repeated.items():
+        problems.add(f"{where_[1]}: {what} {key[:160]} is measured again (first at {where_[0]}"
+                     + (f"; {len(where_)} times in all" if len(where_) > 2 else "")
+                     + "): pass --merge-duplicates (merge_duplicates=True) to pool repeats as samples")
+    return []
+
+
+# --- plausibility -----------------------------------------------------------------------------------------------
+def plausibility(records: list[dict], batch_size: int = 1) -> str | None:
+    """Why the records' latencies look like a unit mistake, or None: the median effective
+    throughput (MACs x batch size / latency) of the records with MACs outside
+    :data:`PLAUSIBLE_MACS_PER_SECOND`, with the likely mistake."""
+    rates = []
+    for record in records:
+        stats, macs = record.get("latency_ms") or {}, record.get("macs")
+        median = stats.get("median") if isinstance(stats, dict) else None
+        if isinstance(macs, (int, float)) and macs > 0 and isinstance(median, (int, float)) and median > 0:
+            rates.append(macs * batch_size / (median * 1e-3))
+    if not rates:
+        return None
+    rate = float(sorted(rates)[len(rates) // 2])
+    low, high = PLAUSIBLE_MACS_PER_SECOND
+    if low <= rate <= high:
+        return None
+    guesses = [(1e3, "microseconds given as milliseconds (table: --unit us)"),
+               (1e6, "nanoseconds given as milliseconds"),
+               (1e-3, "seconds given as milliseconds (table: --unit s)")]
+    guess = next((text for factor, text in guesses if low <= rate * factor <= high), None)
+    direction = "large" if rate < low else "small"
+    return (f"the latencies look too {direction} for the networks' MACs: the median record runs at "
+            f"{rate:.3g} MAC/s, outside the {low:.0e}-{high:.0e} MAC/s of any device this package prices"
+            + (f"; likely {guess}" if guess else "") + ". Check the unit of the measurements")
+
+
+def check_plausible(records: list[dict], batch_size, source, on_implausible: str = "warn") -> str | None:
+    """:func:`plausibility`, acted on: ``warn`` (an :class:`ImplausibleLatencyWarning`),
+    ``refuse`` (an :class:`ImportFormatError`) or ``ignore``. Returns the message, if any."""
+    if on_implausible not in IMPLAUSIBLE:
+        raise ConfigError(f"on_implausible {on_implausible!r} unknown; allowed: {list(IMPLAUSIBLE)}")
+    message = plausibility(records, int(batch_size or 1))
+    if message is None or on_implausible == "ignore":
+        return None
+    message = f"{source}: {message}"
+    if on_implausible == "refuse":
+        raise ImportFormatError(message + " (or leave out --refuse-implausible to import them with a warning)")
+    warnings.warn(message + " (--refuse-implausible refuses such imports)", ImplausibleLatencyWarning,
+                  stacklevel=3)
+    return message
 
 
 # --- writing ------------------------------------------------------------------------------------------------
 def profile_header(level: str, space: SearchSpace, *, device: str, backend: str, backend_version: str = "unknown",
                    threads: int = 1, batch_size: int = 1, precision: str = "fp32", protocol: dict | None = None,
-                   host: dict | None = None, **extra) -> dict:
+                   host: dict | None = None, merged: list | None = None, **extra) -> dict:
     """The header of an imported profile: ``host`` describes the measured device
-    (``{"device": ...}`` unless given), not the machine that ran the import."""
-    if not isinstance(device, str) or not device.strip():
-        raise ConfigError("an import needs a device id (--device or the manifest's 'device')")
+    (``{"device": ...}`` unless given), not the machine that ran the import; ``merged``
+    lists the repeated measurements pooled on request (:func:`check_repeats`)."""
+    problems = Problems()
+    settings = check_settings({"device": device, "backend": backend, "backend_version": backend_version,
+                               "threads": threads, "batch_size": batch_size, "precision": precision,
+                               **({"host": host} if host is not None else {})}, "profile settings", problems)
+    if problems:
+        raise ConfigError("; ".join(problems.messages))
     make = make_block_header if level == "block" else make_header
-    return make(space, device, backend, str(backend_version), threads=int(threads), batch_size=int(batch_size),
-                precision=str(precision), protocol=protocol or {}, host=host or {"device": device},
-                imported=True, **extra)
+    if merged:
+        extra["merged"] = merged
+    return make(space, str(device), str(backend), str(backend_version), threads=settings["threads"],
+                batch_size=settings["batch_size"], precision=str(precision), protocol=protocol or {},
+                host=host or {"device": str(device)}, imported=True, **extra)
 
 
 def network_record(arch, space: SearchSpace, latency_ms: dict, **fields) -> dict:
@@ -248,22 +538,58 @@ def network_record(arch, space: SearchSpace, latency_ms: dict, **fields) -> dict
             "params": cost.params, **fields}
 
 
-def write_profile(out, header: dict, records: Iterable[dict], overwrite: bool = False) -> Profile:
+def check_not_an_input(out, reads: Iterable, name: str = "--out") -> None:
+    """``out`` is none of the files an import reads (``(label, path)`` or paths: its inputs,
+    the files a manifest names, a space file), whatever ``overwrite`` says."""
+    out = Path(out)
+    for item in reads:
+        label, path = item if isinstance(item, tuple) else ("an input", item)
+        if path is None:
+            continue
+        path = Path(path)
+        try:
+            same = os.path.samefile(out, path) if out.exists() and path.exists() else \
+                os.path.realpath(out) == os.path.realpath(path)
+        except (OSError, ValueError):
+            same = False
+        if same:
+            raise PathError(f"{name} {str(out)!r} is also {label}, which this import reads: writing it would "
+                            f"destroy that input (with or without --overwrite); choose another output path")
+
+
+def write_profile(out, header: dict, records: Iterable[dict], overwrite: bool = False, reads: Iterable = (),
+                  on_implausible: str = "warn") -> Profile:
     """Write a whole profile at once: validated first, then written atomically,
     so a bad record, a kill or a full disk leaves no partial file.
-    An existing ``out`` is refused unless ``overwrite``."""
+    An existing ``out`` is refused unless ``overwrite``; one of the files the import
+    ``reads`` always. Latencies implausible for the networks' MACs are warned about or
+    refused (``on_implausible``, :func:`check_plausible`)."""
     out = Path(out)
     records = list(records)
     if not records:
         raise ImportFormatError("nothing to import: no measurement was found")
+    check_not_an_input(out, reads)
     if out.exists() and not overwrite:
         raise ProfileError(f"{out} already exists; an import writes a whole profile: choose another --out "
                            f"or pass --overwrite to replace it")
     if out.is_dir():
         raise ProfileError(f"{out} is a directory; --out is the profile file to write")
-    lines = [json.dumps(header, sort_keys=True, separators=(",", ":"))]
-    lines += [json.dumps(record, sort_keys=True, separators=(",", ":"), allow_nan=False) for record in records]
+    problems = Problems()
+    for index, record in enumerate(records):
+        stats = record.get("latency_ms")
+        if not isinstance(stats, dict) or not all(isinstance(stats.get(k), (int, float)) and stats[k] > 0
+                                                  for k in ("median", "mean", "p10", "p90")):
+            problems.add(f"{out} (record {index + 1}, from {json.dumps(record.get('source'))[:120]}): latency "
+                         f"{json.dumps(stats)[:120]}: an imported measurement must be finite and > 0")
+    problems.raise_any()
+    try:
+        lines = [json.dumps(header, sort_keys=True, separators=(",", ":"), allow_nan=False)]
+        lines += [json.dumps(record, sort_keys=True, separators=(",", ":"), allow_nan=False) for record in records]
+    except ValueError:  # a statistic overflowed (numbers near 1e308 pooled)
+        raise ImportFormatError(f"{out}: a statistic of the imported numbers is not finite (values too large to "
+                                f"pool); check the file's numbers and unit") from None
     text = "\n".join(lines) + "\n"
     profile = parse_profile(text, out)  # the same validation every reader applies, before anything is written
+    check_plausible(records, header.get("batch_size", 1), header.get("source") or out.name, on_implausible)
     atomic_write_text(out, text)
     return profile

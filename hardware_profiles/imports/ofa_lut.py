@@ -54,12 +54,14 @@ from ofa.spaces import BlockSpec, ClassifierHeadBlock, MBConvBlock, NullBlock, S
 from ofa.spaces.blocks import conv_out_size
 
 from ..dataset import Profile, block_record, read_profile
-from .common import (ImportFormatError, belongs_to_space, load_space, pooled_stats, profile_header, read_text,
-                     space_blocks, where, write_profile)
+from .common import (ImportFormatError, Problems, belongs_to_space, check_distinct_files, check_not_an_input,
+                     check_repeats, load_space, load_yaml, pooled_stats, profile_header, read_text, short,
+                     space_blocks, space_file, where, write_profile)
 
 _SHAPE = r"(\d+(?:x\d+)*)"
 _KEY = re.compile(rf"^(?P<type>[A-Za-z_0-9]+)-input:{_SHAPE}-output:{_SHAPE}(?P<rest>(?:-[a-z_]+:-?\d+)*)$")
 HEAD_PARTS = ("Conv_1", "AvgPool2D", "Conv_2", "Logits")
+MBCONV_FIELDS = ("expand", "kernel", "stride", "idskip", "se", "hs")
 NULL_LAYER = "null"  # not one of Once-for-All's layers: the runtime's per-inference cost (module docstring)
 
 
@@ -68,44 +70,45 @@ def _shape(text: str) -> tuple[int, ...]:
 
 
 def _entries(path: Path) -> list[tuple[str, int, dict]]:
-    """``(key, line, {count, mean, std})`` of every entry of a lookup-table YAML file."""
+    """``(key, line, {count, mean, std})`` of every entry of a lookup-table YAML file
+    (every bad entry reported at once)."""
     import yaml
 
     text = read_text(path, "lookup table")
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        raise ImportFormatError(f"{where(path, mark.line + 1 if mark else None)}: not valid YAML "
-                                f"({getattr(error, 'problem', error)})") from None
+    _, node = load_yaml(text, path, "lookup table")  # also refuses a key given twice
     if not isinstance(node, yaml.MappingNode) or not node.value:
         raise ImportFormatError(f"{where(path, 1)}: a lookup table is a YAML mapping of layer keys to "
                                 f"{{count, mean, std}}")
     loader = yaml.SafeLoader("")
-    out, seen = [], {}
+    out = []
+    problems = Problems()
     for key_node, value_node in node.value:
         line = key_node.start_mark.line + 1
-        key = str(key_node.value)
-        if key in seen:
-            raise ImportFormatError(f"{where(path, line)}: key {key!r} repeats line {seen[key]}")
-        seen[key] = line
-        value = loader.construct_object(value_node, deep=True)
-        lines = ({str(k.value): k.start_mark.line + 1 for k, _ in value_node.value}
+        key = str(key_node.value) if isinstance(key_node, yaml.ScalarNode) else f"<{type(key_node).__name__}>"
+        value = loader.construct_object(value_node, deep=True)  # load_yaml constructed it once already
+        lines = ({str(getattr(k, "value", "")): k.start_mark.line + 1 for k, _ in value_node.value}
                  if isinstance(value_node, yaml.MappingNode) else {})
         if not isinstance(value, dict) or "mean" not in value:
-            raise ImportFormatError(f"{where(path, line)}: entry {key!r} must be a mapping with mean (and count, std)")
+            problems.add(f"{where(path, line)}: entry {key[:120]!r} must be a mapping with mean (and count, std)")
+            continue
         stats = {}
         for name in ("mean", "std", "count"):
             if name in value:
                 v = value[name]
                 if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
-                    raise ImportFormatError(f"{where(path, lines.get(name, line))}: {key!r} {name} = {v!r}; a "
-                                            f"finite number >= 0 is needed")
-                stats[name] = float(v)
-        if stats["mean"] <= 0 and not key.startswith(HEAD_PARTS[1:]):  # those may be folded into Conv_1
-            raise ImportFormatError(f"{where(path, lines.get('mean', line))}: {key!r} mean = {stats['mean']:g}; a "
-                                    f"latency must be > 0")
-        out.append((key, line, stats))
+                    problems.add(f"{where(path, lines.get(name, line))}: {key[:120]!r} {name} = {short(v)}; a "
+                                 f"finite number >= 0 is needed")
+                elif name == "count" and (v != round(v) or v < 1):
+                    problems.add(f"{where(path, lines.get(name, line))}: {key[:120]!r} count = {v!r}; the number "
+                                 f"of measurements is a whole number >= 1")
+                else:
+                    stats[name] = float(v)
+        if "mean" in stats and stats["mean"] <= 0 and not key.startswith(HEAD_PARTS[1:]):  # may fold into Conv_1
+            problems.add(f"{where(path, lines.get('mean', line))}: {key[:120]!r} mean = {stats['mean']:g}; a "
+                         f"latency must be > 0")
+        elif len(stats) == len([n for n in ("mean", "std", "count") if n in value]):
+            out.append((key, line, stats))
+    problems.raise_any()
     return out
 
 
@@ -129,13 +132,17 @@ def _stride(size_in: int, size_out: int, path, line: int) -> int:
 
 
 def _mbconv(space: SearchSpace, inp, out, fields: dict, path, line: int, key: str) -> MBConvBlock:
-    required = ("expand", "kernel", "stride", "idskip", "se", "hs")
-    missing = [f for f in required if f not in fields]
+    missing = [f for f in MBCONV_FIELDS if f not in fields]
     if missing:
         hint = " (a ProxylessNAS table? only MobileNetV3 tables are supported)" if "se" in missing else ""
         raise ImportFormatError(f"{where(path, line)}: {key!r} lacks {missing}{hint}")
     (h, _, cin), (h_out, _, cout) = inp, out
     mid, stride = fields["expand"], fields["stride"]
+    bad = [f"{name}:{fields[name]}" for name in ("expand", "kernel", "stride") if fields[name] < 1]
+    bad += [f"{name}:{fields[name]}" for name in ("idskip", "se", "hs") if fields[name] not in (0, 1)]
+    if bad:
+        raise ImportFormatError(f"{where(path, line)}: {key!r}: {', '.join(bad)} is not allowed (expand, kernel, "
+                                f"stride >= 1; idskip, se, hs 0 or 1)")
     if conv_out_size(h, stride) != h_out:
         raise ImportFormatError(f"{where(path, line)}: {key!r}: stride {stride} does not take {h} to {h_out}")
     if bool(fields["idskip"]) != (stride == 1 and cin == cout):
@@ -157,14 +164,27 @@ def _mbconv(space: SearchSpace, inp, out, fields: dict, path, line: int, key: st
         raise ImportFormatError(f"{where(path, line)}: {key!r}: {error}") from None
 
 
-def lut_blocks(paths, space) -> list[tuple[BlockSpec, dict, dict]]:
-    """``(block, statistics, provenance)`` of every block the lookup table(s) price."""
+def _block(make, path, line: int, key: str):
+    try:
+        return make()
+    except ConfigError as error:
+        raise ImportFormatError(f"{where(path, line)}: {key!r}: {error}") from None
+
+
+def lut_blocks(paths, space, merge_duplicates: bool = False) -> list[tuple[BlockSpec, dict, dict]]:
+    """``(block, statistics, provenance)`` of every block the lookup table(s) price. Every
+    problem of every file is reported at once; the same file given twice is refused, and
+    a block priced by several tables only pools with ``merge_duplicates``."""
     space = load_space(space)
     if space.type_name != "mobilenetv3":
         raise ImportFormatError(f"Once-for-All lookup tables price MobileNetV3 networks; the space is "
                                 f"{space.type_name}")
     known = space_blocks(space)
     found: dict[str, dict] = {}
+    problems = Problems()
+    paths = [Path(p) for p in (paths if isinstance(paths, (list, tuple)) else [paths])]
+    check_distinct_files([(path, f"input {i + 1}") for i, path in enumerate(paths)], problems, "lookup table")
+    problems.raise_any()
 
     def add(block, stats, source, path, line, key):
         if not belongs_to_space(block, known):
@@ -172,40 +192,57 @@ def lut_blocks(paths, space) -> list[tuple[BlockSpec, dict, dict]]:
                 f"{where(path, line)}: {key!r} is block {block.key}, which no architecture of the space runs "
                 f"(a table for another width or resolution set? the space's stem is {space.stem_width} "
                 f"channels, its stages {list(space.stage_widths)})")
-        entry = found.setdefault(block.key, {"block": block, "values": [], "stds": [], "runs": [], "sources": []})
+        entry = found.setdefault(block.key, {"block": block, "values": [], "stds": [], "runs": [], "sources": [],
+                                             "where": []})
         entry["values"].append(stats["mean"])
         entry["stds"].append(stats.get("std"))
         entry["runs"].append(int(stats["count"]) if "count" in stats else None)
         entry["sources"].append(source)
+        entry["where"].append(where(path, line))
 
-    for path in [Path(p) for p in (paths if isinstance(paths, (list, tuple)) else [paths])]:
-        heads: dict[str, list] = {part: [] for part in HEAD_PARTS}
-        for key, line, stats in _entries(path):
+    for path in paths:
+        with problems.collect():
+            _table_blocks(path, space, add, problems)
+    check_repeats({key: entry["where"] for key, entry in found.items()}, merge_duplicates, "block", problems)
+    problems.raise_any()
+    out = []
+    for entry in found.values():
+        stats = pooled_stats(entry["values"], entry["stds"], entry["runs"])
+        out.append((entry["block"], stats, {"ofa_lut": entry["sources"]}))
+    return out
+
+
+def _table_blocks(path: Path, space, add, problems: Problems) -> None:
+    """Every block of one lookup table, passed to ``add``; problems collected per entry."""
+    heads: dict[str, list] = {part: [] for part in HEAD_PARTS}
+    for key, line, stats in _entries(path):
+        with problems.collect():
             kind, inp, out, fields = _parse_key(key, path, line)
             source = {"file": path.name, "line": line, "keys": [key]}
+            unknown = sorted(set(fields) - set(MBCONV_FIELDS if kind == "expanded_conv" else ()))
+            if unknown:
+                raise ImportFormatError(f"{where(path, line)}: {key!r}: field(s) {unknown} unknown for a {kind} entry"
+                                        + (f" (its fields: {list(MBCONV_FIELDS)})" if kind == "expanded_conv" else ""))
+            if kind in ("Conv", "expanded_conv") and (len(inp) != 3 or len(out) != 3):
+                raise ImportFormatError(f"{where(path, line)}: {key!r}: shapes must be HxWxC")
             if kind == "Conv":
-                if len(inp) != 3 or len(out) != 3:
-                    raise ImportFormatError(f"{where(path, line)}: {key!r}: shapes must be HxWxC")
-                block = StemBlock(inp[0], inp[2], out[2], 3, _stride(inp[0], out[0], path, line), "h_swish")
+                block = _block(lambda: StemBlock(inp[0], inp[2], out[2], 3, _stride(inp[0], out[0], path, line),
+                                                 "h_swish"), path, line, key)
                 add(block, stats, source, path, line, key)
             elif kind == "expanded_conv":
-                if len(inp) != 3 or len(out) != 3:
-                    raise ImportFormatError(f"{where(path, line)}: {key!r}: shapes must be HxWxC")
                 add(_mbconv(space, inp, out, fields, path, line, key), stats, source, path, line, key)
             elif kind in HEAD_PARTS:
                 heads[kind].append((key, line, stats, inp, out))
             elif kind == NULL_LAYER:
                 if inp != out:
                     raise ImportFormatError(f"{where(path, line)}: {key!r}: a null block's output is its input")
-                try:
-                    block = NullBlock(inp)
-                except ConfigError as error:
-                    raise ImportFormatError(f"{where(path, line)}: {key!r}: {error}") from None
-                add(block, stats, source, path, line, key)
+                add(_block(lambda: NullBlock(inp), path, line, key), stats, source, path, line, key)
             else:
                 raise ImportFormatError(f"{where(path, line)}: layer type {kind!r} unknown; a MobileNetV3 lookup "
                                         f"table has Conv, expanded_conv, {', '.join(HEAD_PARTS)} (and {NULL_LAYER})")
-        for key, line, stats, inp, out in heads["Conv_1"]:
+    used = set()
+    for key, line, stats, inp, out in heads["Conv_1"]:
+        with problems.collect():
             h, cin, final = inp[0], inp[-1], out[-1]
             pool = [e for e in heads["AvgPool2D"] if e[3][0] == h and e[3][-1] == final]
             mix = [e for e in heads["Conv_2"] if e[3][-1] == final]
@@ -219,39 +256,40 @@ def lut_blocks(paths, space) -> list[tuple[BlockSpec, dict, dict]]:
                 raise ImportFormatError(f"{where(path, line)}: the head of {key!r} needs one Logits-input:1x1x"
                                         f"{feature}-... entry; found {len(logits)}")
             parts = [(key, line, stats), pool[0][:3], mix[0][:3], logits[0][:3]]
+            used.update(p[0] for p in parts)
             mean = sum(p[2]["mean"] for p in parts)
             std = math.sqrt(sum(p[2].get("std", 0.0) ** 2 for p in parts))
             counts = [p[2]["count"] for p in parts if "count" in p[2]]
-            block = ClassifierHeadBlock(h, cin, final, feature, int(logits[0][4][-1]), "h_swish")
+            block = _block(lambda: ClassifierHeadBlock(h, cin, final, feature, int(logits[0][4][-1]), "h_swish"),
+                           path, line, key)
             add(block, {"mean": mean, "std": std, **({"count": min(counts)} if counts else {})},
                 {"file": path.name, "line": line, "keys": [p[0] for p in parts]}, path, line, key)
-        used = {k for entry in found.values() for s in entry["sources"] if s["file"] == path.name for k in s["keys"]}
-        for part in HEAD_PARTS[1:]:
-            for key, line, *_ in heads[part]:
-                if key not in used:
-                    raise ImportFormatError(f"{where(path, line)}: {key!r} belongs to no head (no Conv_1 entry "
-                                            f"leads to it)")
-    out = []
-    for entry in found.values():
-        stats = pooled_stats(entry["values"], entry["stds"], entry["runs"])
-        out.append((entry["block"], stats, {"ofa_lut": entry["sources"]}))
-    return out
+    for part in HEAD_PARTS[1:]:
+        for key, line, *_ in heads[part]:
+            if key not in used:
+                problems.add(f"{where(path, line)}: {key!r} belongs to no head (no Conv_1 entry leads to it)")
 
 
 def import_ofa_lut(paths, out, space, device: str, *, overwrite: bool = False, backend: str = "ofa-lut",
                    backend_version: str = "unknown", precision: str = "fp32", threads: int = 1,
-                   batch_size: int = 1) -> Profile:
-    """Write a block profile from Once-for-All lookup table(s) (one file per resolution)."""
+                   batch_size: int = 1, merge_duplicates: bool = False, on_implausible: str = "warn") -> Profile:
+    """Write a block profile from Once-for-All lookup table(s) (one file per resolution); ``out``
+    may be none of the tables (nor a space file), even with ``overwrite``."""
     paths = [Path(p) for p in (paths if isinstance(paths, (list, tuple)) else [paths])]
+    reads = [("a lookup table given as input", p) for p in paths]
+    reads += [("the --space file", space_file(space))] if space_file(space) else []
+    check_not_an_input(out, reads)
     space = load_space(space)
-    blocks = lut_blocks(paths, space)
+    blocks = lut_blocks(paths, space, merge_duplicates)
+    merged = [{"key": block.key, "sources": [where(s["file"], s["line"]) for s in provenance["ofa_lut"]]}
+              for block, _, provenance in blocks if len(provenance["ofa_lut"]) > 1]
     header = profile_header("block", space, device=device, backend=backend, backend_version=backend_version,
                             threads=threads, batch_size=batch_size, precision=precision,
                             protocol={"tool": "Once-for-All latency lookup table",
                                       "statistics": "mean and std as recorded; median, p10, p90 = mean"},
-                            source=[p.name for p in paths])
+                            source=[p.name for p in paths], merged=merged)
     records = [block_record(block, stats, **provenance) for block, stats, provenance in blocks]
-    return write_profile(out, header, records, overwrite=overwrite)
+    return write_profile(out, header, records, overwrite=overwrite, reads=reads, on_implausible=on_implausible)
 
 
 def _hw(size: int, channels: int) -> str:
@@ -308,6 +346,8 @@ def export_ofa_lut(profile, out, *, statistic: str = "mean", overwrite: bool = F
     import yaml
 
     out = Path(out)
+    if not isinstance(profile, Profile):
+        check_not_an_input(out, [("the block profile given as input", profile)])
     if out.exists() and not overwrite:
         raise ImportFormatError(f"{out} already exists; choose another --out or pass --overwrite")
     entries = ofa_lut_entries(profile, statistic)

@@ -39,8 +39,9 @@ from ofa.spaces import SearchSpace
 from ofa.spaces.columns import gene_column_names, genes_from_values
 
 from ..dataset import Profile, block_record
-from .common import (ImportFormatError, load_space, network_record, parse_arch, parse_block, parse_number,
-                     pooled_stats, profile_header, read_text, space_blocks, where, write_profile)
+from .common import (ImportFormatError, Problems, check_repeats, load_space, network_record, parse_arch,
+                     parse_block, parse_number, pooled_stats, profile_header, read_text, space_blocks, space_file,
+                     where, write_profile)
 
 TABLE_SUFFIXES = (".csv", ".tsv")
 UNITS = {"ms": 1.0, "us": 1e-3, "s": 1e3}
@@ -73,23 +74,33 @@ class LatencyTable:
         return [row[j] for row in self.rows]
 
     def numbers(self, spec: str, what: str, *, positive: bool = True, allow_zero: bool = False,
-                combine: str = "sum") -> np.ndarray:
-        """The numbers of a column, or of ``a+b`` (summed, or ``combine="rss"``: root sum of squares)."""
+                combine: str = "sum", integer: bool = False) -> np.ndarray:
+        """The numbers of a column, or of ``a+b`` (summed, or ``combine="rss"``: root sum of squares);
+        every bad cell of every row is reported at once."""
         parts = [part.strip() for part in spec.split("+")]
         if not all(parts):
             raise ImportFormatError(f"{what} {spec!r}: give a column name or names joined by '+'")
         indices = [self.index(part, f"{what} column") for part in parts]
         out = np.empty(len(self.rows))
+        problems = Problems()
         for r, (row, line) in enumerate(zip(self.rows, self.lines)):
             values = []
             for part, j in zip(parts, indices):
                 cell = row[j].strip()
                 if cell == "" or cell.lower() in ("nan", "na", "n/a", "null", "none"):
-                    raise ImportFormatError(f"{where(self.path, line)}: {what} column {part!r} is "
-                                            f"{cell or 'empty'}; every row needs a finite number")
-                values.append(parse_number(cell, self.path, line, f"{what} column {part!r}", positive=positive,
-                                           allow_zero=allow_zero))
-            out[r] = sum(values) if combine == "sum" else math.sqrt(sum(v * v for v in values))
+                    problems.add(f"{where(self.path, line)}: {what} column {part!r} is {cell or 'empty'}; every "
+                                 f"row needs a finite number")
+                    continue
+                with problems.collect():
+                    values.append(parse_number(cell, self.path, line, f"{what} column {part!r}", positive=positive,
+                                               allow_zero=allow_zero, integer=integer))
+            if len(values) == len(parts):
+                total = sum(values) if combine == "sum" else math.sqrt(sum(v * v for v in values))
+                if not math.isfinite(total):
+                    problems.add(f"{where(self.path, line)}: {what} {spec!r} overflows "
+                                 f"({' + '.join(map(str, values))})")
+                out[r] = total
+        problems.raise_any()
         return out
 
 
@@ -120,14 +131,19 @@ def read_table(path, delimiter: str | None = None) -> LatencyTable:
     if delimiter is None:
         delimiter = "\t" if (path.suffix.lower() == ".tsv" or "\t" in header_line) else (
             ";" if header_line.count(";") > header_line.count(",") else ",")
+    if not isinstance(delimiter, str) or len(delimiter) != 1 or delimiter in ('"', "\r", "\n"):
+        raise ImportFormatError(f"{path}: delimiter {delimiter!r} must be one character (not a quote or newline)")
+    problems = Problems()
     rows, lines = [], []
     for number, line in numbered:
         try:
-            cells = next(csv.reader(io.StringIO(line), delimiter=delimiter, skipinitialspace=True))
+            cells = next(csv.reader(io.StringIO(line), delimiter=delimiter, skipinitialspace=True), [])
         except csv.Error as error:
-            raise ImportFormatError(f"{where(path, number)}: not a valid CSV line ({error})") from None
+            problems.add(f"{where(path, number)}: not a valid CSV line ({error})")
+            continue
         rows.append(cells)
         lines.append(number)
+    problems.raise_any()
     columns = tuple(c.strip() for c in rows[0])
     if any(not c for c in columns):
         raise ImportFormatError(f"{where(path, lines[0])}: the header has an empty column name: {list(columns)}")
@@ -139,10 +155,11 @@ def read_table(path, delimiter: str | None = None) -> LatencyTable:
         if len(cells) == len(columns) + 1 and not cells[-1].strip():
             cells = cells[:-1]  # a trailing delimiter
         if len(cells) != len(columns):
-            raise ImportFormatError(f"{where(path, number)}: {len(cells)} cells, but the header has "
-                                    f"{len(columns)} columns")
+            problems.add(f"{where(path, number)}: {len(cells)} cells, but the header has {len(columns)} columns")
+            continue
         body.append(cells)
         body_lines.append(number)
+    problems.raise_any()
     if not body:
         raise ImportFormatError(f"{path}: the table has a header but no rows")
     return LatencyTable(path, columns, body, body_lines)
@@ -156,16 +173,19 @@ def _scale(unit: str) -> float:
 
 def table_latencies(table: LatencyTable, latency: str, std: str | None = None, runs: str | None = None,
                     unit: str = "ms") -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
-    """``(latency_ms, std_ms or None, runs or None)`` per row."""
+    """``(latency_ms, std_ms or None, runs or None)`` per row; every bad cell reported at once."""
     scale = _scale(unit)
-    y = table.numbers(latency, "latency", allow_zero=False) * scale
-    s = table.numbers(std, "std", allow_zero=True, combine="rss") * scale if std else None
-    n = None
+    problems = Problems()
+    y = s = n = None
+    with problems.collect():
+        y = table.numbers(latency, "latency", allow_zero=False) * scale
+    if std:
+        with problems.collect():
+            s = table.numbers(std, "std", allow_zero=True, combine="rss") * scale
     if runs:
-        n = table.numbers(runs, "runs", allow_zero=False)
-        bad = [line for line, v in zip(table.lines, n) if v != round(v)]
-        if bad:
-            raise ImportFormatError(f"{where(table.path, bad[0])}: runs must be a whole number")
+        with problems.collect():
+            n = table.numbers(runs, "runs", allow_zero=False, integer=True)
+    problems.raise_any()
     return y, s, n
 
 
@@ -182,37 +202,53 @@ def table_features(table: LatencyTable, features: Sequence[str], latency: str,
 def _arch_of_gene_row(space: SearchSpace, table: LatencyTable, names, r: int):
     """The architecture of row ``r`` from its gene columns (values; empty = does not run)."""
     values = []
+    problems = Problems()
     for name in names:
         cell = table.rows[r][table.index(name)].strip()
-        values.append(float("nan") if cell == "" or cell.lower() in ("none", "null", "-") else
-                      parse_number(cell, table.path, table.lines[r], f"gene column {name!r}"))
+        if cell == "" or cell.lower() in ("none", "null", "-"):
+            values.append(float("nan"))
+            continue
+        with problems.collect():
+            values.append(parse_number(cell, table.path, table.lines[r], f"gene column {name!r}"))
+    problems.raise_any()
     try:
         return space.from_genes(genes_from_values(space, np.array([values])))[0]
-    except ConfigError as error:  # which value is not a choice, or a running block without a value
+    except (ConfigError, ValueError, OverflowError) as error:  # a value not a choice, a running block without one
         raise ImportFormatError(f"{where(table.path, table.lines[r])}: not an architecture of the space: "
                                 f"{str(error).removeprefix('row 0: ')}") from None
 
 
 def table_records(table: LatencyTable, space: SearchSpace, *, latency: str, std: str | None = None,
                   runs: str | None = None, arch_column: str | None = None, block_column: str | None = None,
-                  unit: str = "ms") -> tuple[str, list[dict]]:
-    """``(level, records)`` of a table whose rows name architectures or blocks."""
-    y, s, n = table_latencies(table, latency, std, runs, unit)
+                  unit: str = "ms", merge_duplicates: bool = False) -> tuple[str, list[dict]]:
+    """``(level, records)`` of a table whose rows name architectures or blocks. Rows that
+    measure the same architecture (block) are refused unless ``merge_duplicates``: then
+    they are pooled as samples, and each record lists its rows (``source.lines``)."""
     if arch_column and block_column:
         raise ImportFormatError("give either an architecture column or a block column, not both")
+    problems = Problems()
+    y = s = n = None
+    with problems.collect():
+        y, s, n = table_latencies(table, latency, std, runs, unit)
     groups: dict[str, dict] = {}
+
+    def each_row(parse):
+        for r in range(len(table)):
+            with problems.collect():
+                value = parse(r)
+                key = value.key if level == "block" else value.to_json()
+                groups.setdefault(key, {"value": value, "rows": []})["rows"].append(r)
+
     if block_column:
         level = "block"
         known = space_blocks(space)
         keys = table.cells(block_column, "block column")
-        for r, key in enumerate(keys):
-            block = parse_block({"block_key": key.strip()}, table.path, table.lines[r], known, space)
-            groups.setdefault(block.key, {"value": block, "rows": []})["rows"].append(r)
+        each_row(lambda r: parse_block({"block_key": keys[r].strip()}, table.path, table.lines[r], known, space))
     else:
         level = "network"
         if arch_column:
             cells = table.cells(arch_column, "architecture column")
-            archs = [parse_arch(space, cell, table.path, table.lines[r]) for r, cell in enumerate(cells)]
+            each_row(lambda r: parse_arch(space, cells[r], table.path, table.lines[r]))
         else:
             names = gene_column_names(space)
             missing = [name for name in names if name not in table.columns]
@@ -222,9 +258,11 @@ def table_records(table: LatencyTable, space: SearchSpace, *, latency: str, std:
                     f"column (block keys), or one column per gene of the {space.type_name} space ({len(names)} "
                     f"columns: {list(names[:4])} ... {names[-1]!r}; missing {missing[:3]}...); for other "
                     f"columns fit on them as free features (fit_predictor.py --feature-columns)")
-            archs = [_arch_of_gene_row(space, table, names, r) for r in range(len(table))]
-        for r, arch in enumerate(archs):
-            groups.setdefault(arch.to_json(), {"value": arch, "rows": []})["rows"].append(r)
+            each_row(lambda r: _arch_of_gene_row(space, table, names, r))
+    what = "block" if level == "block" else "architecture"
+    sources = {key: [where(table.path, table.lines[r]) for r in group["rows"]] for key, group in groups.items()}
+    check_repeats(sources, merge_duplicates, what, problems)
+    problems.raise_any()
     records = []
     for group in groups.values():
         rows = group["rows"]
@@ -241,22 +279,33 @@ def table_records(table: LatencyTable, space: SearchSpace, *, latency: str, std:
 def table_profile(path, space, device: str, *, latency: str, std: str | None = None, runs: str | None = None,
                   arch_column: str | None = None, block_column: str | None = None, unit: str = "ms",
                   backend: str = "table", backend_version: str = "unknown", precision: str = "fp32",
-                  threads: int = 1, batch_size: int = 1, delimiter: str | None = None) -> Profile:
+                  threads: int = 1, batch_size: int = 1, delimiter: str | None = None,
+                  merge_duplicates: bool = False) -> Profile:
     """The profile a table describes, in memory (nothing written): what
     ``fit_predictor.py --profile table.csv`` fits on."""
     table = read_table(path, delimiter)
     space = load_space(space)
     level, records = table_records(table, space, latency=latency, std=std, runs=runs, arch_column=arch_column,
-                                   block_column=block_column, unit=unit)
+                                   block_column=block_column, unit=unit, merge_duplicates=merge_duplicates)
+    merged = [{"key": str(r.get("key") or r["arch"]), "sources": [where(table.path, line)
+                                                                     for line in r["source"]["lines"]]}
+              for r in records if len(r["source"]["lines"]) > 1]
     header = profile_header(level, space, device=device, backend=backend, backend_version=backend_version,
                             threads=threads, batch_size=batch_size, precision=precision,
                             protocol={"tool": "table import", "latency_column": latency, "std_column": std,
                                       "runs_column": runs, "unit": unit},
-                            source=str(Path(path).name))
+                            source=str(Path(path).name), merged=merged)
     return Profile(header, records, None)
 
 
-def import_table(path, out, space, device: str, *, overwrite: bool = False, **options) -> Profile:
-    """Write the profile a table describes to ``out`` (see :func:`table_profile` for the options)."""
+def import_table(path, out, space, device: str, *, overwrite: bool = False, on_implausible: str = "warn",
+                 **options) -> Profile:
+    """Write the profile a table describes to ``out`` (see :func:`table_profile` for the options);
+    ``out`` may not be the table (nor a space file), even with ``overwrite``."""
+    from .common import check_not_an_input
+
+    reads = [("the table", Path(path))] + ([("the --space file", space_file(space))] if space_file(space) else [])
+    check_not_an_input(out, reads)
     profile = table_profile(path, space, device, **options)
-    return write_profile(out, profile.header, profile.records, overwrite=overwrite)
+    return write_profile(out, profile.header, profile.records, overwrite=overwrite, reads=reads,
+                         on_implausible=on_implausible)

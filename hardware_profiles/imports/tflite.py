@@ -47,10 +47,9 @@ import re
 from pathlib import Path
 
 from ..dataset import Profile, block_record
-from .common import (ImportFormatError, Manifest, network_record, parse_number, pooled_stats, profile_header,
-                     read_manifest, read_text, single_stats, where, write_profile)
-
-LEVELS = ("network", "block")
+from .common import LEVELS  # noqa: F401 - re-exported: tflite.LEVELS as before
+from .common import (ImportFormatError, Manifest, Problems, check_repeats, network_record, parse_number,
+                     pooled_stats, profile_header, read_manifest, read_text, single_stats, where, write_profile)
 _TIMINGS_NEW = re.compile(r"Inference timings in us:.*?Inference \(avg\):\s*([0-9.eE+]+)")
 _TIMINGS_OLD = re.compile(r"Average inference timings in us:.*?Inference:\s*([0-9.eE+]+)")
 _COUNT = re.compile(r"(?:^|\s)count=(\d+)\s+first=\S+\s+curr=\S+\s+min=([0-9.eE+]+)\s+max=([0-9.eE+]+)\s+"
@@ -78,8 +77,16 @@ def parse_timings(path) -> dict:
         line = lines[number - 1]
         match = _COUNT.search(line)
         if match and "Timings (microseconds)" not in line:
-            out.update(runs=int(match.group(1)), min_ms=float(match.group(2)) / 1000,
-                       max_ms=float(match.group(3)) / 1000, std_ms=float(match.group(5)) / 1000)
+            problems = Problems()
+            values = {}
+            for key, group, what in (("runs", 1, "count"), ("min_ms", 2, "min"), ("max_ms", 3, "max"),
+                                     ("std_ms", 5, "std")):
+                with problems.collect():
+                    values[key] = parse_number(match.group(group), path, number, what, positive=True,
+                                               allow_zero=key != "runs", integer=key == "runs")
+            problems.raise_any()
+            out.update(runs=values["runs"], min_ms=values["min_ms"] / 1000, max_ms=values["max_ms"] / 1000,
+                       std_ms=values["std_ms"] / 1000)
             break
     return out
 
@@ -108,16 +115,19 @@ def parse_op_profile(path) -> list[dict]:
         raise ImportFormatError(f"{where(path, header_number)}: the Run Order header lacks {missing}; got {header}")
     index = {name: i for i, name in enumerate(header)}
     ops = []
+    problems = Problems()
     for number in range(header_number + 1, len(lines) + 1):
         line = lines[number - 1]
         if not line.strip() or line.strip().startswith("="):
             break
         cells = [c.strip() for c in line.split("\t") if c.strip()]
         if len(cells) < len(header):
-            raise ImportFormatError(f"{where(path, number)}: {len(cells)} tab-separated cells, the header has "
-                                    f"{len(header)}")
-        ops.append({"type": cells[index["[node type]"]], "name": cells[index["[Name]"]], "line": number,
-                    "avg_ms": parse_number(cells[index["[avg ms]"]], path, number, "[avg ms]", positive=True)})
+            problems.add(f"{where(path, number)}: {len(cells)} tab-separated cells, the header has {len(header)}")
+            continue
+        with problems.collect():
+            ops.append({"type": cells[index["[node type]"]], "name": cells[index["[Name]"]], "line": number,
+                        "avg_ms": parse_number(cells[index["[avg ms]"]], path, number, "[avg ms]", positive=True)})
+    problems.raise_any()
     if not ops:
         raise ImportFormatError(f"{where(path, start)}: the Run Order table has no op rows")
     return ops
@@ -162,17 +172,22 @@ def op_block_latencies(ops: list[dict], blocks: list, path) -> list[tuple[object
     if empty:
         raise ImportFormatError(f"{path}: no op was attributed to block(s) {empty}; the op names do not follow "
                                 f"the exported module names (see docs/imports.md)")
+    free = [name for (name, _), total in zip(blocks, totals) if total <= 0]
+    if free:
+        raise ImportFormatError(f"{path}: the ops of block(s) {free} add up to 0 ms: an imported measurement "
+                                f"must be > 0 (a profile printed with too few decimals, or a block whose ops a "
+                                f"delegate ran elsewhere)")
     return [(block, total, count) for (_, block), total, count in zip(blocks, totals, counts)]
 
 
-def tflite_profile(manifest_path) -> Profile:
-    """The profile a manifest of ``benchmark_model`` outputs describes (in memory)."""
+def tflite_profile(manifest_path, merge_duplicates: bool = False) -> Profile:
+    """The profile a manifest of ``benchmark_model`` outputs describes (in memory). The same
+    architecture in several entries is refused unless ``merge_duplicates``; at level block,
+    a block that several networks run is always pooled (that is how blocks are measured)."""
     manifest: Manifest = read_manifest(manifest_path, "tflite-benchmark",
                                        {"backend": "tflite", "precision": "fp32", "level": "network"})
     data, space = manifest.data, manifest.space
     level = data["level"]
-    if level not in LEVELS:
-        raise ImportFormatError(f"{manifest_path}: level {level!r} unknown; allowed: {list(LEVELS)}")
     bad = [e for e in manifest.entries if e.target != "arch"]
     if bad:
         raise ImportFormatError(f"{where(manifest_path, bad[0].line)}: a benchmark_model output measures a "
@@ -181,18 +196,24 @@ def tflite_profile(manifest_path) -> Profile:
         raise ImportFormatError(f"{manifest_path}: level block maps op names to MobileNetV3 blocks; the space is "
                                 f"{space.type_name}: import at level network")
     groups: dict[str, dict] = {}
+    problems = Problems()
+    archs: dict[str, list[str]] = {}
     for entry in manifest.entries:
-        if level == "network":
-            timing = parse_timings(entry.file)
-            stats = single_stats(timing["mean_ms"], timing.get("std_ms"), timing.get("runs"))
-            group = groups.setdefault(entry.value.to_json(), {"value": entry.value, "samples": []})
-            group["samples"].append((stats, {"file": entry.file.name, "line": timing["line"],
-                                             **{k: timing[k] for k in ("min_ms", "max_ms") if k in timing}}))
-        else:
-            ops = parse_op_profile(entry.file)
-            for block, total, count in op_block_latencies(ops, space.blocks(entry.value), entry.file):
-                group = groups.setdefault(block.key, {"value": block, "samples": []})
-                group["samples"].append((single_stats(total), {"file": entry.file.name, "ops": count}))
+        archs.setdefault(entry.value.to_json(), []).append(f"{where(manifest.path, entry.line)} ({entry.file.name})")
+        with problems.collect():
+            if level == "network":
+                timing = parse_timings(entry.file)
+                stats = single_stats(timing["mean_ms"], timing.get("std_ms"), timing.get("runs"))
+                group = groups.setdefault(entry.value.to_json(), {"value": entry.value, "samples": []})
+                group["samples"].append((stats, {"file": entry.file.name, "line": timing["line"],
+                                                 **{k: timing[k] for k in ("min_ms", "max_ms") if k in timing}}))
+            else:
+                ops = parse_op_profile(entry.file)
+                for block, total, count in op_block_latencies(ops, space.blocks(entry.value), entry.file):
+                    group = groups.setdefault(block.key, {"value": block, "samples": []})
+                    group["samples"].append((single_stats(total), {"file": entry.file.name, "ops": count}))
+    merged = check_repeats(archs, merge_duplicates, "architecture", problems)
+    problems.raise_any()
     records = []
     for group in groups.values():
         samples = group["samples"]
@@ -210,11 +231,16 @@ def tflite_profile(manifest_path) -> Profile:
                             protocol={"tool": "TFLite benchmark_model",
                                       "latency": ("Inference (avg)" if level == "network"
                                                   else "sum of the block's ops' avg ms (Run Order table)")},
-                            source=Path(manifest_path).name)
-    return Profile(header, records, None)
+                            source=Path(manifest_path).name, merged=merged)
+    profile = Profile(header, records, None)
+    profile.reads = manifest.reads
+    return profile
 
 
-def import_tflite_benchmark(manifest_path, out, *, overwrite: bool = False) -> Profile:
-    """Write the profile of a manifest of ``benchmark_model`` outputs (atomic, validated)."""
-    profile = tflite_profile(manifest_path)
-    return write_profile(out, profile.header, profile.records, overwrite=overwrite)
+def import_tflite_benchmark(manifest_path, out, *, overwrite: bool = False, merge_duplicates: bool = False,
+                            on_implausible: str = "warn") -> Profile:
+    """Write the profile of a manifest of ``benchmark_model`` outputs (atomic, validated); ``out``
+    may be none of the files the import reads."""
+    profile = tflite_profile(manifest_path, merge_duplicates)
+    return write_profile(out, profile.header, profile.records, overwrite=overwrite, reads=profile.reads,
+                         on_implausible=on_implausible)

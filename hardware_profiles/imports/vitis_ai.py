@@ -34,8 +34,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..dataset import Profile, block_record
-from .common import (ImportFormatError, Manifest, network_record, parse_number, pooled_stats, profile_header,
-                     read_manifest, read_text, where, write_profile)
+from .common import (ImportFormatError, Manifest, Problems, check_repeats, network_record, parse_number,
+                     pooled_stats, profile_header, read_manifest, read_text, where, write_profile)
 
 SECTION = "DPU Summary"
 REQUIRED = ("Kernel Name", "Number Of Runs", "CU Full Name", "Minimum Time (ms)", "Average Time (ms)",
@@ -77,34 +77,44 @@ def parse_profile_summary(path) -> dict:
                                 f"expected {list(REQUIRED + OPTIONAL)}")
     index = {name: i for i, name in enumerate(header)}
     dpu, cpu = [], []
+    problems = Problems()
     for number in range(header_line + 1, len(lines) + 1):
         line = lines[number - 1]
         if not line.strip():
             break  # the section ends at a blank line
-        cells = _cells(line)
-        if len(cells) < len(REQUIRED):
-            raise ImportFormatError(f"{where(path, number)}: {len(cells)} cells; a {SECTION} row has at least "
-                                    f"{len(REQUIRED)} ({', '.join(REQUIRED)})")
-        cu = cells[index["CU Full Name"]]
-        row = {"name": cells[index["Kernel Name"]], "cu": cu, "line": number,
-               "runs": parse_number(cells[index["Number Of Runs"]], path, number, "Number Of Runs", positive=True,
-                                    allow_zero=False)}
-        for key, column in (("min_ms", "Minimum Time (ms)"), ("avg_ms", "Average Time (ms)"),
-                            ("max_ms", "Maximum Time (ms)")):
-            row[key] = parse_number(cells[index[column]], path, number, column, positive=True)
-        if row["avg_ms"] <= 0:
-            raise ImportFormatError(f"{where(path, number)}: Average Time (ms) is 0: not a measurement")
-        if cu.upper() == "CPU":
-            cpu.append(row)
-            continue
-        for key, column in (("workload_gop", "Workload(GOP)"), ("mem_io_mb", "Mem IO(MB)")):
-            if column in index and index[column] < len(cells) and cells[index[column]]:
-                row[key] = parse_number(cells[index[column]], path, number, column, positive=True)
-        dpu.append(row)
+        with problems.collect():
+            row = _summary_row(_cells(line), index, path, number)
+            (cpu if row["cu"].upper() == "CPU" else dpu).append(row)
+    problems.raise_any()
     if not dpu:
         raise ImportFormatError(f"{where(path, header_line)}: the {SECTION} section has no DPU subgraph row "
                                 f"(only CPU functions); was the DPU run traced?")
     return {"dpu": dpu, "cpu": cpu, "meta": meta}
+
+
+def _summary_row(cells: list[str], index: dict, path, number: int) -> dict:
+    """One row of the DPU Summary, every number checked (all its problems at once)."""
+    if len(cells) < len(REQUIRED) or max(index[c] for c in REQUIRED) >= len(cells):
+        raise ImportFormatError(f"{where(path, number)}: {len(cells)} cells; a {SECTION} row has at least "
+                                f"{len(REQUIRED)} ({', '.join(REQUIRED)})")
+    problems = Problems()
+    cu = cells[index["CU Full Name"]]
+    row = {"name": cells[index["Kernel Name"]], "cu": cu, "line": number}
+    numbers = [("runs", "Number Of Runs", True), ("min_ms", "Minimum Time (ms)", False),
+               ("avg_ms", "Average Time (ms)", False), ("max_ms", "Maximum Time (ms)", False)]
+    if cu.upper() != "CPU":
+        numbers += [(key, column, False) for key, column in (("workload_gop", "Workload(GOP)"),
+                                                             ("mem_io_mb", "Mem IO(MB)"))
+                    if column in index and index[column] < len(cells) and cells[index[column]]]
+    for key, column, integer in numbers:
+        with problems.collect():
+            row[key] = parse_number(cells[index[column]], path, number, column, positive=True,
+                                    allow_zero=key not in ("runs", "avg_ms"), integer=integer)
+    if not problems and not row["min_ms"] <= row["avg_ms"] <= row["max_ms"]:
+        problems.add(f"{where(path, number)}: Minimum {row['min_ms']:g} <= Average {row['avg_ms']:g} <= Maximum "
+                     f"{row['max_ms']:g} (ms) does not hold: the columns are shifted or the row is corrupt")
+    problems.raise_any()
+    return row
 
 
 def summary_latency(summary: dict) -> dict:
@@ -127,15 +137,23 @@ def summary_latency(summary: dict) -> dict:
             "lines": [r["line"] for r in summary["dpu"]]}
 
 
-def vitis_ai_profile(manifest_path) -> Profile:
-    """The profile a manifest of ``profile_summary.csv`` files describes (in memory)."""
+def vitis_ai_profile(manifest_path, merge_duplicates: bool = False) -> Profile:
+    """The profile a manifest of ``profile_summary.csv`` files describes (in memory). The same
+    block or architecture in several entries is refused unless ``merge_duplicates`` (then
+    pooled as samples, and listed in the header's ``merged``)."""
     manifest: Manifest = read_manifest(manifest_path, "vitis-ai", {"backend": "vitis-ai", "precision": "int8"})
     groups: dict[str, dict] = {}
+    problems = Problems()
     for entry in manifest.entries:
-        latency = summary_latency(parse_profile_summary(entry.file))
-        key = entry.value.key if entry.target == "block" else entry.value.to_json()
-        group = groups.setdefault(key, {"value": entry.value, "samples": []})
-        group["samples"].append((entry.file, latency))
+        with problems.collect():
+            latency = summary_latency(parse_profile_summary(entry.file))
+            key = entry.value.key if entry.target == "block" else entry.value.to_json()
+            group = groups.setdefault(key, {"value": entry.value, "samples": [], "where": []})
+            group["samples"].append((entry.file, latency))
+            group["where"].append(f"{where(manifest.path, entry.line)} ({entry.file.name})")
+    merged = check_repeats({key: group["where"] for key, group in groups.items()}, merge_duplicates,
+                           "block" if manifest.level == "block" else "architecture", problems)
+    problems.raise_any()
     records = []
     for group in groups.values():
         samples = group["samples"]
@@ -157,11 +175,16 @@ def vitis_ai_profile(manifest_path) -> Profile:
                             protocol={"tool": "vaitrace profile_summary.csv",
                                       "latency": "sum over DPU subgraphs of Average Time (ms)",
                                       "statistics": "median, p10, p90 = the average; std over repeated files"},
-                            source=Path(manifest_path).name)
-    return Profile(header, records, None)
+                            source=Path(manifest_path).name, merged=merged)
+    profile = Profile(header, records, None)
+    profile.reads = manifest.reads
+    return profile
 
 
-def import_vitis_ai(manifest_path, out, *, overwrite: bool = False) -> Profile:
-    """Write the profile of a manifest of Vitis AI profiler summaries (atomic, validated)."""
-    profile = vitis_ai_profile(manifest_path)
-    return write_profile(out, profile.header, profile.records, overwrite=overwrite)
+def import_vitis_ai(manifest_path, out, *, overwrite: bool = False, merge_duplicates: bool = False,
+                    on_implausible: str = "warn") -> Profile:
+    """Write the profile of a manifest of Vitis AI profiler summaries (atomic, validated); ``out``
+    may be none of the files the import reads (the manifest, the summaries, a space file)."""
+    profile = vitis_ai_profile(manifest_path, merge_duplicates)
+    return write_profile(out, profile.header, profile.records, overwrite=overwrite, reads=profile.reads,
+                         on_implausible=on_implausible)

@@ -81,6 +81,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                                          "one column per gene (kernel_sizes.0, ..., see docs/imports.md)")
     p.add_argument("--unit", choices=("ms", "us", "s"), help="--profile table: latency unit (default ms)")
     p.add_argument("--device", help="--profile table: device id of the predictor (default: the file name)")
+    p.add_argument("--merge-duplicates", action="store_true",
+                   help="--profile table: pool rows that measure the same architecture as samples (refused without)")
     p.add_argument("--target", default="top1", type=choice(("top1", "loss")), help="evaluation target: top1 or loss")
     p.add_argument("--split", help="use only evaluation records of this split")
     p.add_argument("--test-fraction", type=fraction, default=0.2, help="share of architectures held out (0.2)")

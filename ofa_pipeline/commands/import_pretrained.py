@@ -52,11 +52,17 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def _space_file(space) -> list[tuple[str, Path]]:
+    """The --space file (a space file or checkpoint), if --space names one: never an output."""
+    path = Path(space) if space else None
+    return [("the --space file", path)] if path is not None and path.is_file() else []
+
+
 def import_supernet(args) -> Path:
     from ofa.pretrained import convert_ofa_mbv3_checkpoint, save_converted_supernet
 
     source = check_input_file(args.checkpoint, "checkpoint")
-    inputs = [("the input checkpoint", source)]
+    inputs = [("the input checkpoint", source)] + _space_file(args.space)
     if args.data is not None:
         check_input_dir(args.data, "--data")
     out = check_output_path(args.out, inputs, kind=("checkpoint",), overwrite=args.overwrite, name="--out")
@@ -73,9 +79,9 @@ def import_accuracy_predictor(args) -> Path:
     from predictors.ofa_reference import convert_ofa_accuracy_predictor
 
     source = check_input_file(args.checkpoint, "checkpoint")
-    inputs = [("the input checkpoint", source)]
+    inputs = [("the input checkpoint", source)] + _space_file(args.space)
     if Path(args.space).suffix == ".pt":
-        inputs.append(("the --space checkpoint", check_input_file(args.space, "--space")))
+        check_input_file(args.space, "--space")
     out = check_output_path(args.out, inputs, kind=("predictor",), overwrite=args.overwrite, name="--out")
     from ofa.spaces import resolve_space
 

@@ -66,6 +66,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--import", dest="import_path", type=Path, metavar="RESULTS",
                    help="read the output of tools/phone_benchmark.sh into a profile (needs --bundle, --device, --out)")
     p.add_argument("--bundle", type=Path, help="the --export-ncnn directory the phone results belong to")
+    p.add_argument("--merge-duplicates", action="store_true",
+                   help="--import: pool a run listed twice (same model and repeat) as samples; refused without")
     return p.parse_args(argv)
 
 
@@ -116,9 +118,11 @@ def main(argv=None) -> int:
                 raise ConfigError("--import needs --bundle DIR, --device ID and --out FILE")
             check_input_file(args.import_path, "--import")
             check_input_dir(args.bundle, "--bundle")
-            check_output_path(args.out, [("the --import results", args.import_path)], kind=("profile",),
-                              name="--out")
-            profile = import_phone_results(args.import_path, args.bundle, args.out, device=args.device)
+            check_output_path(args.out, [("the --import results", args.import_path),
+                                         ("the bundle's manifest", args.bundle / "manifest.json")],
+                              kind=("profile",), name="--out")
+            profile = import_phone_results(args.import_path, args.bundle, args.out, device=args.device,
+                                           merge_duplicates=args.merge_duplicates)
             print(f"{args.out}: {len(profile)} records imported for device {profile.device}")
             return 0
         if args.export_ncnn is not None:

@@ -37,7 +37,7 @@ from pathlib import Path
 
 from ofa.cli import run_command
 from ofa.errors import ConfigError, PredictorError
-from ofa.validation import (ArgumentParser, check_input_file, check_output_path, finite_float, non_negative_int,
+from ofa.validation import (ArgumentParser, check_input_file, check_output_path, float_between, non_negative_int,
                             positive_float, positive_int)
 
 MIN_RANK_CORRELATION = 0.0  # an accuracy predictor that ranks subnets no better than chance misleads the search
@@ -72,7 +72,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--no-measure", action="store_true", help="do not measure latency on the real backends")
     p.add_argument("--ncnn", action="store_true", help="also convert each subnet to ncnn")
     p.add_argument("--int8", action="store_true", help="also quantise each subnet to INT8 and compare with FP32")
-    p.add_argument("--latency-confidence", type=finite_float, default=None,
+    p.add_argument("--latency-confidence", type=float_between(0.5, 1), default=None,
                    help="keep the latency predictor's upper bound at this confidence (0.5-1, e.g. 0.9) under the "
                         "budget instead of its point prediction, which the search leaves right at the budget")
     p.add_argument("--max-rounds", type=positive_int, default=3,
@@ -96,8 +96,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--accept-untrusted-predictor", action="store_true",
                    help="use an accuracy predictor whose recorded held-out rank correlation is below "
                         f"{MIN_RANK_CORRELATION} (it ranks subnets worse than chance)")
-    p.add_argument("--min-rank-correlation", type=finite_float, default=MIN_RANK_CORRELATION,
-                   help="smallest recorded Spearman correlation of the accuracy predictor accepted (%(default)s)")
+    p.add_argument("--min-rank-correlation", type=float_between(-1, 1, closed=True), default=MIN_RANK_CORRELATION,
+                   help="smallest recorded Spearman correlation of the accuracy predictor accepted, from -1 to 1 "
+                        "(%(default)s)")
     return p.parse_args(argv)
 
 

@@ -77,7 +77,8 @@ def vitis_samples(space) -> None:
         "entries:\n"
         f"  - file: stem.csv\n    block_key: \"{blocks[0].key}\"\n"
         f"  - file: block_a_run1.csv\n    block: {json.dumps(blocks[3].to_dict())}\n"
-        f"  - file: block_a_run2.csv\n    block_key: \"{blocks[3].key}\"\n"
+        f"  - file: block_a_run2.csv  # the same block again: pooled with --merge-duplicates\n"
+        f"    block_key: \"{blocks[3].key}\"\n"
         f"  - file: head.csv\n    block_key: \"{blocks[-1].key}\"\n")
     (HERE / "vitis-ai" / "manifest.yaml").write_text(manifest)
 
