@@ -365,7 +365,7 @@ case("plausibility", IMPORT, BENCH + ["--refuse-implausible"], ERR, "results.txt
 for value in ("int4", "FP32", "fp64", ""):
     case("options", IMPORT, TABLE + ["--precision", value], "ConfigError", "--precision", f"{value!r}",
          "['fp32', 'fp16', 'bf16', 'int8']")
-for argv, text in [(VITIS + ["--precision", "int8"], "--precision is for --format table / ofa-lut"),
+for argv, text in [(VITIS + ["--precision", "int8"], "--precision: a Vitis AI manifest gives these itself"),
                    (TFLITE + ["--device", "x"], "--device is for --format table / ofa-lut / benchncnn"),
                    (BENCH + ["--space", SPACE], "--space is for --format table / ofa-lut"),
                    (VITIS + ["--unit", "us"], "--unit is for --format table"),

@@ -10,6 +10,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -18,7 +19,7 @@ from typing import Any, Iterable
 
 from ofa.errors import ConfigError, OFAError, ProfileError
 from ofa.io import atomic_write_text
-from ofa.spaces import BlockSpec, NullBlock, SearchSpace, block_from_dict, block_from_key, resolve_space
+from ofa.spaces import BlockSpec, MBConvBlock, NullBlock, SearchSpace, block_from_dict, block_from_key, resolve_space
 from ofa.validation import PathError
 
 from ..dataset import Profile, make_block_header, make_header, parse_profile
@@ -40,6 +41,17 @@ class ImportFormatError(ProfileError):
     def __init__(self, message: str, problems: list[str] | None = None):
         super().__init__(message)
         self.problems = list(problems) if problems else [message]
+
+
+class BlockOutsideSpaceError(ImportFormatError):
+    """A measured block that no architecture of the space runs. An import refuses the whole
+    input for it (listing every such block at once) unless asked to skip them
+    (``skip_outside_space``, ``--skip-outside-space``); ``block`` is the block, ``named`` where
+    it is named (file:line and the name it had there)."""
+
+    def __init__(self, message: str, block: BlockSpec, named: str):
+        super().__init__(message)
+        self.block, self.named = block, named
 
 
 class ImplausibleLatencyWarning(UserWarning):
@@ -267,11 +279,94 @@ def parse_block(entry: dict, path, line: int | None, known: dict[str, BlockSpec]
             block = block_from_dict(entry["block"])
     except (ConfigError, TypeError, ValueError) as error:
         raise ImportFormatError(f"{where(path, line)}: not a valid block: {error}") from None
+    check_in_space(block, known, space, where(path, line))
+    return block
+
+
+def check_in_space(block: BlockSpec, known: dict[str, BlockSpec] | None, space: SearchSpace | None,
+                   named: str) -> None:
+    """:class:`BlockOutsideSpaceError` where ``block`` (named at ``named``) is not one of the
+    ``known`` blocks of the space (:func:`belongs_to_space`)."""
     if not belongs_to_space(block, known):
-        raise ImportFormatError(f"{where(path, line)}: block {block.key} does not exist in the "
-                                f"{space.type_name if space else ''} space {space.fingerprint if space else ''}: "
-                                f"no architecture runs it (check the space, its resolutions and channel widths; "
-                                f"space.distinct_blocks() lists every block)")
+        raise BlockOutsideSpaceError(f"{named}: block {block.key} does not exist in the "
+                                     f"{space.type_name if space else ''} space {space.fingerprint if space else ''}: "
+                                     f"no architecture runs it (check the space, its resolutions and channel widths; "
+                                     f"space.distinct_blocks() lists every block)", block, named)
+
+
+def outside_space(errors: list[BlockOutsideSpaceError], skip: bool, problems: Problems) -> list[dict]:
+    """The measured blocks outside the space, acted on: skipped and returned as
+    ``[{named, key}]`` (for the profile's header and the report) when the user asks
+    (``skip``), else one problem listing every one of them (never cut short: the user
+    fixes the space or the names from this list)."""
+    listed = [{"named": error.named, "key": error.block.key} for error in errors]
+    if skip or not errors:
+        return listed
+    if len(errors) == 1:
+        problems.add(f"{errors[0]}; pass --skip-outside-space (skip_outside_space=True) to import the others "
+                     f"without it")
+        return []
+    problems.add(f"{len(errors)} measured block(s) do not exist in the space (no architecture runs them); pass "
+                 f"--skip-outside-space (skip_outside_space=True) to import the others without them, or check the "
+                 f"space, its resolutions and channel widths:\n    "
+                 + "\n    ".join(f"{item['named']}: {item['key']}" for item in listed))
+    return []
+
+
+# --- block names ---------------------------------------------------------------------------------------------
+# The naming conventions a measured block's name may follow, so that files named after their
+# blocks need no manifest. ``ofa-latency``: the convention of public OFA latency datasets,
+# ``in_{C}x{H}x{W}-out_{C}-k{k}-e{e}-s{s}-{act}-se{0|1}`` (an MBConv block; the letters before the
+# kernel, expand ratio, stride and SE flag may be left out, a prefix such as ``blk07_`` before
+# ``in_`` is ignored); ``block-key``: this package's own ``BlockSpec.key`` (any block kind).
+NAME_PATTERNS = {
+    "ofa-latency": "in_{C}x{H}x{W}-out_{C}-k{kernel}-e{expand}-s{stride}-{relu|hswish}-se{0|1}",
+    "block-key": "kind:field=value:... (BlockSpec.key)",
+}
+_OFA_LATENCY_NAME = re.compile(
+    r"^(?:.*?[_-])?in_(?P<cin>\d+)x(?P<h>\d+)x(?P<w>\d+)-out_(?P<cout>\d+)(?:x\d+x\d+)?"
+    r"-k?(?P<k>\d+)-e?(?P<e>\d+(?:\.\d+)?)-s?(?P<s>\d+)-(?P<act>relu|h_?swish|hs)-(?P<se>se[01]?|nose|[01])$",
+    re.IGNORECASE)
+
+
+def block_from_name(name: str, space: SearchSpace, known: dict[str, BlockSpec] | None, named: str) -> BlockSpec:
+    """The block of the space a measured block's name stands for (:data:`NAME_PATTERNS`;
+    ``named``: where the name is, for messages). An ``ofa-latency`` name is matched against
+    the space's blocks (the space decides the middle and SE channels the name leaves out);
+    a name outside the space raises :class:`BlockOutsideSpaceError`."""
+    if ":" in name and "=" in name:
+        try:
+            block = block_from_key(name)
+        except ConfigError as error:
+            raise ImportFormatError(f"{named}: {name!r} is not a valid block key: {error}") from None
+        check_in_space(block, known, space, named)
+        return block
+    match = _OFA_LATENCY_NAME.match(name)
+    if match is None:
+        raise ImportFormatError(f"{named}: block name {name!r} follows none of the naming patterns "
+                                f"{list(NAME_PATTERNS.values())}; rename the file or list it in a manifest")
+    if known is None:
+        raise ImportFormatError(f"{named}: {name!r} names an MBConv block, but the {space.type_name} space does not "
+                                f"list MBConv blocks; use a manifest")
+    g = match.groupdict()
+    if g["h"] != g["w"]:
+        raise ImportFormatError(f"{named}: {name!r}: {g['h']}x{g['w']} input; the space's blocks are square")
+    wanted = (int(g["h"]), int(g["cin"]), int(g["cout"]), int(g["k"]), int(g["s"]), float(g["e"]),
+              "relu" if g["act"].lower() == "relu" else "h_swish", g["se"].lower() not in ("0", "se0", "nose"))
+    for block in known.values():
+        if block.kind == "mbconv" and (block.resolution, block.in_channels, block.out_channels, block.kernel,
+                                       block.stride, float(block.expand_ratio), block.activation,
+                                       block.se_channels > 0) == wanted:
+            return block
+    # not one of the space's blocks: the block it describes, for the out-of-space list
+    h, cin, cout, kernel, stride, ratio, activation, se = wanted
+    mid = space.mid_channels(cin, ratio) if hasattr(space, "mid_channels") else round(cin * ratio)
+    try:
+        block = MBConvBlock(h, cin, cout, mid, kernel, stride, space.se_channels(mid) if se else 0, activation,
+                            expand=ratio != 1, expand_ratio=ratio)
+    except (ConfigError, TypeError, ValueError) as error:
+        raise ImportFormatError(f"{named}: {name!r} is not a valid MBConv block: {error}") from None
+    check_in_space(block, known, space, named)
     return block
 
 
@@ -312,6 +407,7 @@ class Manifest:
     data: dict
     space: SearchSpace
     entries: list[ManifestEntry]
+    skipped: list[dict] = field(default_factory=list)  # blocks outside the space, skipped on request
 
     @property
     def level(self) -> str:
@@ -364,10 +460,12 @@ def check_settings(data: dict, path, problems: Problems) -> dict:
     return out
 
 
-def read_manifest(path, format_name: str, defaults: dict) -> Manifest:
+def read_manifest(path, format_name: str, defaults: dict, skip_outside_space: bool = False) -> Manifest:
     """A manifest (YAML or JSON): ``device``, ``space`` and ``entries``, each entry a
     ``file`` (relative to the manifest) and one of ``block`` / ``block_key`` / ``arch``.
-    Every problem (of the settings and of every entry) is reported at once."""
+    Every problem (of the settings and of every entry) is reported at once; blocks outside
+    the space are all listed in one problem, or skipped (``skip_outside_space``, listed in
+    ``Manifest.skipped``)."""
     path = Path(path)
     text = read_text(path, "manifest")
     data, node = load_yaml(text, path, "manifest")
@@ -396,21 +494,26 @@ def read_manifest(path, format_name: str, defaults: dict) -> Manifest:
         raw_entries = []
     lines = _entry_lines(node)
     known = space_blocks(space) if space is not None else None
-    entries, files = [], []
+    entries, files, outside = [], [], []
     for index, raw in enumerate(raw_entries or []):
         line = lines[index] if index < len(lines) else None
         with problems.collect():
-            entry = _manifest_entry(raw, index, path, line, space, known)
+            try:
+                entry = _manifest_entry(raw, index, path, line, space, known)
+            except BlockOutsideSpaceError as error:
+                outside.append(error)
+                continue
             if entry is not None:
                 entries.append(entry)
                 files.append((entry.file, f"{where(path, line)}: entry {index}"))
     check_distinct_files(files, problems, "measurement file")
+    skipped = outside_space(outside, skip_outside_space, problems)
     if len({e.target for e in entries}) > 1:
         problems.add(f"{path}: entries mix blocks and architectures; a profile holds one level: write two "
                      f"manifests")
     problems.raise_any()
     merged = {**defaults, **data}
-    return Manifest(path, merged, space, entries)
+    return Manifest(path, merged, space, entries, skipped)
 
 
 def _manifest_entry(raw, index: int, path: Path, line, space, known) -> ManifestEntry | None:

@@ -10,6 +10,12 @@ Vitis AI profiler summaries (profile_summary.csv) or TFLite benchmark_model
 outputs, listed in a manifest with the block or architecture each measured:
 
     python tools/import_profile.py --format vitis-ai zcu102/manifest.yaml --out profiles/zcu102.blocks.jsonl
+
+or, for Vitis AI, a folder of summaries named after their blocks (no manifest: one
+folder per block named like ``in_24x56x56-out_24-k3-e4-s1-relu-se0``, or a block key):
+
+    python tools/import_profile.py --format vitis-ai zcu102/ --space ofa-mbv3-w1.0 --device zcu102-b4096 \\
+        [--skip-outside-space] --out profiles/zcu102.blocks.jsonl
     python tools/import_profile.py --format tflite-benchmark pixel7/manifest.yaml --out profiles/pixel7.jsonl
 
 Once-for-All latency lookup tables (one YAML per resolution), in and out:
@@ -53,8 +59,9 @@ FORMAT_NAMES = ("table", "vitis-ai", "ofa-lut", "tflite-benchmark", "benchncnn")
 IMPORTS = ("table", "ofa-lut", "vitis-ai", "tflite-benchmark", "benchncnn")
 # the formats that read each option (others take it from their files: a manifest, the bundle)
 OPTION_FORMATS = {
-    "space": ("table", "ofa-lut"), "device": ("table", "ofa-lut", "benchncnn"), "backend": ("table", "ofa-lut"),
-    "backend_version": ("table", "ofa-lut"), "precision": ("table", "ofa-lut"), "threads": ("table", "ofa-lut"),
+    "space": ("table", "ofa-lut", "vitis-ai"), "device": ("table", "ofa-lut", "benchncnn", "vitis-ai"),
+    "backend": ("table", "ofa-lut"), "backend_version": ("table", "ofa-lut", "vitis-ai"),
+    "precision": ("table", "ofa-lut", "vitis-ai"), "skip_outside_space": ("vitis-ai",), "threads": ("table", "ofa-lut"),
     "batch_size": ("table", "ofa-lut"), "latency_column": ("table",), "std_column": ("table",),
     "runs_column": ("table",), "unit": ("table",), "arch_column": ("table",), "block_column": ("table",),
     "delimiter": ("table",), "statistic": ("ofa-lut --export",), "bundle": ("benchncnn",),
@@ -80,6 +87,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--merge-duplicates", action="store_true",
                    help="pool an architecture or block measured more than once (repeated rows, manifest entries, "
                         "tables, benchncnn runs) as samples, and list what was merged; refused without it")
+    p.add_argument("--skip-outside-space", action="store_true",
+                   help="vitis-ai: import the blocks of the space and skip (and list) those no architecture of "
+                        "the space runs; without it the import refuses them all, listed")
     p.add_argument("--refuse-implausible", action="store_true",
                    help="refuse latencies whose magnitude does not fit the networks' MACs (a likely unit mistake: "
                         "microseconds or seconds read as milliseconds) instead of importing them with a warning")
@@ -138,7 +148,17 @@ def check_arguments(args) -> list[Path]:
     elif args.format == "benchncnn":
         _require(args, ("bundle", "device"))
         check_input_dir(args.bundle, "--bundle")
-    inputs = [check_input_file(path, "input") for path in args.inputs]
+    folder = args.format == "vitis-ai" and Path(args.inputs[0]).is_dir()  # summaries named after their blocks
+    if folder:
+        _require(args, ("space", "device"))
+    elif args.format == "vitis-ai":
+        given = [f"--{n.replace('_', '-')}" for n in ("space", "device", "precision", "backend_version")
+                 if getattr(args, n) is not None]
+        if given:
+            raise ConfigError(f"{', '.join(given)}: a Vitis AI manifest gives these itself; they are for a folder "
+                              f"of summaries named after their blocks")
+    inputs = [check_input_dir(args.inputs[0], "input")] if folder else \
+        [check_input_file(path, "input") for path in args.inputs]
     check_output_path(args.out, read_paths(args, inputs), kind=("text", "json") if args.export else ("profile",),
                       overwrite=args.overwrite, name="--out")
     return inputs
@@ -149,7 +169,9 @@ def read_paths(args, inputs: list[Path]) -> list[tuple[str, Path]]:
     from hardware_profiles.imports.common import manifest_files, space_file
 
     reads = [("an input", path) for path in inputs]
-    if args.format in ("vitis-ai", "tflite-benchmark"):
+    if args.format == "vitis-ai" and inputs[0].is_dir():
+        reads += [("a summary in the input folder", path) for path in sorted(inputs[0].rglob("*.csv"))]
+    elif args.format in ("vitis-ai", "tflite-benchmark"):
         reads += [(f"a file the manifest {inputs[0].name} names", path) for path in manifest_files(inputs[0])]
     if args.format == "benchncnn":
         reads.append(("the bundle's manifest", Path(args.bundle) / "manifest.json"))
@@ -177,6 +199,8 @@ def run(args):
             warnings.showwarning(warning.message, warning.category, warning.filename, warning.lineno)
     if isinstance(profile, Path):
         return profile
+    for item in profile.header.get("skipped") or []:
+        print(f"skipped {item['named']}: block {item['key']} is not in the space (--skip-outside-space)")
     for item in profile.header.get("merged") or []:
         print(f"merged {len(item['sources'])} measurements of {item['key']} ({', '.join(item['sources'])})")
     print(f"wrote {len(profile)} {profile.level} record(s) for device {profile.device!r} to {args.out}")
@@ -194,7 +218,10 @@ def _import(args, inputs, common, duplicates):
     if args.format == "vitis-ai":
         from hardware_profiles.imports.vitis_ai import import_vitis_ai
 
-        return import_vitis_ai(inputs[0], args.out, overwrite=args.overwrite, **duplicates)
+        folder = {"space": args.space, "device": args.device, "precision": args.precision or "int8",
+                  "backend_version": args.backend_version or "unknown"} if inputs[0].is_dir() else {}
+        return import_vitis_ai(inputs[0], args.out, overwrite=args.overwrite,
+                               skip_outside_space=args.skip_outside_space, **folder, **duplicates)
     if args.format == "tflite-benchmark":
         from hardware_profiles.imports.tflite import import_tflite_benchmark
 

@@ -83,6 +83,48 @@ def vitis_samples(space) -> None:
     (HERE / "vitis-ai" / "manifest.yaml").write_text(manifest)
 
 
+def ofa_latency_name(block) -> str:
+    """A block's name in the convention of public OFA latency datasets (NAME_PATTERNS['ofa-latency'])."""
+    act = "relu" if block.activation == "relu" else "hswish"
+    return (f"in_{block.in_channels}x{block.resolution}x{block.resolution}-out_{block.out_channels}-k{block.kernel}"
+            f"-e{block.expand_ratio:g}-s{block.stride}-{act}-se{int(block.se_channels > 0)}")
+
+
+def vitis_named_samples(space) -> None:
+    """A folder of per-block vaitrace summaries named after their blocks (no manifest): two
+    MBConv blocks in the OFA latency datasets' convention (one folder each, holding
+    profile_summary.csv as vaitrace names it), a head named by its block key and measured as
+    three DPU subgraphs sharing one kernel name (summed, not averaged), and one block outside
+    the space (kernel 9)."""
+    import dataclasses
+
+    folder = HERE / "vitis-ai-named"
+    arch = space.sample(11)
+    blocks = [b for _, b in space.blocks(arch)]
+    mbconv = [b for b in blocks if b.kind == "mbconv"]
+    se_block = next(b for b in space.distinct_blocks() if b.kind == "mbconv" and b.se_channels and b.stride == 2)
+    outside = dataclasses.replace(mbconv[2], kernel=9)
+    files = {
+        f"blk03_{ofa_latency_name(mbconv[2])}/profile_summary.csv":
+            [("subgraph_blk03", 1000, "DPUCZDX8G_1:batch-1", 0.088, 0.092, 0.131, 0.002, 21.7, 0.031, 337.0)],
+        f"blk09_{ofa_latency_name(se_block)}/profile_summary.csv":
+            [("subgraph_blk09", 1000, "DPUCZDX8G_1:batch-1", 0.101, 0.108, 0.152, 0.003, 27.8, 0.058, 537.0),
+             ("subgraph_blk09_se", 1000, "DPUCZDX8G_1:batch-1", 0.019, 0.021, 0.033, 0.000, 1.1, 0.012, 571.4)],
+        f"{blocks[-1].key}.csv":
+            [("subgraph_head", 1000, "DPUCZDX8G_1:batch-1", 0.91, 0.952, 1.31, 0.001, 1.1, 0.061, 64.1),
+             ("subgraph_head", 1000, "DPUCZDX8G_1:batch-1", 0.83, 0.867, 1.12, 0.000, 0.4, 0.026, 30.0),
+             ("subgraph_head", 1000, "DPUCZDX8G_1:batch-1", 0.61, 0.640, 0.93, 0.000, 0.4, 0.031, 48.4)],
+        f"blk12_{ofa_latency_name(outside)}/profile_summary.csv":
+            [("subgraph_blk12", 1000, "DPUCZDX8G_1:batch-1", 0.131, 0.140, 0.191, 0.004, 28.6, 0.031, 221.4)],
+    }
+    cpu = [("vart::Runner::execute_async", 1000, "CPU", 0.312, 0.338, 0.701)]
+    for name, dpu in files.items():
+        path = folder / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        lines = [",".join(str(v) for v in row) + "," for row in dpu + cpu]
+        path.write_text(VITIS_HEADER + "\n".join(lines) + "\n\n")
+
+
 TFLITE_TYPES = {"Conv": "CONV_2D", "HardSwish": "HARD_SWISH", "Add": "ADD", "Mul": "MUL", "ReduceMean": "MEAN",
                 "HardSigmoid": "HARD_SIGMOID", "Flatten": "RESHAPE", "Gemm": "FULLY_CONNECTED"}
 
@@ -152,4 +194,5 @@ if __name__ == "__main__":
     space = get_space("mbv3-small")
     table_samples(space, get_backend("fpga-analytical"))
     vitis_samples(space)
+    vitis_named_samples(space)
     tflite_samples(space)
