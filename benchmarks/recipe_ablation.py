@@ -102,11 +102,23 @@ RECIPES = {
                          "sandwich, gradients summed, peak lr 0.1",
                          {"phases": phases(("elastic", 6, 0.1, 2, {})),
                           "train": {"distillation": "inplace", "subnet_gradients": "sum"}}),
+    "elastic-only-1-subnet-sum": ("as elastic-only-sum with one more subnet per step besides the largest (the "
+                                  "smallest and a random one in turn): two thirds of its cost",
+                                  {"phases": phases(("elastic", 6, 0.1, 1, {})),
+                                   "train": {"distillation": "inplace", "subnet_gradients": "sum"}}),
     "elastic-only-sum-lr0.05": ("as elastic-only-sum with peak lr 0.05",
                                 {"phases": phases(("elastic", 6, 0.05, 2, {})),
                                  "train": {"distillation": "inplace", "subnet_gradients": "sum"}}),
     "reference-sum": ("the reference with the subnets' gradients summed",
                       {"phases": PROGRESSIVE, "train": {"subnet_gradients": "sum"}}),
+    "frozen-one-phase-sum-lr0.1": ("teacher 3 epochs, then one phase of every elastic choice (3 epochs, peak lr 0.1), "
+                                   "frozen teacher, gradients summed",
+                                   {"phases": phases(("teacher", 3, 0.1, 1, FULL), ("elastic", 3, 0.1, 2, {})),
+                                    "train": {"subnet_gradients": "sum"}}),
+    "inplace-1-subnet-sum-lr0.1": ("teacher 2, elastic 4 at peak lr 0.1: the largest (in-place teacher) and one "
+                                   "more subnet per step (the smallest and a random one in turn), gradients summed",
+                                   {"phases": phases(("teacher", 2, 0.1, 1, FULL), ("elastic", 4, 0.1, 1, {})),
+                                    "train": {"distillation": "inplace", "subnet_gradients": "sum"}}),
 }
 
 

@@ -180,3 +180,15 @@ def test_summed_subnet_gradients_are_the_mean_times_the_subnets(tmp_path):
         steps = [json.loads(line) for line in (tmp_path / reduction / "metrics.jsonl").read_text().splitlines()]
         losses[reduction] = next(e["loss"] for e in steps if e["event"] == "step")
     assert losses["sum"] == pytest.approx(3 * losses["mean"], rel=1e-5)
+
+
+def test_inplace_with_one_draw_alternates_smallest_and_random(tmp_path):
+    config = copy.deepcopy(TINY)
+    config["phases"][1]["subnets_per_step"] = 1
+    trainer = ProgressiveShrinkingTrainer(config, tmp_path)
+    trainer._setup()
+    smallest = trainer.space.parse({**trainer.space.smallest().to_dict(), "resolution": 24})
+    for batch in range(4):
+        archs, _ = trainer._step_archs(trainer.phases[1], np.random.default_rng(batch), 24, batch)
+        assert len(archs) == 2 and archs[0].to_dict()["depths"] == [4] * 4
+        assert (archs[1] == smallest) == (batch % 2 == 0)

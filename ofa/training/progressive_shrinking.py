@@ -392,7 +392,7 @@ class ProgressiveShrinkingTrainer:
         for b, positions in enumerate(bar):
             rng = step_generator(seed, phase_index, epoch, b)
             resolution = int(resolutions[rng.integers(len(resolutions))])
-            archs, genes = self._step_archs(phase, rng, resolution)
+            archs, genes = self._step_archs(phase, rng, resolution, b)
             augment_gen = torch.Generator().manual_seed(int(step_generator(seed, phase_index, epoch, b, rank,
                                                                           2).integers(2**62)))
             images, labels = self.train_set.get_batch(positions, resolution, augment_gen)
@@ -439,17 +439,21 @@ class ProgressiveShrinkingTrainer:
         return {"steps": len(batches), "train_loss": total_loss[0].item() / max(1.0, total_loss[1].item()),
                 "train_top1": 100.0 * correct[0].item() / max(1.0, correct[1].item())}
 
-    def _step_archs(self, phase: dict, rng: np.random.Generator, resolution: int) -> tuple[list, np.ndarray]:
+    def _step_archs(self, phase: dict, rng: np.random.Generator, resolution: int,
+                    batch: int = 0) -> tuple[list, np.ndarray]:
         """The subnets one step trains, in order, and their genes: ``subnets_per_step``
         draws from the phase's choices (with the sandwich rule the first is the
         phase's smallest), preceded by the phase's largest subnet for in-place
-        distillation when the phase has more than that one subnet."""
+        distillation when the phase has more than that one subnet. With in-place
+        distillation and one draw per step, the sandwich alternates: the smallest
+        at even ``batch`` indices, a random subnet at odd ones."""
         train, n = self.config["train"], phase["subnets_per_step"]
         genes = sample_restricted_genes(self.space, n, rng, _allowed_gene_indices(self.space, phase, resolution))
-        if train["sandwich"] and n > 1:  # the phase's smallest subnet trains at every step
-            genes[0] = self.space.to_genes(self._phase_extreme(phase, min, resolution))[0]
-        largest = self._phase_extreme(phase, max, resolution)
-        if train["distillation"] == "inplace" and largest != self._phase_extreme(phase, min, resolution):
+        largest, smallest = self._phase_extreme(phase, max, resolution), self._phase_extreme(phase, min, resolution)
+        inplace = train["distillation"] == "inplace" and largest != smallest
+        if train["sandwich"] and (n > 1 or (inplace and batch % 2 == 0)):  # the phase's smallest trains too
+            genes[0] = self.space.to_genes(smallest)[0]
+        if inplace:
             genes = np.concatenate([self.space.to_genes(largest), genes])
         return self.space.from_genes(genes), genes
 
