@@ -108,6 +108,12 @@ def fraction(text, what: str = "value") -> float:
     return _in_range(text, what, float, lambda v: 0 < v < 1, "a fraction strictly between 0 and 1")
 
 
+def holdout_fraction(text, what: str = "value") -> float:
+    """A share to hold out: a number from 0 (hold nothing out) up to, not including, 1."""
+    return _in_range(text, what, float, lambda v: 0 <= v < 1, "a fraction from 0 (hold nothing out) up to, not "
+                                                               "including, 1")
+
+
 def float_between(low: float, high: float, *, closed: bool = False):
     """An argparse type: a finite number strictly between ``low`` and ``high`` (or within
     them, ends included, when ``closed``)."""
@@ -304,4 +310,5 @@ def check_output_path(path, inputs: Iterable = (), kind: str | Iterable[str] = "
 
 __all__ = ["ArgumentParser", "ArgumentValueError", "PathError", "check_input_dir", "check_input_file",
            "check_output_path", "choice", "finite_float", "float_between", "fraction", "int_at_least",
-           "non_negative_float", "non_negative_int", "positive_float", "positive_int", "sniff_kind"]
+           "holdout_fraction", "non_negative_float", "non_negative_int", "positive_float", "positive_int",
+           "sniff_kind"]

@@ -47,9 +47,14 @@ def run_table(args, out: Path, plot_path: Path, json_path: Path) -> dict:
         raise ConfigError(f"--profile {args.profile} is a table: name its latency column with --latency-column")
     source = check_input_file(args.profile, "--profile", kinds=("text",))
     inputs = [("the --profile table", source)]
+    every_row = args.test_fraction == 0
+    if every_row and args.plot:
+        raise ConfigError("--plot shows predictions on held-out rows; with --test-fraction 0 nothing is held out "
+                          "(the metrics are cross-validated): leave out --plot or hold out a fraction")
     check_output_path(out, inputs, kind=("predictor",), overwrite=args.overwrite, name="--out")
-    check_output_path(plot_path, inputs + [("the --out", out)], kind=("png",), overwrite=args.overwrite,
-                      name="--plot")
+    if not every_row:
+        check_output_path(plot_path, inputs + [("the --out", out)], kind=("png",), overwrite=args.overwrite,
+                          name="--plot")
     check_output_path(json_path, inputs + [("the --out", out), ("the --plot", plot_path)], kind=("json",),
                       overwrite=args.overwrite, name="--metrics-json")
     features = feature_column_list(args.feature_columns)
@@ -65,7 +70,7 @@ def run_table(args, out: Path, plot_path: Path, json_path: Path) -> dict:
         from predictors.tabular import fit_feature_predictor
 
         X, y = table_features(table, features, args.latency_column, unit=unit)
-        train, test = core.split_indices(len(y), args.test_fraction, args.seed)
+        train, test = _split(len(y), args.test_fraction, args.seed)
         predictor = fit_feature_predictor(X[train], y[train], features, space=space, model=args.model, cv=args.cv,
                                           random_state=args.seed, device=device, profile_header=header,
                                           source=str(source))
@@ -87,7 +92,7 @@ def run_table(args, out: Path, plot_path: Path, json_path: Path) -> dict:
         profile = Profile(profile_header(level, space, device=device, backend="table",
                                          protocol={"tool": "table", **header}, source=source.name), records, None)
         profile, X, y = core.profile_targets(profile, "latency_ms", "median")
-        train, test = core.split_indices(len(y), args.test_fraction, args.seed)
+        train, test = _split(len(y), args.test_fraction, args.seed)
         predictor = core.fit_latency_predictor(core.subset_profile(profile, train), model=args.model,
                                                metric="latency_ms", statistic="median", cv=args.cv,
                                                random_state=args.seed)
@@ -103,13 +108,29 @@ def run_table(args, out: Path, plot_path: Path, json_path: Path) -> dict:
                    plot_path, json_path, str(source))
 
 
+def _split(n: int, test_fraction: float, seed: int):
+    """``(train, test)`` row indices: a seeded random hold-out, or every row to fit (``test_fraction`` 0)."""
+    import numpy as np
+
+    from predictors import core
+
+    if test_fraction == 0:
+        return np.arange(n), np.arange(0)
+    return core.split_indices(n, test_fraction, seed)
+
+
 def _report(args, predictor, X, y, train, test, names, make, predict, interval, baseline, what, out, plot_path,
             json_path, source) -> dict:
-    """Every model on the same held-out rows, interval coverage, save, print, plot, JSON."""
+    """Every model on the same held-out rows, interval coverage, save, print, plot, JSON; with
+    nothing held out (``--test-fraction 0``) the cross-validated metrics of the model choice
+    stand in for them (every candidate scored on the same folds) and no plot is drawn."""
     from ofa.io import atomic_write_json
     from predictors import core
     from predictors.metrics import format_table, interval_coverage
     from predictors.plots import save_parity_plot
+
+    if len(test) == 0:
+        return _report_every_row(args, predictor, train, what, out, json_path, source)
 
     others = {name: make(name) for name in names if name != predictor.model_name}
     results = core.holdout_comparison(others, (X[train], y[train]), (X[test], y[test]), relative=True)
@@ -143,4 +164,32 @@ def _report(args, predictor, X, y, train, test, names, make, predict, interval, 
         report["drives_search"] = bool(predictor.space is not None and not predictor.uncomputable_features)
     atomic_write_json(json_path, core.json_safe(report))
     print(f"wrote {out}, {plot_path}, {json_path}")
+    return report
+
+
+def _report_every_row(args, predictor, train, what, out, json_path, source) -> dict:
+    """The report of a predictor fitted on every row: its cross-validated metrics (the
+    out-of-fold predictions of the model choice: each row predicted by a model that did
+    not see it), saved, printed and written like a held-out report."""
+    from ofa.io import atomic_write_json
+    from predictors import core
+
+    cv = predictor.metrics_["cv"]
+    predictor.metrics_.update(test=None, n_test=0, metrics_source="cross-validation on every row (--test-fraction 0)")
+    predictor.save(out)
+    print(f"{len(train)} {what} to fit, none held out (--test-fraction 0); selection: "
+          f"{predictor.metrics_['selection']['reason']}")
+    print(f"cross-validated metrics ({predictor.metrics_['cv_folds']} folds, every candidate on the same folds; "
+          f"chosen: {predictor.model_name}):")
+    print(predictor.metrics_["table"])
+    report = {"predictor": str(out), "kind": predictor.kind, "model": predictor.model_name,
+              "space_fingerprint": predictor.space_fingerprint, "selection": predictor.metrics_["selection"],
+              "cv": cv, "cv_chosen": cv[predictor.model_name], "test": None,
+              "metrics_source": predictor.metrics_["metrics_source"], "n_train": int(len(train)), "n_test": 0,
+              "source": source, "device": predictor.device, "label": args.latency_column}
+    if predictor.kind == "feature-latency":
+        report["features"] = list(predictor.feature_names)
+        report["drives_search"] = bool(predictor.space is not None and not predictor.uncomputable_features)
+    atomic_write_json(json_path, core.json_safe(report))
+    print(f"wrote {out}, {json_path}")
     return report

@@ -13,7 +13,8 @@ Accuracy (records written by tools/evaluate.py):
         --target top1 --out predictors/data/mbv3-small_top1.skops
 
 A random ``--test-fraction`` of the architectures is held out; the rest picks
-the model by cross-validation (``--model auto``) and fits it. The held-out
+the model by cross-validation (``--model auto``) and fits it. For a table,
+``--test-fraction 0`` fits on every row and reports the cross-validated metrics. The held-out
 metrics of every model are printed as a table and written, with the selection
 reason, to ``<out>.json``; ``<out>.png`` is the parity plot (predicted vs
 measured on the held-out architectures).
@@ -37,8 +38,8 @@ from pathlib import Path
 
 from ofa.cli import run_command
 from ofa.errors import ConfigError
-from ofa.validation import (ArgumentParser, check_input_file, check_output_path, choice, fraction, int_at_least,
-                            non_negative_int)
+from ofa.validation import (ArgumentParser, check_input_file, check_output_path, choice, holdout_fraction,
+                            int_at_least, non_negative_int)
 
 STATISTICS = ("median", "mean", "p10", "p90")
 
@@ -85,7 +86,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="--profile table: pool rows that measure the same architecture as samples (refused without)")
     p.add_argument("--target", default="top1", type=choice(("top1", "loss")), help="evaluation target: top1 or loss")
     p.add_argument("--split", help="use only evaluation records of this split")
-    p.add_argument("--test-fraction", type=fraction, default=0.2, help="share of architectures held out (0.2)")
+    p.add_argument("--test-fraction", type=holdout_fraction, default=0.2,
+                   help="share of architectures held out (0.2); 0 with a --profile table: fit on every row and "
+                        "report the cross-validated metrics of the model choice (no held-out rows, no --plot)")
     p.add_argument("--cv", type=int_at_least(2), default=5, help="cross-validation folds for the model choice (5)")
     p.add_argument("--seed", type=non_negative_int, default=0)
     p.add_argument("--plot", help="parity plot PNG (default: <out>.png)")
@@ -138,6 +141,9 @@ def run(args) -> dict:
         from ofa_pipeline.table_fitting import run_table
 
         return run_table(args, out, plot_path, json_path)
+    if args.test_fraction == 0:
+        raise ConfigError("--test-fraction 0 (fit on every row) is for a --profile table; a profile or evaluations "
+                          "hold out a share of architectures: give a fraction between 0 and 1")
     latency = args.profile is not None
     check_paths(args, out, plot_path, json_path)
     if latency:
