@@ -22,10 +22,19 @@ import numpy as np
 from ofa.errors import ConfigError, DataError
 
 
-def _source(spec: str):
-    """A transfer source from the command line: a predictor file, a block profile, a backend name or 'macs'."""
+def _source(spec: str, accelerator: str | None = None):
+    """A transfer source from the command line: a predictor file, a block profile, a backend name
+    (with ``accelerator``: that simulator built for the accelerator configuration, a config name
+    or JSON file, so it prices the blocks the fit needs at the device's size) or 'macs'."""
     from ofa.validation import sniff_kind
 
+    from hardware_profiles.backends import BACKENDS, get_backend
+
+    if accelerator is not None and spec not in BACKENDS:
+        raise ConfigError(f"--accelerator configures a simulator used as --transfer-from; --transfer-from {spec!r} is "
+                          f"not a backend ({sorted(BACKENDS)}): leave --accelerator out")
+    if accelerator is not None:
+        return get_backend(spec, accelerator=accelerator)  # an unknown option or config: a named error, listed
     if spec == "macs":
         return spec
     kind = sniff_kind(spec)
@@ -35,8 +44,6 @@ def _source(spec: str):
         return load_predictor(spec)
     if kind == "profile":
         return spec
-    from hardware_profiles.backends import BACKENDS
-
     if spec in BACKENDS:
         return spec
     raise ConfigError(f"--transfer-from {spec!r} is neither a predictor file (.skops), a block profile, a backend "
@@ -63,7 +70,10 @@ def run_block_or_transfer(args, out: Path, plot_path: Path, json_path: Path) -> 
         check_output_path(path, inputs, kind=(kind,), overwrite=args.overwrite, name=name)
     if args.blocks is None and args.profile is None:
         raise ConfigError("--transfer-from needs what was measured on the new device: --blocks and/or --profile")
-    source = _source(args.transfer_from) if args.transfer_from else None
+    accelerator = getattr(args, "accelerator", None)
+    if accelerator is not None and not args.transfer_from:
+        raise ConfigError("--accelerator configures the simulator given as --transfer-from; give --transfer-from")
+    source = _source(args.transfer_from, accelerator) if args.transfer_from else None
     block_options = {"mode": args.workload} if args.workload else None
 
     genes = y = fit = test = None
@@ -106,7 +116,8 @@ def run_block_or_transfer(args, out: Path, plot_path: Path, json_path: Path) -> 
     report = {"predictor": str(out), "model": predictor.model_name, "device": predictor.device,
               "label": f"{metric}.{statistic}", "space_fingerprint": predictor.space_fingerprint,
               "selection": predictor.metrics_.get("selection"), "blocks": args.blocks, "profile": args.profile,
-              "transfer_from": args.transfer_from, "n_fit_networks": 0 if fit is None else int(len(fit))}
+              "transfer_from": args.transfer_from,
+              **({"accelerator": accelerator} if accelerator is not None else {}), "n_fit_networks": 0 if fit is None else int(len(fit))}
     if test is not None and len(test):
         chosen = predictor.predict_genes(genes[test])
         results = {f"{predictor.model_name} (saved)": regression_report(y[test], chosen)}

@@ -864,6 +864,9 @@ def _describe(source) -> "str | None":
         return str(source)
     if isinstance(source, dict):
         return f"table of {len(source)} blocks"
+    config = getattr(source, "config", None)  # a simulator built for an accelerator: say which one
+    if getattr(source, "name", None) and getattr(config, "name", None):
+        return f"{source.name} ({config.name})"
     return getattr(source, "name", None) or str(getattr(source, "path", type(source).__name__))
 
 

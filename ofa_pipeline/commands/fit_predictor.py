@@ -65,6 +65,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                                     "predictor; --profile then gives whole-network measurements of the same device")
     p.add_argument("--transfer-from", help="transfer source: a predictor file (.skops), a block profile of another "
                                            "device, a simulator backend (fpga-analytical) or 'macs'")
+    p.add_argument("--accelerator",
+                   help="with --transfer-from fpga-dpu / fpga-analytical / fpga-scalesim: the source simulator's "
+                        "accelerator (a config name such as dpu-b4096-zcu102, see hardware_profiles/configs, or a "
+                        "JSON file); the simulator prices exactly the blocks the fit needs")
     p.add_argument("--fit-networks", type=non_negative_int, default=None,
                    help="with --blocks or --transfer-from: how many --profile networks to fit on (the rest is held "
                         "out; default 10 with --blocks, 20 with --transfer-from)")
@@ -130,6 +134,9 @@ def run(args) -> dict:
     out = Path(args.out)
     plot_path = Path(args.plot) if args.plot else out.with_suffix(".png")
     json_path = Path(args.metrics_json) if args.metrics_json else out.with_suffix(".json")
+    if args.accelerator is not None and not args.transfer_from:
+        raise ConfigError("--accelerator configures the simulator given as --transfer-from; give --transfer-from "
+                          "(or profile the device with tools/profile_device.py --accelerator)")
     if args.blocks or args.transfer_from:
         from ofa_pipeline.block_fitting import run_block_or_transfer
 
