@@ -2,6 +2,7 @@
 against fitting on the same few target measurements alone.
 
     python benchmarks/transfer.py [--space mbv3-small] [--repeats 5]
+    python benchmarks/transfer.py --blocks-components --repeats 10   # issue 22: component features
 
 Pairs of devices available here (shipped block and network profiles):
 ``fpga-analytical -> fpga-scalesim`` (a closed-form model to a cycle-level
@@ -141,13 +142,100 @@ def pair(space_name: str, source: str, target: str, repeats: int, seed: int) -> 
     return out
 
 
+# --- issue 22: block-level transfer with the simulator's components as features -------------------------------
+BLOCK_NS = (5, 10, 20)
+SHIPPED = ("fpga-dpu", "fpga-scalesim", "cpu-ort", "mobile-ncnn")  # backends with shipped block profiles
+
+
+def _shipped_blocks(space_name: str, backend: str):
+    """``(table {key: ms}, components or None, label)`` of a shipped block profile (its default label)."""
+    from hardware_profiles import read_profile, shipped_block_profile_path
+    from predictors.blocks import source_block_table
+    from predictors.core import default_label
+
+    profile = read_profile(shipped_block_profile_path(space_name, backend))
+    metric, statistic = default_label(profile)
+    table, components = source_block_table(profile, profile.blocks(), metric, statistic)
+    table = {k: v for k, v in table.items() if not k.startswith("null:")}
+    return table, components, f"{metric}.{statistic}"
+
+
+def block_variants(keys, y, source, components):
+    """The block models compared, each fitted on the measured ``keys``: ``components`` (the
+    default where the source has components: the lowest cross-validated MAPE with the
+    components model among the candidates), ``components, prefer simple`` (the same,
+    leaving ``components`` only when CV clearly says so), ``components only``, ``one
+    latency (previous)`` (the lowest CV MAPE among scale, log-linear and linear: the
+    choice before issue 22, still the default without components), ``one latency,
+    prefer simple`` and ``no simulator`` (linear on block features)."""
+    from predictors.blocks import BlockLatencyRegressor, select_block_model
+
+    out = {}
+    if components is not None:
+        name, _ = select_block_model(keys, y, source, source_components=components)
+        out["components"] = (name, BlockLatencyRegressor(name, source, components).fit(keys, y))
+        name, _ = select_block_model(keys, y, source, source_components=components, prefer_default=True)
+        out["components, prefer simple"] = (name, BlockLatencyRegressor(name, source, components).fit(keys, y))
+        out["components only"] = ("components", BlockLatencyRegressor("components", source, components).fit(keys, y))
+    name, _ = select_block_model(keys, y, source)
+    out["one latency (previous)"] = (name, BlockLatencyRegressor(name, source).fit(keys, y))
+    name, _ = select_block_model(keys, y, source, prefer_default=True)
+    out["one latency, prefer simple"] = (name, BlockLatencyRegressor(name, source).fit(keys, y))
+    out["no simulator"] = ("linear", BlockLatencyRegressor("linear").fit(keys, y))
+    return out
+
+
+def block_component_study(space_name: str, seeds: int) -> dict:
+    """Held-out blocks within +-10% and MAPE at n = 5, 10, 20 measured target blocks, every
+    ordered pair of shipped backends, ``seeds`` random draws each."""
+    tables = {backend: _shipped_blocks(space_name, backend) for backend in SHIPPED}
+    pairs = []
+    for source in SHIPPED:
+        for target in SHIPPED:
+            if source == target:
+                continue
+            source_table, components, source_label = tables[source]
+            target_table, _, target_label = tables[target]
+            keys = sorted(set(source_table) & set(target_table))
+            row = {"source": source, "target": target, "source_label": source_label, "target_label": target_label,
+                   "source_has_components": components is not None, "blocks": len(keys), "n": {}}
+            for n in BLOCK_NS:
+                scores, chosen = {}, {}
+                for seed in range(seeds):
+                    pick = set(np.random.default_rng(seed + 100 * n).choice(len(keys), n, replace=False).tolist())
+                    measured = [keys[i] for i in sorted(pick)]
+                    held = [k for i, k in enumerate(keys) if i not in pick]
+                    y = np.array([target_table[k] for k in measured])
+                    truth = np.array([target_table[k] for k in held])
+                    for variant, (name, model) in block_variants(measured, y, source_table, components).items():
+                        scores.setdefault(variant, []).append(report(truth, model.predict(held)))
+                        chosen.setdefault(variant, []).append(name)
+                row["n"][str(n)] = {variant: {**average(runs), "models": chosen[variant]}
+                                    for variant, runs in scores.items()}
+                print(source, "->", target, n, json.dumps({v: {k: r[k] for k in ("within_10", "mape")}
+                                                           for v, r in row["n"][str(n)].items()}), flush=True)
+            pairs.append(row)
+    return {"benchmark": "transfer-blocks", "space": space_name, "n": list(BLOCK_NS), "seeds": seeds,
+            "variants": ["components", "components, prefer simple", "components only", "one latency (previous)",
+                         "one latency, prefer simple", "no simulator"], "pairs": pairs}
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--space", default="mbv3-small")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=RESULTS / "transfer.json")
+    parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--blocks-components", action="store_true",
+                        help="only the block-level study of component features (issue 22): every ordered pair of "
+                             "shipped block profiles, n = 5, 10, 20, --repeats seeds (default out: "
+                             "results/transfer_blocks.json)")
     args = parser.parse_args(argv)
+    if args.blocks_components:
+        result = {**block_component_study(args.space, args.repeats), "environment": environment()}
+        save(result, args.out or RESULTS / "transfer_blocks.json")
+        return 0
+    args.out = args.out or RESULTS / "transfer.json"
     result = {"benchmark": "transfer", "space": args.space, "environment": environment(), "n": list(NS),
               "repeats": args.repeats, "pairs": []}
     for source, target in PAIRS:

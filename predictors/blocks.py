@@ -57,7 +57,40 @@ from ofa.spaces.tables import build_additive_tables
 from .features import GROUPED_OPS, OPS, TILE_SIZES, ArchFeaturizer, tiled_work
 from .metrics import format_table, regression_report
 
-BLOCK_MODELS = ("linear", "scale", "log-linear")  # how unmeasured blocks are predicted
+BLOCK_MODELS = ("linear", "scale", "log-linear", "components")  # how unmeasured blocks are predicted
+# The pull of each component weight of the ``components`` block model towards the single scale
+# factor, in squared relative error: a weight 100% off the common factor costs as much as one
+# block predicted about 30% off (0.3^2 ~ 0.1), the typical error of the one-factor model at 5-10
+# blocks on the shipped pairs (benchmarks/results/transfer_blocks.json). A choice of prior
+# strength, not a property of any device.
+COMPONENT_PRIOR = 0.1
+# With ``select_block_model(prefer_default=True)``: how many standard errors of the paired
+# out-of-fold difference a model must beat the default by before the choice leaves it (two: the
+# usual bar for "clearly", since with 5-20 blocks CV MAPEs differ by chance as much as by merit).
+CLEAR_MARGIN_SE = 2.0
+
+
+def record_components(record: dict) -> "dict[str, float] | None":
+    """A simulated block's latency split into the simulator's own parts (ms, summing to the
+    latency), or None where the record has none (timed devices, imports). ``fpga-dpu``:
+    ``engine_cycles`` (conv, alu, eltwise, ddr stalls, per-op overhead; they sum to
+    ``cycles``); ``fpga-analytical`` / ``fpga-scalesim``: ``array_cycles``,
+    ``overhead_cycles`` and the rest of ``cycles`` (memory stalls and what else the model adds)."""
+    stats = record.get("latency_ms") or {}
+    latency, cycles = stats.get("median"), record.get("cycles")
+    if not isinstance(latency, (int, float)) or not isinstance(cycles, (int, float)) or cycles <= 0:
+        return None
+    if isinstance(record.get("engine_cycles"), dict):
+        parts = {str(k): float(v) for k, v in record["engine_cycles"].items()}
+    elif "array_cycles" in record and "overhead_cycles" in record:
+        parts = {"array": float(record["array_cycles"]), "overhead": float(record["overhead_cycles"])}
+        parts["other"] = max(float(cycles) - parts["array"] - parts["overhead"], 0.0)
+    else:
+        return None
+    total = sum(parts.values())
+    if total <= 0:
+        return None
+    return {name: float(latency) * value / total for name, value in sorted(parts.items())}
 NETWORK_CORRECTIONS = ("none", "scale", "linear")  # how block sums become network latencies
 BLOCK_FEATURE_NAMES = tuple(
     ["macs", "params", "activations", "memory", "layers", "input_elements"]
@@ -146,7 +179,14 @@ class BlockLatencyRegressor(RegressorMixin, BaseEstimator):
     ``"scale"``
         ``c * source(block)`` (needs ``source_latencies``);
     ``"log-linear"``
-        ``exp(a) * source(block) ** b`` (needs ``source_latencies``).
+        ``exp(a) * source(block) ** b`` (needs ``source_latencies``);
+    ``"components"``
+        ``sum_i w_i * component_i(block)``: the source simulator's parts of the block's
+        latency (compute, memory stalls, per-op overhead: :func:`record_components`)
+        re-weighted, ``w >= 0``, for relative error, each weight shrunk towards the
+        single ``scale`` factor (a ridge penalty on ``w_i / c - 1``,
+        :data:`COMPONENT_PRIOR`): with few blocks it stays near ``scale``, with
+        more the data re-weight the parts (needs ``source_components``).
 
     Parameters
     ----------
@@ -154,11 +194,22 @@ class BlockLatencyRegressor(RegressorMixin, BaseEstimator):
     source_latencies : dict {block key: ms} or None
         Another device's (or a simulator's, or MACs as a pseudo device) latency of
         every block to be predicted: the few-shot transfer source.
+    source_components : dict {block key: {part: ms}} or None
+        The same source's latency of every block split into its parts (simulators).
     """
 
-    def __init__(self, model="linear", source_latencies=None):
+    def __init__(self, model="linear", source_latencies=None, source_components=None):
         self.model = model
         self.source_latencies = source_latencies
+        self.source_components = source_components
+
+    def _components(self, keys) -> np.ndarray:
+        missing = [k for k in keys if k not in self.source_components]
+        if missing:
+            raise DataError(f"the transfer source has no latency components for {len(missing)} block(s), e.g. "
+                            f"{missing[0]!r}")
+        return np.array([[self.source_components[k][name] for name in self.component_names_] for k in keys],
+                        dtype=np.float64)
 
     def _source(self, keys) -> np.ndarray:
         missing = [k for k in keys if k not in self.source_latencies]
@@ -183,7 +234,12 @@ class BlockLatencyRegressor(RegressorMixin, BaseEstimator):
         if self.model != "linear" and self.source_latencies is None:
             raise ConfigError(f"block model {self.model!r} maps a source device's block latencies: give "
                               f"source_latencies")
+        if self.model == "components" and not self.source_components:
+            raise ConfigError("block model 'components' re-weights a simulator's latency components: give "
+                              "source_components")
         self.featurizer_ = BlockFeaturizer().fit(keys)
+        if self.model == "components":
+            return self._fit_components(keys, y)
         if self.model == "linear":
             design = self._design(keys)
             scale = np.abs(design).max(axis=0)
@@ -201,11 +257,32 @@ class BlockLatencyRegressor(RegressorMixin, BaseEstimator):
             self.slope_, self.offset_ = 1.0, float(np.median(np.log(y[usable]) - np.log(s[usable])))
         return self
 
+    def _fit_components(self, keys, y) -> "BlockLatencyRegressor":
+        """Non-negative weights of the source's components for relative error, shrunk towards
+        the scale model's single factor ``c`` (see the class docstring): the augmented least
+        squares ``[C / y; I] v = [1; 1]`` over ``v = w / c``, solved with ``v >= 0``."""
+        from scipy.optimize import nnls
+
+        self.component_names_ = sorted({name for k in keys for name in self.source_components.get(k, {})})
+        C = self._components(keys)
+        s, usable = C.sum(axis=1), y > 0
+        ratios = y[usable] / s[usable] if usable.any() else np.ones(1)
+        self.scale_factor_ = float(np.exp(np.median(np.log(ratios[ratios > 0])))) if np.any(ratios > 0) else 1.0
+        weight = 1.0 / np.maximum(y, 1e-3 * float(np.median(y[usable])) if usable.any() else 1.0)
+        prior = np.sqrt(COMPONENT_PRIOR) * np.eye(C.shape[1])
+        design = np.vstack([C * self.scale_factor_ * weight[:, None], prior])
+        target = np.concatenate([y * weight, np.sqrt(COMPONENT_PRIOR) * np.ones(C.shape[1])])
+        v, _ = nnls(design, target)
+        self.component_weights_ = self.scale_factor_ * v
+        return self
+
     def predict(self, X) -> np.ndarray:
         check_is_fitted(self, "featurizer_")
         keys = [as_block(b).key for b in X]
         if not keys:
             return np.zeros(0)
+        if self.model == "components":
+            return self._components(keys) @ self.component_weights_
         if self.model == "linear":
             return self.linear_.predict(self._design(keys) / self.scale_)
         s = self._source(keys)
@@ -217,27 +294,48 @@ class BlockLatencyRegressor(RegressorMixin, BaseEstimator):
 
 def select_block_model(keys: Sequence[str], y: np.ndarray, source_latencies: dict | None = None,
                        candidates: Sequence[str] | None = None, cv: int = 5,
-                       random_state: int = 0) -> tuple[str, dict]:
+                       random_state: int = 0, source_components: dict | None = None,
+                       prefer_default: bool = False) -> tuple[str, dict]:
     """The block model with the lowest cross-validated MAPE on the measured blocks
     (out-of-fold: every prediction is for a block the model did not see), and the
-    metrics of every candidate. With fewer than 4 blocks: ``scale`` with a source,
-    else ``linear``, without cross-validation."""
+    metrics of every candidate. Candidates: ``components`` where the source gives its
+    latency components (first: it wins ties), ``scale``, ``log-linear`` and ``linear``
+    with a source, ``linear`` alone without one.
+
+    ``prefer_default``: keep the default (the first candidate: ``components``, else
+    ``scale`` with a source, else ``linear``) unless another candidate's out-of-fold
+    absolute relative errors are lower by more than :data:`CLEAR_MARGIN_SE` standard
+    errors of the paired difference. Off by default: on every ordered pair of shipped
+    block profiles (``benchmarks/transfer.py --blocks-components``) it cost 5-20 points
+    within +-10% at 5-10 blocks against the lowest MAPE. With fewer than 4 blocks: the
+    default, without cross-validation."""
     if candidates is None:
-        candidates = BLOCK_MODELS if source_latencies is not None else ("linear",)
+        candidates = (("components",) if source_components else ()) + \
+            (("scale", "log-linear", "linear") if source_latencies is not None else ("linear",))
+    default = candidates[0]
     y = np.asarray(y, dtype=np.float64)
     if len(y) < 4:
-        return ("scale" if source_latencies is not None else "linear"), {}
+        return default, {}
     folds = KFold(n_splits=min(cv, len(y)), shuffle=True, random_state=random_state)
     keys = np.asarray(list(keys), dtype=object)
     positive = y > 0
-    metrics = {}
+    metrics, errors = {}, {}
     for name in candidates:
         oof = np.zeros(len(y))
         for train, test in folds.split(keys):
-            model = BlockLatencyRegressor(name, source_latencies).fit(list(keys[train]), y[train])
+            model = BlockLatencyRegressor(name, source_latencies, source_components).fit(list(keys[train]), y[train])
             oof[test] = model.predict(list(keys[test]))
-        metrics[name] = regression_report(y[positive], np.maximum(oof[positive], 1e-12))
-    best = min(metrics, key=lambda name: metrics[name]["mape"])
+        prediction = np.maximum(oof[positive], 1e-12)
+        metrics[name] = regression_report(y[positive], prediction)
+        errors[name] = np.abs(prediction / y[positive] - 1.0)
+    if not prefer_default:
+        return min(metrics, key=lambda name: metrics[name]["mape"]), metrics
+    best = default
+    for name in candidates[1:]:
+        difference = errors[default] - errors[name]  # > 0 where the candidate is better
+        margin = CLEAR_MARGIN_SE * float(np.std(difference, ddof=1)) / np.sqrt(len(difference))
+        if float(np.mean(difference)) > margin and metrics[name]["mape"] < metrics[best]["mape"]:
+            best = name
     return best, metrics
 
 
@@ -282,6 +380,9 @@ class BlockSumRegressor(RegressorMixin, BaseEstimator):
         (``{"mode": "decode", "target_length": 20}``); None for CNN spaces.
     source_latencies : dict {block key: ms} or None
         A source device's latency of every block (transfer); used by the block model.
+    source_components : dict {block key: {part: ms}} or None
+        The source simulator's latency of every block in parts (:func:`record_components`);
+        with it the default block model re-weights the parts (``components``).
     block_model : "auto" or one of :data:`BLOCK_MODELS`
         How unmeasured blocks are predicted ("auto": cross-validated on the measured blocks).
     runtime_overhead : "auto", float or None
@@ -301,7 +402,9 @@ class BlockSumRegressor(RegressorMixin, BaseEstimator):
     """
 
     def __init__(self, space=None, block_latencies=None, block_options=None, source_latencies=None,
-                 block_model="auto", correction="auto", runtime_overhead="auto", fixed_correction=None):
+                 block_model="auto", correction="auto", runtime_overhead="auto", fixed_correction=None,
+                 source_components=None):
+        self.source_components = source_components
         self.space = space
         self.block_latencies = block_latencies
         self.block_options = block_options
@@ -354,11 +457,13 @@ class BlockSumRegressor(RegressorMixin, BaseEstimator):
         model = self.block_model
         self.block_selection_ = {}
         if model == "auto":
-            model, self.block_selection_ = select_block_model(keys, y, self.source_latencies)
+            model, self.block_selection_ = select_block_model(keys, y, self.source_latencies,
+                                                             source_components=self.source_components)
         elif model not in BLOCK_MODELS:
             raise ConfigError(f"block_model {model!r} unknown; allowed: 'auto' or {BLOCK_MODELS}")
         self.block_model_ = model
-        self.block_regressor_ = BlockLatencyRegressor(model, self.source_latencies).fit(keys, y)
+        self.block_regressor_ = BlockLatencyRegressor(model, self.source_latencies,
+                                                      self.source_components).fit(keys, y)
         predicted = self.block_regressor_.predict(unmeasured) if unmeasured else np.zeros(0)
         latency = dict(measured)
         latency.update({k: float(max(v, 0.0)) for k, v in zip(unmeasured, predicted)})
@@ -499,11 +604,19 @@ def source_block_latencies(source, blocks: Sequence[BlockSpec], metric: str = "l
     """A transfer source's latency of each block: ``source`` is ``"macs"`` (MACs as a
     pseudo latency), a simulator backend (name or instance: prices the blocks now), a
     block profile (path or Profile), or a dict {key: ms}."""
+    return source_block_table(source, blocks, metric, statistic)[0]
+
+
+def source_block_table(source, blocks: Sequence[BlockSpec], metric: str = "latency_ms",
+                       statistic: str = "median") -> tuple[dict, "dict | None"]:
+    """``(latencies, components)`` of a transfer source's blocks (:func:`source_block_latencies`);
+    ``components`` ({key: {part: ms}}, :func:`record_components`) where the source is a
+    simulator (a backend, or a block profile it wrote) whose records split the latency, else None."""
     blocks = [as_block(b) for b in blocks]
     if isinstance(source, str) and source == "macs":
-        return {b.key: float(b.macs) for b in blocks}
+        return {b.key: float(b.macs) for b in blocks}, None
     if isinstance(source, dict):
-        return {str(k): float(v) for k, v in source.items()}
+        return {str(k): float(v) for k, v in source.items()}, None
     from hardware_profiles.backends import BACKENDS, Backend, get_backend
 
     if isinstance(source, str) and source in BACKENDS:
@@ -513,13 +626,26 @@ def source_block_latencies(source, blocks: Sequence[BlockSpec], metric: str = "l
             raise ConfigError(f"{source.name} measures in real time; measure its blocks once into a block profile "
                               f"(tools/profile_device.py --blocks) and transfer from that file")
         records = source.measure_blocks(blocks)
-        return {b.key: float(r["latency_ms"][statistic if statistic in r["latency_ms"] else "median"])
-                for b, r in zip(blocks, records)}
+        table = {b.key: float(r["latency_ms"][statistic if statistic in r["latency_ms"] else "median"])
+                 for b, r in zip(blocks, records)}
+        return table, _components_of(blocks, records)
     if isinstance(source, (str, os.PathLike)) or hasattr(source, "level"):
-        table, _ = block_table_of(source, metric, statistic)
-        return table
+        table, profile = block_table_of(source, metric, statistic)
+        records = {r.get("key"): r for r in profile.records} if profile is not None else {}
+        parts = {key: record_components(records[key]) if key in records else None for key in table}
+        if not parts or any(p is None or sum(p.values()) <= 0 for p in parts.values()):
+            return table, None  # a timed or imported profile: no parts to re-weight
+        # the parts in the table's label (they split the simulated latency; the same shares of the label)
+        return table, {key: {name: table[key] * value / sum(p.values()) for name, value in p.items()}
+                       for key, p in parts.items()}
     raise ConfigError(f"transfer source {source!r} unknown: give 'macs', a simulator backend name, a block "
                       f"profile (path), a dict, or a fitted LatencyPredictor")
+
+
+def _components_of(blocks, records) -> "dict | None":
+    """{key: components} of simulated block records, or None unless every record has them."""
+    components = {b.key: record_components(r) for b, r in zip(blocks, records)}
+    return components if components and all(c is not None for c in components.values()) else None
 
 
 def _network_label(networks, metric: str, statistic: str):
@@ -746,11 +872,11 @@ def fit_block_predictor(blocks, networks=None, *, space=None, metric: str | None
             raise ConfigError("give space= when the blocks are a dict")
         space = profile.space
     space = resolve_space(space)
-    source_table = None
+    source_table = source_components = None
     universe = None
     if source is not None:
         universe = _universe(space, block_options)
-        source_table = source_block_latencies(source, universe, metric, statistic)
+        source_table, source_components = source_block_table(source, universe, metric, statistic)
     fixed = None
     if transferred is not None:
         _check_transfer(transferred, profile, device, metric, statistic)
@@ -758,7 +884,8 @@ def fit_block_predictor(blocks, networks=None, *, space=None, metric: str | None
         if runtime_overhead == "auto" and not any(str(k).startswith("null:") for k in table):
             runtime_overhead = transferred.runtime_overhead_ms  # the overhead the correction's sums were taken with
     regressor = BlockSumRegressor(space.to_dict(), table, block_options, source_table, block_model,
-                                  "auto" if transferred is not None else correction, runtime_overhead, fixed)
+                                  "auto" if transferred is not None else correction, runtime_overhead, fixed,
+                                  source_components)
     featurizer = ArchFeaturizer(space.to_dict(), "genes").fit()
     header = dict(profile.header) if profile is not None else {}
     # the scale of the predictions: the block profile's, or with a network correction the networks'
