@@ -10,7 +10,11 @@ channel-serial depthwise mapping. Reported:
 * kernel-size ratios k5/k3 and k7/k3 per position (mean over expand ratios),
   and expand-ratio ratios e6/e4 per position and kernel;
 * the DPU's share of time per engine (all blocks summed) and its on-chip and
-  DDR traffic per block, with the blocks whose tensors spill;
+  DDR traffic per block, with the blocks whose tensors spill; for every shipped
+  DPU size (``ddr_traffic``) the predicted DDR traffic of every block (MB as
+  vaitrace counts it) next to its predicted latency, and the blocks that spill;
+* with ``--compare-traffic imported.jsonl``: the model's DDR traffic next to
+  the profiler's measured ``Mem IO(MB)`` of each imported block;
 * Spearman rank correlation between the models' block latencies, and with MACs;
 * predicted vs published whole-network figures (Vitis AI Model Zoo) with the
   per-operation overhead at 0, 200 (shipped) and 400 cycles;
@@ -36,7 +40,8 @@ from scipy.stats import spearmanr
 
 from _timing import environment, save
 from hardware_profiles import get_backend
-from hardware_profiles.dpu import cache_info, load_dpu, simulate_block, simulate_network
+from hardware_profiles.dpu import (PROFILER_MB, cache_info, list_dpus, load_dpu, memory_traffic_comparison,
+                                  simulate_block, simulate_network)
 from hardware_profiles.dpu_reference import NETWORKS, PUBLISHED, published_latency_ms, simulate_reference
 from hardware_profiles.systolic import load_accelerator
 from ofa.spaces import MBConvBlock, get_space
@@ -89,8 +94,16 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--resolution", type=int, default=224)
     p.add_argument("--no-scalesim", action="store_true", help="skip the SCALE-Sim subset")
+    p.add_argument("--compare-traffic", help="an imported Vitis AI block profile (with mem_io_mb): the model's DDR "
+                                             "traffic of its blocks next to the profiler's measured traffic")
+    p.add_argument("--accelerator", default="dpu-b4096-zcu102", help="with --compare-traffic: the DPU config")
     p.add_argument("--out", default=str(Path(__file__).resolve().parent / "results" / "fpga_models.json"))
     args = p.parse_args()
+    measured = None
+    if args.compare_traffic:  # read and checked before any simulation
+        from hardware_profiles import read_profile
+
+        measured, _ = read_profile(args.compare_traffic), load_dpu(args.accelerator)
 
     space = get_space("ofa-mbv3-w1.2")
     blocks = space.distinct_blocks(resolutions=[args.resolution])
@@ -125,6 +138,20 @@ def main() -> None:
                 {"block": k, "position": where.get(k, k.split(":")[0]), "latency_ms": round(r.latency_ms, 5),
                  "ddr_read_bytes": r.ddr_read_bytes, "ddr_write_bytes": r.ddr_write_bytes,
                  "onchip_bytes": r.onchip_bytes, "spilled": list(r.spilled)} for k, r in sims.items()]
+    # predicted DDR traffic per block next to predicted latency, and which blocks spill, every shipped DPU
+    dpu["ddr_traffic"] = {}
+    for name in list_dpus():
+        config = load_dpu(name)
+        sims = {b.key: simulate_block(b, config) for b in blocks}
+        dpu["ddr_traffic"][name] = {
+            "blocks_with_spills": sorted(where.get(k, k.split(":")[0]) + " " + k for k, r in sims.items() if r.spilled),
+            "per_block": [{"block": k, "position": where.get(k, k.split(":")[0]), "latency_ms": round(r.latency_ms, 5),
+                           "ddr_mb": round(r.ddr_bytes / PROFILER_MB, 6), "ddr_read_bytes": r.ddr_read_bytes,
+                           "ddr_write_bytes": r.ddr_write_bytes, "spilled": list(r.spilled)}
+                          for k, r in sims.items()]}
+    if measured is not None:
+        dpu["measured_traffic"] = {"profile": str(args.compare_traffic), "accelerator": args.accelerator,
+                                   "blocks": memory_traffic_comparison(measured, args.accelerator)}
     archs = space.sample(rng=0, n=1000)
     config = load_dpu("dpu-b4096")
     start = time.perf_counter()
