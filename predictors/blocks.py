@@ -198,6 +198,8 @@ class BlockLatencyRegressor(RegressorMixin, BaseEstimator):
         The same source's latency of every block split into its parts (simulators).
     """
 
+    source_components = None  # predictors saved before the parameter existed lack the attribute
+
     def __init__(self, model="linear", source_latencies=None, source_components=None):
         self.model = model
         self.source_latencies = source_latencies
@@ -400,6 +402,8 @@ class BlockSumRegressor(RegressorMixin, BaseEstimator):
         (:meth:`NetworkCorrection.as_fixed`: fitted on the networks of another space
         of the same device), applied when ``fit`` is given no networks.
     """
+
+    source_components = None  # predictors saved before the parameter existed lack the attribute
 
     def __init__(self, space=None, block_latencies=None, block_options=None, source_latencies=None,
                  block_model="auto", correction="auto", runtime_overhead="auto", fixed_correction=None,
