@@ -40,12 +40,17 @@ def run_table(args, out: Path, plot_path: Path, json_path: Path) -> dict:
 
     from hardware_profiles.imports.table import is_table
 
-    if Path(args.profile).is_file() and not is_table(args.profile):
-        raise ConfigError(f"--latency-column, --feature-columns and --arch-column describe a table (CSV/TSV); "
-                          f"--profile {args.profile} is not one (fit a JSONL profile without them)")
-    if not args.latency_column:
+    # a JSONL profile with --feature-columns alone: its records' numeric fields are the features
+    # (an imported Vitis AI profile's mem_io_mb, workload_gop, runs; macs, params)
+    of_profile = (Path(args.profile).is_file() and not is_table(args.profile) and bool(args.feature_columns)
+                  and not args.latency_column and not args.arch_column)
+    if Path(args.profile).is_file() and not is_table(args.profile) and not of_profile:
+        raise ConfigError(f"--latency-column and --arch-column describe a table (CSV/TSV); --profile {args.profile} "
+                          f"is not one (fit a JSONL profile without them, or on its records' numeric fields with "
+                          f"--feature-columns alone)")
+    if not args.latency_column and not of_profile:
         raise ConfigError(f"--profile {args.profile} is a table: name its latency column with --latency-column")
-    source = check_input_file(args.profile, "--profile", kinds=("text",))
+    source = check_input_file(args.profile, "--profile", kinds=("profile",) if of_profile else ("text",))
     inputs = [("the --profile table", source)]
     every_row = args.test_fraction == 0
     if every_row and args.plot:
@@ -62,14 +67,20 @@ def run_table(args, out: Path, plot_path: Path, json_path: Path) -> dict:
         raise ConfigError("give --feature-columns (free features) or --arch-column (architectures), not both")
     device = args.device or source.stem
     unit = args.unit or "ms"
-    table = read_table(source)
     space = load_space(args.space) if args.space else None
-    header = {"device": device, "backend": "table", "source": source.name, "latency_column": args.latency_column,
-              "std_column": args.std_column, "unit": unit}
+    if of_profile:
+        X, y, header = profile_features(source, features, args.metric, args.statistic)
+        device = args.device or header["device"]
+        args.latency_column = header["label"]  # what the report names as the label
+    else:
+        table = read_table(source)
+        header = {"device": device, "backend": "table", "source": source.name,
+                  "latency_column": args.latency_column, "std_column": args.std_column, "unit": unit}
     if features:
         from predictors.tabular import fit_feature_predictor
 
-        X, y = table_features(table, features, args.latency_column, unit=unit)
+        if not of_profile:
+            X, y = table_features(table, features, args.latency_column, unit=unit)
         train, test = _split(len(y), args.test_fraction, args.seed)
         predictor = fit_feature_predictor(X[train], y[train], features, space=space, model=args.model, cv=args.cv,
                                           random_state=args.seed, device=device, profile_header=header,
@@ -106,6 +117,39 @@ def run_table(args, out: Path, plot_path: Path, json_path: Path) -> dict:
         what = "architectures"
     return _report(args, predictor, X, y, train, test, names, make, predict, interval, baseline, what, out,
                    plot_path, json_path, str(source))
+
+
+def profile_features(path, features: list[str], metric: str | None, statistic: str | None):
+    """``(X, y, header)`` of a profile fitted on its records' numeric fields: ``X`` the named
+    fields of every record (each a finite number in every record, else every record lacking
+    one is named), ``y`` the label (the profile's default unless ``metric``/``statistic``)."""
+    import math
+
+    import numpy as np
+
+    from hardware_profiles import read_profile
+    from ofa.errors import DataError
+    from predictors import core
+
+    profile = read_profile(path)
+    metric, statistic = core.resolve_label(profile, metric, statistic)
+    records = [r for r in profile.records if not str(r.get("key", "")).startswith("null:")]
+    problems = []
+    for name in features:
+        bad = [number for number, record in enumerate(records, start=2)  # line 1 is the header
+               if isinstance(record.get(name), bool) or not isinstance(record.get(name), (int, float))
+               or not math.isfinite(record[name])]
+        if bad:
+            problems.append(f"{name!r} is not a finite number in {len(bad)} of {len(records)} records (lines "
+                            f"{', '.join(map(str, bad[:8]))}{', ...' if len(bad) > 8 else ''})")
+    if problems:
+        numeric = sorted(k for k, v in records[0].items() if isinstance(v, (int, float)) and not isinstance(v, bool))
+        raise DataError(f"{path}: " + "; ".join(problems) + f"; numeric fields of its first record: {numeric}")
+    X = np.array([[float(r[name]) for name in features] for r in records])
+    y = np.array([float(r[metric][statistic]) for r in records])
+    header = {"device": profile.device, "backend": profile.header.get("backend"), "source": Path(path).name,
+              "label": f"{metric}.{statistic}"}
+    return X, y, header
 
 
 def _split(n: int, test_fraction: float, seed: int):
