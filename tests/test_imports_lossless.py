@@ -63,6 +63,13 @@ def test_a_folder_without_manifest_lists_every_block_outside_the_space(tmp_path)
                                                 r"--skip-outside-space") as error:
         import_vitis_ai(folder, out, space="mbv3-small", device="zcu102-b4096")
     assert "blk12_" in str(error.value) and "blk13_" in str(error.value) and not out.exists()
+    with pytest.raises(ImportFormatError, match=r"holds the same bytes as profile_summary.csv"):
+        import_vitis_ai(folder, out, space="mbv3-small", device="zcu102-b4096", skip_outside_space=True,
+                        merge_duplicates=True)  # blk13 is a copy of blk12: one measurement, not two
+    shutil.rmtree(second)
+    shutil.copytree(folder / "blk12_in_24x8x8-out_24-k9-e4-s1-relu-se0", second)
+    summary = second / "profile_summary.csv"
+    summary.write_text(summary.read_text().replace("1000,DPUCZDX8G", "999,DPUCZDX8G"))  # another measurement
 
     profile = import_vitis_ai(folder, out, space="mbv3-small", device="zcu102-b4096", skip_outside_space=True)
     assert sorted(item["named"].split("/")[0] for item in profile.header["skipped"]) == \

@@ -40,9 +40,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..dataset import Profile, block_record
-from .common import (BlockOutsideSpaceError, ImportFormatError, Manifest, Problems, block_from_name, check_repeats,
-                     load_space, network_record, outside_space, parse_number, pooled_stats, profile_header,
-                     read_manifest, read_text, space_blocks, space_file, where, write_profile)
+from .common import (BlockOutsideSpaceError, ImportFormatError, Manifest, Problems, block_from_name,
+                     check_distinct_files, check_repeats, load_space, network_record, outside_space, parse_number,
+                     pooled_stats, profile_header, read_manifest, read_text, space_blocks, space_file, where,
+                     write_profile)
 
 SECTION = "DPU Summary"
 REQUIRED = ("Kernel Name", "Number Of Runs", "CU Full Name", "Minimum Time (ms)", "Average Time (ms)",
@@ -181,14 +182,16 @@ def _named_measurements(directory: Path, space, skip_outside_space: bool, proble
     """``(block, file, where)`` of every summary of a folder whose names follow a naming
     pattern (:data:`~.common.NAME_PATTERNS`), and the blocks outside the space skipped."""
     known = space_blocks(space)
-    measurements, outside = [], []
+    measurements, outside, files = [], [], []
     for path, name in summary_files(directory):
         named = f"{path.relative_to(directory)} (block name {name!r})"
+        files.append((path, named))
         with problems.collect():
             try:
                 measurements.append((block_from_name(name, space, known, named), path, named))
             except BlockOutsideSpaceError as error:
                 outside.append(error)
+    check_distinct_files(files, problems, "measurement file")  # one summary copied under two names
     return measurements, outside_space(outside, skip_outside_space, problems)
 
 
