@@ -1,8 +1,9 @@
 #!/usr/bin/env python
 """Which progressive-shrinking recipe makes inherited subnets as good as from-scratch ones.
 
-Every recipe is the shipped default config (``mbv3-small-cluttered-digits``)
-with some keys changed and the same total number of epochs; each is trained
+Every recipe is the default config (``mbv3-small-cluttered-digits``) as it
+was before this ablation (frozen phase-0 teacher, averaged subnet gradients,
+staged phases) with some keys changed and the same total number of epochs; each is trained
 once (seed 0) and its smallest, largest and one random subnet per resolution
 (``inherited_vs_scratch.benchmark_archs``) are scored with inherited weights
 (BN re-calibrated on 1000 training images) on the validation split, which
@@ -122,8 +123,13 @@ RECIPES = {
 }
 
 
+# the recipe the shipped config had before this ablation; every recipe starts from it
+REFERENCE_TRAIN = {"distillation": "frozen", "kd_ratio": 1.0, "sandwich": True, "subnet_gradients": "mean"}
+
+
 def recipe_config(overrides: dict) -> dict:
     config = load_yaml(BASE)
+    config.setdefault("train", {}).update(REFERENCE_TRAIN)
     for key, value in overrides.items():
         if isinstance(value, dict):
             config.setdefault(key, {}).update(copy.deepcopy(value))
@@ -135,6 +141,27 @@ def recipe_config(overrides: dict) -> dict:
     return config
 
 
+def calib_sweep(args) -> int:
+    """BN re-calibration size: the same trained supernets, scored with 250..2000 calibration images."""
+    out = Path(args.out)
+    for name in args.recipes:
+        supernet = load_supernet(Path(args.runs) / name / "final.pt")
+        checked, space, _ = check_config(recipe_config(RECIPES[name][1]))
+        d = checked["data"]
+        data = build_datasets(d["dataset"], max(space.resolutions), space.in_channels, d["augmentation"],
+                              d["val_fraction"], d["test_fraction"])
+        sweep = {}
+        for images in args.calib_sweep:
+            evaluator = SubnetEvaluator(supernet, data, "val", images)
+            sweep[str(images)] = float(np.mean([evaluator.evaluate(a)["top1"] for _, a in benchmark_archs(space)]))
+            print(f"{name}: BN re-calibrated on {images} images: mean inherited val top-1 {sweep[str(images)]:.2f}",
+                  flush=True)
+        results = json.loads(out.read_text()) if out.is_file() else {}
+        results.setdefault("calib_sweep", {})[name] = sweep
+        atomic_write_json(out, results)
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--recipes", nargs="+", default=list(RECIPES), choices=list(RECIPES))
@@ -142,10 +169,14 @@ def main(argv=None) -> int:
     parser.add_argument("--calib-images", type=int, default=1000)
     parser.add_argument("--scratch-cache", default="benchmarks/results/scratch_cluttered_digits.jsonl")
     parser.add_argument("--out", default="benchmarks/results/recipe_ablation_cluttered_digits.json")
+    parser.add_argument("--calib-sweep", type=int, nargs="+", default=None, metavar="IMAGES",
+                        help="instead: mean inherited validation top-1 of the --recipes' supernets with BN "
+                             "re-calibrated on each number of training images")
     args = parser.parse_args(argv)
+    if args.calib_sweep:
+        return calib_sweep(args)
     torch.set_num_threads(1)
     out = Path(args.out)
-    results = json.loads(out.read_text()).get("recipes", {}) if out.is_file() else {}
     data = None
     for name in args.recipes:
         what, overrides = RECIPES[name]
@@ -181,10 +212,12 @@ def main(argv=None) -> int:
             paired = [r for r in rows if r[f"scratch_{s}"] is not None]
             result[f"mean_delta_{s}"] = (float(np.mean([r[f"inherited_{s}"] - r[f"scratch_{s}"] for r in paired]))
                                          if paired else None)
-        results[name] = result
+        # re-read before writing: another run of this script may have added recipes meanwhile
+        stored = json.loads(out.read_text()) if out.is_file() else {}
+        results = {**stored.get("recipes", {}), name: result}
         print(f"{name}: mean inherited val {result['mean_inherited_val']:.2f}, test "
               f"{result['mean_inherited_test']:.2f}; vs scratch (val) {result['mean_delta_val']}", flush=True)
-        atomic_write_json(out, {"benchmark": "recipe_ablation", "base_config": BASE, "epochs": EPOCHS,
+        atomic_write_json(out, {**stored, "benchmark": "recipe_ablation", "base_config": BASE, "epochs": EPOCHS,
                                 "command": "python benchmarks/recipe_ablation.py", "recipes": results})
     return 0
 

@@ -2,7 +2,7 @@
 """Threads or processes: how to use every core for supernet training on a CPU machine.
 
 Runs the same short progressive-shrinking run (the default config's data and
-recipe, ``--images`` training images, one teacher epoch and one elastic epoch)
+recipe with one epoch per phase on ``--images`` training images)
 as one process with one thread, one process with ``--cores`` threads, and
 ``--cores`` data-parallel processes of one thread each (torchrun, gloo),
 alternating the order over ``--repeats`` rounds so that a change of machine
@@ -36,8 +36,7 @@ def run_config(base: str, images: int, threads: int) -> dict:
     config = load_yaml(base)
     config["data"] = {**config.get("data", {}), "max_train_images": images, "calib_images": 200}
     config["train"] = {**config.get("train", {}), "threads": threads, "progress": False}
-    teacher, *elastic = config["phases"]
-    config["phases"] = [{**teacher, "epochs": 1}, {**elastic[-1], "epochs": 1}]
+    config["phases"] = [{**phase, "epochs": 1, "warmup_epochs": 0} for phase in config["phases"]]
     return config
 
 
@@ -57,7 +56,7 @@ def training_seconds(run_dir: Path) -> float:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--config", default="mbv3-small-cluttered-digits")
-    parser.add_argument("--images", type=int, default=2560)
+    parser.add_argument("--images", type=int, default=3840)
     parser.add_argument("--cores", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--out", default="benchmarks/results/train_parallel.json")

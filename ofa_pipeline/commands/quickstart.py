@@ -6,14 +6,17 @@
 
 Steps (each printed with the command that does it on its own):
 
-1. train the supernet: the small MobileNetV3 with progressive shrinking on
-   scikit-learn's digits placed among clutter (``mbv3-small-cluttered-digits``), or with
+1. train the supernet: the small MobileNetV3 on scikit-learn's digits placed
+   among clutter (``mbv3-small-cluttered-digits``: one elastic phase with
+   in-place distillation, 6 epochs; as many data-parallel processes as
+   ``--workers``), or with
    ``--transformer`` the small Transformer on numbers written as digits ->
    French words up to 10^9 (``configs/transformer-small-digits.yaml``; its
    subnets differ by about ten points of exact match);
 2. profile subnets on ``cpu-ort`` (onnxruntime, this CPU), ``fpga-scalesim``
    (SCALE-Sim systolic-array simulation) and ``mobile-ncnn`` where ncnn is
-   installed (not with ``--fast``);
+   installed (not with ``--fast``); the timed devices one at a time with
+   nothing else running, the simulator side by side with step 4's evaluation;
 3. fit a latency predictor per device;
 4. evaluate subnets (BN re-calibrated; Transformers: validation loss) and fit
    the accuracy (Transformers: loss) predictor;
@@ -53,7 +56,7 @@ from ofa.validation import ArgumentParser, check_output_path, choice, positive_i
 
 # the search keeps each pick's 90% latency bound under its budget, not the point prediction
 LATENCY_CONFIDENCE = 0.9
-FULL = {"profile_archs": 60, "eval_archs": 80, "population": 100, "generations": 500, "pareto_generations": 100,
+FULL = {"profile_archs": 40, "eval_archs": 80, "population": 100, "generations": 500, "pareto_generations": 100,
         "runs": 30, "warmup": 5, "calib_images": 1000, "int8": True}
 FAST = {"profile_archs": 10, "eval_archs": 24, "population": 24, "generations": 25, "pareto_generations": 10,
         "runs": 10, "warmup": 2, "calib_images": 128, "int8": False,
