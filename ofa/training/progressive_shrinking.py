@@ -483,7 +483,9 @@ class ProgressiveShrinkingTrainer:
             smallest = evaluator.evaluate(smallest_arch)
             summary.update(largest_top1=round(largest["top1"], 2), smallest_top1=round(smallest["top1"], 2),
                            smallest_macs=smallest["macs"])
-            what = "teacher (full network)" if index == 0 else "largest subnet"
+            largest_arch = self._phase_extreme(phase, max)
+            one_network = largest_arch == self._phase_extreme(phase, min, largest_arch.resolution)
+            what = "teacher (full network)" if index == 0 and one_network else "largest subnet"
             self.log.write("phase_end", **summary, largest=largest, smallest=smallest)
             self._print(f"phase {phase['name']} done: {what} val top-1 {largest['top1']:.2f}%, smallest subnet of "
                         f"this phase {smallest['top1']:.2f}% ({smallest['macs']:,} MACs)")
