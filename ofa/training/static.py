@@ -112,8 +112,7 @@ def finetune_subnet(supernet: nn.Module, arch, data, epochs: int, checkpoint: st
     calibration = fixed_subset(data.train, calib_images).tensors(resolution=arch.resolution)[0]
     teacher = supernet.extract(supernet.space.largest())
     recalibrate_bn(teacher, calibration)
-    student = supernet.extract(arch)
-    recalibrate_bn(student, calibration)
+    student = supernet.extract(arch)  # trains in train mode: its BN statistics are re-calibrated at deployment
     train_classifier(student, data.train, epochs, arch.resolution, lr=lr, batch_size=train.get("batch_size", 64),
                      weight_decay=train.get("weight_decay", 3e-5), label_smoothing=train.get("label_smoothing", 0.1),
                      warmup_epochs=0, seed=seed, optimizer=train.get("optimizer", "sgd"),

@@ -243,7 +243,8 @@ def run(args) -> list[dict]:
                       pareto_generations=args.pareto_generations, calib_images=args.calib_images,
                       provenance=provenance, latency_confidence=args.latency_confidence,
                       max_rounds=args.max_rounds, measurements_per_round=args.measurements_per_round,
-                      finetune_epochs=args.finetune_epochs, finetune_train=checkpoint_training(args.supernet))
+                      finetune_epochs=args.finetune_epochs,
+                      finetune_train=checkpoint_training(args.supernet) if args.finetune_epochs else None)
     print(summary_table(rows))
     print(f"results: {Path(args.out) / 'summary.md'}")
     missed = [f"{row['target']} on {d['device']}: measured {d['measured_latency_ms']:.3f} ms > budget "
