@@ -6,7 +6,9 @@ For every target (a device and its latency budget) :func:`specialize`
 1. finds the subnet of highest predicted accuracy (or lowest predicted loss)
    under the budget, plus any MACs / parameter budgets, with
    :func:`~ofa.search.evolution_search` (``joint=True``: one subnet meeting
-   every device's budget at once);
+   every device's budget at once), or with ``strategy="differentiable"`` by
+   gradient on the supernet with the expected latency as a cost
+   (:func:`~ofa.search.differentiable.differentiable_search`);
 2. extracts it, re-calibrates its BatchNorm statistics, saves its weights and
    a parity-checked ONNX file (:func:`~ofa_pipeline.deploy.deploy_subnet`);
 3. measures its latency on the real backend where that backend runs here, and
@@ -192,13 +194,66 @@ def plot_front(path: Path, front: ParetoFront, cloud: tuple[np.ndarray, np.ndarr
     atomic_write_bytes(path, buffer.getvalue())
 
 
+STRATEGIES = ("evolution", "differentiable")
+
+
+class SearchStrategy:
+    """How :func:`specialize` searches: evolution, or differentiable search (checked before any work)."""
+
+    def __init__(self, name: str, options: dict | None, supernet, data, seed: int, latency_predictors, log):
+        if name not in STRATEGIES:
+            raise ConfigError(f"search strategy {name!r} unknown; allowed: {STRATEGIES}")
+        if options and name != "differentiable":
+            raise ConfigError("differentiable search options were given with the evolution strategy; pass "
+                              "strategy='differentiable' (--strategy differentiable) or leave them out")
+        self.name, self.options, self.log = name, dict(options or {}), log
+        self.relaxed: dict = {}
+        if name == "differentiable":
+            from ofa.search.differentiable import DifferentiableConfig
+
+            self.config = DifferentiableConfig.from_dict(self.options)
+            self.task = get_family(supernet.space).relaxed_task(supernet, data, self.config.batch_size, seed)
+            for predictor in latency_predictors:  # a space without additive tables fails here, before any work
+                self.relaxation(predictor)
+        self.seed = seed
+
+    def settings(self) -> dict:
+        if self.name == "evolution":  # results stored before the option existed stay reusable
+            return {}
+        return {"strategy": self.name, "differentiable": self.options}
+
+    def relaxation(self, predictor):
+        from predictors.relaxed import relaxed_latency
+
+        key = id(predictor)
+        if key not in self.relaxed:
+            relaxation = relaxed_latency(predictor)
+            if not relaxation.exact:
+                self.log(f"{predictor.device}: no block-sum predictor, the latency term is an additive surrogate "
+                         f"of it ({relaxation.report.get('test_mape_percent')}% mean error on random subnets)")
+            self.relaxed[key] = relaxation
+        return self.relaxed[key]
+
+    def search(self, problem: SearchProblem, predictors, on_infeasible: str):
+        from ofa.search.differentiable import differentiable_search
+        from ofa.search.relaxation import cost_relaxation
+
+        relaxations = {f"latency_ms@{device}": self.relaxation(predictor) for device, _, predictor in predictors}
+        for constraint in problem.constraints:
+            if constraint.name in ("macs", "params"):
+                relaxations[constraint.name] = cost_relaxation(problem.space, constraint.name)
+        return differentiable_search(problem, self.task, relaxations, self.config, seed=self.seed,
+                                     on_infeasible=on_infeasible, log=self.log)
+
+
 def specialize(supernet, accuracy_predictor, latency_predictors: list, targets: list[Target], out_dir,
                data=None, max_macs: float | None = None, max_params: float | None = None, population: int = 100,
                generations: int = 500, seed: int = 0, measure: bool = True, ncnn: bool = False, int8: bool = False,
                on_infeasible: str = "raise", pareto_population: int = 100, pareto_generations: int = 100,
                calib_images: int = 2000, provenance: dict | None = None, latency_confidence: float | None = None,
                max_rounds: int = 3, measurements_per_round: int = 4, finetune_epochs: int = 0,
-               finetune_train: dict | None = None, log=print) -> list[dict]:
+               finetune_train: dict | None = None, strategy: str = "evolution", differentiable: dict | None = None,
+               log=print) -> list[dict]:
     """Run the whole specialisation for every target (see the module docstring).
 
     ``latency_confidence`` (e.g. 0.9) keeps each pick's latency bound under the
@@ -212,6 +267,11 @@ def specialize(supernet, accuracy_predictor, latency_predictors: list, targets: 
     supernet run's training config; resumable, the checkpoint sits in the
     target's directory), deploys the fine-tuned weights and reports the
     inherited and the fine-tuned accuracy and the extra seconds.
+
+    ``strategy``: ``"evolution"`` (default) or ``"differentiable"``, with
+    ``differentiable`` the options of :class:`~ofa.search.differentiable.DifferentiableConfig`
+    (mode ``frozen``, ``darts`` or ``yoso``, steps, order, ...); it needs ``data``.
+    Either pick goes through the same closed loop, deployment and reports.
 
     ``data`` (:class:`ofa.data.DataSplits`) enables BN re-calibration and
     measured accuracy; ``provenance`` (file names, digests) is stored with each
@@ -230,6 +290,7 @@ def specialize(supernet, accuracy_predictor, latency_predictors: list, targets: 
                           f"not {family.name!r} ones; run without --finetune-epochs")
     if finetune_epochs and not family.is_data(data):
         raise ConfigError("fine-tuning trains on the supernet's training images: it needs the data set (--data)")
+    search_strategy = SearchStrategy(strategy, differentiable, supernet, data, seed, latency_predictors, log)
     objective = accuracy_objective(accuracy_predictor)
     extra = cost_constraints(space, max_macs, max_params)
     evaluator = None
@@ -244,6 +305,7 @@ def specialize(supernet, accuracy_predictor, latency_predictors: list, targets: 
                     "pareto": [pareto_population, pareto_generations], "measure": measure,
                     "provenance": provenance or {}, "latency_confidence": latency_confidence,
                     "closed_loop": [max_rounds, measurements_per_round], "finetune_epochs": finetune_epochs}
+        settings.update(search_strategy.settings())
         previous = directory / "result.json"
         if previous.is_file():
             stored = json.loads(previous.read_text())
@@ -261,8 +323,10 @@ def specialize(supernet, accuracy_predictor, latency_predictors: list, targets: 
         def search(latency_functions, predictors=predictors):
             constraints = [Constraint(f"latency_ms@{device}", latency_functions[device], budget, "ms")
                            for device, budget, _ in predictors] + extra
-            return evolution_search(SearchProblem(space, objective, constraints), population, generations,
-                                    seed=seed, on_infeasible=on_infeasible)
+            problem = SearchProblem(space, objective, constraints)
+            if search_strategy.name == "differentiable":
+                return search_strategy.search(problem, predictors, on_infeasible)
+            return evolution_search(problem, population, generations, seed=seed, on_infeasible=on_infeasible)
 
         log(f"[{target.name}] searching, then verifying the pick")
         loop = closed_loop_search(space, search, predictors, verifiers, max_rounds=max_rounds,

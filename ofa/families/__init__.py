@@ -73,6 +73,13 @@ class ModelFamily:
         """The module a phone runtime (ncnn) converts for ``static``."""
         return static
 
+    def relaxed_task(self, supernet: nn.Module, data, batch_size: int = 64, seed: int = 0):
+        """The supernet run as a weighted mixture of all its subnets, with its task loss on ``data``
+        (``.model``, ``.batch(split, weights)``, ``.loss(weights, batch)``, ``.copy()``): what
+        :func:`ofa.search.differentiable.differentiable_search` optimises."""
+        raise ConfigError(f"differentiable search is implemented for mobilenetv3 supernets, not {self.name!r} ones; "
+                          f"use the evolution strategy")
+
 
 def register_family(family: ModelFamily) -> ModelFamily:
     FAMILIES[family.name] = family

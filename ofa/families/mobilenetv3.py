@@ -61,5 +61,13 @@ class MobileNetV3Family(ModelFamily):
         return {"accuracy": top1_accuracy(logits, labels), "kind": self.accuracy_kind,
                 "loss": float(F.cross_entropy(logits, labels))}
 
+    def relaxed_task(self, supernet, data, batch_size=64, seed=0):
+        from ..supernets.relaxed import RelaxedImageTask
+
+        if not self.is_data(data):
+            raise ConfigError("differentiable search trains on the supernet's images: it needs the data set "
+                              "(--data, or the checkpoint's own)")
+        return RelaxedImageTask(supernet, data, batch_size, seed)
+
 
 register_family(MobileNetV3Family())

@@ -61,6 +61,19 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--max-macs", type=positive_float, help="MACs budget for every target")
     p.add_argument("--max-params", type=positive_float, help="parameter budget for every target")
     p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--strategy", choices=("evolution", "differentiable"), default="evolution",
+                   help="how to search: evolution on the predictors (default), or differentiable search on the "
+                        "supernet with the expected latency as a cost (docs/search.md); either pick is verified")
+    p.add_argument("--diff-mode", choices=("frozen", "darts", "yoso"), default=None,
+                   help="differentiable: architecture parameters on the frozen supernet (frozen, default), DARTS "
+                        "alternating weights and architecture (darts), or YOSO scale factors with L1 (yoso)")
+    p.add_argument("--diff-steps", type=positive_int, default=None, help="differentiable: optimisation steps")
+    p.add_argument("--diff-order", type=int, choices=(1, 2), default=None,
+                   help="differentiable, darts: 1 first order, 2 the unrolled second-order approximation")
+    p.add_argument("--diff-budget", choices=("lagrange", "penalty"), default=None,
+                   help="differentiable: each budget as a hard constraint with a Lagrange multiplier (default), or "
+                        "a penalty on the expected latency")
+    p.add_argument("--diff-batch-size", type=positive_int, default=None, help="differentiable: images per step")
     p.add_argument("--population", type=positive_int, default=100)
     p.add_argument("--generations", type=positive_int, default=500)
     p.add_argument("--pareto-generations", type=positive_int, default=100, help="NSGA-II generations of the Pareto plot")
@@ -207,6 +220,22 @@ def check_paths(args) -> None:
     from ofa_pipeline.specialize import check_latency_confidence
 
     check_latency_confidence(args.latency_confidence)
+    args.differentiable = differentiable_options(args)
+
+
+def differentiable_options(args) -> dict | None:
+    """The --diff-* options as a dict; refused unless --strategy differentiable."""
+    options = {key: getattr(args, f"diff_{key}") for key in ("mode", "steps", "order", "budget", "batch_size")
+               if getattr(args, f"diff_{key}", None) is not None}
+    if options and args.strategy != "differentiable":
+        flags = ", ".join(f"--diff-{k.replace('_', '-')}" for k in options)
+        raise ConfigError(f"{flags} only apply to --strategy differentiable (the strategy is {args.strategy})")
+    if args.strategy != "differentiable":
+        return None
+    from ofa.search.differentiable import DifferentiableConfig
+
+    DifferentiableConfig.from_dict(options)
+    return options
 
 
 def run(args) -> list[dict]:
@@ -243,7 +272,8 @@ def run(args) -> list[dict]:
                       pareto_generations=args.pareto_generations, calib_images=args.calib_images,
                       provenance=provenance, latency_confidence=args.latency_confidence,
                       max_rounds=args.max_rounds, measurements_per_round=args.measurements_per_round,
-                      finetune_epochs=args.finetune_epochs,
+                      finetune_epochs=args.finetune_epochs, strategy=args.strategy,
+                      differentiable=args.differentiable,
                       finetune_train=checkpoint_training(args.supernet) if args.finetune_epochs else None)
     print(summary_table(rows))
     print(f"results: {Path(args.out) / 'summary.md'}")
