@@ -21,8 +21,11 @@ tables (:mod:`ofa.search.relaxation`). Three modes:
   split with an L1 penalty (a proximal soft-threshold step after each update), then
   pruned to the one largest factor per decision.
 
-Budgets: ``budget="lagrange"`` treats each budget as a hard constraint
-``E[cost] <= limit`` with a Lagrange multiplier updated by dual ascent;
+Budgets: ``budget="target"`` (default) adds ``latency_weight * |E[cost] / limit - 1|``,
+TuNAS's absolute reward (Bender et al., 2020): the search spends the budget, and the
+task loss decides on what (a budget is what a deployment may spend, and a larger
+subnet is the more accurate one). ``"lagrange"`` treats each budget as a hard
+constraint ``E[cost] <= limit`` with a Lagrange multiplier updated by dual ascent;
 ``"penalty"`` adds ``latency_weight * E[cost] / limit`` (ProxylessNAS's
 expected-latency loss in units of the budget). The relaxed cost is calibrated
 against the constraint functions of the problem (the predictor's point value, an
@@ -49,7 +52,7 @@ from .evolution import one_gene_variants
 from .problem import SearchProblem, SearchResult, best_of, unique_rows
 
 MODES = ("frozen", "darts", "yoso")
-BUDGET_MODES = ("lagrange", "penalty")
+BUDGET_MODES = ("target", "lagrange", "penalty")
 
 
 @dataclass
@@ -68,10 +71,14 @@ class DifferentiableConfig:
     # "sample": one input resolution per step, drawn by a straight-through hard Gumbel-softmax (GDAS, Dong and
     # Yang 2019), a network pass per step instead of one per resolution; "mix": every resolution, logits mixed
     resolution: str = "sample"
-    budget: str = "lagrange"
-    latency_weight: float = 1.0  # penalty: the weight of E[cost] / limit; lagrange: unused
+    # straight-through Gumbel-softmax: the forward pass runs the drawn subnet exactly (the one-hot sample) and the
+    # gradient reaches every choice through the soft sample; None: on for "frozen" (the weights were trained for
+    # subnets, not for mixtures of them), off for "darts" (DARTS's continuous mixture); unused by "yoso"
+    hard: bool | None = None
+    budget: str = "target"
+    latency_weight: float = 1.0  # target and penalty: the weight of the cost term; lagrange: unused
     dual_lr: float = 0.5  # lagrange: the multiplier's ascent step per unit of relative excess
-    l1: float = 0.01  # yoso: L1 strength on the scale factors
+    l1: float = 0.05  # yoso: L1 strength on the scale factors (the proximal step shrinks each by arch_lr * l1)
     samples: int = 256  # architectures drawn from the final distribution for the pick
     calibrate_every: int = 5  # steps between calibrations of the relaxed cost at the argmax
 
@@ -125,38 +132,51 @@ class DifferentiableResult(SearchResult):
 
 
 class ArchitectureParameters(torch.nn.Module):
-    """One parameter vector per gene: logits (softmax modes) or scale factors (YOSO)."""
+    """One parameter vector per gene: logits (softmax modes) or scale factors (YOSO).
 
-    def __init__(self, counts, yoso: bool = False, sampled: int | None = None):
+    ``sampled``: a gene drawn as a hard one-hot each step with a straight-through Gumbel-softmax
+    (GDAS); it keeps logits in every mode, YOSO included (where its pruning is its argmax)."""
+
+    def __init__(self, counts, yoso: bool = False, sampled: int | None = None, hard: bool = False):
         super().__init__()
         self.yoso = yoso
-        self.sampled = sampled  # the gene drawn as a hard one-hot each step (straight-through), if any
-        init = [torch.full((int(c),), 1.0 / int(c)) if yoso else torch.zeros(int(c)) for c in counts]
+        self.sampled = sampled
+        self.hard = hard
+        init = [torch.full((int(c),), 1.0 / int(c)) if self._scaled(g) else torch.zeros(int(c))
+                for g, c in enumerate(counts)]
         self.values = torch.nn.ParameterList([torch.nn.Parameter(v.to(torch.float64)) for v in init])
 
+    def _scaled(self, gene: int) -> bool:
+        return self.yoso and gene != self.sampled
+
+    def scale_factors(self) -> list[torch.Tensor]:
+        """The YOSO scale factors (the sampled gene's logits are not among them)."""
+        return [v for g, v in enumerate(self.values) if self._scaled(g)]
+
     def probabilities(self, temperature: float = 1.0) -> list[torch.Tensor]:
-        if self.yoso:
-            return [v.abs() / v.abs().sum().clamp_min(1e-12) for v in self.values]
-        return [torch.softmax(v / temperature, 0) for v in self.values]
+        return [v.abs() / v.abs().sum().clamp_min(1e-12) if self._scaled(g) else torch.softmax(v / temperature, 0)
+                for g, v in enumerate(self.values)]
 
     def noise(self, gumbel: bool, generator: torch.Generator | None) -> list[torch.Tensor] | None:
         """Gumbel noise for one step (None: plain softmax)."""
-        if self.yoso or (not gumbel and self.sampled is None):
+        if not gumbel and self.sampled is None:
             return None
         out = []
         for g, v in enumerate(self.values):
             uniform = torch.rand(v.shape, generator=generator, dtype=v.dtype).clamp(1e-10, 1 - 1e-10)
-            out.append(-torch.log(-torch.log(uniform)) if gumbel or g == self.sampled else torch.zeros_like(v))
+            drawn = (gumbel and not self._scaled(g)) or g == self.sampled
+            out.append(-torch.log(-torch.log(uniform)) if drawn else torch.zeros_like(v))
         return out
 
     def mixture(self, temperature: float, noise: list[torch.Tensor] | None = None) -> list[torch.Tensor]:
-        """The weights the forward pass mixes with (Gumbel-softmax with ``noise``)."""
-        if self.yoso:
-            return [v.to(torch.float32) for v in self.values]
+        """The weights the forward pass mixes with (Gumbel-softmax with ``noise``; YOSO: the scale factors)."""
         out = []
         for g, v in enumerate(self.values):
+            if self._scaled(g):
+                out.append(v.to(torch.float32))
+                continue
             soft = torch.softmax((v if noise is None else v + noise[g]) / temperature, 0)
-            if g == self.sampled:  # forward the drawn choice only, gradient through the soft weights
+            if g == self.sampled or self.hard:  # forward the drawn choice, gradient through the soft weights
                 hard = torch.zeros_like(soft)
                 hard[int(torch.argmax(soft))] = 1.0
                 soft = hard - soft.detach() + soft
@@ -165,16 +185,17 @@ class ArchitectureParameters(torch.nn.Module):
 
     @torch.no_grad()
     def prune(self) -> None:
-        """YOSO's last step: keep the largest scale factor of every decision, zero the others."""
-        for v in self.values:
-            keep = int(torch.argmax(v.abs()))
+        """YOSO's last step: keep the largest scale factor of every decision, zero the others
+        (a sampled gene: its most probable choice, with all the probability)."""
+        for g, v in enumerate(self.values):
+            keep = int(torch.argmax(v.abs() if self._scaled(g) else v))
             v.zero_()
-            v[keep] = 1.0
+            v[keep] = 1.0 if self._scaled(g) else 1e3
 
     @torch.no_grad()
     def soft_threshold(self, amount: float) -> None:
         """The proximal step of the L1 penalty; scale factors stay >= 0 and a decision keeps at least one."""
-        for v in self.values:
+        for v in self.scale_factors():
             largest = int(torch.argmax(v))
             shrunk = (v - amount).clamp_min(0.0)
             if float(shrunk.max()) <= 0.0:
@@ -270,7 +291,9 @@ def differentiable_search(problem: SearchProblem, task, relaxations: dict, confi
         layout = {}
     if config.resolution == "sample" and "resolution" in layout:
         sampled = layout["resolution"].start
-    arch = ArchitectureParameters(space.choice_counts, yoso=config.mode == "yoso", sampled=sampled)
+    hard = (config.mode == "frozen") if config.hard is None else bool(config.hard)
+    arch = ArchitectureParameters(space.choice_counts, yoso=config.mode == "yoso", sampled=sampled,
+                                  hard=hard and config.mode != "yoso")
     budgets = {c.name: c for c in problem.constraints if c.name in relaxations}
     multipliers = {name: 0.0 for name in budgets}
     calibration = {name: 1.0 for name in budgets}
@@ -308,6 +331,8 @@ def differentiable_search(problem: SearchProblem, task, relaxations: dict, confi
             ratios[name] = ratio
             if config.budget == "lagrange":
                 total = total + multipliers[name] * (ratio - 1.0)
+            elif config.budget == "target":
+                total = total + config.latency_weight * (ratio - 1.0).abs()
             else:
                 total = total + config.latency_weight * ratio
         return total, ratios
@@ -335,7 +360,7 @@ def differentiable_search(problem: SearchProblem, task, relaxations: dict, confi
                 (loss + cost).backward()
                 joint_opt.step()
                 with torch.no_grad():
-                    for v in arch.values:
+                    for v in arch.scale_factors():
                         v.clamp_(min=0.0)
                 arch.soft_threshold(config.arch_lr * config.l1)
             else:
@@ -371,12 +396,13 @@ def differentiable_search(problem: SearchProblem, task, relaxations: dict, confi
             if config.budget == "lagrange":
                 for name, ratio in ratios.items():
                     multipliers[name] = max(0.0, multipliers[name] + config.dual_lr * (float(ratio.detach()) - 1.0))
-            history.append(float(loss))
-            trace_steps.append({"loss": round(float(loss), 5),
+            loss = float(loss.detach())
+            history.append(loss)
+            trace_steps.append({"loss": round(loss, 5),
                                 **{f"expected/limit {n}": round(float(r.detach()), 4) for n, r in ratios.items()}})
             if log is not None and (step + 1) % max(1, config.steps // 5) == 0:
                 log(f"  differentiable ({config.mode}) step {step + 1}/{config.steps}: loss {float(loss):.4f}, "
-                    + ", ".join(f"E[{n}]/limit {float(r):.3f}" for n, r in ratios.items()))
+                    + ", ".join(f"E[{n}]/limit {float(r.detach()):.3f}" for n, r in ratios.items()))
     finally:
         for p, flag in zip(weights, requires):
             p.requires_grad_(flag)
@@ -386,7 +412,8 @@ def differentiable_search(problem: SearchProblem, task, relaxations: dict, confi
 
     final_temperature = config.temperature[1]
     if config.mode == "yoso":
-        nonzero_before = [int((v.detach() > 0).sum()) for v in arch.values]
+        nonzero_before = [int((v.detach() > 0).sum()) if arch._scaled(g) else None
+                          for g, v in enumerate(arch.values)]
         arch.prune()
     probs = [p.detach() for p in arch.probabilities(final_temperature)]
     search_seconds = time.perf_counter() - started
@@ -407,7 +434,7 @@ def differentiable_search(problem: SearchProblem, task, relaxations: dict, confi
     if config.mode == "yoso":
         trace["choices_left_by_l1"] = nonzero_before
         trace["decisions_pruned_by_l1"] = int(sum(1 for n, c in zip(nonzero_before, space.choice_counts)
-                                                   if c > 1 and n == 1))
+                                                   if n is not None and c > 1 and n == 1))
     trace["argmax_is_pick"] = bool(np.array_equal(argmax_genes(space, probs)[0], result.genes))
     values = {f.name: getattr(result, f.name) for f in fields(SearchResult)}
     return DifferentiableResult(**values, trace=trace)

@@ -53,7 +53,7 @@ class RelaxedMobileNetV3(nn.Module):
         resolution = weights[-1]
         out = 0.0
         for r, x in enumerate(inputs):
-            if _off(resolution[r]):
+            if float(resolution[r].detach()) == 0.0:  # a resolution not drawn this step (one pass each)
                 continue
             if x is None:
                 raise ValueError(f"the batch at resolution {space.resolutions[r]} is missing")
@@ -81,8 +81,9 @@ class RelaxedMobileNetV3(nn.Module):
 
 
 def _off(weight: torch.Tensor) -> bool:
-    """A choice of weight exactly zero is not run (one-hot, pruned or straight-through weights)."""
-    return float(weight.detach()) == 0.0
+    """A choice of weight exactly zero that no gradient asks about is not run (one-hot or pruned weights);
+    a straight-through weight is zero in value but carries a gradient, so its choice runs."""
+    return not weight.requires_grad and float(weight) == 0.0
 
 
 def mixed_block(block: nn.Module, x: torch.Tensor, kernel_weights: torch.Tensor,
@@ -132,7 +133,7 @@ class RelaxedImageTask:
         positions = self.rng.choice(len(dataset), size=min(self.batch_size, len(dataset)), replace=False)
         inputs, labels = [], None
         for r, resolution in enumerate(self.model.space.resolutions):
-            if weights is not None and _off(weights[-1][r]):
+            if weights is not None and float(weights[-1][r].detach()) == 0.0:
                 inputs.append(None)
                 continue
             images, labels = dataset.get_batch(positions, resolution)

@@ -70,9 +70,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--diff-steps", type=positive_int, default=None, help="differentiable: optimisation steps")
     p.add_argument("--diff-order", type=int, choices=(1, 2), default=None,
                    help="differentiable, darts: 1 first order, 2 the unrolled second-order approximation")
-    p.add_argument("--diff-budget", choices=("lagrange", "penalty"), default=None,
-                   help="differentiable: each budget as a hard constraint with a Lagrange multiplier (default), or "
-                        "a penalty on the expected latency")
+    p.add_argument("--diff-budget", choices=("target", "lagrange", "penalty"), default=None,
+                   help="differentiable: the expected latency pulled to the budget (target, default), kept under it "
+                        "by a Lagrange multiplier (lagrange), or penalised (penalty); every pick meets the budget")
     p.add_argument("--diff-batch-size", type=positive_int, default=None, help="differentiable: images per step")
     p.add_argument("--population", type=positive_int, default=100)
     p.add_argument("--generations", type=positive_int, default=500)
