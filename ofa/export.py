@@ -365,9 +365,12 @@ def onnx_logits(path: str | os.PathLike, images: np.ndarray, batch_size: int = 2
 
 # --- the static subnet's weights ---------------------------------------------------------------------------
 def save_subnet_weights(static: nn.Module, space, path: str | os.PathLike) -> Path:
-    """``{"arch", "space", "state_dict"}``, loadable with ``torch.load(..., weights_only=True)``."""
-    return atomic_torch_save({"arch": static.arch.to_dict(), "space": space.to_dict(),
-                              "state_dict": static.state_dict()}, path)
+    """``{"arch", "space", "state_dict"}`` (and ``"exits"`` for a subnet with exit heads),
+    loadable with ``torch.load(..., weights_only=True)``."""
+    payload = {"arch": static.arch.to_dict(), "space": space.to_dict(), "state_dict": static.state_dict()}
+    if getattr(static, "exits", None) is not None:
+        payload["exits"] = static.exits.to_dict()
+    return atomic_torch_save(payload, path)
 
 
 def load_subnet_weights(path: str | os.PathLike) -> nn.Module:
@@ -388,10 +391,137 @@ def load_subnet_weights(path: str | os.PathLike) -> nn.Module:
         raise CheckpointError(f"{path} is not a subnet weights file written by specialize/export_onnx "
                               f"({type(error).__name__}: {str(error)[:200]})") from None
     # the supernet of the space knows how to build the static network of any of its architectures
-    static = create_supernet(space).extract(arch)
+    try:
+        static = create_supernet(space, **({"exits": payload["exits"]} if payload.get("exits") else {})).extract(arch)
+    except ConfigError as error:
+        raise CheckpointError(f"{path}: its exit heads do not fit its space ({error})") from None
     try:
         static.load_state_dict(payload["state_dict"])
     except (KeyError, TypeError, RuntimeError, AttributeError) as error:
         raise CheckpointError(f"{path}: its weights do not fit the subnet it names ({type(error).__name__}: "
                               f"{str(error).splitlines()[0][:200] if str(error) else ''})") from None
     return static.eval()
+
+
+# --- early exits: one graph per segment ----------------------------------------------------------------------
+# A network with exits is exported as one ONNX graph per segment (the blocks up to an exit, with the exit
+# head), not as one graph with control flow: a batch whose samples leave at different exits needs a
+# gather of the samples that go on, which each runtime handles its own way in an If/Loop graph (ncnn and
+# TensorRT poorly), while plain graphs run on every backend; the price is one runtime call per segment
+# reached, whose overhead the latency model counts.
+EXITS_MANIFEST = "exits.json"
+
+
+def export_exit_segments(static: nn.Module, directory: str | os.PathLike, thresholds=None, measure: str = "maxprob",
+                         opset: int = DEFAULT_OPSET, tolerance: float = PARITY_TOLERANCE) -> dict:
+    """Write ``segment<k>.onnx`` for every segment of a subnet with exits
+    (:meth:`ofa.models.MobileNetV3.segments`) and ``exits.json`` (files, exit
+    rule, thresholds: default 1, never exit), then check that
+    :class:`EarlyExitRunner` reproduces the PyTorch logits of every exit and of
+    the final head (batches 1 and 3). Returns the manifest."""
+    from .io import atomic_write_json
+    from .models.exits import check_measure, check_thresholds
+
+    if getattr(static, "exits", None) is None:
+        raise ConfigError("this subnet has no exit heads: extract it from a supernet trained with exits "
+                          "(training config key 'exits')")
+    check_opset(opset)
+    check_measure(measure)
+    count = len(static.exits.stages)
+    thresholds = check_thresholds(1.0 if thresholds is None else thresholds, count)
+    directory = Path(directory)
+    static = static.eval()
+    x = _example_inputs(static, 1)[0]
+    files = []
+    for k, segment in enumerate(static.segments()):
+        last = k == count
+        path = directory / f"segment{k}.onnx"
+        export_onnx(segment, path, (x,), ("input",), ("logits",) if last else ("features", "logits"), opset=opset)
+        files.append(path.name)
+        if not last:
+            with torch.no_grad():
+                x = segment(x)[0]
+    manifest = {"format": "ofa-early-exit", "segments": files, "exits": static.exits.to_dict(), "measure": measure,
+                "thresholds": thresholds.tolist(), "arch": static.arch.to_dict(), "opset": opset}
+    atomic_write_json(directory / EXITS_MANIFEST, manifest)
+    runner = EarlyExitRunner(directory)
+    diff, scale = 0.0, 1.0
+    for batch in (1, 3):
+        images = _example_inputs(static, batch)[0]
+        with torch.no_grad():
+            expected = [t.numpy() for t in static.forward_exits(images)]
+        got = runner.all_logits(images.numpy())
+        diff = max(diff, *(float(np.abs(e - g).max()) for e, g in zip(expected, got)))
+        scale = max(scale, *(float(np.abs(e).max()) for e in expected))
+    if not diff <= tolerance * scale:
+        for name in [*files, EXITS_MANIFEST]:
+            (directory / name).unlink(missing_ok=True)
+        raise ExportParityError(f"{directory}: the segment graphs differ from PyTorch by {diff:.3g} on outputs up to "
+                                f"{scale:.3g} (allowed {tolerance:g} x max(1, output)); try another --opset")
+    manifest["parity_max_abs_diff"] = diff
+    atomic_write_json(directory / EXITS_MANIFEST, manifest)
+    return manifest
+
+
+class EarlyExitRunner:
+    """Runs the segment graphs of :func:`export_exit_segments` on onnxruntime and stops early.
+
+    ``run(images)`` takes a batch, runs segment 0 on all of it, and sends on to
+    the next segment only the samples whose confidence did not pass the exit's
+    threshold (the batch shrinks as samples leave). Returns the logits each
+    sample left with and the exit it left at (``len(exits)`` = the final head).
+    ``thresholds`` / ``measure`` override the manifest's."""
+
+    def __init__(self, directory: str | os.PathLike, thresholds=None, measure: str | None = None, threads: int = 1):
+        import json
+
+        from .models.exits import check_measure, check_thresholds
+
+        directory = Path(directory)
+        path = directory / EXITS_MANIFEST
+        if not path.is_file():
+            raise CheckpointError(f"{directory} holds no {EXITS_MANIFEST}: export the subnet with "
+                                  f"export_exit_segments (ofa-specialize-exits)")
+        try:
+            manifest = json.loads(path.read_text())
+        except ValueError as error:
+            raise CheckpointError(f"{path} is not valid JSON ({error})") from None
+        if not isinstance(manifest, dict) or manifest.get("format") != "ofa-early-exit":
+            raise CheckpointError(f"{path} is not an early-exit manifest (no 'format': 'ofa-early-exit')")
+        self.manifest = manifest
+        self.measure = check_measure(measure or manifest["measure"])
+        self.exits = len(manifest["segments"]) - 1
+        self.thresholds = check_thresholds(manifest["thresholds"] if thresholds is None else thresholds, self.exits)
+        self.sessions = [onnxruntime_session(directory / name, threads) for name in manifest["segments"]]
+
+    def all_logits(self, images: np.ndarray) -> list[np.ndarray]:
+        """Every exit's logits and the final logits, running every segment on the whole batch."""
+        x, out = np.ascontiguousarray(images, dtype=np.float32), []
+        for session in self.sessions[:-1]:
+            x, logits = session.run(None, {"input": x})
+            out.append(logits)
+        return out + [self.sessions[-1].run(None, {"input": x})[0]]
+
+    def run(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        from .models.exits import confidence
+
+        x = np.ascontiguousarray(images, dtype=np.float32)
+        n = len(x)
+        index = np.arange(n)
+        logits_out: np.ndarray | None = None
+        where = np.full(n, self.exits, dtype=np.int64)
+        for k, session in enumerate(self.sessions):
+            if k < self.exits:
+                features, logits = session.run(None, {"input": x})
+                leave = confidence(logits, self.measure) > self.thresholds[k]
+            else:
+                logits = session.run(None, {"input": x})[0]
+                leave = np.ones(len(x), dtype=bool)
+            if logits_out is None:
+                logits_out = np.empty((n, logits.shape[1]), dtype=logits.dtype)
+            logits_out[index[leave]] = logits[leave]
+            where[index[leave]] = k
+            if leave.all():
+                break
+            x, index = np.ascontiguousarray(features[~leave]), index[~leave]
+        return logits_out, where

@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..errors import DataError
+from ..errors import ConfigError, DataError
 from ..spaces.mobilenetv3 import MobileNetV3Arch, MobileNetV3Space
 
 
@@ -19,13 +19,41 @@ def check_image_batch(x, channels: int) -> None:
 from .layers import ConvBNAct, InvertedResidual
 
 
+class ExitHead(nn.Module):
+    """An early-exit classifier: the operators of the network's own head
+    (:class:`~ofa.models.blocks.ClassifierHeadModule`), ``width`` channels wide,
+    so its latency is that of a :class:`~ofa.spaces.ClassifierHeadBlock`."""
+
+    def __init__(self, in_channels: int, width: int, num_classes: int):
+        super().__init__()
+        self.final_expand = ConvBNAct(in_channels, width, 1, act="h_swish")
+        self.feature_mix = nn.Conv2d(width, width, 1, bias=False)
+        self.classifier = nn.Linear(width, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.final_expand(x).mean((2, 3), keepdim=True)
+        return self.classifier(nn.functional.hardswish(self.feature_mix(x)).flatten(1))
+
+
+def exit_heads(space: MobileNetV3Space, exits) -> nn.ModuleList:
+    return nn.ModuleList(ExitHead(space.stage_widths[s], exits.width, space.num_classes) for s in exits.stages)
+
+
 class MobileNetV3(nn.Module):
+    """A static subnet; with ``exits`` (:class:`~ofa.spaces.exits.ExitConfig`) it also
+    carries exit heads: ``forward`` still returns the final logits only (the
+    static network's), :meth:`forward_exits` every exit's, and :meth:`segments`
+    the graphs a runtime that stops early runs one after another."""
+
     input_names = ("input",)
     output_names = ("logits",)
 
-    def __init__(self, space: MobileNetV3Space, arch: MobileNetV3Arch | dict, dropout: float = 0.1):
+    def __init__(self, space: MobileNetV3Space, arch: MobileNetV3Arch | dict, dropout: float = 0.1, exits=None):
         super().__init__()
+        from ..spaces.exits import ExitConfig
+
         arch = space.parse(arch)
+        self.exits = ExitConfig.parse(space, exits)
         self.space_fingerprint = space.fingerprint
         self.arch = arch
         self.stem = ConvBNAct(space.in_channels, space.stem_width, 3, space.stem_stride, act="h_swish")
@@ -43,6 +71,10 @@ class MobileNetV3(nn.Module):
         self.feature_mix = nn.Conv2d(space.final_expand_width, space.feature_mix_width, 1, bias=False)
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Linear(space.feature_mix_width, space.num_classes)
+        if self.exits is not None:
+            self.exit_heads = exit_heads(space, self.exits)
+            # exit k reads the output of the last block of stage exits.stages[k]
+            self.exit_after = [sum(arch.depths[:s + 1]) for s in self.exits.stages]
 
     def example_inputs(self, batch_size: int = 1) -> tuple[torch.Tensor]:
         """Random inputs of the shape this network was built for."""
@@ -54,5 +86,63 @@ class MobileNetV3(nn.Module):
         check_image_batch(x, self.stem[0].in_channels)
         x = self.blocks(self.first_block(self.stem(x)))
         x = self.final_expand(x).mean((2, 3), keepdim=True)
+        x = nn.functional.hardswish(self.feature_mix(x)).flatten(1)
+        return self.classifier(self.dropout(x))
+
+    def head(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.final_expand(x).mean((2, 3), keepdim=True)
+        x = nn.functional.hardswish(self.feature_mix(x)).flatten(1)
+        return self.classifier(self.dropout(x))
+
+    def forward_exits(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The logits of every exit, then the final logits (one pass)."""
+        if self.exits is None:
+            raise ConfigError("this subnet has no exit heads: extract it from a supernet built with exits")
+        check_image_batch(x, self.stem[0].in_channels)
+        x = self.first_block(self.stem(x))
+        out, start = [], 0
+        for head, stop in zip(self.exit_heads, self.exit_after):
+            x = self.blocks[start:stop](x)
+            out.append(head(x))
+            start = stop
+        x = self.blocks[start:](x)
+        return out + [self.head(x)]
+
+    def segments(self) -> list[nn.Module]:
+        """One module per segment: ``segments()[k]`` for ``k < len(exits)`` maps its input (the image for
+        k = 0, else the previous segment's features) to ``(features, exit logits)``; the last maps
+        features to the final logits."""
+        if self.exits is None:
+            raise ConfigError("this subnet has no exit heads: extract it from a supernet built with exits")
+        out, start = [], 0
+        for k, (head, stop) in enumerate(zip(self.exit_heads, self.exit_after)):
+            prefix = [self.stem, self.first_block] if k == 0 else []
+            out.append(_Segment(nn.Sequential(*prefix, *self.blocks[start:stop]), head))
+            start = stop
+        out.append(_FinalSegment(self.blocks[start:], self))
+        for segment in out:  # a new module starts in training mode; its layers are this network's
+            segment.train(self.training)
+        return out
+
+
+class _Segment(nn.Module):
+    def __init__(self, body: nn.Module, head: nn.Module):
+        super().__init__()
+        self.body, self.exit_head = body, head
+
+    def forward(self, x: torch.Tensor):
+        x = self.body(x)
+        return x, self.exit_head(x)
+
+
+class _FinalSegment(nn.Module):
+    def __init__(self, body: nn.Module, network: MobileNetV3):
+        super().__init__()
+        self.body = body
+        self.final_expand, self.feature_mix, self.dropout, self.classifier = (
+            network.final_expand, network.feature_mix, network.dropout, network.classifier)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.final_expand(self.body(x)).mean((2, 3), keepdim=True)
         x = nn.functional.hardswish(self.feature_mix(x)).flatten(1)
         return self.classifier(self.dropout(x))

@@ -11,8 +11,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import ConfigError
 from ..models.layers import ConvBNAct, InvertedResidual, activation
-from ..models.mobilenetv3 import MobileNetV3, check_image_batch
+from ..models.mobilenetv3 import MobileNetV3, check_image_batch, exit_heads
+from ..spaces.exits import ExitConfig
 from ..spaces.mobilenetv3 import MobileNetV3Arch, MobileNetV3Space
 from .elastic import ElasticBatchNorm2d, ElasticDepthwiseConv2d, sort_segments
 
@@ -113,12 +115,19 @@ def _copy_bn(source: nn.BatchNorm2d, target: nn.BatchNorm2d, channels: int) -> N
 
 class OFAMobileNetV3(nn.Module):
     """Elastic kernel (transformed), expand ratio (L1-sorted width), depth and
-    resolution over one set of weights."""
+    resolution over one set of weights.
 
-    def __init__(self, space: MobileNetV3Space, dropout: float = 0.1):
+    ``exits`` (``{"stages": [...], "width": n}``, :class:`~ofa.spaces.exits.ExitConfig`):
+    exit heads after those stages, shared by every subnet (a stage's output
+    width is not elastic); :meth:`forward_exits` runs them, :meth:`extract`
+    keeps them. Without exits the supernet, its weights and its checkpoints
+    are exactly those of a supernet that never had the option."""
+
+    def __init__(self, space: MobileNetV3Space, dropout: float = 0.1, exits=None):
         super().__init__()
         self.space = space
         self.dropout_rate = dropout
+        self.exits = ExitConfig.parse(space, exits)
         self.stem = ConvBNAct(space.in_channels, space.stem_width, 3, space.stem_stride, act="h_swish")
         self.first_block = InvertedResidual(space.stem_width, space.stem_width, space.first_block_width, 3, 1,
                                             "relu", expand=False)
@@ -130,6 +139,8 @@ class OFAMobileNetV3(nn.Module):
         self.feature_mix = nn.Conv2d(space.final_expand_width, space.feature_mix_width, 1, bias=False)
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Linear(space.feature_mix_width, space.num_classes)
+        if self.exits is not None:
+            self.exit_heads = exit_heads(space, self.exits)
         self.active_arch: MobileNetV3Arch = space.largest()
         self.set_active(self.active_arch)
 
@@ -158,6 +169,34 @@ class OFAMobileNetV3(nn.Module):
         x = F.hardswish(self.feature_mix(x)).flatten(1)
         return self.classifier(self.dropout(x))
 
+    def forward_exits(self, x: torch.Tensor, body_grad: bool = True) -> list[torch.Tensor]:
+        """The active subnet's logits at every exit, then its final logits, in one pass.
+        ``body_grad=False``: the main path runs without autograd (exits train on a frozen body)."""
+        if self.exits is None:
+            raise ConfigError("this supernet has no exit heads: build it with exits={'stages': [...]} "
+                              "(training config key 'exits')")
+        check_image_batch(x, self.space.in_channels)
+        outputs = []
+        with torch.set_grad_enabled(body_grad and torch.is_grad_enabled()):
+            x = self.first_block(self.stem(x))
+        stage_ends = {s: k for k, s in enumerate(self.exits.stages)}
+        for stage, blocks in enumerate(self.stages):
+            with torch.set_grad_enabled(body_grad and torch.is_grad_enabled()):
+                for block in blocks[:self.active_arch.depths[stage]]:
+                    x = block(x)
+            if stage in stage_ends:
+                outputs.append(self.exit_heads[stage_ends[stage]](x))
+        with torch.set_grad_enabled(body_grad and torch.is_grad_enabled()):
+            x = self.final_expand(x).mean((2, 3), keepdim=True)
+            x = F.hardswish(self.feature_mix(x)).flatten(1)
+            outputs.append(self.classifier(self.dropout(x)))
+        return outputs
+
+    def body_parameters(self):
+        """Every parameter but the exit heads'."""
+        heads = {id(p) for p in self.exit_heads.parameters()} if self.exits is not None else set()
+        return [p for p in self.parameters() if id(p) not in heads]
+
     # --- width re-ordering ----------------------------------------------------------------------
     def sort_channels(self, keep_expand_ratios=()) -> None:
         """Re-order every block's middle channels by L1 importance.
@@ -177,8 +216,10 @@ class OFAMobileNetV3(nn.Module):
         this supernet's weights copied in (transformed kernels baked in)."""
         arch = self.active_arch if arch is None else self.space.parse(arch)
         param = next(self.parameters())
-        static = MobileNetV3(self.space, arch, self.dropout_rate).to(device=param.device, dtype=param.dtype)
-        for name in ("stem", "first_block", "final_expand", "feature_mix", "classifier"):
+        static = MobileNetV3(self.space, arch, self.dropout_rate, self.exits).to(device=param.device,
+                                                                                 dtype=param.dtype)
+        names = ("stem", "first_block", "final_expand", "feature_mix", "classifier")
+        for name in names + (("exit_heads",) if self.exits is not None else ()):
             getattr(static, name).load_state_dict(getattr(self, name).state_dict())
         static_blocks = iter(static.blocks)
         for stage, i, kernel, expand in arch.active_blocks():

@@ -31,6 +31,16 @@ its full size) before one optimizer step. The soft targets come from one of two 
   soft targets of the sampled subnets, so the teacher keeps improving instead
   of staying at its phase-0 accuracy.
 
+With ``exits`` in the config (``{stages: [...], width: n}``, see
+:mod:`ofa.spaces.exits`), the supernet carries early-exit heads, and a phase
+with ``exits: true`` (after the others) trains them: the main path is frozen
+(no gradient, BatchNorm on batch statistics without updating its running
+ones), and every exit of each sampled subnet learns from that subnet's own
+final head (self-distillation: CE + kd_ratio x soft-target loss against the
+final logits), so exits work for every subnet and the subnets' own outputs do
+not change (the "IC-only" training of Shallow-Deep Networks, Kaya et al.,
+ICML 2019).
+
 Phases have their own epochs, learning rate (cosine with warm-up) and subnet
 count; the optimizer and schedule restart at each phase, as in the reference
 recipe.
@@ -77,6 +87,7 @@ PHASE_DEFAULTS = {
     "name": "", "epochs": 1, "lr": 0.05, "warmup_epochs": 0, "subnets_per_step": 1,
     # allowed choices: "all" | "max" | "min" | "top<k>" | [values]; None means "all"
     "kernel_sizes": None, "expand_ratios": None, "depths": None, "resolutions": None,
+    "exits": False,  # train the exit heads on the frozen main path (needs the config key exits)
 }
 
 DEFAULT_CONFIG = {
@@ -96,6 +107,7 @@ DEFAULT_CONFIG = {
         "eval_batch_size": 256,
     },
     "phases": None,
+    "exits": None,  # {stages: [...], width: n}: exit heads after those stages (ofa.spaces.exits)
 }
 
 # The reference recipe; epochs/lr sized for the small default data set.
@@ -150,6 +162,8 @@ def build_phases(space, phases) -> list[dict]:
         check_value(phase["warmup_epochs"], f"{key}.warmup_epochs", minimum=0, maximum=phase["epochs"],
                     integer=True)
         check_value(phase["subnets_per_step"], f"{key}.subnets_per_step", minimum=1, integer=True)
+        if not isinstance(phase["exits"], bool):
+            raise ConfigError(f"config key {key}.exits must be true or false, got {phase['exits']!r}")
         for choice in CHOICE_KEYS:
             phase[choice] = _choice_values(phase[choice], getattr(space, SPACE_FIELDS[choice]), f"{key}.{choice}")
         out.append(phase)
@@ -185,6 +199,16 @@ def check_config(raw: dict) -> tuple[dict, object, list[dict]]:
     check_value(train["log_every"], "train.log_every", minimum=1, integer=True)
     check_value(train["eval_batch_size"], "train.eval_batch_size", minimum=1, integer=True)
     phases = build_phases(space, config["phases"])
+    if config["exits"] is None:
+        del config["exits"]  # a config without exits is the config it always was (resume compares configs)
+    else:
+        from ..spaces.exits import ExitConfig
+
+        config["exits"] = ExitConfig.parse(space, config["exits"]).to_dict()
+    exit_phases = [p["name"] for p in phases if p["exits"]]
+    if exit_phases and "exits" not in config:
+        raise ConfigError(f"phases {exit_phases} train exit heads, but the config has none: add "
+                          f"exits: {{stages: [...], width: n}} (stage indices 0..{space.num_stages - 2})")
     return config, space, phases
 
 
@@ -247,7 +271,7 @@ class ProgressiveShrinkingTrainer:
             raise ConfigError(f"train.batch_size = {train['batch_size']} is larger than the training set "
                               f"({len(self.train_set)} images)")
         torch.manual_seed(cfg["seed"])  # the initial weights
-        self.model = create_supernet(self.space, dropout=train["dropout"]).to(self.device)
+        self.model = create_supernet(self.space, **self._supernet_kwargs()).to(self.device)
         self.memory_format = torch.channels_last if train["channels_last"] else torch.contiguous_format
         self.model.to(memory_format=self.memory_format)
         self.teacher = None
@@ -256,6 +280,12 @@ class ProgressiveShrinkingTrainer:
         self._phase_started = 0.0  # run seconds (self.clock) when the current phase began
         self.steps_per_epoch = len(self._epoch_batches(0, 0))
         self.history: list[dict] = []
+
+    def _supernet_kwargs(self) -> dict:
+        kwargs = {"dropout": self.config["train"]["dropout"]}
+        if "exits" in self.config:
+            kwargs["exits"] = self.config["exits"]
+        return kwargs
 
     def _epoch_batches(self, phase: int, epoch: int) -> list[np.ndarray]:
         from ..data import epoch_batches
@@ -283,7 +313,8 @@ class ProgressiveShrinkingTrainer:
     def _start_phase(self, index: int) -> None:
         """What happens once when a phase begins: freeze the teacher after phase
         0, re-order channels when the allowed expand ratios grow."""
-        if index >= 1 and self.teacher is None and self.config["train"]["distillation"] == "frozen":
+        if (index >= 1 and self.teacher is None and self.config["train"]["distillation"] == "frozen"
+                and not self.phases[index]["exits"]):
             self._freeze_teacher()
         if index >= 1:
             previous, current = self.phases[index - 1]["expand_ratios"], self.phases[index]["expand_ratios"]
@@ -296,7 +327,7 @@ class ProgressiveShrinkingTrainer:
         if not self.dist.is_main:
             return
         extra = {"teacher": self.teacher.state_dict() if self.teacher is not None else None,
-                 "supernet_kwargs": {"dropout": self.config["train"]["dropout"]},
+                 "supernet_kwargs": self._supernet_kwargs(),
                  "history": self.history, "phase_names": [p["name"] for p in self.phases],
                  "run_log": {**self.log.state(), "phase_started": self._phase_started}}
         save_checkpoint(path, trainer=self.name, space=self.space, config=self.config, model=self.model,
@@ -378,6 +409,9 @@ class ProgressiveShrinkingTrainer:
         seed, rank = cfg["seed"], self.dist.rank
         torch.manual_seed(int(step_generator(seed, phase_index, epoch, rank, 1).integers(2**62)))  # dropout
         self.model.train()
+        if phase["exits"]:
+            return self._train_exits_epoch(phase_index, epoch, step, optimizer, scheduler)
+        self._freeze_body(False)
         if self.teacher is not None:
             self.teacher.train()  # batch statistics, as the reference trainer
             self.teacher.dropout.eval()
@@ -434,6 +468,84 @@ class ProgressiveShrinkingTrainer:
                 self.log.write("step", phase=phase_index, epoch=epoch, batch=b, step=global_step, loss=step_loss,
                                lr=lr, resolution=resolution, subnets=genes.tolist())
         bar.close()
+        all_reduce_mean(total_loss)
+        all_reduce_mean(correct)
+        return {"steps": len(batches), "train_loss": total_loss[0].item() / max(1.0, total_loss[1].item()),
+                "train_top1": 100.0 * correct[0].item() / max(1.0, correct[1].item())}
+
+    def _freeze_body(self, frozen: bool) -> None:
+        """Exit phases train the exit heads alone: the main path gets no gradient, and its
+        BatchNorm layers normalise with batch statistics (as in training) without moving
+        their running ones (momentum 0)."""
+        if getattr(self.model, "exits", None) is None:
+            return
+        for p in self.model.body_parameters():
+            p.requires_grad_(not frozen)
+        heads = set(self.model.exit_heads.modules())
+        for module in self.model.modules():
+            if isinstance(module, torch.nn.BatchNorm2d) and module not in heads:
+                if frozen and not hasattr(module, "_trained_momentum"):
+                    module._trained_momentum = module.momentum
+                    module.momentum = 0.0
+                elif not frozen and hasattr(module, "_trained_momentum"):
+                    module.momentum = module._trained_momentum
+                    del module._trained_momentum
+
+    def _train_exits_epoch(self, phase_index: int, epoch: int, step: int, optimizer, scheduler) -> dict:
+        """One epoch of an exit phase: each subnet of a step runs once; every exit's loss is CE on the
+        labels plus kd_ratio x the soft-target loss against the subnet's final logits."""
+        from tqdm import tqdm
+
+        cfg, train = self.config, self.config["train"]
+        phase = self.phases[phase_index]
+        seed, rank = cfg["seed"], self.dist.rank
+        self._freeze_body(True)
+        self.model.dropout.eval()  # the final logits are the exits' soft targets: no dropout noise on them
+        batches = self._epoch_batches(phase_index, epoch)
+        bar = tqdm(batches, desc=f"{phase['name']} {epoch + 1}/{phase['epochs']}",
+                   disable=not (self.dist.is_main and train["progress"]), leave=False, file=sys.stderr,
+                   dynamic_ncols=True)
+        total_loss = torch.zeros(2, dtype=torch.float64)
+        correct = torch.zeros(2, dtype=torch.float64)  # first exit's agreement with the labels
+        try:
+            for b, positions in enumerate(bar):
+                rng = step_generator(seed, phase_index, epoch, b)
+                resolution = int(phase["resolutions"][rng.integers(len(phase["resolutions"]))])
+                archs, genes = self._step_archs(phase, rng, resolution, b)
+                augment_gen = torch.Generator().manual_seed(int(step_generator(seed, phase_index, epoch, b, rank,
+                                                                              2).integers(2**62)))
+                images, labels = self.train_set.get_batch(positions, resolution, augment_gen)
+                images = images.to(self.device, memory_format=self.memory_format)
+                labels = labels.to(self.device)
+                optimizer.zero_grad(set_to_none=True)
+                step_loss = 0.0
+                for arch in archs:
+                    self.model.set_active(arch)
+                    *exit_logits, final = self.model.forward_exits(images, body_grad=False)
+                    loss = sum(distillation_loss(logits, labels, final.detach(), train["kd_ratio"],
+                                                 train["label_smoothing"], train["kd_temperature"])
+                               for logits in exit_logits) / len(exit_logits)
+                    if train["subnet_gradients"] == "mean":
+                        loss = loss / len(archs)
+                    loss.backward()
+                    step_loss += loss.item()
+                    correct += torch.tensor([(exit_logits[0].argmax(1) == labels).sum().item(), len(labels)],
+                                            dtype=torch.float64)
+                all_reduce_gradients(self.model)
+                check_finite_step(step_loss, self.model, optimizer,
+                                  f"phase {phase_index} ({phase['name']}), epoch {epoch}, batch {b}, "
+                                  f"step {step + b + 1}")
+                optimizer.step()
+                scheduler.step()
+                total_loss += torch.tensor([step_loss, 1.0], dtype=torch.float64)
+                if b % train["log_every"] == 0 or b == len(batches) - 1:
+                    lr = optimizer.param_groups[0]["lr"]
+                    bar.set_postfix(loss=f"{step_loss:.3f}", res=resolution, lr=f"{lr:.4f}")
+                    self.log.write("step", phase=phase_index, epoch=epoch, batch=b, step=step + b + 1,
+                                   loss=step_loss, lr=lr, resolution=resolution, subnets=genes.tolist())
+        finally:
+            bar.close()
+            self._freeze_body(False)
         all_reduce_mean(total_loss)
         all_reduce_mean(correct)
         return {"steps": len(batches), "train_loss": total_loss[0].item() / max(1.0, total_loss[1].item()),
@@ -508,7 +620,57 @@ class ProgressiveShrinkingTrainer:
             print(message, flush=True)
 
 
+DEFAULT_EXIT_PHASE = {"name": "exits", "epochs": 2, "lr": 0.05, "subnets_per_step": 2, "exits": True}
+
+
+def seed_exit_phase(source, out_dir, exits: dict, phase: dict | None = None) -> Path:
+    """Prepare ``out_dir`` to train exit heads on the weights of a finished run.
+
+    Writes ``out_dir/config.yaml`` (the source run's config with ``exits`` and
+    one more phase, default :data:`DEFAULT_EXIT_PHASE`) and ``out_dir/last.pt``,
+    a checkpoint of the supernet with exits (the source's weights, fresh exit
+    heads) positioned at the start of that phase, so that
+    ``train_supernet --config out_dir/config.yaml --out out_dir --resume``
+    trains the exit phase only (and resumes after a kill like any run).
+    Returns the config path."""
+    import yaml
+
+    from ..io import atomic_write_text
+    from .checkpoint import checkpoint_space, load_checkpoint
+
+    payload = load_checkpoint(source)
+    if payload["trainer"] != ProgressiveShrinkingTrainer.name:
+        raise ConfigError(f"{source} was written by the {payload['trainer']!r} trainer; exits are trained on "
+                          f"MobileNetV3 supernets (the {ProgressiveShrinkingTrainer.name!r} trainer)")
+    raw = copy.deepcopy(payload["config"])
+    if raw.get("exits") is not None:
+        raise ConfigError(f"{source} already has exit heads ({raw['exits']}); train its exit phase with --resume")
+    done = len(build_phases(checkpoint_space(payload), raw.get("phases")))
+    if payload["phase"] < done:
+        raise ConfigError(f"{source} stopped in phase {payload['phase']} of {done}: finish that run first "
+                          f"(--resume), then add exits to its final checkpoint")
+    phases = raw.get("phases") or [dict(p) for p in DEFAULT_PHASES]
+    raw["phases"] = list(phases) + [dict(phase or DEFAULT_EXIT_PHASE)]
+    raw["exits"] = exits
+    config, _, checked = check_config(raw)
+    if not checked[-1]["exits"]:
+        raise ConfigError("the phase added to train exits needs exits: true")
+    space = checkpoint_space(payload)
+    out_dir = Path(out_dir)
+    config_path = atomic_write_text(out_dir / "config.yaml", yaml.safe_dump(raw, sort_keys=False))
+    torch.manual_seed(config["seed"])  # the exit heads' initial weights
+    kwargs = {"dropout": config["train"]["dropout"], "exits": config["exits"]}
+    model = create_supernet(space, **kwargs)
+    state = model.state_dict()
+    state.update(payload["model"])
+    model.load_state_dict(state)
+    extra = {**payload["extra"], "supernet_kwargs": kwargs}
+    save_checkpoint(out_dir / "last.pt", trainer=payload["trainer"], space=space, config=config, model=model,
+                    phase=len(checked) - 1, epoch=0, step=payload["step"], extra=extra)
+    return config_path
+
+
 register_trainer("mobilenetv3", ProgressiveShrinkingTrainer)
 
-__all__ = ["CHOICE_KEYS", "DEFAULT_CONFIG", "DEFAULT_PHASES", "DISTILLATION_TEACHERS", "ProgressiveShrinkingTrainer",
-           "build_phases", "check_config"]
+__all__ = ["CHOICE_KEYS", "DEFAULT_CONFIG", "DEFAULT_EXIT_PHASE", "DEFAULT_PHASES", "DISTILLATION_TEACHERS",
+           "ProgressiveShrinkingTrainer", "build_phases", "check_config", "seed_exit_phase"]

@@ -3,6 +3,7 @@
     python tools/quickstart.py --out runs/quickstart                 # the CNN on cluttered digits
     python tools/quickstart.py --out runs/quickstart --fast          # CI's reduced mode (about 2 CPU-minutes)
     python tools/quickstart.py --out runs/qs-text --transformer      # the Transformer default
+    python tools/quickstart.py --out runs/qs-exits --exits           # the CNN with early exits (docs/early-exits.md)
 
 Steps (each printed with the command that does it on its own):
 
@@ -32,6 +33,13 @@ nothing. Step timings add up over runs (a skipped step adds 0) in
 ``--out/quickstart-steps.json`` and the report.
 ``--fast`` shrinks epochs, images and architecture counts (the numbers it
 prints are then only a smoke test of the pipeline, not good models).
+
+``--exits`` (CNN only) runs the early-exit pipeline instead: train the
+supernet with exit heads (the config's phases, then an exit phase), profile
+``cpu-ort`` block by block, fit a block-sum latency predictor, search the
+subnet and its calibrated exit threshold under an expected-latency and a
+worst-case budget, export one ONNX graph per segment and time it against the
+static subnet (``--out/deploy-exits/result.json``).
 """
 
 from __future__ import annotations
@@ -64,6 +72,11 @@ FAST = {"profile_archs": 10, "eval_archs": 24, "population": 24, "generations": 
 # the Transformer default (number translation); --fast: a few hundred steps on a small corpus
 TRANSFORMER_FULL = {**FULL, "profile_archs": 40, "eval_archs": 60, "int8": False, "eval_sentences": 200}
 TRANSFORMER_FAST = {**FAST, "steps": 20, "train_size": 1000, "val_size": 60, "eval_sentences": 60}
+# --exits: exit heads after the first three stages; the block profile at every resolution (--fast: the largest)
+EXITS = {"stages": [0, 1, 2], "width": 64}
+EXIT_PHASE = {"name": "exits", "epochs": 3, "lr": 0.05, "subnets_per_step": 2, "exits": True}
+EXITS_FULL = {"candidates": 24, "tolerance": 0.02, "block_runs": 10, "all_resolutions": True, "time_images": 2000}
+EXITS_FAST = {"candidates": 2, "tolerance": 0.05, "block_runs": 3, "all_resolutions": False, "time_images": 256}
 
 
 def load_tool(name: str):
@@ -353,6 +366,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="CPU cores to use (default: all this process may use, %(default)s): training runs that "
                         "many data-parallel processes (at most one per 16 images of the batch), and steps that "
                         "time nothing run side by side")
+    p.add_argument("--exits", action="store_true",
+                   help="the early-exit pipeline: train exit heads, calibrate, specialise and export a subnet with "
+                        "exits on cpu-ort (CNN only)")
     p.add_argument("--devices", nargs="+", default=None, type=device_name,
                    help="backends to specialise for (default: cpu-ort fpga-scalesim, plus mobile-ncnn if installed "
                         "and not --fast)")
@@ -366,6 +382,9 @@ def check_args(args) -> Path:
     from ofa.training.config import load_yaml, resolve_config_path
 
     check_output_path(args.out, kind="dir", name="--out")
+    if getattr(args, "exits", False) and (args.transformer or args.devices not in (None, ["cpu-ort"])):
+        raise ConfigError("--exits runs the CNN on cpu-ort (the device whose block latencies it measures); leave "
+                          "out --transformer and --devices, or give --devices cpu-ort")
     default_config = "transformer-small-digits.yaml" if args.transformer else "mbv3-small-cluttered-digits.yaml"
     config = resolve_config_path(args.config or default_config)
     load_yaml(config)  # a YAML mapping (ConfigError otherwise)
@@ -402,6 +421,8 @@ def run(args) -> dict:
     # 1. train -------------------------------------------------------------------------------------------
     if args.fast:
         config = fast_config(config, out, settings, transformer)
+    if getattr(args, "exits", False):
+        return run_exits(args, config, out, steps, settings)
     supernet_path = out / "supernet" / "final.pt"
     if supernet_path.is_file():
         steps.skip("1. train the supernet", f"{supernet_path} exists, reusing it")
@@ -519,6 +540,92 @@ def run(args) -> dict:
             + (f" over {report['runs']} runs of this directory" if report["runs"] > 1 else "") + ".\n")
     atomic_write_text(out / "quickstart.md", text)
     print(f"\n== 6. result ({label_text})\n{table}\n\nwall time {total} s; report {out / 'quickstart.md'}")
+    return report
+
+
+def exits_config(config_path: Path, out: Path, fast: bool) -> Path:
+    """The training config with exit heads and an exit phase after its phases."""
+    import yaml
+
+    from ofa.io import atomic_write_text
+
+    config = yaml.safe_load(config_path.read_text())
+    phase = dict(EXIT_PHASE, epochs=1) if fast else dict(EXIT_PHASE)
+    config["phases"] = list(config.get("phases") or []) + [phase]
+    config["exits"] = dict(EXITS)
+    path = out / "config-exits.yaml"
+    atomic_write_text(path, yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+def run_exits(args, config: Path, out: Path, steps: Steps, settings: dict) -> dict:
+    """The early-exit pipeline (``--exits``): train with exits, block profile, block-sum
+    predictor, specialise with calibrated thresholds, export and time."""
+    from ofa.io import atomic_write_json, atomic_write_text
+    from ofa.search.costs import budgets_between
+    from ofa.training import load_supernet
+    from predictors import load_predictor
+
+    exit_settings = EXITS_FAST if args.fast else EXITS_FULL
+    config = exits_config(config, out, args.fast)
+    supernet_path = out / "supernet" / "final.pt"
+    steps.run("1. train the supernet with exits", "train_supernet",
+              ["--config", str(config), "--out", str(out / "supernet"), "--resume", "--no-progress"],
+              inputs=[config], outputs=[supernet_path], processes=training_processes(config, args.workers))
+    supernet = load_supernet(supernet_path)
+    space = supernet.space
+    space_file = out / "space.json"
+    atomic_write_json(space_file, space.to_dict())
+    blocks = out / "profiles" / "cpu-ort.blocks.jsonl"
+    argv = ["--space", str(space_file), "--backend", "cpu-ort", "--blocks", "--out", str(blocks), "--no-progress",
+            "--runs", str(exit_settings["block_runs"]), "--warmup", str(settings["warmup"])]
+    if not exit_settings["all_resolutions"]:
+        argv += ["--resolutions", str(max(space.resolutions))]
+    steps.run("2. profile cpu-ort block by block", "profile_device", argv, inputs=[space_file], outputs=[blocks])
+    predictor_path = out / "predictors" / "cpu-ort.blocks.skops"
+    steps.run("3. fit the cpu-ort block-sum predictor", "fit_predictor",
+              ["--blocks", str(blocks), "--out", str(predictor_path)], inputs=[blocks],
+              outputs=[predictor_path, predictor_path.with_suffix(".json")])
+    predictor = load_predictor(predictor_path)
+    # the expected-latency budget halfway between the smallest and the largest subnet without exits; the
+    # worst case may exceed it by half
+    (expected,) = budgets_between(space, lambda genes: predictor.predict_genes(genes), (0.5,))
+    expected = round_up(expected, 2)
+    worst = round_up(1.5 * expected, 2)
+    deploy = out / "deploy-exits"
+    steps.run("4. specialise with exits, calibrate, export, time", "specialize_exits",
+              ["--supernet", str(supernet_path), "--latency-predictor", str(predictor_path),
+               "--expected-latency-ms", f"{expected:g}", "--worst-latency-ms", f"{worst:g}",
+               "--tolerance", str(exit_settings["tolerance"]), "--candidates", str(exit_settings["candidates"]),
+               "--calib-images", str(settings["calib_images"]), "--out", str(deploy), "--time",
+               "--time-images", str(exit_settings["time_images"])],
+              inputs=[supernet_path, predictor_path], outputs=[deploy / "result.json"])
+    result = json.loads((deploy / "result.json").read_text())
+    chosen, timings = result["chosen"], {**steps.cumulative}
+    test, latency = chosen["test"], chosen["predicted_latency_ms"]
+    lines = [f"# Quickstart with early exits ({'fast' if args.fast else 'full'} mode)", "",
+             f"Exits after stages {result['exits']['stages']}; threshold {chosen['threshold']:.4g} "
+             f"({result['measure']}), calibrated for at most {100 * result['tolerance']:g}% disagreement with the full "
+             f"subnet at probability {1 - result['delta']:g}.", "",
+             "| | value |", "|---|---|",
+             f"| budgets (expected / worst case, {result['latency_label']}) | {expected:g} / {worst:g} |",
+             f"| predicted latency: expected / worst case / without exits | {latency['expected']:.3f} / "
+             f"{latency['worst_case']:.3f} / {latency['static']:.3f} |",
+             f"| test top-1: adaptive / full subnet | {test['top1_adaptive']:.2f} / {test['top1_full']:.2f} |",
+             f"| exit distribution (test) | {', '.join(f'{100 * p:.1f}%' for p in test['exit_distribution'])} |"]
+    for batch, entry in result.get("measured", {}).items():
+        lines.append(f"| measured ms per image, batch {batch}: exits / same subnet static | "
+                     f"{entry['exits_ms_per_image']:.3f} / {entry['same_static_ms_per_image']:.3f} |")
+    spent = ", ".join(f"{k}: {v} s" for k, v in timings.items())
+    text = "\n".join(lines) + f"\n\nWall time {steps.total} s ({spent}).\n"
+    report = {"mode": "fast" if args.fast else "full", "model": "cnn-exits", "budgets_ms":
+              {"expected": expected, "worst_case": worst}, "timings_s": timings, "total_s": steps.total,
+              "runs": steps.ledger["runs"], "this_run": {"timings_s": steps.timings, "total_s": steps.this_run_total},
+              "result": result}
+    steps.save()
+    atomic_write_json(out / "quickstart.json", report)
+    atomic_write_text(out / "quickstart.md", text)
+    print(f"\n== 5. result\n{text}")
     return report
 
 

@@ -1,0 +1,77 @@
+"""Latency of a network with early exits, from a block-sum latency predictor.
+
+The network runs as segments (:func:`ofa.spaces.exits.exit_segments`): segment
+``k < E`` is the main-path blocks up to exit ``k`` plus that exit's head, the
+last segment is the rest of the network with its own head. A sample that
+leaves at exit ``k`` ran segments ``0..k``, so with ``T_j`` the latency of
+segment ``j``
+
+    L_k = T_0 + ... + T_k                       (latency of leaving at exit k)
+    expected latency = sum_k P(exit k) * L_k    (k = 0..E, E = the final head)
+    worst-case latency = L_E                    (every exit head ran, then the full network)
+
+``T_j`` is the block-sum predictor's latency of the segment's blocks as one
+network (:class:`~predictors.blocks.BlockSumRegressor`: block latencies with
+the runtime's per-inference overhead counted once, then the device's network
+correction): each segment is one runtime call (one ONNX graph per segment,
+:func:`ofa.export.export_exit_segments`), so each pays the overhead once.
+Exit heads are :class:`~ofa.spaces.ClassifierHeadBlock` blocks: measured where
+the block profile has them, else priced by the predictor's block model.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ofa.errors import ConfigError, PredictorError
+from ofa.spaces.exits import exit_segments
+
+
+def expected_latency(exit_probabilities, cumulative_latencies) -> float:
+    """``sum_k P(exit k) * L_k``; both sequences run over the exits then the final head."""
+    p = np.asarray(exit_probabilities, dtype=np.float64)
+    latency = np.asarray(cumulative_latencies, dtype=np.float64)
+    if p.shape != latency.shape or p.ndim != 1:
+        raise ConfigError(f"one exit probability per exit latency (the final head last), got {p.shape} and "
+                          f"{latency.shape}")
+    if np.any(p < 0) or abs(p.sum() - 1.0) > 1e-6:
+        raise ConfigError(f"exit probabilities must be >= 0 and sum to 1, got {p.tolist()}")
+    return float(p @ latency)
+
+
+def block_sum_regressor(predictor):
+    """The :class:`~predictors.blocks.BlockSumRegressor` inside a block-sum latency predictor."""
+    from .blocks import BlockSumRegressor
+
+    estimator = getattr(predictor, "estimator", predictor)
+    model = getattr(estimator, "named_steps", {}).get("model", estimator)
+    if not isinstance(model, BlockSumRegressor):
+        raise PredictorError(f"expected latency of exits needs a block-sum latency predictor (tools/fit_predictor.py "
+                             f"--blocks), got a {getattr(predictor, 'model_name', type(model).__name__)!r} one: "
+                             f"it prices whole networks, not the segments up to each exit")
+    return model
+
+
+def segment_latencies(predictor, space, exits, arch) -> np.ndarray:
+    """``T_j`` of every segment (exits in order, the final segment last), in the predictor's unit."""
+    regressor = block_sum_regressor(predictor)
+    out = []
+    for segment in exit_segments(space, exits, arch):
+        blocks = [block for _, block in segment]
+        latency = regressor.predict_blocks(blocks)
+        total = regressor.overhead_ + float(np.sum(latency - regressor.overhead_))
+        out.append(float(regressor._apply(regressor.coef_, np.array([[total, float(len(blocks))]]))[0]))
+    return np.array(out)
+
+
+def exit_latencies(predictor, space, exits, arch) -> dict:
+    """``{"segments": T, "cumulative": L, "worst_case": L_E, "static": latency of the network
+    without exits}``, the last from the same predictor on the whole network."""
+    segments = segment_latencies(predictor, space, exits, arch)
+    cumulative = np.cumsum(segments)
+    static = float(predictor.predict_archs(space.parse(arch))[0]) if hasattr(predictor, "predict_archs") else None
+    return {"segments": segments.tolist(), "cumulative": cumulative.tolist(), "worst_case": float(cumulative[-1]),
+            "static": static}
+
+
+__all__ = ["block_sum_regressor", "expected_latency", "exit_latencies", "segment_latencies"]
