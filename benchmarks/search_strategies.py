@@ -62,6 +62,7 @@ def main(argv=None) -> int:
     parser.add_argument("--generations", type=int, default=100)
     parser.add_argument("--steps", type=int, default=60, help="frozen steps")
     parser.add_argument("--yoso-steps", type=int, default=40, help="yoso steps")
+    parser.add_argument("--yoso-l1", type=float, default=None, help="yoso L1 strength (default: the config's)")
     parser.add_argument("--darts-steps", type=int, default=24, help="darts first-order steps")
     parser.add_argument("--second-order-steps", type=int, default=10, help="darts second-order steps")
     parser.add_argument("--batch-size", type=int, default=32)
@@ -104,7 +105,8 @@ def main(argv=None) -> int:
     differentiable = {"frozen": {"mode": "frozen", "steps": args.steps},
                       "darts-1": {"mode": "darts", "order": 1, "steps": args.darts_steps},
                       "darts-2": {"mode": "darts", "order": 2, "steps": args.second_order_steps},
-                      "yoso": {"mode": "yoso", "steps": args.yoso_steps}}
+                      "yoso": {"mode": "yoso", "steps": args.yoso_steps,
+                               **({} if args.yoso_l1 is None else {"l1": args.yoso_l1})}}
     rows, predictors = [], {}
     for device in args.device or DEVICES:
         profile = ROOT / "hardware_profiles" / "data" / "blocks" / f"mbv3-small_{device}.jsonl"
@@ -181,7 +183,7 @@ def main(argv=None) -> int:
           "accuracy_predictor": args.accuracy_predictor, "split": args.split, "fractions": args.fractions,
           "seeds": args.seeds, "devices": predictors,
           "settings": {"population": args.population, "generations": args.generations, "steps": args.steps,
-                       "darts_steps": args.darts_steps, "yoso_steps": args.yoso_steps,
+                       "darts_steps": args.darts_steps, "yoso_steps": args.yoso_steps, "yoso_l1": args.yoso_l1,
                        "second_order_steps": args.second_order_steps,
                        "batch_size": args.batch_size},
           "summary": summary, "rows": rows, "wall_seconds": round(time.perf_counter() - started, 1),

@@ -11,6 +11,8 @@ Objectives and budgets are vectorised functions of gene matrices
 
 * :func:`evolution_search` - Once-for-All's evolutionary search, several budgets at once;
 * :func:`nsga2_search` - the Pareto front of several objectives with NSGA-II (pymoo);
+* :func:`differentiable_search` - gradient search on the supernet with the expected latency
+  as a cost (frozen weights, DARTS first/second order, YOSO), :class:`DifferentiableConfig`;
 * :func:`random_search`, :func:`random_front` - baselines;
 * :func:`exhaustive_search`, :func:`enumerate_genes` - ground truth on small spaces;
 * :func:`cost_function` - vectorised MACs / parameters for budgets;
@@ -19,6 +21,7 @@ Objectives and budgets are vectorised functions of gene matrices
 
 from .baselines import enumerate_genes, exhaustive_search, random_search
 from .costs import cost_function
+from .differentiable import DifferentiableConfig, differentiable_search
 from .evolution import evolution_search
 from .nsga2 import nsga2_search
 from .pareto import ParetoFront, ParetoProblem, front_from, hypervolume, pareto_mask, random_front
@@ -26,8 +29,8 @@ from .problem import Constraint, Evaluation, Objective, SearchProblem, SearchRes
 from .synthetic import SyntheticObjectives
 
 __all__ = [
-    "Constraint", "Evaluation", "Objective", "ParetoFront", "ParetoProblem", "SearchProblem", "SearchResult",
-    "SyntheticObjectives", "best_of", "cost_function", "enumerate_genes", "evolution_search", "exhaustive_search",
-    "front_from", "hypervolume", "nsga2_search", "pareto_mask", "random_front", "random_search", "rank",
-    "unique_rows",
+    "Constraint", "DifferentiableConfig", "Evaluation", "Objective", "ParetoFront", "ParetoProblem", "SearchProblem",
+    "SearchResult", "SyntheticObjectives", "best_of", "cost_function", "differentiable_search", "enumerate_genes",
+    "evolution_search", "exhaustive_search", "front_from", "hypervolume", "nsga2_search", "pareto_mask",
+    "random_front", "random_search", "rank", "unique_rows",
 ]

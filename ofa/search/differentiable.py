@@ -78,7 +78,7 @@ class DifferentiableConfig:
     budget: str = "target"
     latency_weight: float = 1.0  # target and penalty: the weight of the cost term; lagrange: unused
     dual_lr: float = 0.5  # lagrange: the multiplier's ascent step per unit of relative excess
-    l1: float = 0.05  # yoso: L1 strength on the scale factors (the proximal step shrinks each by arch_lr * l1)
+    l1: float = 0.5  # yoso: L1 strength on the scale factors (the proximal step shrinks each by arch_lr * l1)
     samples: int = 256  # architectures drawn from the final distribution for the pick
     calibrate_every: int = 5  # steps between calibrations of the relaxed cost at the argmax
 
