@@ -120,6 +120,16 @@ RECIPES = {
                                    "more subnet per step (the smallest and a random one in turn), gradients summed",
                                    {"phases": phases(("teacher", 2, 0.1, 1, FULL), ("elastic", 4, 0.1, 1, {})),
                                     "train": {"distillation": "inplace", "subnet_gradients": "sum"}}),
+    "bignas-regularize-largest": ("as elastic-only-1-subnet-sum with dropout and label smoothing on the largest "
+                                  "subnet only (BigNAS: the small subnets underfit)",
+                                  {"phases": phases(("elastic", 6, 0.1, 1, {})),
+                                   "train": {"distillation": "inplace", "subnet_gradients": "sum",
+                                             "regularize": "largest"}}),
+    "bignas-students-kd": ("as bignas-regularize-largest with the sampled subnets trained on the largest's soft "
+                           "targets alone (BigNAS)",
+                           {"phases": phases(("elastic", 6, 0.1, 1, {})),
+                            "train": {"distillation": "inplace", "subnet_gradients": "sum", "regularize": "largest",
+                                      "student_loss": "teacher"}}),
 }
 
 

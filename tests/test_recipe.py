@@ -88,9 +88,9 @@ def test_inplace_soft_targets_are_the_largest_subnets_outputs(trainer, monkeypat
     calls = []
     real = ps.distillation_loss
 
-    def spy(logits, labels, teacher_logits, *args):
+    def spy(logits, labels, teacher_logits, *args, **kwargs):
         calls.append((logits.detach().clone(), None if teacher_logits is None else teacher_logits.clone()))
-        return real(logits, labels, teacher_logits, *args)
+        return real(logits, labels, teacher_logits, *args, **kwargs)
 
     monkeypatch.setattr(ps, "distillation_loss", spy)
     optimizer, scheduler = trainer._new_optimizer(trainer.phases[1])
@@ -100,6 +100,50 @@ def test_inplace_soft_targets_are_the_largest_subnets_outputs(trainer, monkeypat
         (largest, none), *others = calls[3 * step:3 * step + 3]
         assert none is None
         assert all(torch.equal(teacher, largest) for _, teacher in others)
+
+
+def test_distillation_alone_by_hand():
+    # label_ratio 0 with a teacher: only the soft-target term (log 2 for a uniform student)
+    teacher, student, labels = torch.tensor([[1.0, 0.0]]), torch.zeros(1, 2), torch.tensor([0])
+    assert distillation_loss(student, labels, teacher, 1.0, 0.1, label_ratio=0.0).item() == pytest.approx(
+        soft_target_loss(student, teacher).item(), rel=1e-6)
+    # without a teacher the labels stay, whatever label_ratio
+    assert distillation_loss(student, labels, None, 1.0, 0.0, label_ratio=0.0).item() == pytest.approx(np.log(2))
+
+
+def test_bignas_options_are_checked():
+    with pytest.raises(ConfigError, match="train.regularize"):
+        check_config({**TINY, "train": {**TINY["train"], "distillation": "frozen", "regularize": "largest"}})
+    with pytest.raises(ConfigError, match="train.student_loss"):
+        check_config({**TINY, "train": {**TINY["train"], "student_loss": "teacher", "kd_ratio": 0.0}})
+    with pytest.raises(ConfigError, match="train.regularize"):
+        check_config({**TINY, "train": {**TINY["train"], "regularize": "smallest"}})
+
+
+def test_only_the_largest_is_regularized_and_students_learn_from_it_alone(tmp_path, monkeypatch):
+    """``regularize: largest`` + ``student_loss: teacher``: per step, the largest subnet gets label
+    smoothing and dropout and no soft targets; the others no smoothing, no dropout, no labels."""
+    import ofa.training.progressive_shrinking as ps
+
+    config = copy.deepcopy(TINY)
+    config["train"].update(regularize="largest", student_loss="teacher")
+    trainer = ProgressiveShrinkingTrainer(config, tmp_path)
+    trainer._setup()
+    calls = []
+    real = ps.distillation_loss
+
+    def spy(logits, labels, teacher_logits, kd_ratio, label_smoothing, temperature, label_ratio=1.0):
+        calls.append((teacher_logits is None, label_smoothing, label_ratio, trainer.model.dropout.training))
+        return real(logits, labels, teacher_logits, kd_ratio, label_smoothing, temperature, label_ratio=label_ratio)
+
+    monkeypatch.setattr(ps, "distillation_loss", spy)
+    optimizer, scheduler = trainer._new_optimizer(trainer.phases[1])
+    trainer._train_epoch(1, 0, 0, optimizer, scheduler)
+    assert len(calls) == 3 * trainer.steps_per_epoch
+    for step in range(trainer.steps_per_epoch):
+        largest, *others = calls[3 * step:3 * step + 3]
+        assert largest == (True, 0.1, 0.0, True)
+        assert all(other == (False, 0.0, 0.0, False) for other in others)
 
 
 @pytest.fixture(scope="module")

@@ -9,6 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..models.layers import depthwise_conv2d
+
 
 class ElasticBatchNorm2d(nn.BatchNorm2d):
     """BatchNorm over the first ``C`` channels of its ``num_features``, where
@@ -83,7 +85,7 @@ class ElasticDepthwiseConv2d(nn.Module):
             weight = self.kernel(kernel_size, channels)
         else:
             weight = self._cached_kernel(kernel_size, channels)
-        return F.conv2d(x, weight, None, self.stride, kernel_size // 2, 1, channels)
+        return depthwise_conv2d(x, weight, self.stride)
 
 
 def sort_segments(importance: torch.Tensor, boundaries) -> torch.Tensor:

@@ -19,14 +19,20 @@ def soft_target_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
 
 
 def distillation_loss(student_logits: torch.Tensor, targets: torch.Tensor, teacher_logits: torch.Tensor | None = None,
-                      kd_ratio: float = 1.0, label_smoothing: float = 0.1, temperature: float = 1.0) -> torch.Tensor:
-    """``CE(student, targets; label_smoothing) + kd_ratio * soft_target_loss``.
+                      kd_ratio: float = 1.0, label_smoothing: float = 0.1, temperature: float = 1.0,
+                      label_ratio: float = 1.0) -> torch.Tensor:
+    """``label_ratio * CE(student, targets; label_smoothing) + kd_ratio * soft_target_loss``.
 
     Without ``teacher_logits`` (or with ``kd_ratio == 0``) it is the plain
-    label-smoothed cross entropy. Works for (N, C) logits and, flattened, for
-    sequence outputs (N*T, C) with ``targets`` of ignore-index -100."""
+    label-smoothed cross entropy, whatever ``label_ratio``. ``label_ratio=0``
+    with a teacher is distillation alone (BigNAS's students see only the
+    teacher). Works for (N, C) logits and, flattened, for sequence outputs
+    (N*T, C) with ``targets`` of ignore-index -100."""
+    distilled = teacher_logits is not None and kd_ratio > 0
     loss = F.cross_entropy(student_logits.float(), targets, label_smoothing=label_smoothing)
-    if teacher_logits is not None and kd_ratio > 0:
+    if distilled and label_ratio != 1.0:
+        loss = label_ratio * loss
+    if distilled:
         if teacher_logits.shape != student_logits.shape:
             raise ValueError(f"teacher logits {tuple(teacher_logits.shape)} and student logits "
                              f"{tuple(student_logits.shape)} differ in shape")

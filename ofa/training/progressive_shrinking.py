@@ -31,6 +31,12 @@ its full size) before one optimizer step. The soft targets come from one of two 
   soft targets of the sampled subnets, so the teacher keeps improving instead
   of staying at its phase-0 accuracy.
 
+Two BigNAS choices (Yu et al. 2020, section 3.1) for in-place distillation:
+``train.student_loss: teacher`` trains the sampled subnets on the soft targets
+alone (the default ``labels+teacher`` adds the labels' cross entropy), and
+``train.regularize: largest`` keeps dropout and label smoothing for the
+largest subnet only, since the small ones underfit rather than overfit.
+
 With ``exits`` in the config (``{stages: [...], width: n}``, see
 :mod:`ofa.spaces.exits`), the supernet carries early-exit heads, and a phase
 with ``exits: true`` (after the others) trains them: the main path is frozen
@@ -79,6 +85,8 @@ from .sampling import sample_restricted_genes, step_generator
 from .schedule import SCHEDULES, build_scheduler
 
 DISTILLATION_TEACHERS = ("frozen", "inplace")
+STUDENT_LOSSES = ("labels+teacher", "teacher")  # what a distilled subnet learns from
+REGULARIZED = ("all", "largest")  # which subnets get dropout and label smoothing
 CHOICE_KEYS = ("kernel_sizes", "expand_ratios", "depths", "resolutions")
 SPACE_FIELDS = {"kernel_sizes": "kernel_sizes", "expand_ratios": "expand_ratios", "depths": "depths",
                 "resolutions": "resolutions"}
@@ -102,6 +110,7 @@ DEFAULT_CONFIG = {
     "train": {
         "batch_size": 64, "optimizer": "sgd", "momentum": 0.9, "weight_decay": 3e-5, "label_smoothing": 0.1,
         "kd_ratio": 1.0, "kd_temperature": 1.0, "distillation": "frozen", "sandwich": True, "subnet_gradients": "mean",
+        "student_loss": "labels+teacher", "regularize": "all",
         "schedule": "cosine", "min_lr_factor": 0.0,
         "dropout": 0.1, "channels_last": True, "threads": 0, "log_every": 10, "log_samples": False, "progress": True,
         "eval_batch_size": 256,
@@ -192,6 +201,14 @@ def check_config(raw: dict) -> tuple[dict, object, list[dict]]:
     check_value(train["kd_temperature"], "train.kd_temperature", above=0)
     check_value(train["distillation"], "train.distillation", choices=DISTILLATION_TEACHERS)
     check_value(train["subnet_gradients"], "train.subnet_gradients", choices=("mean", "sum"))
+    check_value(train["student_loss"], "train.student_loss", choices=STUDENT_LOSSES)
+    check_value(train["regularize"], "train.regularize", choices=REGULARIZED)
+    if train["regularize"] == "largest" and train["distillation"] != "inplace":
+        raise ConfigError("config key 'train.regularize' = 'largest' needs 'train.distillation: inplace' (the largest "
+                          "subnet of each step is the one that sees the labels); use 'all' with a frozen teacher")
+    if train["student_loss"] == "teacher" and train["kd_ratio"] <= 0:
+        raise ConfigError("config key 'train.student_loss' = 'teacher' needs 'train.kd_ratio' > 0 (with no soft "
+                          "targets the subnets would learn nothing); use 'labels+teacher' or raise kd_ratio")
     check_value(train["schedule"], "train.schedule", choices=sorted(SCHEDULES))
     check_value(train["min_lr_factor"], "train.min_lr_factor", minimum=0, maximum=1)
     check_value(train["dropout"], "train.dropout", minimum=0, maximum=0.99)
@@ -441,10 +458,13 @@ class ProgressiveShrinkingTrainer:
             step_loss = 0.0
             for i, arch in enumerate(archs):
                 self.model.set_active(arch)
-                logits = self.model(images)
                 is_teacher = inplace_teacher and i == 0
+                regularized = train["regularize"] == "all" or is_teacher or not inplace_teacher
+                self.model.dropout.train(regularized)
+                logits = self.model(images)
                 loss = distillation_loss(logits, labels, None if is_teacher else teacher_logits, train["kd_ratio"],
-                                         train["label_smoothing"], train["kd_temperature"])
+                                         train["label_smoothing"] if regularized else 0.0, train["kd_temperature"],
+                                         label_ratio=0.0 if train["student_loss"] == "teacher" else 1.0)
                 if train["subnet_gradients"] == "mean":
                     loss = loss / len(archs)
                 loss.backward()
