@@ -8,10 +8,11 @@ benchmark
    (``seed_exit_phase``: the exit phase alone, main path frozen);
 2. profiles cpu-ort block by block (every resolution) and fits a block-sum
    latency predictor;
-3. for each expected-latency budget and each tolerance, searches the subnet and
-   its calibrated threshold (``ofa_pipeline.exits.specialize_exits``; the worst
-   case may exceed the budget by half), exports one ONNX graph per segment and
-   the chosen subnet without exits and the best static subnet under the budget;
+3. for each expected-latency budget and each tolerance, searches the subnet,
+   the subset of exits it keeps and its calibrated threshold
+   (``ofa_pipeline.exits.specialize_exits``; the worst case may exceed the
+   budget by half), exports one ONNX graph per segment, the chosen subnet
+   without exits and the best static subnet under the budget;
 4. times the three on onnxruntime (one thread) at batch 1 and batch 32, in turn
    batch by batch, on test images, and records the test accuracies and the exit
    distributions.
@@ -110,6 +111,11 @@ def main(argv=None) -> int:
                                              batch_sizes=(1,))["1"],
                         str(args.batch): measure_latency(files["exits"], statics, images,
                                                          batch_sizes=(args.batch,))[str(args.batch)]}
+            # the cost of running as segments: the same graphs with threshold 1 (nobody leaves early)
+            never = measure_latency(files["exits"], {"same_static": files["same-static"]}, images[:args.time_images],
+                                    thresholds=1.0, batch_sizes=(1,))["1"]
+            measured["1"]["never_exit_ms_per_image"] = never["exits_ms_per_image"]
+            measured["1"]["never_exit_same_static_ms_per_image"] = never["same_static_ms_per_image"]
             if "static" in report and "best_static" not in statics:
                 static_images = evaluator.images("test", space.parse(report["static"]["arch"]).resolution)[0].numpy()
                 for batch, subset in (("1", static_images[:args.time_images]), (str(args.batch), static_images)):
@@ -117,17 +123,19 @@ def main(argv=None) -> int:
                                             batch_sizes=(int(batch),))[batch]
                     measured[batch]["best_static_ms_per_image"] = alone["best_static_ms_per_image"]
                     measured[batch]["best_static_timed_separately"] = True
-            all_test = evaluator.logits(arch, "test")
+            all_test = [evaluator.logits(arch, "test")[i] for i in chosen["exit_indices"] + [-1]]
             per_exit = [float(100 * np.mean(x.argmax(1) == test_labels)) for x in all_test]
             rows.append({"budget_fraction": fraction, "expected_budget_ms": budget, "worst_budget_ms": 1.5 * budget,
                          "tolerance": tolerance, "threshold": chosen["threshold"], "arch": chosen["arch"],
+                         "exit_stages": report["exits"]["stages"],
                          "predicted_ms": chosen["predicted_latency_ms"], "within_budgets": chosen["within_budgets"],
                          "test": chosen["test"], "test_top1_per_exit": per_exit,
                          "calibration": chosen["calibration"],
                          "best_static": report.get("static"), "measured": measured,
                          "searched": report["searched"], "seconds": round(time.perf_counter() - start, 1)})
             t = chosen["test"]
-            print(f"budget {budget:.3f} tolerance {tolerance:g}: threshold {chosen['threshold']:.3g}, top-1 "
+            print(f"budget {budget:.3f} tolerance {tolerance:g}: exits {report['exits']['stages']}, threshold "
+                  f"{chosen['threshold']:.3g}, top-1 "
                   f"{t['top1_adaptive']:.2f} (full {t['top1_full']:.2f}, best static "
                   f"{report.get('static', {}).get('test_top1', float('nan')):.2f}); batch 1 ms/image exits "
                   f"{measured['1']['exits_ms_per_image']:.3f} vs same static {measured['1']['same_static_ms_per_image']:.3f}"

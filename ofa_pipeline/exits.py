@@ -9,12 +9,15 @@ worst-case budget, and
    *calibration*;
 2. searches subnets (the largest, the smallest, random ones, then mutations
    of the best): for each, BN re-calibrated, the logits of every exit on the
-   held-out split; on the selection half the threshold that Learn-then-Test
-   certifies at the tolerance (:func:`ofa.search.exits.calibrate_threshold`),
-   the exit distribution it gives and so the expected latency
-   (:mod:`predictors.exits`); subnets whose worst case or expected latency is
-   over budget are out; the most accurate remaining one wins. The best static
-   subnet under the expected-latency budget is kept for comparison;
+   held-out split; for each subset of the supernet's exits, on the selection
+   half, the threshold that Learn-then-Test certifies at the tolerance
+   (:func:`ofa.search.exits.calibrate_threshold`), the exit distribution it
+   gives and so the expected latency (:mod:`predictors.exits`). Each exit costs
+   its head and a runtime call, so a subnet keeps the subset of exits with the
+   lowest expected latency within the budgets (its accuracy is the subnet's
+   within the tolerance whatever the subset); across subnets the most accurate
+   adaptive one wins. The best static subnet under the expected-latency budget
+   is kept for comparison;
 3. calibrates the winner's threshold again on the calibration half, which the
    search did not look at, so the guarantee holds for it;
 4. reports the test split: top-1 of the full subnet and of the adaptive one,
@@ -27,6 +30,7 @@ worst-case budget, and
 
 from __future__ import annotations
 
+import itertools
 import time
 from pathlib import Path
 
@@ -143,6 +147,7 @@ def specialize_exits(supernet, data, latency_predictor, expected_budget_ms: floa
     """Search (subnet, threshold) under the budgets; see the module docstring. Returns the report
     (``chosen``, ``static``, ``candidates``); :class:`~ofa.errors.SearchError` when no subnet fits."""
     from ofa.search.exits import calibrate_threshold, check_calibration_args
+    from ofa.spaces.exits import ExitConfig
     from predictors.exits import block_sum_regressor, exit_latencies, expected_latency
 
     check_budgets(expected_budget_ms, worst_budget_ms)
@@ -156,28 +161,41 @@ def specialize_exits(supernet, data, latency_predictor, expected_budget_ms: floa
     rng = np.random.default_rng(seed)
     seen: dict = {}
 
+    subsets = [list(c) for r in range(1, len(exits.stages) + 1)
+               for c in itertools.combinations(range(len(exits.stages)), r)]
+
     def consider(arch) -> dict | None:
         arch = space.parse(arch)
         if arch in seen:
             return seen[arch]
-        latency = exit_latencies(latency_predictor, space, exits, arch)
-        record = {"arch": arch.to_dict(), "latency": latency, "evaluated": False}
+        options = []
+        for subset in subsets:
+            config = ExitConfig(tuple(exits.stages[i] for i in subset), exits.width)
+            options.append((subset, config, exit_latencies(latency_predictor, space, config, arch)))
+        static_latency = options[0][2]["static"]
+        record = {"arch": arch.to_dict(), "evaluated": False, "static_latency": static_latency,
+                  "static_feasible": (static_latency <= expected_budget_ms
+                                      and (worst_budget_ms is None or static_latency <= worst_budget_ms))}
         seen[arch] = record
-        if worst_budget_ms is not None and latency["worst_case"] > worst_budget_ms:
-            record["reason"] = "worst case over budget"
-            return record
-        if latency["cumulative"][0] > expected_budget_ms and latency["static"] > expected_budget_ms:
+        options = [o for o in options if worst_budget_ms is None or o[2]["worst_case"] <= worst_budget_ms]
+        if not options:
+            record["reason"] = "worst case over budget with every subset of exits"
+        elif min(o[2]["cumulative"][0] for o in options) > expected_budget_ms and not record["static_feasible"]:
             record["reason"] = "even the first exit is over the expected-latency budget"
+        if "reason" in record:
             return record
         logits = _take(evaluator.logits(arch), select)
-        cal = calibrate_threshold(logits, labels[select], tolerance, delta, measure, risk)
-        expected = expected_latency(cal.exit_distribution, latency["cumulative"])
-        record.update(evaluated=True, threshold=cal.threshold, exit_distribution=cal.exit_distribution,
-                      expected_latency=expected, accuracy_full=cal.accuracy_full,
-                      accuracy_adaptive=cal.accuracy_adaptive,
-                      feasible=expected <= expected_budget_ms,
-                      static_feasible=(latency["static"] <= expected_budget_ms
-                                       and (worst_budget_ms is None or latency["static"] <= worst_budget_ms)))
+        best = None
+        for subset, config, latency in options:
+            cal = calibrate_threshold([logits[i] for i in subset] + [logits[-1]], labels[select], tolerance, delta,
+                                      measure, risk)
+            expected = expected_latency(cal.exit_distribution, latency["cumulative"])
+            if best is None or expected < best["expected_latency"]:
+                best = {"exit_indices": subset, "exit_stages": list(config.stages), "latency": latency,
+                        "threshold": cal.threshold, "exit_distribution": cal.exit_distribution,
+                        "expected_latency": expected, "accuracy_full": cal.accuracy_full,
+                        "accuracy_adaptive": cal.accuracy_adaptive}
+        record.update(best, evaluated=True, feasible=best["expected_latency"] <= expected_budget_ms)
         return record
 
     for arch in [space.largest(), space.smallest(), *space.sample(rng, n=candidates)]:
@@ -197,20 +215,24 @@ def specialize_exits(supernet, data, latency_predictor, expected_budget_ms: floa
                           + ": raise the budgets or the tolerance")
     chosen = max(feasible, key=lambda r: (r["accuracy_adaptive"], -r["expected_latency"]))
     statics = [r for r in evaluated if r["static_feasible"]]
-    static = max(statics, key=lambda r: (r["accuracy_full"], -r["latency"]["static"])) if statics else None
+    static = max(statics, key=lambda r: (r["accuracy_full"], -r["static_latency"])) if statics else None
 
     # the final threshold, calibrated on the half the search did not look at
     arch = space.parse(chosen["arch"])
-    logits = evaluator.logits(arch)
+    kept = chosen["exit_indices"] + [len(exits.stages)]
+    logits = [evaluator.logits(arch)[i] for i in kept]
     final = calibrate_threshold(_take(logits, calib), labels[calib], tolerance, delta, measure, risk)
     latency = chosen["latency"]
     expected = expected_latency(final.exit_distribution, latency["cumulative"])
-    test = adaptive_report(evaluator.logits(arch, "test"), evaluator.labels("test"), final.threshold, measure)
+    test = adaptive_report([evaluator.logits(arch, "test")[i] for i in kept], evaluator.labels("test"),
+                           final.threshold, measure)
     report = {
         "budgets_ms": {"expected": expected_budget_ms, "worst_case": worst_budget_ms},
         "tolerance": tolerance, "delta": delta, "measure": measure, "risk": risk,
-        "exits": exits.to_dict(), "latency_label": latency_predictor.label.name,
-        "chosen": {"arch": chosen["arch"], "threshold": final.threshold, "calibration": final.to_dict(),
+        "exits": ExitConfig(tuple(chosen["exit_stages"]), exits.width).to_dict(),
+        "supernet_exits": exits.to_dict(), "latency_label": latency_predictor.label.name,
+        "chosen": {"arch": chosen["arch"], "exit_indices": chosen["exit_indices"], "threshold": final.threshold,
+                   "calibration": final.to_dict(),
                    "predicted_latency_ms": {"expected": expected, "worst_case": latency["worst_case"],
                                             "static": latency["static"], "segments": latency["segments"]},
                    "within_budgets": bool(expected <= expected_budget_ms and (
@@ -222,7 +244,7 @@ def specialize_exits(supernet, data, latency_predictor, expected_budget_ms: floa
     }
     if static is not None:
         static_arch = space.parse(static["arch"])
-        report["static"] = {"arch": static["arch"], "predicted_latency_ms": static["latency"]["static"],
+        report["static"] = {"arch": static["arch"], "predicted_latency_ms": static["static_latency"],
                             "test_top1": _top1(evaluator.logits(static_arch, "test")[-1], evaluator.labels("test"))}
     return report
 
@@ -250,7 +272,7 @@ def export_chosen(evaluator: ExitEvaluator, report: dict, out_dir, opset: int | 
     out_dir = Path(out_dir)
     opset = opset or DEFAULT_OPSET
     chosen = report["chosen"]
-    static = evaluator.subnet(chosen["arch"])
+    static = evaluator.subnet(chosen["arch"]).keep_exits(chosen["exit_indices"])
     manifest = export_exit_segments(static, out_dir / "exits", chosen["threshold"], report["measure"], opset)
     save_subnet_weights(static, evaluator.space, out_dir / "exits" / "model.pt")
     paths = {"exits": str(out_dir / "exits"), "exits_parity_max_abs_diff": manifest["parity_max_abs_diff"],

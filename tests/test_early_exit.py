@@ -106,6 +106,23 @@ def test_a_shrinking_batch_keeps_each_samples_own_answer(subnet_with_exits, expo
         assert np.abs(logits[i] - all_logits[k][i]).max() <= 1e-4 * max(1.0, np.abs(all_logits[k]).max())
 
 
+def test_a_subnet_can_keep_some_of_its_exits(subnet_with_exits, tmp_path):
+    from ofa.export import EarlyExitRunner, export_exit_segments
+
+    _, _, static = subnet_with_exits
+    second = static.keep_exits([1])
+    assert second.exits.stages == (2,) and static.exits.stages == (0, 2)
+    x = torch.randn(3, 3, 28, 28)
+    with torch.no_grad():
+        every, kept = static.forward_exits(x), second.forward_exits(x)
+    assert torch.equal(kept[0], every[1]) and torch.equal(kept[1], every[2])
+    export_exit_segments(second, tmp_path, thresholds=0.0)
+    logits, where = EarlyExitRunner(tmp_path).run(x.numpy())
+    assert np.all(where == 0) and np.abs(logits - every[1].numpy()).max() <= 1e-4 * max(1.0, every[1].abs().max())
+    with pytest.raises(ConfigError, match="exit indices"):
+        static.keep_exits([2])
+
+
 def test_subnet_weights_keep_their_exits(subnet_with_exits, tmp_path):
     from ofa.export import load_subnet_weights, save_subnet_weights
 

@@ -39,7 +39,9 @@ def test_quickstart_exits_fast_mode_end_to_end(tmp_path, monkeypatch):
     directory = out / "deploy-exits" / "exits"
     static = load_subnet_weights(directory / "model.pt")
     runner = EarlyExitRunner(directory)
-    assert runner.thresholds.tolist() == [chosen["threshold"]] * 3
+    kept = result["exits"]["stages"]  # the subset of the supernet's exits the search kept
+    assert set(kept) <= set(result["supernet_exits"]["stages"]) and static.exits.stages == tuple(kept)
+    assert runner.thresholds.tolist() == [chosen["threshold"]] * len(kept)
     x = static.example_inputs(12)[0] * 2
     with torch.no_grad():
         all_logits = [t.numpy() for t in static.forward_exits(x)]

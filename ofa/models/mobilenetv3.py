@@ -108,6 +108,22 @@ class MobileNetV3(nn.Module):
         x = self.blocks[start:](x)
         return out + [self.head(x)]
 
+    def keep_exits(self, indices) -> "MobileNetV3":
+        """A copy with only the exit heads ``indices`` (in order; the network and the kept heads unchanged)."""
+        import copy
+
+        from ..spaces.exits import ExitConfig
+
+        if self.exits is None or not indices or any(i not in range(len(self.exits.stages)) for i in indices):
+            raise ConfigError(f"exit indices {list(indices)} are not allowed: give some of "
+                              f"{list(range(len(self.exits.stages))) if self.exits else []}, in order")
+        indices = sorted(set(indices))
+        out = copy.deepcopy(self)
+        out.exits = ExitConfig(tuple(self.exits.stages[i] for i in indices), self.exits.width)
+        out.exit_heads = nn.ModuleList(out.exit_heads[i] for i in indices)
+        out.exit_after = [self.exit_after[i] for i in indices]
+        return out
+
     def segments(self) -> list[nn.Module]:
         """One module per segment: ``segments()[k]`` for ``k < len(exits)`` maps its input (the image for
         k = 0, else the previous segment's features) to ``(features, exit logits)``; the last maps

@@ -4,4 +4,4 @@
 """
 
 COMMANDS = ("train_supernet", "evaluate", "profile_device", "fit_predictor", "specialize", "export_onnx",
-            "extract_optimal", "quickstart", "import_pretrained", "import_profile", "predict_table")
+            "extract_optimal", "quickstart", "import_pretrained", "import_profile", "predict_table", "specialize_exits")
