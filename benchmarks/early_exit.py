@@ -25,6 +25,7 @@ Steps 1-2 are skipped when their outputs exist in ``--work``.
 from __future__ import annotations
 
 import argparse
+import json
 import shlex
 import subprocess
 import sys
@@ -83,6 +84,13 @@ def main(argv=None) -> int:
                         "--backend", "cpu-ort", "--blocks", "--runs", "10", "--warmup", "2", "--out", str(blocks),
                         "--no-progress"], check=True)
         timings["block_profile_s"] = round(time.perf_counter() - start, 1)
+    # the steps of an earlier run whose outputs are reused keep the time they took
+    ledger = work / "timings.json"
+    if timings:
+        timings = {**(json.loads(ledger.read_text()) if ledger.is_file() else {}), **timings}
+        ledger.write_text(json.dumps(timings))
+    elif ledger.is_file():
+        timings = {**json.loads(ledger.read_text()), "reused": True}
     predictor = fit_block_predictor(blocks)
     supernet = load_supernet(final)
     space = supernet.space

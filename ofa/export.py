@@ -511,12 +511,17 @@ class EarlyExitRunner:
         logits_out: np.ndarray | None = None
         where = np.full(n, self.exits, dtype=np.int64)
         for k, session in enumerate(self.sessions):
-            if k < self.exits:
-                features, logits = session.run(None, {"input": x})
-                leave = confidence(logits, self.measure) > self.thresholds[k]
-            else:
+            if k == self.exits:  # the final head: everyone still here leaves
                 logits = session.run(None, {"input": x})[0]
-                leave = np.ones(len(x), dtype=bool)
+                if logits_out is None:
+                    return logits, where
+                logits_out[index] = logits
+                break
+            features, logits = session.run(None, {"input": x})
+            leave = confidence(logits, self.measure) > self.thresholds[k]
+            if not leave.any():  # nobody leaves: the features go on as they are
+                x = features
+                continue
             if logits_out is None:
                 logits_out = np.empty((n, logits.shape[1]), dtype=logits.dtype)
             logits_out[index[leave]] = logits[leave]

@@ -143,7 +143,8 @@ def check_budgets(expected_ms: float, worst_ms: float | None) -> None:
 def specialize_exits(supernet, data, latency_predictor, expected_budget_ms: float, worst_budget_ms: float | None = None,
                      tolerance: float = DEFAULT_TOLERANCE, delta: float = DEFAULT_DELTA, measure: str = "maxprob",
                      risk: str = "consistency", candidates: int = 24, rounds: int = 1, seed: int = 0,
-                     evaluator: ExitEvaluator | None = None, calib_images: int = 500) -> dict:
+                     evaluator: ExitEvaluator | None = None, calib_images: int = 500,
+                     call_overhead_ms: float = 0.0) -> dict:
     """Search (subnet, threshold) under the budgets; see the module docstring. Returns the report
     (``chosen``, ``static``, ``candidates``); :class:`~ofa.errors.SearchError` when no subnet fits."""
     from ofa.search.exits import calibrate_threshold, check_calibration_args
@@ -171,7 +172,7 @@ def specialize_exits(supernet, data, latency_predictor, expected_budget_ms: floa
         options = []
         for subset in subsets:
             config = ExitConfig(tuple(exits.stages[i] for i in subset), exits.width)
-            options.append((subset, config, exit_latencies(latency_predictor, space, config, arch)))
+            options.append((subset, config, exit_latencies(latency_predictor, space, config, arch, call_overhead_ms)))
         static_latency = options[0][2]["static"]
         record = {"arch": arch.to_dict(), "evaluated": False, "static_latency": static_latency,
                   "static_feasible": (static_latency <= expected_budget_ms
@@ -229,6 +230,7 @@ def specialize_exits(supernet, data, latency_predictor, expected_budget_ms: floa
     report = {
         "budgets_ms": {"expected": expected_budget_ms, "worst_case": worst_budget_ms},
         "tolerance": tolerance, "delta": delta, "measure": measure, "risk": risk,
+        "call_overhead_ms": call_overhead_ms,
         "exits": ExitConfig(tuple(chosen["exit_stages"]), exits.width).to_dict(),
         "supernet_exits": exits.to_dict(), "latency_label": latency_predictor.label.name,
         "chosen": {"arch": chosen["arch"], "exit_indices": chosen["exit_indices"], "threshold": final.threshold,

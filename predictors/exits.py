@@ -17,6 +17,13 @@ correction): each segment is one runtime call (one ONNX graph per segment,
 :func:`ofa.export.export_exit_segments`), so each pays the overhead once.
 Exit heads are :class:`~ofa.spaces.ClassifierHeadBlock` blocks: measured where
 the block profile has them, else priced by the predictor's block model.
+
+``call_overhead_ms`` adds what a block profile does not see: the runner's own
+cost for each segment after the first (one more runtime call from Python and
+the exit rule on its output), so ``L_k`` gains ``k x call_overhead_ms``. It is
+0 by default (the formula above); measure it on the device by timing the
+segments with threshold 1 against the same subnet as one graph
+(``benchmarks/early_exit.py`` records it at batch 1).
 """
 
 from __future__ import annotations
@@ -64,11 +71,14 @@ def segment_latencies(predictor, space, exits, arch) -> np.ndarray:
     return np.array(out)
 
 
-def exit_latencies(predictor, space, exits, arch) -> dict:
+def exit_latencies(predictor, space, exits, arch, call_overhead_ms: float = 0.0) -> dict:
     """``{"segments": T, "cumulative": L, "worst_case": L_E, "static": latency of the network
-    without exits}``, the last from the same predictor on the whole network."""
+    without exits}``, the last from the same predictor on the whole network; ``call_overhead_ms``
+    per segment after the first (see the module docstring)."""
+    if isinstance(call_overhead_ms, bool) or not isinstance(call_overhead_ms, (int, float)) or call_overhead_ms < 0:
+        raise ConfigError(f"call_overhead_ms must be a latency >= 0, got {call_overhead_ms!r}")
     segments = segment_latencies(predictor, space, exits, arch)
-    cumulative = np.cumsum(segments)
+    cumulative = np.cumsum(segments) + call_overhead_ms * np.arange(len(segments))
     static = float(predictor.predict_archs(space.parse(arch))[0]) if hasattr(predictor, "predict_archs") else None
     return {"segments": segments.tolist(), "cumulative": cumulative.tolist(), "worst_case": float(cumulative[-1]),
             "static": static}

@@ -155,6 +155,8 @@ def test_expected_latency_on_a_hand_computed_case():
     assert latency["worst_case"] == pytest.approx(11.0)
     assert expected_latency([0.5, 0.3, 0.2], latency["cumulative"]) == pytest.approx(
         0.5 * 3.75 + 0.3 * 8.0 + 0.2 * 11.0)
+    # the runner's cost per segment after the first: 0.5 ms more to reach exit 1, 1 ms more for the final head
+    assert exit_latencies(regressor, space, exits, arch, 0.5)["cumulative"] == pytest.approx([3.75, 8.5, 12.0])
     with pytest.raises(ConfigError, match="sum to 1"):
         expected_latency([0.5, 0.3, 0.3], latency["cumulative"])
     with pytest.raises(PredictorError, match="block-sum"):
@@ -214,24 +216,29 @@ def test_too_few_calibration_samples_never_exit():
     assert result.threshold == 1.0 and result.exit_distribution == [0.0, 1.0]
 
 
-@pytest.mark.parametrize("call, match", [
-    (lambda: __import__("ofa.spaces.exits", fromlist=["x"]).ExitConfig.parse(get_space("mbv3-small"),
-                                                                          {"stages": [3]}), "stage indices from 0 to 2"),
-    (lambda: __import__("ofa.spaces.exits", fromlist=["x"]).ExitConfig.parse(get_space("mbv3-small"),
-                                                                          {"stages": [1, 0]}), "increasing"),
-    (lambda: __import__("ofa.spaces.exits", fromlist=["x"]).ExitConfig.parse(get_space("mbv3-small"),
-                                                                          {"stage": [1]}), "'stages'"),
-    (lambda: __import__("ofa.models.exits", fromlist=["x"]).check_thresholds([0.5, 1.5], 2), r"in \[0, 1\]"),
-    (lambda: __import__("ofa.models.exits", fromlist=["x"]).confidence(np.zeros((1, 3)), "margin"), "maxprob"),
-    (lambda: __import__("ofa.search.exits", fromlist=["x"]).calibrate_threshold(
-        [np.zeros((4, 3)), np.zeros((4, 3))], tolerance=1.5), "tolerance"),
-    (lambda: __import__("ofa.search.exits", fromlist=["x"]).calibrate_threshold(
-        [np.zeros((4, 3)), np.zeros((4, 3))], risk="accuracy"), "needs the labels"),
-    (lambda: __import__("ofa_pipeline.exits", fromlist=["x"]).check_budgets(1.0, 0.5), "worst-case"),
-])
-def test_bad_exit_inputs_are_named_errors(call, match):
-    with pytest.raises(ConfigError, match=match):
-        call()
+def _bad_exit_calls():
+    from ofa.models.exits import check_thresholds, confidence
+    from ofa.search.exits import calibrate_threshold
+    from ofa.spaces.exits import ExitConfig
+    from ofa_pipeline.exits import check_budgets
+
+    space, two = get_space("mbv3-small"), [np.zeros((4, 3)), np.zeros((4, 3))]
+    return [
+        (lambda: ExitConfig.parse(space, {"stages": [3]}), "stage indices from 0 to 2"),
+        (lambda: ExitConfig.parse(space, {"stages": [1, 0]}), "increasing"),
+        (lambda: ExitConfig.parse(space, {"stage": [1]}), "'stages'"),
+        (lambda: check_thresholds([0.5, 1.5], 2), r"in \[0, 1\]"),
+        (lambda: confidence(np.zeros((1, 3)), "margin"), "maxprob"),
+        (lambda: calibrate_threshold(two, tolerance=1.5), "tolerance"),
+        (lambda: calibrate_threshold(two, risk="accuracy"), "needs the labels"),
+        (lambda: check_budgets(1.0, 0.5), "worst-case"),
+    ]
+
+
+def test_bad_exit_inputs_are_named_errors():
+    for call, match in _bad_exit_calls():
+        with pytest.raises(ConfigError, match=match):
+            call()
 
 
 def test_exit_phase_needs_exits_in_the_config():

@@ -50,6 +50,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--risk", choices=("consistency", "accuracy"), default="consistency",
                    help="what calibration bounds: disagreement with the full subnet (no labels needed) or "
                         "lost correct answers (default %(default)s)")
+    p.add_argument("--call-overhead-ms", type=float, default=0.0,
+                   help="the runner's cost per segment after the first (a runtime call and the exit rule), added to "
+                        "the block-sum latency (default 0)")
     p.add_argument("--candidates", type=positive_int, default=24, help="random subnets searched (default 24)")
     p.add_argument("--calib-images", type=positive_int, default=500, help="BN re-calibration images")
     p.add_argument("--seed", type=int, default=0)
@@ -88,7 +91,7 @@ def run(args) -> dict:
     evaluator = ExitEvaluator(supernet, data, args.calib_images)
     report = specialize_exits(supernet, data, predictor, args.expected_latency_ms, args.worst_latency_ms,
                               args.tolerance, args.delta, args.confidence, args.risk, args.candidates,
-                              seed=args.seed, evaluator=evaluator)
+                              seed=args.seed, evaluator=evaluator, call_overhead_ms=args.call_overhead_ms)
     report["files"] = export_chosen(evaluator, report, out)
     if args.time:
         arch = supernet.space.parse(report["chosen"]["arch"])
