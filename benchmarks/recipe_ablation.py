@@ -130,6 +130,12 @@ RECIPES = {
                            {"phases": phases(("elastic", 6, 0.1, 1, {})),
                             "train": {"distillation": "inplace", "subnet_gradients": "sum", "regularize": "largest",
                                       "student_loss": "teacher"}}),
+    "elastic-only-kd0.5": ("as elastic-only-1-subnet-sum with half the distillation weight (kd_ratio 0.5)",
+                           {"phases": phases(("elastic", 6, 0.1, 1, {})),
+                            "train": {"distillation": "inplace", "subnet_gradients": "sum", "kd_ratio": 0.5}}),
+    "elastic-only-T2": ("as elastic-only-1-subnet-sum with distillation temperature 2",
+                        {"phases": phases(("elastic", 6, 0.1, 1, {})),
+                         "train": {"distillation": "inplace", "subnet_gradients": "sum", "kd_temperature": 2.0}}),
 }
 
 

@@ -58,7 +58,10 @@ def main() -> None:
         seeds = {}
         for seed in args.seeds:
             run_dir = runs / f"{label}-seed{seed}"
-            scratch_config = {**config, "seed": seed,
+            # another seed for the weights and the batch order, the supernet's data
+            scratch_config = {**config, "seed": seed, "data": {**config["data"], "seed": config["data"].get("seed")
+                                                               if config["data"].get("seed") is not None
+                                                               else config["seed"]},
                               "train": {**config["train"], "steps": steps, "kd_ratio": 0.0, "eval_every": steps,
                                         "progress": False}}
             if not (run_dir / "final.pt").exists():

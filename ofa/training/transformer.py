@@ -65,6 +65,7 @@ DEFAULT_CONFIG = {
         "level": "word",
         "train_size": 20000, "val_size": 500, "test_size": 500, "src_lang": "en", "tgt_lang": "fr",
         "max_digits": 6, "val_fraction": 0.05, "test_fraction": 0.05,
+        "seed": None,          # the data's own seed (generation, splits); None: the run's seed
     },
     "train": {
         "steps": 1500, "batch_size": 64, "optimizer": "adamw", "lr": 0.002, "momentum": 0.9,
@@ -90,6 +91,8 @@ def check_config(raw: dict) -> tuple[dict, object]:
     check_value(config["device"], "device", choices=("auto", "cpu", "cuda"))
     data, train = config["data"], config["train"]
     check_value(data["level"], "data.level", choices=("word", "char"))
+    if data["seed"] is not None:
+        check_value(data["seed"], "data.seed", minimum=0, integer=True)
     for key in ("train_size", "val_size", "test_size"):
         check_value(data[key], f"data.{key}", minimum=1, integer=True)
     for key in ("val_fraction", "test_fraction"):
@@ -123,12 +126,13 @@ def build_data(config: dict):
     from ..data.text import build_text_data
 
     data = config["data"]
+    seed = config["seed"] if data.get("seed") is None else data["seed"]
     if data["source"] == "numbers":
         return build_text_data("numbers", train_size=data["train_size"], val_size=data["val_size"],
                                test_size=data["test_size"], src_lang=data["src_lang"], tgt_lang=data["tgt_lang"],
-                               level=data["level"], seed=config["seed"], max_digits=data["max_digits"])
+                               level=data["level"], seed=seed, max_digits=data["max_digits"])
     return build_text_data(data["source"], level=data["level"], val_fraction=data["val_fraction"],
-                           test_fraction=data["test_fraction"], seed=config["seed"])
+                           test_fraction=data["test_fraction"], seed=seed)
 
 
 def fit_space_to_data(space, data):

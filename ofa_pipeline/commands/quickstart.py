@@ -18,7 +18,8 @@ Steps (each printed with the command that does it on its own):
    (SCALE-Sim systolic-array simulation) and ``mobile-ncnn`` where ncnn is
    installed (not with ``--fast``); the timed devices one at a time with
    nothing else running, the simulator side by side with step 4's evaluation;
-3. fit a latency predictor per device;
+3. fit a latency predictor per device (a timed device's right after its
+   profile, side by side with the simulator and step 4's evaluation);
 4. evaluate subnets (BN re-calibrated; Transformers: validation loss) and fit
    the accuracy (Transformers: loss) predictor;
 5. specialise for two latency budgets per device (evolutionary search),
@@ -442,6 +443,15 @@ def run(args) -> dict:
         ["mobile-ncnn"] if get_backend("mobile-ncnn").available() and not args.fast else [])
     profiles = {device: out / "profiles" / f"{device}.jsonl" for device in devices}
     latency_paths = {device: out / "predictors" / f"{device}.skops" for device in devices}
+    fits = {}  # a latency predictor per device
+    for device, profile in profiles.items():
+        # the default label: drift-corrected thread CPU time for timed backends, exact latency for simulators
+        argv = ["--profile", str(profile), "--out", str(latency_paths[device])]
+        if args.fast:
+            argv += ["--cv", "3", "--model", "lut"]
+        fits[device] = {"label": f"3. fit the {device} latency predictor", "tool": "fit_predictor", "argv": argv,
+                        "inputs": [profile],
+                        "outputs": [latency_paths[device], latency_paths[device].with_suffix(".json")]}
     untimed = []  # steps that time nothing: with a free core they run side by side
     for device, profile in profiles.items():
         argv = ["--space", str(space_file), "--backend", device, "--num-archs", str(settings["profile_archs"]),
@@ -453,8 +463,9 @@ def run(args) -> dict:
             argv += ["--cache-dir", str(Path(os.environ["OFA_HW_CACHE"]) / "scalesim")]
         job = {"label": f"2. profile {device}", "tool": "profile_device", "argv": argv, "inputs": [space_file],
                "outputs": [profile]}
-        if timed:  # its clock is the measurement: nothing else runs meanwhile
+        if timed:  # its clock is the measurement: nothing else runs meanwhile; its fit joins the untimed steps
             steps.run(job["label"], job["tool"], job["argv"], job["inputs"], job["outputs"])
+            untimed.append(fits.pop(device))
         else:
             untimed.append(job)
     evaluations = out / "evaluations.jsonl"
@@ -475,15 +486,7 @@ def run(args) -> dict:
                                  f"random:{count - count // 2}", f"stratified:{count // 2}", "--out",
                                  str(evaluations), "--calib-images", str(settings["calib_images"])]})
         run_jobs(steps, untimed, side_by_side=args.workers > 1)
-    fits = []
-    for device, profile in profiles.items():
-        # the default label: drift-corrected thread CPU time for timed backends, exact latency for simulators
-        argv = ["--profile", str(profile), "--out", str(latency_paths[device])]
-        if args.fast:
-            argv += ["--cv", "3", "--model", "lut"]
-        fits.append({"label": f"3. fit the {device} latency predictor", "tool": "fit_predictor", "argv": argv,
-                     "inputs": [profile],
-                     "outputs": [latency_paths[device], latency_paths[device].with_suffix(".json")]})
+    fits = list(fits.values())  # the simulators' latency predictors, after their profiles
     target = "loss" if transformer else "top1"
     accuracy_path = out / "predictors" / f"{target}.skops"
     argv = ["--evaluations", str(evaluations), "--space", str(space_file), "--target", target,
