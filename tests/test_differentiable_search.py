@@ -225,7 +225,8 @@ def test_search_modes_return_a_pick_under_the_budget_and_leave_the_supernet_alon
                             [Constraint("macs", macs, limit)])
     relaxations = {"macs": cost_relaxation(space, "macs")}
     for options in ({"mode": "frozen", "resolution": "mix", "steps": 2}, {"mode": "darts", "order": 2, "steps": 1},
-                    {"mode": "yoso", "steps": 2}):
+                    {"mode": "yoso", "steps": 2}, {"mode": "frozen", "budget": "lagrange", "steps": 2},
+                    {"mode": "darts", "budget": "penalty", "steps": 1}):
         result = differentiable_search(problem, task, relaxations,
                                        DifferentiableConfig.from_dict({"batch_size": 8, **options}))
         assert result.feasible and result.constraints["macs"] <= limit
@@ -233,10 +234,15 @@ def test_search_modes_return_a_pick_under_the_budget_and_leave_the_supernet_alon
         space.parse(result.arch.to_dict())
         trace = result.to_dict()["trace"]
         assert trace["relaxed"]["macs"]["table_at_pick"] == result.constraints["macs"]
+        assert set(trace["multipliers"]) == {"macs"} and trace["budget"] == options.get("budget", "target")
         if options["mode"] == "yoso":
             assert trace["choices_left_by_l1"] and len(trace["choices_left_by_l1"]) == space.num_genes
         for key, value in supernet.state_dict().items():
             assert torch.equal(value, state[key]), key
+    # the batches restart from the seed: a search does not depend on what ran before it
+    config = DifferentiableConfig.from_dict({"batch_size": 8, "steps": 2})
+    first, again = (differentiable_search(problem, task, relaxations, config, seed=3) for _ in range(2))
+    assert np.array_equal(first.genes, again.genes) and first.history == again.history
 
 
 def test_bad_differentiable_settings_are_refused_before_any_work(space, digits):

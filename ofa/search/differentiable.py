@@ -267,8 +267,9 @@ def differentiable_search(problem: SearchProblem, task, relaxations: dict, confi
     """Search ``problem``'s space by gradient (module docstring).
 
     ``task``: the supernet's relaxed task (``ModelFamily.relaxed_task``: ``.model``, ``.batch(split, weights)``,
-    ``.loss(weights, batch)``, ``.copy()``); ``relaxations``: ``{constraint name: AdditiveRelaxation}`` for the
-    budgets with a differentiable cost (the others are only checked on the discrete pick)."""
+    ``.loss(weights, batch)``, ``.copy()``, optionally ``.reseed(seed)``); ``relaxations``:
+    ``{constraint name: AdditiveRelaxation}`` for the budgets with a differentiable cost (the others are only
+    checked on the discrete pick)."""
     config = (config or DifferentiableConfig()).check()
     space = problem.space
     names = [c.name for c in problem.constraints]
@@ -283,6 +284,8 @@ def differentiable_search(problem: SearchProblem, task, relaxations: dict, confi
     generator = torch.Generator().manual_seed(seed)
     if config.mode != "frozen":  # the joint modes train weights: on a copy, the supernet given stays as it is
         task = task.copy()
+    if hasattr(task, "reseed"):
+        task.reseed(seed)
     net = task.model.supernet
     sampled = None
     try:

@@ -128,6 +128,12 @@ class RelaxedImageTask:
         self.data, self.batch_size = data, int(batch_size)
         self.rng = np.random.default_rng(seed)
 
+    def reseed(self, seed: int) -> None:
+        """Draw the batches from a fresh generator: a search is then the same whatever ran before it."""
+        import numpy as np
+
+        self.rng = np.random.default_rng(seed)
+
     def batch(self, split: str, weights: list[torch.Tensor] | None = None):
         dataset = getattr(self.data, split)
         positions = self.rng.choice(len(dataset), size=min(self.batch_size, len(dataset)), replace=False)
