@@ -250,7 +250,7 @@ def test_exit_phase_needs_exits_in_the_config():
     assert "exits" not in config  # configs without exits are what they were (resume compares them)
 
 
-def test_exit_phase_trains_the_heads_only_and_resumes(tmp_path):
+def test_exit_phase_trains_the_heads_only_and_resumes(tmp_path, monkeypatch):
     """A finished run gets exits (seed_exit_phase); its exit phase resumes like any phase and leaves
     the main path - weights and BatchNorm statistics - exactly as trained."""
     from ofa.training import load_supernet
@@ -282,3 +282,21 @@ def test_exit_phase_trains_the_heads_only_and_resumes(tmp_path):
     assert any(not torch.equal(initial[k], trained[k]) for k in trained if k.startswith("exit_heads."))
     with pytest.raises(ConfigError, match="already has exit heads"):
         seed_exit_phase(tmp_path / "exits" / "final.pt", tmp_path / "twice", EXITS)
+
+    # killed after the first epoch of the exit phase and resumed: the same weights as the run above
+    config_path = seed_exit_phase(tmp_path / "base" / "final.pt", tmp_path / "killed", EXITS,
+                                  {"name": "exits", "epochs": 2, "lr": 0.05, "exits": True})
+    original = ProgressiveShrinkingTrainer._train_exits_epoch
+
+    def killed_at_second_epoch(self, phase_index, epoch, *args):
+        if epoch == 1:
+            raise KeyboardInterrupt
+        return original(self, phase_index, epoch, *args)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(ProgressiveShrinkingTrainer, "_train_exits_epoch", killed_at_second_epoch)
+        with pytest.raises(KeyboardInterrupt):
+            ProgressiveShrinkingTrainer(load_yaml(config_path), tmp_path / "killed", resume=True).run()
+    ProgressiveShrinkingTrainer(load_yaml(config_path), tmp_path / "killed", resume=True).run()
+    resumed = load_supernet(tmp_path / "killed" / "final.pt").state_dict()
+    assert all(torch.equal(resumed[k], trained[k]) for k in trained)
