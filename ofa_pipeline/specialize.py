@@ -565,6 +565,18 @@ def loop_rounds_table(summary: dict) -> list[str]:
     return lines
 
 
+def _relaxed_text(trace: dict | None) -> str:
+    """A differentiable search's relaxed costs at its end beside the pick's own values."""
+    if not trace or not trace.get("relaxed"):
+        return ""
+    parts = [f"{name}: expected {v['expected']:.4g} under the final distribution, {v['constraint_at_pick']:.4g} "
+             f"for the pick" + ("" if v.get("exact") else " (additive surrogate of the predictor)")
+             for name, v in trace["relaxed"].items() if v.get("constraint_at_pick") is not None]
+    return (f" Mode {trace['mode']}" + (f", order {trace['order']}" if trace.get("order") else "")
+            + f", {trace['steps']} steps, budget {trace['budget']}, {trace['search_seconds']:.1f} s"
+            + ("; " + "; ".join(parts) if parts else "") + ".")
+
+
 def target_report(summary: dict, deployment: dict, result) -> str:
     lines = [f"# Specialised subnet: {summary['target']}", ""]
     lines += [f"**WARNING: {w}**" for w in target_warnings(summary)] + ([""] if target_warnings(summary) else [])
@@ -585,7 +597,8 @@ def target_report(summary: dict, deployment: dict, result) -> str:
                  if summary.get("finetune") else ", ")
               + f"loss {_fmt(summary['measured_loss'], '.4f')}, label loyalty to the largest subnet "
               f"{_fmt(summary['label_loyalty'])}, probability loyalty {_fmt(summary['probability_loyalty'])}.", "",
-              f"Search: {result.method}, {result.num_evaluations} architectures scored, seed {result.seed}.", "",
+              f"Search: {result.method}, {result.num_evaluations} architectures scored, seed {result.seed}."
+              + _relaxed_text(getattr(result, "trace", None)), "",
               "Files: `model.pt` (weights"
               + (f", BN re-calibrated on {deployment['bn_recalibration_images']} training images"
                  if "bn_recalibration_images" in deployment else "")

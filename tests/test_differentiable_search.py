@@ -263,6 +263,22 @@ def test_bad_differentiable_settings_are_refused_before_any_work(space, digits):
         differentiable_search(problem, None, {"latency_ms@x": cost_relaxation(space, "macs")})
 
 
+
+def test_specialize_refuses_a_bad_strategy_before_any_work(space, block_predictors, tmp_path):
+    from ofa_pipeline.specialize import Target, specialize
+
+    latency = block_predictors[0]
+    supernet = create_supernet(space)
+    target = [Target((("cpu-ort", 0.5),))]
+    for kwargs, message in (({"strategy": "random"}, "search strategy 'random' unknown"),
+                            ({"strategy": "differentiable"}, "needs the data set"),
+                            ({"differentiable": {"steps": 3}}, "with the evolution strategy"),
+                            ({"strategy": "differentiable", "differentiable": {"mode": "x"}}, "mode 'x' unknown")):
+        with pytest.raises(ConfigError, match=message):
+            specialize(supernet, latency, [latency], target, tmp_path / "out", log=lambda *a: None, **kwargs)
+    assert not (tmp_path / "out").exists()
+
+
 def test_specialize_command_with_the_differentiable_strategy(space, tmp_path, capsys):
     """End to end on the built-in digits: a tiny untrained supernet checkpoint, a LUT latency predictor
     of the deterministic analytical FPGA model, a budget half way up its range."""
@@ -303,7 +319,8 @@ def test_specialize_command_with_the_differentiable_strategy(space, tmp_path, ca
     assert stored["settings"]["strategy"] == "differentiable"
     relaxed = stored["search"]["trace"]["relaxed"]["latency_ms@fpga-analytical"]
     assert relaxed["exact"] is False and "surrogate" in relaxed
-    assert "differentiable-frozen" in (out / row["target"] / "report.md").read_text()
+    report = (out / row["target"] / "report.md").read_text()
+    assert "differentiable-frozen" in report and "Mode frozen, 3 steps, budget target" in report
     assert (out / row["target"] / "model.onnx").is_file()
     capsys.readouterr()
     assert main(common + ["--diff-steps", "3", "--out", str(tmp_path / "bad")]) == 2
