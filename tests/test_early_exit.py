@@ -250,7 +250,7 @@ def test_exit_phase_needs_exits_in_the_config():
     assert "exits" not in config  # configs without exits are what they were (resume compares them)
 
 
-def test_exit_phase_trains_the_heads_only_and_resumes(tmp_path, monkeypatch):
+def test_exit_phase_trains_the_heads_only_and_resumes(tmp_path, monkeypatch, capsys):
     """A finished run gets exits (seed_exit_phase); its exit phase resumes like any phase and leaves
     the main path - weights and BatchNorm statistics - exactly as trained."""
     from ofa.training import load_supernet
@@ -282,6 +282,19 @@ def test_exit_phase_trains_the_heads_only_and_resumes(tmp_path, monkeypatch):
     assert any(not torch.equal(initial[k], trained[k]) for k in trained if k.startswith("exit_heads."))
     with pytest.raises(ConfigError, match="already has exit heads"):
         seed_exit_phase(tmp_path / "exits" / "final.pt", tmp_path / "twice", EXITS)
+
+    # the command refuses a supernet without exits before any work (no data built, nothing written)
+    from ofa_pipeline.commands import specialize_exits
+    from predictors.blocks import fit_block_predictor, space_blocks
+
+    space = base.space
+    block_predictor = fit_block_predictor({b.key: 1.0 for b in space_blocks(space)}, space=space)
+    block_predictor.save(tmp_path / "blocks.skops")
+    argv = ["--latency-predictor", str(tmp_path / "blocks.skops"), "--expected-latency-ms", "5",
+            "--out", str(tmp_path / "deploy")]
+    assert specialize_exits.main(["--supernet", str(tmp_path / "base" / "final.pt"), *argv]) == 2
+    assert "has no exit heads" in capsys.readouterr().err
+    assert not (tmp_path / "deploy").exists()
 
     # killed after the first epoch of the exit phase and resumed: the same weights as the run above
     config_path = seed_exit_phase(tmp_path / "base" / "final.pt", tmp_path / "killed", EXITS,

@@ -31,6 +31,7 @@ import sys
 from pathlib import Path
 
 from ofa.cli import run_command
+from ofa.errors import ConfigError
 from ofa.validation import ArgumentParser, check_input_file, check_output_path, positive_float, positive_int
 
 
@@ -87,6 +88,10 @@ def run(args) -> dict:
     torch.set_num_threads(args.threads)
     supernet = load_supernet(args.supernet)
     predictor.space.check_fingerprint(supernet.space.fingerprint, "the supernet")
+    if getattr(supernet, "exits", None) is None:
+        raise ConfigError(f"{args.supernet} has no exit heads: train it with the config key exits ({{stages: [...], "
+                          f"width: n}}) and a phase with exits: true, or add them to a finished run with "
+                          f"ofa.training.progressive_shrinking.seed_exit_phase")
     data = checkpoint_data(args.supernet)
     evaluator = ExitEvaluator(supernet, data, args.calib_images)
     report = specialize_exits(supernet, data, predictor, args.expected_latency_ms, args.worst_latency_ms,
