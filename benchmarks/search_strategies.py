@@ -9,7 +9,8 @@ in ``specialization_gain.py``), every strategy picks one subnet under the budget
 * ``evolution`` - :func:`ofa.search.evolution_search` on the accuracy predictor;
 * ``nsga2`` - :func:`ofa.search.nsga2_search` (accuracy vs latency), the front's most
   accurate point under the budget;
-* ``frozen`` - differentiable search on the trained supernet, weights frozen;
+* ``frozen`` - differentiable search on the trained supernet, weights frozen (``frozen-soft``,
+  not run by default: the same with the continuous mixture instead of straight-through samples);
 * ``darts-1``, ``darts-2`` - DARTS-style joint search (weights on the training split,
   architecture on the validation split; first order, and second order with the
   finite-difference Hessian-vector product);
@@ -42,6 +43,7 @@ from _timing import environment, save
 ROOT = Path(__file__).resolve().parents[1]
 DEVICES = ("mobile-ncnn", "fpga-scalesim")  # two of the three devices of specialization_gain.json
 STRATEGIES = ("evolution", "nsga2", "frozen", "darts-1", "darts-2", "yoso")
+EXTRA = ("frozen-soft",)  # the frozen mode with the continuous mixture instead of straight-through samples
 
 
 def mean(values):
@@ -57,7 +59,7 @@ def main(argv=None) -> int:
                         help=f"a device with a shipped block profile (default: {', '.join(DEVICES)})")
     parser.add_argument("--fractions", type=float, nargs="+", default=[0.15])
     parser.add_argument("--seeds", type=int, default=1)
-    parser.add_argument("--strategies", nargs="+", default=list(STRATEGIES), choices=STRATEGIES)
+    parser.add_argument("--strategies", nargs="+", default=list(STRATEGIES), choices=STRATEGIES + EXTRA)
     parser.add_argument("--population", type=int, default=100)
     parser.add_argument("--generations", type=int, default=100)
     parser.add_argument("--steps", type=int, default=60, help="frozen steps")
@@ -103,6 +105,7 @@ def main(argv=None) -> int:
         return cache[key]
 
     differentiable = {"frozen": {"mode": "frozen", "steps": args.steps},
+                      "frozen-soft": {"mode": "frozen", "steps": args.steps, "hard": False},
                       "darts-1": {"mode": "darts", "order": 1, "steps": args.darts_steps},
                       "darts-2": {"mode": "darts", "order": 2, "steps": args.second_order_steps},
                       "yoso": {"mode": "yoso", "steps": args.yoso_steps,
