@@ -250,7 +250,8 @@ def test_bad_differentiable_settings_are_refused_before_any_work(space, digits):
 
     for options, message in (({"mode": "dart"}, "mode 'dart' unknown"), ({"order": 3}, "order must be 1"),
                              ({"order": 2}, "needs mode 'darts'"), ({"steps": 0}, "steps must be an integer"),
-                             ({"temperature": (1.0, 0.0)}, "temperature"), ({"speed": 1}, "unknown differentiable")):
+                             ({"temperature": (1.0, 0.0)}, "temperature"), ({"speed": 1}, "unknown differentiable"),
+                             ({"hard": "yes"}, "hard true/false"), ({"resolution": "all"}, "resolution 'all'")):
         with pytest.raises(ConfigError, match=message):
             DifferentiableConfig.from_dict(options)
     with pytest.raises(ConfigError, match="needs the data set"):

@@ -87,6 +87,9 @@ class DifferentiableConfig:
             raise ConfigError(f"differentiable mode {self.mode!r} unknown; allowed: {MODES}")
         if self.budget not in BUDGET_MODES:
             raise ConfigError(f"differentiable budget {self.budget!r} unknown; allowed: {BUDGET_MODES}")
+        if not isinstance(self.gumbel, bool) or not (self.hard is None or isinstance(self.hard, bool)):
+            raise ConfigError(f"differentiable gumbel must be true/false and hard true/false/None, got "
+                              f"{self.gumbel!r}, {self.hard!r}")
         if self.resolution not in ("sample", "mix"):
             raise ConfigError(f"differentiable resolution {self.resolution!r} unknown; allowed: 'sample', 'mix'")
         if self.order not in (1, 2):
