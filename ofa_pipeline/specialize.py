@@ -197,12 +197,29 @@ def plot_front(path: Path, front: ParetoFront, cloud: tuple[np.ndarray, np.ndarr
 STRATEGIES = ("evolution", "differentiable")
 
 
+def check_strategy(strategy: str, space) -> None:
+    """``strategy`` is known and can search ``space`` (before any predictor is fitted or subnet evaluated)."""
+    if strategy not in STRATEGIES:
+        raise ConfigError(f"search strategy {strategy!r} unknown; allowed: {STRATEGIES}")
+    if strategy != "differentiable":
+        return
+    family = get_family(space)
+    if not family.can_search_relaxed:
+        raise ConfigError(f"the differentiable strategy is implemented for mobilenetv3 supernets, not "
+                          f"{family.name!r} ones; use --strategy evolution (strategy='evolution')")
+    if space.additive_layout() is None:
+        raise ConfigError(f"the differentiable strategy needs a space with additive cost tables; this "
+                          f"{space.type_name} space has none: use --strategy evolution (strategy='evolution')")
+
+
 class SearchStrategy:
     """How :func:`specialize` searches: evolution, or differentiable search (checked before any work)."""
 
     def __init__(self, name: str, options: dict | None, supernet, data, seed: int, latency_predictors, log):
-        if name not in STRATEGIES:
-            raise ConfigError(f"search strategy {name!r} unknown; allowed: {STRATEGIES}")
+        check_strategy(name, supernet.space)
+        if options is not None and not isinstance(options, dict):
+            raise ConfigError(f"differentiable options must be a dict of DifferentiableConfig fields, got "
+                              f"{type(options).__name__}")
         if options and name != "differentiable":
             raise ConfigError("differentiable search options were given with the evolution strategy; pass "
                               "strategy='differentiable' (--strategy differentiable) or leave them out")

@@ -251,9 +251,15 @@ def test_bad_differentiable_settings_are_refused_before_any_work(space, digits):
     for options, message in (({"mode": "dart"}, "mode 'dart' unknown"), ({"order": 3}, "order must be 1"),
                              ({"order": 2}, "needs mode 'darts'"), ({"steps": 0}, "steps must be an integer"),
                              ({"temperature": (1.0, 0.0)}, "temperature"), ({"speed": 1}, "unknown differentiable"),
-                             ({"hard": "yes"}, "hard true/false"), ({"resolution": "all"}, "resolution 'all'")):
+                             ({"hard": "yes"}, "hard true/false"), ({"resolution": "all"}, "resolution 'all'"),
+                             ({"temperature": (1.0,)}, "pair"), ({"temperature": 2.0}, "pair"),
+                             ({"temperature": ("a", "b")}, "pair"), ({"xi": "a"}, "xi must be"),
+                             ({"order": True}, "order must be 1"), ({"arch_lr": True}, "arch_lr must be"),
+                             ({"arch_lr": 0}, "arch_lr must be > 0")):
         with pytest.raises(ConfigError, match=message):
             DifferentiableConfig.from_dict(options)
+    with pytest.raises(ConfigError, match="must be a dict"):
+        DifferentiableConfig.from_dict([("steps", 2)])
     with pytest.raises(ConfigError, match="needs the data set"):
         get_family(space).relaxed_task(create_supernet(space), None)
     with pytest.raises(ConfigError, match="not 'transformer'"):
@@ -262,6 +268,40 @@ def test_bad_differentiable_settings_are_refused_before_any_work(space, digits):
     problem = SearchProblem(space, Objective("top1", macs), [Constraint("macs", macs, 1e9)])
     with pytest.raises(ConfigError, match="not budgets of the problem"):
         differentiable_search(problem, None, {"latency_ms@x": cost_relaxation(space, "macs")})
+    with pytest.raises(ConfigError, match="on_infeasible='nope'"):  # refused before the steps, not after them
+        differentiable_search(problem, None, {}, on_infeasible="nope")
+    other = get_family(space).relaxed_task(create_supernet(get_space("mbv3-small-r20-32")), digits)
+    with pytest.raises(ConfigError, match="supernet of the problem's search space"):
+        differentiable_search(problem, other, {})
+    from ofa_pipeline.specialize import check_strategy
+
+    check_strategy("differentiable", space)
+    with pytest.raises(ConfigError, match="not 'transformer'.*--strategy evolution"):
+        check_strategy("differentiable", get_space("transformer-small"))
+
+
+def test_frozen_search_gives_the_supernet_back_as_it_was(space, digits):
+    """Weights, BN running statistics, requires_grad flags and every module's train/eval mode."""
+    from ofa.families import get_family
+
+    torch.manual_seed(0)
+    supernet = create_supernet(space).train()
+    randomize_batchnorm(supernet)
+    supernet.stages[0][0].eval()  # a mixed state: the search must not flatten it to the root's mode
+    supernet.classifier.weight.requires_grad_(False)
+    state = {k: v.clone() for k, v in supernet.state_dict().items()}
+    modes = [m.training for m in supernet.modules()]
+    flags = [p.requires_grad for p in supernet.parameters()]
+    macs = cost_function(space, "macs")
+    problem = SearchProblem(space, Objective("top1", SyntheticObjectives(space, seed=0).accuracy),
+                            [Constraint("macs", macs, 1e12)])
+    differentiable_search(problem, get_family(space).relaxed_task(supernet, digits, batch_size=4), {},
+                          DifferentiableConfig.from_dict({"steps": 2, "batch_size": 4, "samples": 4}))
+    assert [m.training for m in supernet.modules()] == modes
+    assert [p.requires_grad for p in supernet.parameters()] == flags
+    assert all(p.grad is None for p in supernet.parameters())
+    for key, value in supernet.state_dict().items():  # running_mean / running_var included
+        assert torch.equal(value, state[key]), key
 
 
 

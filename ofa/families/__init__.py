@@ -35,6 +35,7 @@ class ModelFamily:
     accuracy_target: ClassVar[str] = "top1"  # what its accuracy predictors predict: "top1" (higher is better) or "loss"
     accuracy_kind: ClassVar[str] = "top-1"  # how reports name the accuracy column
     can_finetune: ClassVar[bool] = False  # whether :meth:`finetune` is implemented
+    can_search_relaxed: ClassVar[bool] = False  # whether :meth:`relaxed_task` is implemented
 
     def checkpoint_data(self, checkpoint, source=None):
         """The data splits a trained checkpoint (path) was trained on (``source``: the user's data instead)."""

@@ -13,6 +13,7 @@ class MobileNetV3Family(ModelFamily):
     accuracy_target = "top1"
     accuracy_kind = "top-1"
     can_finetune = True
+    can_search_relaxed = True
 
     def checkpoint_data(self, checkpoint, source=None):
         """Image splits at the space's largest resolution, with the split fractions the run used."""

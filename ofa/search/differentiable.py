@@ -92,8 +92,8 @@ class DifferentiableConfig:
                               f"{self.gumbel!r}, {self.hard!r}")
         if self.resolution not in ("sample", "mix"):
             raise ConfigError(f"differentiable resolution {self.resolution!r} unknown; allowed: 'sample', 'mix'")
-        if self.order not in (1, 2):
-            raise ConfigError(f"differentiable order must be 1 (first order) or 2 (second order), got {self.order}")
+        if isinstance(self.order, bool) or self.order not in (1, 2):
+            raise ConfigError(f"differentiable order must be 1 (first order) or 2 (second order), got {self.order!r}")
         if self.order == 2 and self.mode != "darts":
             raise ConfigError(f"order 2 (the unrolled weights) needs mode 'darts', which trains the weights; got "
                               f"mode {self.mode!r}")
@@ -103,25 +103,36 @@ class DifferentiableConfig:
                 raise ConfigError(f"differentiable {name} must be an integer >= 1, got {value!r}")
         for name in ("arch_lr", "weight_lr", "dual_lr", "l1", "latency_weight"):
             value = getattr(self, name)
-            if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+            if not _is_number(value) or not math.isfinite(value) or value < 0:
                 raise ConfigError(f"differentiable {name} must be a finite number >= 0, got {value!r}")
-        if self.xi is not None and (not math.isfinite(self.xi) or self.xi <= 0):
-            raise ConfigError(f"differentiable xi must be > 0, got {self.xi!r}")
-        start, end = self.temperature
-        if not (math.isfinite(start) and math.isfinite(end) and start > 0 and end > 0):
-            raise ConfigError(f"differentiable temperature (start, end) must be positive, got {self.temperature!r}")
+        if self.arch_lr == 0:
+            raise ConfigError("differentiable arch_lr must be > 0: with 0 the architecture parameters never move "
+                              "and the pick is the uniform distribution's")
+        if self.xi is not None and (not _is_number(self.xi) or not math.isfinite(self.xi) or self.xi <= 0):
+            raise ConfigError(f"differentiable xi must be a finite number > 0, got {self.xi!r}")
+        temperature = self.temperature
+        if (not isinstance(temperature, (tuple, list)) or len(temperature) != 2
+                or not all(_is_number(t) and math.isfinite(t) and t > 0 for t in temperature)):
+            raise ConfigError(f"differentiable temperature must be a pair (start, end) of finite numbers > 0, "
+                              f"got {temperature!r}")
         return self
 
     @classmethod
     def from_dict(cls, options: dict | None) -> "DifferentiableConfig":
+        if options is not None and not isinstance(options, dict):
+            raise ConfigError(f"differentiable options must be a dict of option: value, got {type(options).__name__}")
         options = dict(options or {})
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(options) - known)
         if unknown:
             raise ConfigError(f"unknown differentiable option(s) {unknown}; allowed: {sorted(known)}")
-        if "temperature" in options:
-            options["temperature"] = tuple(float(t) for t in options["temperature"])
+        if isinstance(options.get("temperature"), list):  # a pair read from JSON or YAML
+            options["temperature"] = tuple(options["temperature"])
         return cls(**options).check()
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 @dataclass
@@ -274,6 +285,8 @@ def differentiable_search(problem: SearchProblem, task, relaxations: dict, confi
     ``{constraint name: AdditiveRelaxation}`` for the budgets with a differentiable cost (the others are only
     checked on the discrete pick)."""
     config = (config or DifferentiableConfig()).check()
+    if on_infeasible not in ("raise", "nearest"):
+        raise ConfigError(f"on_infeasible={on_infeasible!r}; allowed: 'raise', 'nearest'")
     space = problem.space
     names = [c.name for c in problem.constraints]
     unknown = sorted(set(relaxations) - set(names))
@@ -282,6 +295,10 @@ def differentiable_search(problem: SearchProblem, task, relaxations: dict, confi
     for name, relaxation in relaxations.items():
         if relaxation.space.fingerprint != space.fingerprint:
             raise ConfigError(f"the relaxed cost {name!r} was built for another search space")
+    task_space = getattr(getattr(task, "model", None), "space", None)
+    if task_space is None or getattr(task_space, "fingerprint", None) != space.fingerprint:
+        raise ConfigError("the relaxed task must run a supernet of the problem's search space "
+                          "(ModelFamily.relaxed_task of that supernet)")
     started = time.perf_counter()
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
@@ -303,7 +320,7 @@ def differentiable_search(problem: SearchProblem, task, relaxations: dict, confi
     budgets = {c.name: c for c in problem.constraints if c.name in relaxations}
     multipliers = {name: 0.0 for name in budgets}
     calibration = {name: 1.0 for name in budgets}
-    was_training = net.training
+    was_training = [(m, m.training) for m in net.modules()]  # each module's own mode, given back as it was
     saved = _batchnorm_buffers(net) if config.mode == "frozen" else None
     weights = [p for p in net.parameters()]
     requires = [p.requires_grad for p in weights]
@@ -414,7 +431,8 @@ def differentiable_search(problem: SearchProblem, task, relaxations: dict, confi
             p.requires_grad_(flag)
         if saved is not None:
             _restore_buffers(net, saved)
-        net.train(was_training)
+        for module, flag in was_training:
+            module.train(flag)
 
     final_temperature = config.temperature[1]
     if config.mode == "yoso":

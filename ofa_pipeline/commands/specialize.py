@@ -240,7 +240,7 @@ def differentiable_options(args) -> dict | None:
 
 def run(args) -> list[dict]:
     from ofa_pipeline.deploy import checkpoint_data
-    from ofa_pipeline.specialize import Target, specialize, summary_table
+    from ofa_pipeline.specialize import Target, check_strategy, specialize, summary_table
     from ofa.training import load_supernet
     from predictors import load_predictor
 
@@ -248,6 +248,7 @@ def run(args) -> list[dict]:
     pairs = list(zip(args.device, args.latency_ms))
     targets = [Target(tuple(pairs))] if args.joint else [Target((pair,)) for pair in pairs]
     supernet = load_supernet(args.supernet)
+    check_strategy(args.strategy, supernet.space)  # before any predictor is fitted or subnet evaluated
     made = Path(args.out) / "predictors"
     given_accuracy = args.accuracy_predictor is not None
     latency = [load_predictor(path, space=supernet.space) for path in args.latency_predictor]
