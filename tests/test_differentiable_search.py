@@ -255,7 +255,8 @@ def test_bad_differentiable_settings_are_refused_before_any_work(space, digits):
                              ({"temperature": (1.0,)}, "pair"), ({"temperature": 2.0}, "pair"),
                              ({"temperature": ("a", "b")}, "pair"), ({"xi": "a"}, "xi must be"),
                              ({"order": True}, "order must be 1"), ({"arch_lr": True}, "arch_lr must be"),
-                             ({"arch_lr": 0}, "arch_lr must be > 0")):
+                             ({"arch_lr": 0}, "arch_lr must be > 0"),
+                             ({"budget": "lagrange", "dual_lr": 0}, "dual_lr must be > 0")):
         with pytest.raises(ConfigError, match=message):
             DifferentiableConfig.from_dict(options)
     with pytest.raises(ConfigError, match="must be a dict"):

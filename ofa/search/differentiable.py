@@ -108,6 +108,9 @@ class DifferentiableConfig:
         if self.arch_lr == 0:
             raise ConfigError("differentiable arch_lr must be > 0: with 0 the architecture parameters never move "
                               "and the pick is the uniform distribution's")
+        if self.budget == "lagrange" and self.dual_lr == 0:
+            raise ConfigError("differentiable dual_lr must be > 0 with budget 'lagrange': with 0 the multiplier "
+                              "stays 0 and the budget never acts on the search (or use budget 'penalty')")
         if self.xi is not None and (not _is_number(self.xi) or not math.isfinite(self.xi) or self.xi <= 0):
             raise ConfigError(f"differentiable xi must be a finite number > 0, got {self.xi!r}")
         temperature = self.temperature
