@@ -370,3 +370,30 @@ def test_specialize_command_with_the_differentiable_strategy(space, tmp_path, ca
     assert main(common + ["--strategy", "differentiable", "--diff-order", "2", "--out", str(tmp_path / "bad")]) == 2
     assert "needs mode 'darts'" in capsys.readouterr().err
     assert not (tmp_path / "bad").exists()
+
+
+def test_each_mode_learns_the_architecture_and_the_weights_on_their_own_splits(space, digits):
+    """frozen: architecture on val; darts: architecture on val, weights on train (order 2: the virtual step and
+    the finite differences on train, the unrolled gradient on val); yoso: both on train."""
+    from ofa.supernets.relaxed import RelaxedImageTask
+
+    class Recording(RelaxedImageTask):
+        def batch(self, split, weights=None):
+            return (*super().batch(split, weights), split)
+
+        def loss(self, weights, batch):
+            self.calls.append(batch[2])
+            return super().loss(weights, batch[:2])
+
+    torch.manual_seed(0)
+    task = Recording(create_supernet(space), digits, batch_size=4)
+    macs = cost_function(space, "macs")
+    problem = SearchProblem(space, Objective("top1", SyntheticObjectives(space, seed=0).accuracy),
+                            [Constraint("macs", macs, 1e12)])
+    for options, calls in (({"mode": "frozen"}, ["val"]), ({"mode": "darts"}, ["val", "train"]),
+                           ({"mode": "darts", "order": 2}, ["train", "val", "train", "train", "val", "train"]),
+                           ({"mode": "yoso"}, ["train"])):
+        task.calls = []
+        differentiable_search(problem, task, {}, DifferentiableConfig.from_dict(
+            {"steps": 1, "batch_size": 4, "samples": 4, **options}))
+        assert task.calls == calls, options
