@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .errors import BackendUnavailableError, CheckpointError, ConfigError, OFAError
+from .errors import BackendUnavailableError, CheckpointError, ConfigError, DataError, OFAError
 from .io import atomic_torch_save, atomic_write_bytes, load_plain_torch_file
 
 # Opset 17: HardSwish/HardSigmoid and LayerNormalization are native ops, and every
@@ -475,7 +475,7 @@ class EarlyExitRunner:
     def __init__(self, directory: str | os.PathLike, thresholds=None, measure: str | None = None, threads: int = 1):
         import json
 
-        from .models.exits import check_measure, check_thresholds
+        from .models.exits import CONFIDENCE_MEASURES, check_measure, check_thresholds
 
         directory = Path(directory)
         path = directory / EXITS_MANIFEST
@@ -484,19 +484,55 @@ class EarlyExitRunner:
                                   f"export_exit_segments (ofa-specialize-exits)")
         try:
             manifest = json.loads(path.read_text())
-        except ValueError as error:
+        except (ValueError, UnicodeDecodeError) as error:
             raise CheckpointError(f"{path} is not valid JSON ({error})") from None
         if not isinstance(manifest, dict) or manifest.get("format") != "ofa-early-exit":
             raise CheckpointError(f"{path} is not an early-exit manifest (no 'format': 'ofa-early-exit')")
+        segments = manifest.get("segments")
+        if (not isinstance(segments, list) or len(segments) < 2 or len(set(map(str, segments))) != len(segments)
+                or not all(isinstance(name, str) and name.endswith(".onnx") and Path(name).name == name
+                           and not name.startswith(".") for name in segments)):
+            raise CheckpointError(f"{path}: 'segments' must list at least 2 distinct .onnx file names of this "
+                                  f"directory (no paths), got {segments!r}")
+        missing = [name for name in segments if not (directory / name).is_file()]
+        if missing:
+            raise CheckpointError(f"{directory} lacks the segment graphs {missing} that {EXITS_MANIFEST} names")
+        if manifest.get("measure") not in CONFIDENCE_MEASURES:
+            raise CheckpointError(f"{path}: 'measure' must be one of {list(CONFIDENCE_MEASURES)}, got "
+                                  f"{manifest.get('measure')!r}")
+        try:
+            saved = check_thresholds(manifest.get("thresholds"), len(segments) - 1)
+        except (ConfigError, TypeError, ValueError):
+            raise CheckpointError(f"{path}: 'thresholds' must be {len(segments) - 1} number(s) in [0, 1], one per "
+                                  f"exit, got {manifest.get('thresholds')!r}") from None
         self.manifest = manifest
         self.measure = check_measure(measure or manifest["measure"])
-        self.exits = len(manifest["segments"]) - 1
-        self.thresholds = check_thresholds(manifest["thresholds"] if thresholds is None else thresholds, self.exits)
-        self.sessions = [onnxruntime_session(directory / name, threads) for name in manifest["segments"]]
+        self.exits = len(segments) - 1
+        self.thresholds = saved if thresholds is None else check_thresholds(thresholds, self.exits)
+        self.sessions = []
+        for name in segments:
+            try:
+                self.sessions.append(onnxruntime_session(directory / name, threads))
+            except OFAError:
+                raise
+            except Exception as error:  # onnxruntime's own errors for a truncated or foreign file
+                raise CheckpointError(f"{directory / name} is not a readable ONNX graph "
+                                      f"({type(error).__name__}: {str(error)[:200]})") from None
+        shape = self.sessions[0].get_inputs()[0].shape
+        self.input_shape = tuple(d if isinstance(d, int) else None for d in shape[1:])
+
+    def _check_images(self, images) -> np.ndarray:
+        x = np.ascontiguousarray(images, dtype=np.float32)
+        if x.ndim != 1 + len(self.input_shape) or len(x) == 0 or any(
+                want is not None and got != want for got, want in zip(x.shape[1:], self.input_shape)):
+            raise DataError(f"the segment graphs take a non-empty batch of shape (n, "
+                            f"{', '.join('?' if d is None else str(d) for d in self.input_shape)}), got "
+                            f"{tuple(x.shape)}")
+        return x
 
     def all_logits(self, images: np.ndarray) -> list[np.ndarray]:
         """Every exit's logits and the final logits, running every segment on the whole batch."""
-        x, out = np.ascontiguousarray(images, dtype=np.float32), []
+        x, out = self._check_images(images), []
         for session in self.sessions[:-1]:
             x, logits = session.run(None, {"input": x})
             out.append(logits)
@@ -505,7 +541,7 @@ class EarlyExitRunner:
     def run(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         from .models.exits import confidence
 
-        x = np.ascontiguousarray(images, dtype=np.float32)
+        x = self._check_images(images)
         n = len(x)
         index = np.arange(n)
         logits_out: np.ndarray | None = None

@@ -149,10 +149,11 @@ def specialize_exits(supernet, data, latency_predictor, expected_budget_ms: floa
     (``chosen``, ``static``, ``candidates``); :class:`~ofa.errors.SearchError` when no subnet fits."""
     from ofa.search.exits import calibrate_threshold, check_calibration_args
     from ofa.spaces.exits import ExitConfig
-    from predictors.exits import block_sum_regressor, exit_latencies, expected_latency
+    from predictors.exits import block_sum_regressor, check_call_overhead, exit_latencies, expected_latency
 
     check_budgets(expected_budget_ms, worst_budget_ms)
     check_calibration_args(tolerance, delta, risk, measure)
+    check_call_overhead(call_overhead_ms)
     block_sum_regressor(latency_predictor)  # a PredictorError before any work
     space = supernet.space
     evaluator = evaluator or ExitEvaluator(supernet, data, calib_images)
@@ -175,6 +176,8 @@ def specialize_exits(supernet, data, latency_predictor, expected_budget_ms: floa
             options.append((subset, config, exit_latencies(latency_predictor, space, config, arch, call_overhead_ms)))
         static_latency = options[0][2]["static"]
         record = {"arch": arch.to_dict(), "evaluated": False, "static_latency": static_latency,
+                  "worst_case_min": min(o[2]["worst_case"] for o in options),
+                  "first_exit_min": min(o[2]["cumulative"][0] for o in options),
                   "static_feasible": (static_latency <= expected_budget_ms
                                       and (worst_budget_ms is None or static_latency <= worst_budget_ms))}
         seen[arch] = record
@@ -209,11 +212,15 @@ def specialize_exits(supernet, data, latency_predictor, expected_budget_ms: floa
     evaluated = [r for r in seen.values() if r["evaluated"]]
     feasible = [r for r in evaluated if r["feasible"]]
     if not feasible:
+        if evaluated:
+            found = f"the lowest expected latency found was {min(r['expected_latency'] for r in evaluated):.3g} ms"
+        else:  # every subnet was out before calibration: say by how much
+            found = (f"every one is out before calibration: the lowest worst case was "
+                     f"{min(r['worst_case_min'] for r in seen.values()):.3g} ms and the lowest latency up to the "
+                     f"first exit {min(r['first_exit_min'] for r in seen.values()):.3g} ms")
         raise SearchError(f"no subnet with exits meets an expected latency of {expected_budget_ms:g} ms"
                           + (f" and a worst case of {worst_budget_ms:g} ms" if worst_budget_ms is not None else "")
-                          + f" among {len(seen)} searched; the lowest expected latency found was "
-                          + (f"{min(r['expected_latency'] for r in evaluated):.3g} ms" if evaluated else "-")
-                          + ": raise the budgets or the tolerance")
+                          + f" among {len(seen)} searched; {found}: raise the budgets or the tolerance")
     chosen = max(feasible, key=lambda r: (r["accuracy_adaptive"], -r["expected_latency"]))
     statics = [r for r in evaluated if r["static_feasible"]]
     static = max(statics, key=lambda r: (r["accuracy_full"], -r["static_latency"])) if statics else None

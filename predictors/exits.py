@@ -65,18 +65,26 @@ def segment_latencies(predictor, space, exits, arch) -> np.ndarray:
     out = []
     for segment in exit_segments(space, exits, arch):
         blocks = [block for _, block in segment]
-        latency = regressor.predict_blocks(blocks)
+        latency = np.maximum(regressor.predict_blocks(blocks), 0.0)  # the block model may extrapolate below 0
         total = regressor.overhead_ + float(np.sum(latency - regressor.overhead_))
         out.append(float(regressor._apply(regressor.coef_, np.array([[total, float(len(blocks))]]))[0]))
     return np.array(out)
+
+
+def check_call_overhead(call_overhead_ms) -> float:
+    """A finite latency >= 0 (ms), else a ConfigError."""
+    if (isinstance(call_overhead_ms, bool) or not isinstance(call_overhead_ms, (int, float))
+            or not 0 <= call_overhead_ms < float("inf")):
+        raise ConfigError(f"call_overhead_ms must be a finite latency >= 0 (ms per segment after the first; "
+                          f"0 leaves it out), got {call_overhead_ms!r}")
+    return float(call_overhead_ms)
 
 
 def exit_latencies(predictor, space, exits, arch, call_overhead_ms: float = 0.0) -> dict:
     """``{"segments": T, "cumulative": L, "worst_case": L_E, "static": latency of the network
     without exits}``, the last from the same predictor on the whole network; ``call_overhead_ms``
     per segment after the first (see the module docstring)."""
-    if isinstance(call_overhead_ms, bool) or not isinstance(call_overhead_ms, (int, float)) or call_overhead_ms < 0:
-        raise ConfigError(f"call_overhead_ms must be a latency >= 0, got {call_overhead_ms!r}")
+    check_call_overhead(call_overhead_ms)
     segments = segment_latencies(predictor, space, exits, arch)
     cumulative = np.cumsum(segments) + call_overhead_ms * np.arange(len(segments))
     static = float(predictor.predict_archs(space.parse(arch))[0]) if hasattr(predictor, "predict_archs") else None
@@ -84,4 +92,4 @@ def exit_latencies(predictor, space, exits, arch, call_overhead_ms: float = 0.0)
             "static": static}
 
 
-__all__ = ["block_sum_regressor", "expected_latency", "exit_latencies", "segment_latencies"]
+__all__ = ["block_sum_regressor", "check_call_overhead", "expected_latency", "exit_latencies", "segment_latencies"]

@@ -220,7 +220,9 @@ def _bad_exit_calls():
     from ofa.models.exits import check_thresholds, confidence
     from ofa.search.exits import calibrate_threshold
     from ofa.spaces.exits import ExitConfig
+    from ofa.training.progressive_shrinking import check_config
     from ofa_pipeline.exits import check_budgets
+    from predictors.exits import check_call_overhead
 
     space, two = get_space("mbv3-small"), [np.zeros((4, 3)), np.zeros((4, 3))]
     return [
@@ -232,6 +234,9 @@ def _bad_exit_calls():
         (lambda: calibrate_threshold(two, tolerance=1.5), "tolerance"),
         (lambda: calibrate_threshold(two, risk="accuracy"), "needs the labels"),
         (lambda: check_budgets(1.0, 0.5), "worst-case"),
+        (lambda: check_call_overhead(float("nan")), "finite latency"),
+        (lambda: check_config({"exits": EXITS, "phases": [{"name": "exits", "exits": True}, {"name": "more"}]}),
+         "put the phases with exits: true last"),
     ]
 
 
@@ -313,3 +318,84 @@ def test_exit_phase_trains_the_heads_only_and_resumes(tmp_path, monkeypatch, cap
     ProgressiveShrinkingTrainer(load_yaml(config_path), tmp_path / "killed", resume=True).run()
     resumed = load_supernet(tmp_path / "killed" / "final.pt").state_dict()
     assert all(torch.equal(resumed[k], trained[k]) for k in trained)
+
+
+def _logits_with_confidence(predicted: np.ndarray, conf: np.ndarray, classes: int = 10) -> np.ndarray:
+    """Logits whose softmax puts probability ``conf`` on ``predicted`` and spreads the rest evenly."""
+    logits = np.zeros((len(predicted), classes))
+    logits[np.arange(len(predicted)), predicted] = np.log(conf * (classes - 1) / (1 - conf))
+    return logits
+
+
+def test_calibration_stops_at_the_first_threshold_it_cannot_certify():
+    """Fixed-sequence testing: a threshold further down the grid that would pass on its own is never
+    reached once one before it fails, and the p-value is the exact binomial tail."""
+    import math
+
+    from ofa.search.exits import binomial_p_value, calibrate_threshold
+
+    assert binomial_p_value(0, 300, 0.05) == pytest.approx(0.95 ** 300)
+    assert binomial_p_value(2, 40, 0.1) == pytest.approx(sum(math.comb(40, i) * 0.1 ** i * 0.9 ** (40 - i)
+                                                             for i in range(3)))
+    n, risky = 300, 90
+    full = np.zeros(n, dtype=np.int64)
+    # the risky samples: exit 0 agrees with the full head at confidence 0.7, exit 1 disagrees at 0.9; the others
+    # are unsure everywhere. At 0.8 they leave at exit 1 (risk 0.3); at 0.6 at exit 0 (risk 0).
+    conf0 = np.where(np.arange(n) < risky, 0.7, 0.2)
+    conf1 = np.where(np.arange(n) < risky, 0.9, 0.2)
+    wrong = np.where(np.arange(n) < risky, 1, 0)
+    logits = [_logits_with_confidence(full, conf0), _logits_with_confidence(wrong, conf1),
+              _logits_with_confidence(full, np.full(n, 0.95))]
+    result = calibrate_threshold(logits, tolerance=0.05, delta=0.1, grid=[0.4, 0.6, 0.8, 1.0])
+    assert result.threshold == 1.0 and [t["threshold"] for t in result.tested] == [1.0, 0.8]
+    assert result.tested[1]["losses"] == risky and result.exit_distribution == [0.0, 0.0, 1.0]
+    # on its own, 0.6 certifies (zero losses): the stop above is the procedure, not the data
+    assert calibrate_threshold(logits, tolerance=0.05, delta=0.1, grid=[0.6, 1.0]).threshold == 0.6
+
+
+def test_a_tampered_or_foreign_exit_directory_is_a_named_error(exported, tmp_path):
+    import json
+    import shutil
+
+    from ofa.errors import CheckpointError, DataError
+    from ofa.export import EarlyExitRunner
+
+    directory, manifest = exported
+    bad = tmp_path / "bad"
+    shutil.copytree(directory, bad)
+    path = bad / "exits.json"
+    for change, match in [({"segments": ["../segment0.onnx", "segment1.onnx", "segment2.onnx"]}, "no paths"),
+                          ({"segments": ["segment0.onnx"]}, "at least 2"),
+                          ({"segments": ["segment0.onnx", "segment1.onnx", "missing.onnx"]}, "lacks"),
+                          ({"measure": "margin"}, "'measure'"),
+                          ({"thresholds": [0.5, "high"]}, "'thresholds'"),
+                          ({"thresholds": [0.5, 0.5, 0.5]}, "'thresholds'")]:
+        path.write_text(json.dumps({**manifest, **change}))
+        with pytest.raises(CheckpointError, match=match):
+            EarlyExitRunner(bad)
+    path.write_text(json.dumps(manifest))
+    (bad / "segment1.onnx").write_bytes(b"not a graph")
+    with pytest.raises(CheckpointError, match="not a readable ONNX graph"):
+        EarlyExitRunner(bad)
+    runner = EarlyExitRunner(directory)
+    for images in (np.zeros((2, 3, 32, 32), np.float32), np.zeros((3, 28, 28), np.float32)):
+        with pytest.raises(DataError, match="batch of shape"):
+            runner.run(images)
+
+
+def test_the_commands_refuse_bad_exit_options_before_any_work(tmp_path, capsys):
+    from ofa_pipeline.commands import quickstart, specialize_exits
+
+    base = ["--supernet", str(tmp_path / "none.pt"), "--latency-predictor", str(tmp_path / "none.skops"),
+            "--expected-latency-ms", "1", "--out", str(tmp_path / "deploy")]
+    for extra in (["--seed", "-1"], ["--call-overhead-ms", "nan"], ["--call-overhead-ms", "-0.1"]):
+        with pytest.raises(SystemExit):
+            specialize_exits.main(base + extra)
+    for extra, match in ((["--time-images", "100"], "give --time too"),
+                         (["--time", "--time-images", "8"], "at least 32"),
+                         (["--tolerance", "0"], "tolerance must be in"), (["--delta", "1.5"], "delta must be in")):
+        assert specialize_exits.main(base + extra) == 2
+        assert match in capsys.readouterr().err
+    out = tmp_path / "qs"
+    assert quickstart.main(["--out", str(out), "--exits", "--config", "transformer-small-digits"]) == 2
+    assert "MobileNetV3" in capsys.readouterr().err and not out.exists()

@@ -226,6 +226,11 @@ def check_config(raw: dict) -> tuple[dict, object, list[dict]]:
     if exit_phases and "exits" not in config:
         raise ConfigError(f"phases {exit_phases} train exit heads, but the config has none: add "
                           f"exits: {{stages: [...], width: n}} (stage indices 0..{space.num_stages - 2})")
+    first_exit = next((i for i, p in enumerate(phases) if p["exits"]), len(phases))
+    later = [p["name"] for p in phases[first_exit:] if not p["exits"]]
+    if later:  # a phase that trains the main path after the exits would leave them reading other features
+        raise ConfigError(f"phases {later} come after the exit phase {phases[first_exit]['name']!r} but train the "
+                          f"main path, which the exit heads learned to read: put the phases with exits: true last")
     return config, space, phases
 
 

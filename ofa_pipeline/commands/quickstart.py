@@ -388,7 +388,22 @@ def check_args(args) -> Path:
                           "out --transformer and --devices, or give --devices cpu-ort")
     default_config = "transformer-small-digits.yaml" if args.transformer else "mbv3-small-cluttered-digits.yaml"
     config = resolve_config_path(args.config or default_config)
-    load_yaml(config)  # a YAML mapping (ConfigError otherwise)
+    raw = load_yaml(config)  # a YAML mapping (ConfigError otherwise)
+    if getattr(args, "exits", False):
+        from ofa.spaces.exits import ExitConfig
+        from ofa.training.config import config_space
+
+        space = config_space(raw)
+        if space.type_name != "mobilenetv3":
+            raise ConfigError(f"--exits trains exit heads on a MobileNetV3 supernet; --config {str(config)!r} "
+                              f"trains a {space.type_name!r} space: give a MobileNetV3 config (default "
+                              f"{default_config!r}) or leave out --exits")
+        try:
+            ExitConfig.parse(space, EXITS)
+        except ConfigError:
+            raise ConfigError(f"--exits puts exit heads after stages {EXITS['stages']}, which needs a space of at "
+                              f"least {EXITS['stages'][-1] + 2} stages; --config {str(config)!r} has "
+                              f"{space.num_stages}") from None
     if args.devices is not None:
         repeated = sorted({d for d in args.devices if args.devices.count(d) > 1})
         if repeated:
