@@ -12,8 +12,8 @@ from conftest import randomize_batchnorm
 from hardware_profiles import read_profile
 from ofa.errors import ConfigError
 from ofa.search import Constraint, Objective, SearchProblem, SyntheticObjectives, cost_function
-from ofa.search.differentiable import (ArchitectureParameters, DifferentiableConfig, differentiable_search,
-                                       finite_difference_hvp, unrolled_arch_gradient)
+from ofa.search.differentiable import (ArchitectureParameters, DifferentiableConfig, budget_term,
+                                       differentiable_search, finite_difference_hvp, unrolled_arch_gradient)
 from ofa.search.relaxation import cost_relaxation
 from ofa.spaces import get_space
 from ofa.supernets import create_supernet
@@ -190,6 +190,21 @@ def test_second_order_approximation_matches_the_exact_hessian_vector_product():
     exact_grad = torch.autograd.grad(torch.nn.functional.cross_entropy(logits, y_val), alpha)[0]
     torch.testing.assert_close(approx_grad, exact_grad, rtol=1e-3, atol=1e-8)
     assert all(torch.equal(w, b) for w, b in zip(weights, before))
+
+
+def test_budget_terms_spend_the_binding_budget_and_push_down_when_over():
+    def grads(mode, latency, macs, multipliers=None):
+        ratios = {name: torch.tensor(v, dtype=torch.float64, requires_grad=True)
+                  for name, v in (("latency", latency), ("macs", macs))}
+        term = budget_term(mode, ratios, 2.0, multipliers or {"latency": 0.0, "macs": 0.0})
+        return [float(g) for g in torch.autograd.grad(term, list(ratios.values()), allow_unused=True,
+                                                      materialize_grads=True)]
+
+    # target: under the binding latency budget, pull latency up; the loose MACs budget is left alone
+    assert grads("target", 0.8, 0.1) == [-2.0, 0.0]
+    assert grads("target", 1.2, 0.1) == [2.0, 0.0]  # over it: push down
+    assert grads("penalty", 0.8, 0.1) == [2.0, 2.0]
+    assert grads("lagrange", 1.2, 0.1, {"latency": 0.5, "macs": 0.0}) == [0.5, 0.0]
 
 
 def test_yoso_l1_prunes_to_exactly_one_choice_per_decision(space):

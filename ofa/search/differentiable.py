@@ -21,7 +21,8 @@ tables (:mod:`ofa.search.relaxation`). Three modes:
   split with an L1 penalty (a proximal soft-threshold step after each update), then
   pruned to the one largest factor per decision.
 
-Budgets: ``budget="target"`` (default) adds ``latency_weight * |E[cost] / limit - 1|``,
+Budgets: ``budget="target"`` (default) adds ``latency_weight * |E[cost] / limit - 1|`` for the
+binding budget (the largest ratio; :func:`budget_term`),
 TuNAS's absolute reward (Bender et al., 2020): the search spends the budget, and the
 task loss decides on what (a budget is what a deployment may spend, and a larger
 subnet is the more accurate one). ``"lagrange"`` treats each budget as a hard
@@ -269,6 +270,23 @@ def unrolled_arch_gradient(train_loss, val_loss, weights: list[torch.Tensor], ar
     return [g - xi * h for g, h in zip(d_arch, hvp)]
 
 
+def budget_term(mode: str, ratios: dict, weight: float, multipliers: dict) -> torch.Tensor:
+    """The cost term of the loss from each budget's ``E[cost] / limit`` (``ratios``, tensors).
+
+    ``"target"``: ``weight * |max ratio - 1|``: the binding budget (the largest ratio) is spent, and a
+    looser one (a generous MACs budget beside the latency budget, or the other devices of a joint
+    target) is not pulled up to its own limit; ``"lagrange"``: ``sum multiplier * (ratio - 1)``;
+    ``"penalty"``: ``weight * sum ratio``."""
+    total = torch.zeros((), dtype=torch.float64)
+    if not ratios:
+        return total
+    if mode == "target":
+        return total + weight * (torch.stack([r.reshape(()) for r in ratios.values()]).max() - 1.0).abs()
+    for name, ratio in ratios.items():
+        total = total + (multipliers[name] * (ratio - 1.0) if mode == "lagrange" else weight * ratio)
+    return total
+
+
 def _batchnorm_buffers(module: torch.nn.Module) -> dict:
     return {name: b.detach().clone() for name, b in module.named_buffers()}
 
@@ -350,18 +368,9 @@ def differentiable_search(problem: SearchProblem, task, relaxations: dict, confi
         return start * (end / start) ** (step / max(config.steps - 1, 1))
 
     def cost_terms(probs) -> tuple[torch.Tensor, dict]:
-        total = torch.zeros((), dtype=torch.float64)
-        ratios = {}
-        for name, constraint in budgets.items():
-            ratio = relaxations[name].expected(probs) * calibration[name] / constraint.limit
-            ratios[name] = ratio
-            if config.budget == "lagrange":
-                total = total + multipliers[name] * (ratio - 1.0)
-            elif config.budget == "target":
-                total = total + config.latency_weight * (ratio - 1.0).abs()
-            else:
-                total = total + config.latency_weight * ratio
-        return total, ratios
+        ratios = {name: relaxations[name].expected(probs) * calibration[name] / constraint.limit
+                  for name, constraint in budgets.items()}
+        return budget_term(config.budget, ratios, config.latency_weight, multipliers), ratios
 
     def calibrate(temperature: float) -> None:
         genes = argmax_genes(space, arch.probabilities(temperature))
