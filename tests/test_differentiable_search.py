@@ -284,6 +284,10 @@ def test_bad_differentiable_settings_are_refused_before_any_work(space, digits):
     problem = SearchProblem(space, Objective("top1", macs), [Constraint("macs", macs, 1e9)])
     with pytest.raises(ConfigError, match="not budgets of the problem"):
         differentiable_search(problem, None, {"latency_ms@x": cost_relaxation(space, "macs")})
+    with pytest.raises(ConfigError, match="must be a DifferentiableConfig or a dict"):
+        differentiable_search(problem, None, {}, config="fast")
+    with pytest.raises(ConfigError, match="steps must be an integer"):
+        differentiable_search(problem, None, {}, config={"steps": 0})
     with pytest.raises(ConfigError, match="on_infeasible='nope'"):  # refused before the steps, not after them
         differentiable_search(problem, None, {}, on_infeasible="nope")
     other = get_family(space).relaxed_task(create_supernet(get_space("mbv3-small-r20-32")), digits)

@@ -304,7 +304,11 @@ def differentiable_search(problem: SearchProblem, task, relaxations: dict, confi
     ``task``: the supernet's relaxed task (``ModelFamily.relaxed_task``: ``.model``, ``.batch(split, weights)``,
     ``.loss(weights, batch)``, ``.copy()``, optionally ``.reseed(seed)``); ``relaxations``:
     ``{constraint name: AdditiveRelaxation}`` for the budgets with a differentiable cost (the others are only
-    checked on the discrete pick)."""
+    checked on the discrete pick); ``config``: a :class:`DifferentiableConfig` or a dict of its fields."""
+    if isinstance(config, dict):
+        config = DifferentiableConfig.from_dict(config)
+    elif config is not None and not isinstance(config, DifferentiableConfig):
+        raise ConfigError(f"config must be a DifferentiableConfig or a dict of its fields, got {type(config).__name__}")
     config = (config or DifferentiableConfig()).check()
     if on_infeasible not in ("raise", "nearest"):
         raise ConfigError(f"on_infeasible={on_infeasible!r}; allowed: 'raise', 'nearest'")
