@@ -62,13 +62,15 @@ def block_sum_regressor(predictor):
 def segment_latencies(predictor, space, exits, arch) -> np.ndarray:
     """``T_j`` of every segment (exits in order, the final segment last), in the predictor's unit."""
     regressor = block_sum_regressor(predictor)
-    out = []
-    for segment in exit_segments(space, exits, arch):
-        blocks = [block for _, block in segment]
-        latency = np.maximum(regressor.predict_blocks(blocks), 0.0)  # the block model may extrapolate below 0
-        total = regressor.overhead_ + float(np.sum(latency - regressor.overhead_))
-        out.append(float(regressor._apply(regressor.coef_, np.array([[total, float(len(blocks))]]))[0]))
-    return np.array(out)
+    return np.array([_blocks_latency(regressor, [block for _, block in segment])
+                     for segment in exit_segments(space, exits, arch)])
+
+
+def _blocks_latency(regressor, blocks) -> float:
+    """Blocks run as one network: their latencies with the runtime overhead counted once, corrected."""
+    latency = np.maximum(regressor.predict_blocks(blocks), 0.0)  # the block model may extrapolate below 0
+    total = regressor.overhead_ + float(np.sum(latency - regressor.overhead_))
+    return float(regressor._apply(regressor.coef_, np.array([[total, float(len(blocks))]]))[0])
 
 
 def check_call_overhead(call_overhead_ms) -> float:
@@ -87,7 +89,11 @@ def exit_latencies(predictor, space, exits, arch, call_overhead_ms: float = 0.0)
     check_call_overhead(call_overhead_ms)
     segments = segment_latencies(predictor, space, exits, arch)
     cumulative = np.cumsum(segments) + call_overhead_ms * np.arange(len(segments))
-    static = float(predictor.predict_archs(space.parse(arch))[0]) if hasattr(predictor, "predict_archs") else None
+    if hasattr(predictor, "predict_archs"):
+        static = float(predictor.predict_archs(space.parse(arch))[0])
+    else:  # a bare block-sum regressor: the same sum over the network's own blocks
+        blocks = [block for _, block in space.blocks(space.parse(arch))]
+        static = _blocks_latency(block_sum_regressor(predictor), blocks)
     return {"segments": segments.tolist(), "cumulative": cumulative.tolist(), "worst_case": float(cumulative[-1]),
             "static": static}
 

@@ -153,6 +153,7 @@ def test_expected_latency_on_a_hand_computed_case():
     assert latency["segments"] == pytest.approx([0.5 + 1 + 2 + 0.25, 4 + 0.25, 2 + 1])
     assert latency["cumulative"] == pytest.approx([3.75, 8.0, 11.0])
     assert latency["worst_case"] == pytest.approx(11.0)
+    assert latency["static"] == pytest.approx(11.0 - 2 * 0.25)  # the same blocks without the exit heads
     assert expected_latency([0.5, 0.3, 0.2], latency["cumulative"]) == pytest.approx(
         0.5 * 3.75 + 0.3 * 8.0 + 0.2 * 11.0)
     # the runner's cost per segment after the first: 0.5 ms more to reach exit 1, 1 ms more for the final head
