@@ -187,6 +187,8 @@ def specialize_exits(supernet, data, latency_predictor, expected_budget_ms: floa
         elif min(o[2]["cumulative"][0] for o in options) > expected_budget_ms and not record["static_feasible"]:
             record["reason"] = "even the first exit is over the expected-latency budget"
         if "reason" in record:
+            if record["static_feasible"]:  # out with exits, still a static subnet under the budget
+                record["accuracy_full"] = _top1(evaluator.logits(arch)[-1][select], labels[select])
             return record
         logits = _take(evaluator.logits(arch), select)
         best = None
@@ -222,7 +224,7 @@ def specialize_exits(supernet, data, latency_predictor, expected_budget_ms: floa
                           + (f" and a worst case of {worst_budget_ms:g} ms" if worst_budget_ms is not None else "")
                           + f" among {len(seen)} searched; {found}: raise the budgets or the tolerance")
     chosen = max(feasible, key=lambda r: (r["accuracy_adaptive"], -r["expected_latency"]))
-    statics = [r for r in evaluated if r["static_feasible"]]
+    statics = [r for r in seen.values() if r["static_feasible"] and "accuracy_full" in r]
     static = max(statics, key=lambda r: (r["accuracy_full"], -r["static_latency"])) if statics else None
 
     # the final threshold, calibrated on the half the search did not look at

@@ -400,3 +400,36 @@ def test_the_commands_refuse_bad_exit_options_before_any_work(tmp_path, capsys):
     out = tmp_path / "qs"
     assert quickstart.main(["--out", str(out), "--exits", "--config", "transformer-small-digits"]) == 2
     assert "MobileNetV3" in capsys.readouterr().err and not out.exists()
+
+
+def test_the_best_static_subnet_is_compared_even_when_its_exits_are_over_the_worst_case():
+    """A subnet whose exit heads push its worst case over budget is out with exits, but as a static
+    network under the budget it still counts for the comparison."""
+    from types import SimpleNamespace
+
+    from ofa.spaces.exits import ExitConfig, exit_block
+    from ofa_pipeline.exits import specialize_exits
+    from predictors.blocks import fit_block_predictor, space_blocks
+
+    space = get_space("mbv3-small")
+    exits = ExitConfig.parse(space, {"stages": [0], "width": 16})
+    small, large = space.smallest(), space.largest()
+    table = {b.key: (0.5 if b.kind == "stem" else 1.0) for b in space_blocks(space)}
+    table.update({exit_block(space, exits, arch, 0).key: 2.0 for arch in (small, large)})
+    predictor = fit_block_predictor(table, space=space)  # small: static 10.5, worst 12.5; large: 18.5, 20.5
+    sizes = {"val": 600, "test": 200}
+
+    class Evaluator:
+        def labels(self, split):
+            return np.zeros(sizes[split], dtype=np.int64)
+
+        def logits(self, arch, split="val"):
+            n = sizes[split]
+            right = np.arange(n) % 2 == 0 if arch == small else np.ones(n, dtype=bool)
+            final = _logits_with_confidence(np.where(right, 0, 1), np.full(n, 0.9))
+            return [final.copy(), final]  # the exit agrees with the final head
+
+    report = specialize_exits(SimpleNamespace(space=space, exits=exits), None, predictor, 19.5, 19.5,
+                              tolerance=0.05, candidates=0, rounds=0, evaluator=Evaluator())
+    assert space.parse(report["chosen"]["arch"]) == small
+    assert space.parse(report["static"]["arch"]) == large and report["static"]["test_top1"] == 100.0
