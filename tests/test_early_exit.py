@@ -433,3 +433,8 @@ def test_the_best_static_subnet_is_compared_even_when_its_exits_are_over_the_wor
                               tolerance=0.05, candidates=0, rounds=0, evaluator=Evaluator())
     assert space.parse(report["chosen"]["arch"]) == small
     assert space.parse(report["static"]["arch"]) == large and report["static"]["test_top1"] == 100.0
+    from ofa.errors import SearchError
+
+    with pytest.raises(SearchError, match="lowest worst case was 12.5 ms"):  # a budget below every subnet
+        specialize_exits(SimpleNamespace(space=space, exits=exits), None, predictor, 5.0, 5.0, candidates=0,
+                         rounds=0, evaluator=Evaluator())
