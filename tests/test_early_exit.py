@@ -288,6 +288,8 @@ def test_exit_phase_trains_the_heads_only_and_resumes(tmp_path, monkeypatch, cap
     assert any(not torch.equal(initial[k], trained[k]) for k in trained if k.startswith("exit_heads."))
     with pytest.raises(ConfigError, match="already has exit heads"):
         seed_exit_phase(tmp_path / "exits" / "final.pt", tmp_path / "twice", EXITS)
+    with pytest.raises(ConfigError, match="would be overwritten"):  # the source run's own directory
+        seed_exit_phase(tmp_path / "base" / "final.pt", tmp_path / "base", EXITS)
 
     # the command refuses a supernet without exits before any work (no data built, nothing written)
     from ofa_pipeline.commands import specialize_exits
@@ -438,3 +440,21 @@ def test_the_best_static_subnet_is_compared_even_when_its_exits_are_over_the_wor
     with pytest.raises(SearchError, match="lowest worst case was 12.5 ms"):  # a budget below every subnet
         specialize_exits(SimpleNamespace(space=space, exits=exits), None, predictor, 5.0, 5.0, candidates=0,
                          rounds=0, evaluator=Evaluator())
+
+
+def test_quickstart_exits_keeps_the_standard_recipe_and_refuses_a_misplaced_exit_phase(tmp_path, capsys):
+    import yaml
+
+    from ofa.training.progressive_shrinking import DEFAULT_PHASES
+    from ofa_pipeline.commands import quickstart
+
+    config = tmp_path / "no-phases.yaml"
+    config.write_text(yaml.safe_dump({"space": "mbv3-small"}))
+    path = quickstart.exits_config(config, tmp_path, fast=False)
+    phases = yaml.safe_load(path.read_text())["phases"]  # the main path is trained before the exit phase
+    assert len(phases) == len(DEFAULT_PHASES) + 1 and phases[-1]["exits"] is True
+    config.write_text(yaml.safe_dump({"space": "mbv3-small", "phases": [{"name": "mine", "exits": True},
+                                                                         {"name": "after"}]}))
+    out = tmp_path / "qs"
+    assert quickstart.main(["--out", str(out), "--exits", "--config", str(config)]) == 2
+    assert "put the phases with exits: true last" in capsys.readouterr().err and not out.exists()

@@ -663,6 +663,9 @@ def seed_exit_phase(source, out_dir, exits: dict, phase: dict | None = None) -> 
     from ..io import atomic_write_text
     from .checkpoint import checkpoint_space, load_checkpoint
 
+    if Path(out_dir).resolve() == Path(source).resolve().parent:
+        raise ConfigError(f"out_dir {str(out_dir)!r} is the directory of {str(source)!r}: its last.pt and config.yaml "
+                          f"would be overwritten; give another directory for the exit phase")
     payload = load_checkpoint(source)
     if payload["trainer"] != ProgressiveShrinkingTrainer.name:
         raise ConfigError(f"{source} was written by the {payload['trainer']!r} trainer; exits are trained on "

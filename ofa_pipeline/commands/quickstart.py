@@ -404,6 +404,9 @@ def check_args(args) -> Path:
             raise ConfigError(f"--exits puts exit heads after stages {EXITS['stages']}, which needs a space of at "
                               f"least {EXITS['stages'][-1] + 2} stages; --config {str(config)!r} has "
                               f"{space.num_stages}") from None
+        from ofa.training.progressive_shrinking import check_config
+
+        check_config(with_exits(raw))  # e.g. an exit phase of its own before other phases
     if args.devices is not None:
         repeated = sorted({d for d in args.devices if args.devices.count(d) > 1})
         if repeated:
@@ -561,16 +564,23 @@ def run(args) -> dict:
     return report
 
 
+def with_exits(config: dict, fast: bool = False) -> dict:
+    """``config`` with exit heads and an exit phase after its phases (the standard recipe's when it
+    names none: the exit phase alone would train heads on an untrained network)."""
+    from ofa.training.progressive_shrinking import DEFAULT_PHASES
+
+    phase = dict(EXIT_PHASE, epochs=1) if fast else dict(EXIT_PHASE)
+    phases = config.get("phases") or [dict(p) for p in DEFAULT_PHASES]
+    return {**config, "phases": list(phases) + [phase], "exits": dict(EXITS)}
+
+
 def exits_config(config_path: Path, out: Path, fast: bool) -> Path:
     """The training config with exit heads and an exit phase after its phases."""
     import yaml
 
     from ofa.io import atomic_write_text
 
-    config = yaml.safe_load(config_path.read_text())
-    phase = dict(EXIT_PHASE, epochs=1) if fast else dict(EXIT_PHASE)
-    config["phases"] = list(config.get("phases") or []) + [phase]
-    config["exits"] = dict(EXITS)
+    config = with_exits(yaml.safe_load(config_path.read_text()), fast)
     path = out / "config-exits.yaml"
     atomic_write_text(path, yaml.safe_dump(config, sort_keys=False))
     return path
