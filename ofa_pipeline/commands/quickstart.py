@@ -221,16 +221,22 @@ class Steps:
                                        stdout=handle, stderr=subprocess.STDOUT)
             running.append((job, key, log, handle, process, time.perf_counter()))
         failed = []
-        for job, key, log, handle, process, start in running:
-            code = process.wait()
-            handle.close()
-            if code:
-                failed.append(f"step '{job['label']}' failed (tools/{job['tool']}.py exited with {code}):\n"
-                              + "\n".join(log.read_text().splitlines()[-15:]))
+        while running:  # each step's seconds end when it ends, whichever order they finish in
+            finished = [entry for entry in running if entry[4].poll() is not None]
+            if not finished:
+                time.sleep(0.2)
                 continue
-            self._done(job["label"], key, job.get("outputs", ()), round(time.perf_counter() - start, 2))
-            print(f"-- {job['label']}: {log.read_text().strip().splitlines()[-1] if log.stat().st_size else 'done'} "
-                  f"({self.timings[job['label']]:.0f} s)", flush=True)
+            for entry in finished:
+                running.remove(entry)
+                job, key, log, handle, process, start = entry
+                handle.close()
+                if process.returncode:
+                    failed.append(f"step '{job['label']}' failed (tools/{job['tool']}.py exited with "
+                                  f"{process.returncode}):\n" + "\n".join(log.read_text().splitlines()[-15:]))
+                    continue
+                self._done(job["label"], key, job.get("outputs", ()), round(time.perf_counter() - start, 2))
+                last = log.read_text().strip().splitlines()[-1] if log.stat().st_size else "done"
+                print(f"-- {job['label']}: {last} ({self.timings[job['label']]:.0f} s)", flush=True)
         if failed:
             raise OFAError("\n".join(failed))
 
