@@ -441,19 +441,11 @@ class ProgressiveShrinkingTrainer:
         show = self.dist.is_main and train["progress"]
         bar = tqdm(batches, desc=f"{phase['name']} {epoch + 1}/{phase['epochs']}", disable=not show, leave=False,
                    file=sys.stderr, dynamic_ncols=True)
-        resolutions = phase["resolutions"]
         total_loss = torch.zeros(2, dtype=torch.float64)  # (loss sum, batches)
         correct = torch.zeros(2, dtype=torch.float64)  # (correct, seen)
         n = phase["subnets_per_step"]
         for b, positions in enumerate(bar):
-            rng = step_generator(seed, phase_index, epoch, b)
-            resolution = int(resolutions[rng.integers(len(resolutions))])
-            archs, genes = self._step_archs(phase, rng, resolution, b)
-            augment_gen = torch.Generator().manual_seed(int(step_generator(seed, phase_index, epoch, b, rank,
-                                                                          2).integers(2**62)))
-            images, labels = self.train_set.get_batch(positions, resolution, augment_gen)
-            images = images.to(self.device, memory_format=self.memory_format)
-            labels = labels.to(self.device)
+            resolution, archs, genes, images, labels = self._step_batch(phase_index, epoch, b, positions)
             teacher_logits = None
             if self.teacher is not None and train["kd_ratio"] > 0:
                 with torch.no_grad():
@@ -523,7 +515,6 @@ class ProgressiveShrinkingTrainer:
 
         cfg, train = self.config, self.config["train"]
         phase = self.phases[phase_index]
-        seed, rank = cfg["seed"], self.dist.rank
         self._freeze_body(True)
         self.model.dropout.eval()  # the final logits are the exits' soft targets: no dropout noise on them
         batches = self._epoch_batches(phase_index, epoch)
@@ -534,14 +525,7 @@ class ProgressiveShrinkingTrainer:
         correct = torch.zeros(2, dtype=torch.float64)  # first exit's agreement with the labels
         try:
             for b, positions in enumerate(bar):
-                rng = step_generator(seed, phase_index, epoch, b)
-                resolution = int(phase["resolutions"][rng.integers(len(phase["resolutions"]))])
-                archs, genes = self._step_archs(phase, rng, resolution, b)
-                augment_gen = torch.Generator().manual_seed(int(step_generator(seed, phase_index, epoch, b, rank,
-                                                                              2).integers(2**62)))
-                images, labels = self.train_set.get_batch(positions, resolution, augment_gen)
-                images = images.to(self.device, memory_format=self.memory_format)
-                labels = labels.to(self.device)
+                resolution, archs, genes, images, labels = self._step_batch(phase_index, epoch, b, positions)
                 optimizer.zero_grad(set_to_none=True)
                 step_loss = 0.0
                 for arch in archs:
@@ -575,6 +559,19 @@ class ProgressiveShrinkingTrainer:
         all_reduce_mean(correct)
         return {"steps": len(batches), "train_loss": total_loss[0].item() / max(1.0, total_loss[1].item()),
                 "train_top1": 100.0 * correct[0].item() / max(1.0, correct[1].item())}
+
+    def _step_batch(self, phase_index: int, epoch: int, batch: int, positions) -> tuple:
+        """(resolution, subnets, their genes, images, labels) of one step: the resolution and subnets
+        from the generator of (seed, phase, epoch, step), the augmentation from this rank's own."""
+        seed, phase = self.config["seed"], self.phases[phase_index]
+        rng = step_generator(seed, phase_index, epoch, batch)
+        resolution = int(phase["resolutions"][rng.integers(len(phase["resolutions"]))])
+        archs, genes = self._step_archs(phase, rng, resolution, batch)
+        augment_gen = torch.Generator().manual_seed(int(step_generator(seed, phase_index, epoch, batch,
+                                                                      self.dist.rank, 2).integers(2**62)))
+        images, labels = self.train_set.get_batch(positions, resolution, augment_gen)
+        return (resolution, archs, genes, images.to(self.device, memory_format=self.memory_format),
+                labels.to(self.device))
 
     def _step_archs(self, phase: dict, rng: np.random.Generator, resolution: int,
                     batch: int = 0) -> tuple[list, np.ndarray]:

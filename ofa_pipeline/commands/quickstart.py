@@ -467,15 +467,15 @@ def run(args) -> dict:
         ["mobile-ncnn"] if get_backend("mobile-ncnn").available() and not args.fast else [])
     profiles = {device: out / "profiles" / f"{device}.jsonl" for device in devices}
     latency_paths = {device: out / "predictors" / f"{device}.skops" for device in devices}
-    fits = {}  # a latency predictor per device
+    latency_fits = {}  # a latency predictor per device
     for device, profile in profiles.items():
         # the default label: drift-corrected thread CPU time for timed backends, exact latency for simulators
         argv = ["--profile", str(profile), "--out", str(latency_paths[device])]
         if args.fast:
             argv += ["--cv", "3", "--model", "lut"]
-        fits[device] = {"label": f"3. fit the {device} latency predictor", "tool": "fit_predictor", "argv": argv,
-                        "inputs": [profile],
-                        "outputs": [latency_paths[device], latency_paths[device].with_suffix(".json")]}
+        latency_fits[device] = {"label": f"3. fit the {device} latency predictor", "tool": "fit_predictor",
+                                "argv": argv, "inputs": [profile],
+                                "outputs": [latency_paths[device], latency_paths[device].with_suffix(".json")]}
     untimed = []  # steps that time nothing: with a free core they run side by side
     for device, profile in profiles.items():
         argv = ["--space", str(space_file), "--backend", device, "--num-archs", str(settings["profile_archs"]),
@@ -489,7 +489,7 @@ def run(args) -> dict:
                "outputs": [profile]}
         if timed:  # its clock is the measurement: nothing else runs meanwhile; its fit joins the untimed steps
             steps.run(job["label"], job["tool"], job["argv"], job["inputs"], job["outputs"])
-            untimed.append(fits.pop(device))
+            untimed.append(latency_fits.pop(device))
         else:
             untimed.append(job)
     evaluations = out / "evaluations.jsonl"
@@ -510,7 +510,7 @@ def run(args) -> dict:
                                  f"random:{count - count // 2}", f"stratified:{count // 2}", "--out",
                                  str(evaluations), "--calib-images", str(settings["calib_images"])]})
         run_jobs(steps, untimed, side_by_side=args.workers > 1)
-    fits = list(fits.values())  # the simulators' latency predictors, after their profiles
+    fits = list(latency_fits.values())  # the simulators' latency predictors, after their profiles
     target = "loss" if transformer else "top1"
     accuracy_path = out / "predictors" / f"{target}.skops"
     argv = ["--evaluations", str(evaluations), "--space", str(space_file), "--target", target,
