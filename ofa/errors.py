@@ -67,3 +67,9 @@ class TrainingError(OFAError):
     """Training diverged: a non-finite loss, gradient or learning rate. The
     message names the phase and step; no checkpoint of the diverged weights is
     written as final."""
+
+
+class UnsupportedPrecisionError(ConfigError):
+    """A backend, runtime or export path was asked to run a precision (weight or
+    activation bits) it cannot run. The message names the layer or block, the
+    precision asked for and the precisions the target supports."""

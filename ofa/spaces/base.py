@@ -66,6 +66,10 @@ class LayerShape:
     groups: int = 1
     bias: bool = False
     norm_params: int = 0  # parameters of the normalisation layer that follows it (BatchNorm: 2 x channels)
+    # precision of the layer's weights and input activations (32: floating point, ofa.spaces.precision);
+    # left out of to_dict at 32 so the layers of spaces without precision read as they always did
+    weight_bits: int = 32
+    activation_bits: int = 32
 
     @property
     def macs(self) -> int:
@@ -93,6 +97,9 @@ class LayerShape:
         d["out_size"] = list(self.out_size)
         d["macs"] = self.macs
         d["params"] = self.params
+        for name in ("weight_bits", "activation_bits"):
+            if d[name] == 32:
+                del d[name]
         return d
 
 

@@ -26,6 +26,7 @@ from typing import Any, ClassVar
 
 from ..errors import ConfigError
 from .base import LayerShape
+from .precision import ALLOWED_BITS, FLOAT_BITS
 
 BLOCK_KINDS: dict[str, type["BlockSpec"]] = {}
 
@@ -50,6 +51,18 @@ def _format_value(value: Any) -> str:
     return str(value)
 
 
+def precision_field():
+    """A block's weight or activation bits (``ofa.spaces.precision``): 32, floating point, by default,
+    and left out of the key and the dict there, so blocks of spaces without precision keep their keys."""
+    return dataclasses.field(default=FLOAT_BITS, metadata={"omit_at_default": True})
+
+
+def _described_fields(block) -> list:
+    """The fields that describe ``block``: all but optional ones at their default."""
+    return [f for f in dataclasses.fields(block)
+            if not (f.metadata.get("omit_at_default") and getattr(block, f.name) == f.default)]
+
+
 @dataclass(frozen=True)
 class BlockSpec:
     """Base of every block kind (subclasses are frozen dataclasses of plain values)."""
@@ -58,12 +71,12 @@ class BlockSpec:
 
     @property
     def key(self) -> str:
-        parts = [f"{f.name}={_format_value(getattr(self, f.name))}" for f in dataclasses.fields(self)]
+        parts = [f"{f.name}={_format_value(getattr(self, f.name))}" for f in _described_fields(self)]
         return ":".join([self.kind, *parts])
 
     def to_dict(self) -> dict:
         out = {"kind": self.kind}
-        for f in dataclasses.fields(self):
+        for f in _described_fields(self):
             value = getattr(self, f.name)
             out[f.name] = list(value) if isinstance(value, tuple) else value
         return out
@@ -188,7 +201,10 @@ class MBConvBlock(BlockSpec):
     """An inverted-residual block: [1x1 expand, BN, act] -> k x k depthwise, BN, act
     -> [squeeze-excitation] -> 1x1 project, BN [+ identity when stride 1 and
     in == out]. ``expand`` is false for the first block, which has no expand
-    conv (``mid_channels == in_channels``); ``se_channels`` 0 means no SE."""
+    conv (``mid_channels == in_channels``); ``se_channels`` 0 means no SE.
+    ``weight_bits`` / ``activation_bits``: the precision of the expand,
+    depthwise and project convs (their weights and inputs); the SE layers stay
+    in floating point (one pixel: a negligible share of the work)."""
 
     kind: ClassVar[str] = "mbconv"
 
@@ -202,9 +218,15 @@ class MBConvBlock(BlockSpec):
     activation: str = "relu"
     expand: bool = True
     expand_ratio: float = 1.0
+    weight_bits: int = precision_field()
+    activation_bits: int = precision_field()
 
     def __post_init__(self):
         _check_activation(self.activation)
+        for name in ("weight_bits", "activation_bits"):
+            if getattr(self, name) not in ALLOWED_BITS:
+                raise ConfigError(f"mbconv block {name} = {getattr(self, name)!r} is not allowed; allowed: "
+                                  f"{list(ALLOWED_BITS)} ({FLOAT_BITS}: floating point)")
         if not self.expand and self.mid_channels != self.in_channels:
             raise ConfigError(f"an mbconv block without expand conv has mid_channels == in_channels "
                               f"({self.in_channels}), got {self.mid_channels}")
@@ -228,19 +250,20 @@ class MBConvBlock(BlockSpec):
     def layers(self, prefix: str = "block") -> tuple[LayerShape, ...]:
         r, o, mid = self.resolution, self.out_resolution, self.mid_channels
         name = (prefix + ".") if prefix else ""
+        bits = {"weight_bits": self.weight_bits, "activation_bits": self.activation_bits}
         out = []
         if self.expand:
             out.append(LayerShape(f"{name}expand", "pointwise", self.in_channels, mid, (r, r), (r, r),
-                                  norm_params=2 * mid))
+                                  norm_params=2 * mid, **bits))
         out.append(LayerShape(f"{name}depthwise", "depthwise", mid, mid, (r, r), (o, o), self.kernel, self.stride,
-                              mid, norm_params=2 * mid))
+                              mid, norm_params=2 * mid, **bits))
         if self.use_se:
             out.append(LayerShape(f"{name}se_reduce", "pointwise", mid, self.se_channels, (1, 1), (1, 1),
                                   bias=True))
             out.append(LayerShape(f"{name}se_expand", "pointwise", self.se_channels, mid, (1, 1), (1, 1),
                                   bias=True))
         out.append(LayerShape(f"{name}project", "pointwise", mid, self.out_channels, (o, o), (o, o),
-                              norm_params=2 * self.out_channels))
+                              norm_params=2 * self.out_channels, **bits))
         return tuple(out)
 
 

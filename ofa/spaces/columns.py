@@ -6,7 +6,8 @@ and let a predictor on table columns compute them from an architecture
 (``predictors.tabular``). The names follow the architecture's fields:
 
 * MobileNetV3: ``kernel_sizes.<block>``, ``expand_ratios.<block>``,
-  ``depths.<stage>``, ``resolution``;
+  ``depths.<stage>``, ``resolution`` (and ``weight_bits.<block>``,
+  ``activation_bits.<block>`` in a space with precision);
 * Transformer: ``encoder_embed_dim``, ``encoder_layers``,
   ``encoder_ffn_dims.<layer>``, ``encoder_heads.<layer>``, and the decoder's
   ``decoder_embed_dim``, ``decoder_layers``, ``decoder_ffn_dims.<layer>``,
@@ -40,8 +41,11 @@ def gene_column_names(space) -> tuple[str, ...]:
     space = resolve_space(space)
     if space.type_name == "mobilenetv3":
         b, s = space.num_blocks, space.num_stages
-        return (tuple(f"kernel_sizes.{i}" for i in range(b)) + tuple(f"expand_ratios.{i}" for i in range(b))
-                + tuple(f"depths.{i}" for i in range(s)) + ("resolution",))
+        names = (tuple(f"kernel_sizes.{i}" for i in range(b)) + tuple(f"expand_ratios.{i}" for i in range(b))
+                 + tuple(f"depths.{i}" for i in range(s)) + ("resolution",))
+        if space.has_precision:
+            names += tuple(f"weight_bits.{i}" for i in range(b)) + tuple(f"activation_bits.{i}" for i in range(b))
+        return names
     if space.type_name == "transformer":
         layout = getattr(space, "gene_layout", None) or space._layout
         names = []
