@@ -9,8 +9,9 @@ in ``specialization_gain.py``), every strategy picks one subnet under the budget
 * ``evolution`` - :func:`ofa.search.evolution_search` on the accuracy predictor;
 * ``nsga2`` - :func:`ofa.search.nsga2_search` (accuracy vs latency), the front's most
   accurate point under the budget;
-* ``frozen`` - differentiable search on the trained supernet, weights frozen (``frozen-soft``,
-  not run by default: the same with the continuous mixture instead of straight-through samples);
+* ``frozen`` - differentiable search on the trained supernet, weights frozen (not run by default:
+  ``frozen-soft``, the same with the continuous mixture instead of straight-through samples, and
+  ``frozen-sample``, with one resolution drawn per step instead of the loss's expectation over resolutions);
 * ``darts-1``, ``darts-2`` - DARTS-style joint search (weights on the training split,
   architecture on the validation split; first order, and second order with the
   finite-difference Hessian-vector product);
@@ -43,7 +44,9 @@ from _timing import environment, save
 ROOT = Path(__file__).resolve().parents[1]
 DEVICES = ("mobile-ncnn", "fpga-scalesim")  # two of the three devices of specialization_gain.json
 STRATEGIES = ("evolution", "nsga2", "frozen", "darts-1", "darts-2", "yoso")
-EXTRA = ("frozen-soft",)  # the frozen mode with the continuous mixture instead of straight-through samples
+# the frozen mode with the continuous mixture instead of straight-through samples, and with one resolution drawn per
+# step (the loss of the drawn resolution) instead of the loss's expectation over resolutions
+EXTRA = ("frozen-soft", "frozen-sample")
 
 
 def mean(values):
@@ -106,6 +109,7 @@ def main(argv=None) -> int:
 
     differentiable = {"frozen": {"mode": "frozen", "steps": args.steps},
                       "frozen-soft": {"mode": "frozen", "steps": args.steps, "hard": False},
+                      "frozen-sample": {"mode": "frozen", "steps": args.steps, "resolution": "sample"},
                       "darts-1": {"mode": "darts", "order": 1, "steps": args.darts_steps},
                       "darts-2": {"mode": "darts", "order": 2, "steps": args.second_order_steps},
                       "yoso": {"mode": "yoso", "steps": args.yoso_steps,

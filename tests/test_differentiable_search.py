@@ -140,6 +140,42 @@ def test_kernel_and_expand_mixture_is_the_mixture_of_the_candidate_blocks(space)
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
 
 
+def test_expected_loss_over_resolutions_compares_them_on_the_same_batch(space, digits):
+    """``over_resolutions="expected"``: the loss is sum_r p_r L_r, and its gradient on the resolution's logits
+    is p_r (L_r - sum_s p_s L_s) / T: it ranks each resolution by its own loss on the same images, the signal a
+    one-resolution-per-step draw lacks. The other genes' straight-through draws keep their subnet."""
+    from ofa.supernets.relaxed import RelaxedImageTask
+
+    torch.manual_seed(0)
+    supernet = create_supernet(space).eval()
+    randomize_batchnorm(supernet)
+    task = RelaxedImageTask(supernet, digits, batch_size=8)
+    gene = space.gene_layout["resolution"].start
+    row = space.to_genes([space.smallest()])[0]
+    macs = cost_relaxation(space, "macs")
+    weights = [p.float() for p in macs.one_hot(row)]
+    logits = torch.tensor([0.3, -0.2, 0.1, 0.4][:space.choice_counts[gene]], dtype=torch.float64,
+                          requires_grad=True)
+    temperature = 0.7
+    weights[gene] = torch.softmax(logits / temperature, 0).float()
+    batch = task.batch("val", weights)
+    loss = task.loss(weights, batch, over_resolutions="expected")
+    loss.backward()
+    per_resolution = []
+    for r, resolution in enumerate(space.resolutions):
+        one_hot = [w.detach().clone() for w in weights]
+        one_hot[gene] = torch.zeros_like(one_hot[gene])
+        one_hot[gene][r] = 1.0
+        with torch.no_grad():
+            per_resolution.append(float(task.loss(one_hot, batch)))
+    p = torch.softmax(logits.detach() / temperature, 0).numpy()
+    losses = np.array(per_resolution)
+    assert float(loss.detach()) == pytest.approx(float(p @ losses), rel=1e-5)
+    np.testing.assert_allclose(logits.grad.numpy(), p * (losses - p @ losses) / temperature, rtol=1e-4, atol=1e-7)
+    with pytest.raises(ValueError, match="allowed: 'mix', 'expected'"):
+        task.loss(weights, batch, over_resolutions="sum")
+
+
 class TinyMixture(torch.nn.Module):
     """A smooth two-layer network whose hidden layer mixes two operations by architecture weights."""
 
@@ -400,9 +436,9 @@ def test_each_mode_learns_the_architecture_and_the_weights_on_their_own_splits(s
         def batch(self, split, weights=None):
             return (*super().batch(split, weights), split)
 
-        def loss(self, weights, batch):
+        def loss(self, weights, batch, over_resolutions="mix"):
             self.calls.append(batch[2])
-            return super().loss(weights, batch[:2])
+            return super().loss(weights, batch[:2], over_resolutions)
 
     torch.manual_seed(0)
     task = Recording(create_supernet(space), digits, batch_size=4)

@@ -17,11 +17,12 @@ these, plus its name in :data:`FAMILY_MODULES` below.
 from __future__ import annotations
 
 import importlib
-from typing import Any, Callable, ClassVar
-
-from torch import nn
+from typing import TYPE_CHECKING, Any, Callable, ClassVar
 
 from ..errors import ConfigError
+
+if TYPE_CHECKING:  # annotations only: the family registry itself loads without torch
+    from torch import nn
 
 FAMILIES: dict[str, "ModelFamily"] = {}
 FAMILY_MODULES = ("ofa.families.mobilenetv3", "ofa.families.transformer")
@@ -76,7 +77,7 @@ class ModelFamily:
 
     def relaxed_task(self, supernet: nn.Module, data, batch_size: int = 64, seed: int = 0):
         """The supernet run as a weighted mixture of all its subnets, with its task loss on ``data``
-        (``.model``, ``.batch(split, weights)``, ``.loss(weights, batch)``, ``.copy()``): what
+        (``.model``, ``.batch(split, weights)``, ``.loss(weights, batch, over_resolutions)``, ``.copy()``): what
         :func:`ofa.search.differentiable.differentiable_search` optimises."""
         raise ConfigError(f"differentiable search is implemented for mobilenetv3 supernets, not {self.name!r} ones; "
                           f"use the evolution strategy")
@@ -92,7 +93,7 @@ def _load() -> None:
         importlib.import_module(module)
 
 
-_load()  # `import ofa` imports this package, so every family (and what it registers) is known
+_load()  # importing this package registers every family (get_family also loads them, for a reload)
 
 def list_families() -> list[str]:
     _load()

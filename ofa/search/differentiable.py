@@ -54,6 +54,7 @@ from .problem import SearchProblem, SearchResult, best_of, unique_rows
 
 MODES = ("frozen", "darts", "yoso")
 BUDGET_MODES = ("target", "lagrange", "penalty")
+RESOLUTION_MODES = ("expected", "sample", "mix")
 
 
 @dataclass
@@ -69,9 +70,12 @@ class DifferentiableConfig:
     xi: float | None = None  # darts order 2: the virtual step; default weight_lr
     temperature: tuple[float, float] = (2.0, 0.2)  # softmax temperature, annealed exponentially start -> end
     gumbel: bool = True  # Gumbel-softmax weights in the forward pass (the cost term uses the plain softmax)
-    # "sample": one input resolution per step, drawn by a straight-through hard Gumbel-softmax (GDAS, Dong and
-    # Yang 2019), a network pass per step instead of one per resolution; "mix": every resolution, logits mixed
-    resolution: str = "sample"
+    # "expected": every resolution runs on the same batch and the task loss is the expectation of each
+    # resolution's loss under its probabilities, sum_r p_r * L_r, so its gradient, L_r minus the mean, compares
+    # resolutions directly (a pass per resolution); "sample": one resolution per step, drawn by a straight-through
+    # hard Gumbel-softmax (GDAS, Dong and Yang 2019), one pass per step, but its gradient only asks whether the
+    # drawn resolution's logits should be scaled; "mix": every resolution, logits mixed
+    resolution: str = "expected"
     # straight-through Gumbel-softmax: the forward pass runs the drawn subnet exactly (the one-hot sample) and the
     # gradient reaches every choice through the soft sample; None: on for "frozen" (the weights were trained for
     # subnets, not for mixtures of them), off for "darts" (DARTS's continuous mixture); unused by "yoso"
@@ -91,8 +95,8 @@ class DifferentiableConfig:
         if not isinstance(self.gumbel, bool) or not (self.hard is None or isinstance(self.hard, bool)):
             raise ConfigError(f"differentiable gumbel must be true/false and hard true/false/None, got "
                               f"{self.gumbel!r}, {self.hard!r}")
-        if self.resolution not in ("sample", "mix"):
-            raise ConfigError(f"differentiable resolution {self.resolution!r} unknown; allowed: 'sample', 'mix'")
+        if self.resolution not in RESOLUTION_MODES:
+            raise ConfigError(f"differentiable resolution {self.resolution!r} unknown; allowed: {RESOLUTION_MODES}")
         if isinstance(self.order, bool) or self.order not in (1, 2):
             raise ConfigError(f"differentiable order must be 1 (first order) or 2 (second order), got {self.order!r}")
         if self.order == 2 and self.mode != "darts":
@@ -153,19 +157,25 @@ class ArchitectureParameters(torch.nn.Module):
     """One parameter vector per gene: logits (softmax modes) or scale factors (YOSO).
 
     ``sampled``: a gene drawn as a hard one-hot each step with a straight-through Gumbel-softmax
-    (GDAS); it keeps logits in every mode, YOSO included (where its pruning is its argmax)."""
+    (GDAS); ``expected``: a gene whose weights are its plain softmax probabilities (no noise, never
+    hard), for a loss taken in expectation over its choices. Both keep logits in every mode, YOSO
+    included (where their pruning is the argmax)."""
 
-    def __init__(self, counts, yoso: bool = False, sampled: int | None = None, hard: bool = False):
+    def __init__(self, counts, yoso: bool = False, sampled: int | None = None, hard: bool = False,
+                 expected: int | None = None):
         super().__init__()
+        if sampled is not None and sampled == expected:
+            raise ConfigError(f"gene {sampled} cannot be both sampled and taken in expectation")
         self.yoso = yoso
         self.sampled = sampled
+        self.expected = expected
         self.hard = hard
         init = [torch.full((int(c),), 1.0 / int(c)) if self._scaled(g) else torch.zeros(int(c))
                 for g, c in enumerate(counts)]
         self.values = torch.nn.ParameterList([torch.nn.Parameter(v.to(torch.float64)) for v in init])
 
     def _scaled(self, gene: int) -> bool:
-        return self.yoso and gene != self.sampled
+        return self.yoso and gene not in (self.sampled, self.expected)
 
     def scale_factors(self) -> list[torch.Tensor]:
         """The YOSO scale factors (the sampled gene's logits are not among them)."""
@@ -182,7 +192,7 @@ class ArchitectureParameters(torch.nn.Module):
         out = []
         for g, v in enumerate(self.values):
             uniform = torch.rand(v.shape, generator=generator, dtype=v.dtype).clamp(1e-10, 1 - 1e-10)
-            drawn = (gumbel and not self._scaled(g)) or g == self.sampled
+            drawn = (gumbel and not self._scaled(g) and g != self.expected) or g == self.sampled
             out.append(-torch.log(-torch.log(uniform)) if drawn else torch.zeros_like(v))
         return out
 
@@ -194,7 +204,8 @@ class ArchitectureParameters(torch.nn.Module):
                 out.append(v.to(torch.float32))
                 continue
             soft = torch.softmax((v if noise is None else v + noise[g]) / temperature, 0)
-            if g == self.sampled or self.hard:  # forward the drawn choice, gradient through the soft weights
+            if g == self.sampled or (self.hard and g != self.expected):  # forward the drawn choice, gradient
+                # through the soft weights
                 hard = torch.zeros_like(soft)
                 hard[int(torch.argmax(soft))] = 1.0
                 soft = hard - soft.detach() + soft
@@ -204,7 +215,7 @@ class ArchitectureParameters(torch.nn.Module):
     @torch.no_grad()
     def prune(self) -> None:
         """YOSO's last step: keep the largest scale factor of every decision, zero the others
-        (a sampled gene: its most probable choice, with all the probability)."""
+        (a sampled or expected gene: its most probable choice, with all the probability)."""
         for g, v in enumerate(self.values):
             keep = int(torch.argmax(v.abs() if self._scaled(g) else v))
             v.zero_()
@@ -302,7 +313,7 @@ def differentiable_search(problem: SearchProblem, task, relaxations: dict, confi
     """Search ``problem``'s space by gradient (module docstring).
 
     ``task``: the supernet's relaxed task (``ModelFamily.relaxed_task``: ``.model``, ``.batch(split, weights)``,
-    ``.loss(weights, batch)``, ``.copy()``, optionally ``.reseed(seed)``); ``relaxations``:
+    ``.loss(weights, batch, over_resolutions)``, ``.copy()``, optionally ``.reseed(seed)``); ``relaxations``:
     ``{constraint name: AdditiveRelaxation}`` for the budgets with a differentiable cost (the others are only
     checked on the discrete pick); ``config``: a :class:`DifferentiableConfig` or a dict of its fields."""
     if isinstance(config, dict):
@@ -332,16 +343,20 @@ def differentiable_search(problem: SearchProblem, task, relaxations: dict, confi
     if hasattr(task, "reseed"):
         task.reseed(seed)
     net = task.model.supernet
-    sampled = None
     try:
         layout = space.gene_layout
     except NotImplementedError:
         layout = {}
-    if config.resolution == "sample" and "resolution" in layout:
-        sampled = layout["resolution"].start
+    resolution_gene = layout["resolution"].start if "resolution" in layout else None
+    over_resolutions = "expected" if config.resolution == "expected" and resolution_gene is not None else "mix"
     hard = (config.mode == "frozen") if config.hard is None else bool(config.hard)
-    arch = ArchitectureParameters(space.choice_counts, yoso=config.mode == "yoso", sampled=sampled,
+    arch = ArchitectureParameters(space.choice_counts, yoso=config.mode == "yoso",
+                                  sampled=resolution_gene if config.resolution == "sample" else None,
+                                  expected=resolution_gene if over_resolutions == "expected" else None,
                                   hard=hard and config.mode != "yoso")
+
+    def task_loss(weights, batch):
+        return task.loss(weights, batch, over_resolutions=over_resolutions)
     budgets = {c.name: c for c in problem.constraints if c.name in relaxations}
     multipliers = {name: 0.0 for name in budgets}
     calibration = {name: 1.0 for name in budgets}
@@ -395,7 +410,7 @@ def differentiable_search(problem: SearchProblem, task, relaxations: dict, confi
                 batch = task.batch("train", mix)
                 joint_opt.zero_grad()
                 cost, ratios = cost_terms(arch.probabilities())
-                loss = task.loss(mix, batch)
+                loss = task_loss(mix, batch)
                 (loss + cost).backward()
                 joint_opt.step()
                 with torch.no_grad():
@@ -408,17 +423,17 @@ def differentiable_search(problem: SearchProblem, task, relaxations: dict, confi
                 cost, ratios = cost_terms(arch.probabilities(temperature))
                 if config.mode == "darts" and config.order == 2:
                     train_batch = task.batch("train", mix)
-                    grads = unrolled_arch_gradient(lambda: task.loss(arch.mixture(temperature, noise), train_batch),
-                                                   lambda: task.loss(arch.mixture(temperature, noise), val_batch),
+                    grads = unrolled_arch_gradient(lambda: task_loss(arch.mixture(temperature, noise), train_batch),
+                                                   lambda: task_loss(arch.mixture(temperature, noise), val_batch),
                                                    weights,
                                                    list(arch.values), xi)
-                    loss = task.loss(mix, val_batch).detach()
+                    loss = task_loss(mix, val_batch).detach()
                     cost_grads = (torch.autograd.grad(cost, list(arch.values), allow_unused=True)
                                   if cost.requires_grad else [None] * len(grads))
                     for v, g, c in zip(arch.values, grads, cost_grads):
                         v.grad = g.detach() + _zero(c, v)
                 else:
-                    loss = task.loss(mix, val_batch)
+                    loss = task_loss(mix, val_batch)
                     if weight_opt is not None:
                         weight_opt.zero_grad()
                     (loss + cost).backward()
@@ -429,7 +444,7 @@ def differentiable_search(problem: SearchProblem, task, relaxations: dict, confi
                     weight_opt.zero_grad()
                     for v in arch.values:
                         v.grad = None
-                    task.loss(mix, train_batch).backward()
+                    task_loss(mix, train_batch).backward()
                     torch.nn.utils.clip_grad_norm_(weights, 5.0)
                     weight_opt.step()
             if config.budget == "lagrange":

@@ -18,8 +18,9 @@ network runs every choice at once on the supernet's shared weights:
   candidate (the weight-sharing trick of FBNetV2 / Single-Path NAS);
 * **depth**: a stage's output is the mixture of its outputs after each candidate
   depth (the blocks run once, the mixture taps them);
-* **resolution**: the logits of the network run at each candidate resolution are
-  mixed (choices of weight zero are not run).
+* **resolution**: the network runs at each candidate resolution (choices of weight
+  zero are not run) and either the logits are mixed, or the task loss is the
+  expectation of each resolution's own loss (``RelaxedImageTask.loss``).
 
 With BatchNorm in eval mode, and weights summing to one per decision, the
 mixture of the kernel / expand choices is the mixture of the candidate
@@ -49,15 +50,19 @@ class RelaxedMobileNetV3(nn.Module):
     def forward(self, inputs: list[torch.Tensor], weights: list[torch.Tensor]) -> torch.Tensor:
         """``inputs[r]``: the batch at the space's r-th resolution (None where its weight is 0);
         ``weights[g]``: the weight of each choice of gene g. Returns the mixed logits."""
-        space = self.space
+        return sum(weight * logits for weight, logits in self.logits_per_resolution(inputs, weights))
+
+    def logits_per_resolution(self, inputs: list[torch.Tensor],
+                              weights: list[torch.Tensor]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """``(weight, logits)`` of every resolution of nonzero weight (the others are not run)."""
         resolution = weights[-1]
-        out = 0.0
+        out = []
         for r, x in enumerate(inputs):
             if float(resolution[r].detach()) == 0.0:  # a resolution not drawn this step (one pass each)
                 continue
             if x is None:
-                raise ValueError(f"the batch at resolution {space.resolutions[r]} is missing")
-            out = out + resolution[r] * self._logits(x, weights)
+                raise ValueError(f"the batch at resolution {self.space.resolutions[r]} is missing")
+            out.append((resolution[r], self._logits(x, weights)))
         return out
 
     def _logits(self, x: torch.Tensor, weights: list[torch.Tensor]) -> torch.Tensor:
@@ -146,8 +151,15 @@ class RelaxedImageTask:
             inputs.append(images)
         return inputs, labels
 
-    def loss(self, weights: list[torch.Tensor], batch) -> torch.Tensor:
+    def loss(self, weights: list[torch.Tensor], batch, over_resolutions: str = "mix") -> torch.Tensor:
+        """Cross-entropy of the mixture. ``over_resolutions="mix"``: of the resolutions' mixed logits;
+        ``"expected"``: each resolution's own cross-entropy, weighted by its weight (its probability)."""
         inputs, labels = batch
+        if over_resolutions == "expected":
+            return sum(weight * F.cross_entropy(logits, labels)
+                       for weight, logits in self.model.logits_per_resolution(inputs, weights))
+        if over_resolutions != "mix":
+            raise ValueError(f"over_resolutions={over_resolutions!r}; allowed: 'mix', 'expected'")
         return F.cross_entropy(self.model(inputs, weights), labels)
 
     def copy(self) -> "RelaxedImageTask":
