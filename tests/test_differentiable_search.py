@@ -420,8 +420,8 @@ def test_specialize_command_with_the_differentiable_strategy(space, tmp_path, ca
     assert "differentiable-frozen" in report and "Mode frozen, 3 steps, budget target" in report
     assert (out / row["target"] / "model.onnx").is_file()
     capsys.readouterr()
-    assert main(common + ["--diff-steps", "3", "--out", str(tmp_path / "bad")]) == 2
-    assert "only apply to --strategy differentiable" in capsys.readouterr().err
+    assert main(common + ["--diff-steps", "3", "--diff-resolution", "sample", "--out", str(tmp_path / "bad")]) == 2
+    assert "--diff-steps, --diff-resolution only apply to --strategy differentiable" in capsys.readouterr().err
     assert main(common + ["--strategy", "differentiable", "--diff-order", "2", "--out", str(tmp_path / "bad")]) == 2
     assert "needs mode 'darts'" in capsys.readouterr().err
     assert not (tmp_path / "bad").exists()

@@ -74,6 +74,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="differentiable: the expected latency pulled to the budget (target, default), kept under it "
                         "by a Lagrange multiplier (lagrange), or penalised (penalty); every pick meets the budget")
     p.add_argument("--diff-batch-size", type=positive_int, default=None, help="differentiable: images per step")
+    p.add_argument("--diff-resolution", choices=("expected", "sample", "mix"), default=None,
+                   help="differentiable: every resolution run and the loss's expectation over them (expected, "
+                        "default), one resolution drawn per step (sample: cheaper, a weaker signal), or logits mixed")
     p.add_argument("--population", type=positive_int, default=100)
     p.add_argument("--generations", type=positive_int, default=500)
     p.add_argument("--pareto-generations", type=positive_int, default=100, help="NSGA-II generations of the Pareto plot")
@@ -225,8 +228,8 @@ def check_paths(args) -> None:
 
 def differentiable_options(args) -> dict | None:
     """The --diff-* options as a dict; refused unless --strategy differentiable."""
-    options = {key: getattr(args, f"diff_{key}") for key in ("mode", "steps", "order", "budget", "batch_size")
-               if getattr(args, f"diff_{key}", None) is not None}
+    keys = ("mode", "steps", "order", "budget", "batch_size", "resolution")
+    options = {key: getattr(args, f"diff_{key}") for key in keys if getattr(args, f"diff_{key}", None) is not None}
     if options and args.strategy != "differentiable":
         flags = ", ".join(f"--diff-{k.replace('_', '-')}" for k in options)
         raise ConfigError(f"{flags} only apply to --strategy differentiable (the strategy is {args.strategy})")
