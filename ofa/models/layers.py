@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..spaces.precision import FLOAT_BITS
+
 # Below this many output pixels, the weight gradient of a depthwise conv is computed
 # tap by tap: oneDNN's kernel for it costs 3-6x more there (7x7 kernels on 2x2-6x6 maps,
 # one thread; benchmarks/depthwise_backward.py), and those maps are most of a small
@@ -90,10 +92,19 @@ class DepthwiseConv2d(nn.Conv2d):
 
 
 class ConvBNAct(nn.Sequential):
-    """Conv (no bias) -> BatchNorm -> activation (``act=None`` for linear)."""
+    """Conv (no bias) -> BatchNorm -> activation (``act=None`` for linear). With ``weight_bits`` or
+    ``activation_bits`` below 32 the conv is a fake-quantised :class:`~ofa.models.quantization.QuantizedConv2d`
+    (``signed_input``: whether its input can be negative)."""
 
-    def __init__(self, in_channels, out_channels, kernel_size=1, stride=1, groups=1, act: str | None = "relu"):
-        if groups > 1 and groups == in_channels == out_channels:
+    def __init__(self, in_channels, out_channels, kernel_size=1, stride=1, groups=1, act: str | None = "relu",
+                 weight_bits: int = FLOAT_BITS, activation_bits: int = FLOAT_BITS, signed_input: bool = True):
+        if weight_bits != FLOAT_BITS or activation_bits != FLOAT_BITS:
+            from .quantization import QuantizedConv2d
+
+            conv = QuantizedConv2d(in_channels, out_channels, kernel_size, stride, kernel_size // 2, groups=groups,
+                                   bias=False, weight_bits=weight_bits, activation_bits=activation_bits,
+                                   signed_input=signed_input)
+        elif groups > 1 and groups == in_channels == out_channels:
             conv = DepthwiseConv2d(in_channels, kernel_size, stride)
         else:
             conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride, kernel_size // 2, groups=groups,
@@ -121,15 +132,21 @@ class SqueezeExcite(nn.Module):
 class InvertedResidual(nn.Module):
     """MobileNetV2/V3 block: 1x1 expand, kxk depthwise, optional SE, 1x1 project,
     with an identity shortcut when shapes allow. ``mid == in`` with
-    ``expand=False`` gives the expand-less first block."""
+    ``expand=False`` gives the expand-less first block. ``weight_bits`` /
+    ``activation_bits`` below 32 fake-quantise the expand, depthwise and project
+    convs (the SE layers stay in floating point); the inputs of the depthwise and
+    project convs follow the activation, so they are unsigned after a ReLU."""
 
     def __init__(self, in_channels, mid_channels, out_channels, kernel_size, stride, act, se_channels=0,
-                 expand=True):
+                 expand=True, weight_bits: int = FLOAT_BITS, activation_bits: int = FLOAT_BITS):
         super().__init__()
-        self.expand = ConvBNAct(in_channels, mid_channels, 1, act=act) if expand else None
-        self.depthwise = ConvBNAct(mid_channels, mid_channels, kernel_size, stride, groups=mid_channels, act=act)
+        bits = {"weight_bits": weight_bits, "activation_bits": activation_bits}
+        after_act = {**bits, "signed_input": act != "relu"}
+        self.expand = ConvBNAct(in_channels, mid_channels, 1, act=act, **bits) if expand else None
+        self.depthwise = ConvBNAct(mid_channels, mid_channels, kernel_size, stride, groups=mid_channels, act=act,
+                                   **after_act)
         self.se = SqueezeExcite(mid_channels, se_channels) if se_channels else None
-        self.project = ConvBNAct(mid_channels, out_channels, 1, act=None)
+        self.project = ConvBNAct(mid_channels, out_channels, 1, act=None, **after_act)
         self.use_shortcut = stride == 1 and in_channels == out_channels
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

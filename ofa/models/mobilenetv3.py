@@ -63,9 +63,11 @@ class MobileNetV3(nn.Module):
         for stage, i, kernel, expand in arch.active_blocks():
             cin = space.block_in_channels(stage, i)
             mid = space.mid_channels(cin, expand)
+            weight_bits, activation_bits = arch.block_bits(stage * space.max_depth + i)
             blocks.append(InvertedResidual(
                 cin, mid, space.stage_widths[stage], kernel, space.stage_strides[stage] if i == 0 else 1,
-                space.stage_activations[stage], space.se_channels(mid) if space.stage_use_se[stage] else 0))
+                space.stage_activations[stage], space.se_channels(mid) if space.stage_use_se[stage] else 0,
+                weight_bits=weight_bits, activation_bits=activation_bits))
         self.blocks = nn.Sequential(*blocks)
         self.final_expand = ConvBNAct(space.stage_widths[-1], space.final_expand_width, 1, act="h_swish")
         self.feature_mix = nn.Conv2d(space.final_expand_width, space.feature_mix_width, 1, bias=False)

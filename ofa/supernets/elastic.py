@@ -10,6 +10,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..models.layers import depthwise_conv2d
+from ..models.quantization import fake_quantize_weight
+from ..spaces.precision import FLOAT_BITS
 
 
 class ElasticBatchNorm2d(nn.BatchNorm2d):
@@ -79,13 +81,13 @@ class ElasticDepthwiseConv2d(nn.Module):
             self._eval_cache[kernel_size] = hit
         return hit[1][:channels]
 
-    def forward(self, x: torch.Tensor, kernel_size: int) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, kernel_size: int, weight_bits: int = FLOAT_BITS) -> torch.Tensor:
         channels = x.shape[1]
         if torch.is_grad_enabled():
             weight = self.kernel(kernel_size, channels)
         else:
             weight = self._cached_kernel(kernel_size, channels)
-        return depthwise_conv2d(x, weight, self.stride)
+        return depthwise_conv2d(x, fake_quantize_weight(weight, weight_bits), self.stride)
 
 
 def sort_segments(importance: torch.Tensor, boundaries) -> torch.Tensor:

@@ -14,13 +14,18 @@ from torch import nn
 from ..errors import ConfigError
 from ..models.layers import ConvBNAct, InvertedResidual, activation
 from ..models.mobilenetv3 import MobileNetV3, check_image_batch, exit_heads
+from ..models.quantization import ElasticActivationQuantizer, fake_quantize_weight
+from ..spaces.precision import FLOAT_BITS
 from ..spaces.exits import ExitConfig
 from ..spaces.mobilenetv3 import MobileNetV3Arch, MobileNetV3Space
 from .elastic import ElasticBatchNorm2d, ElasticDepthwiseConv2d, sort_segments
 
 
 class ElasticInvertedResidual(nn.Module):
-    """Inverted-residual block with elastic depthwise kernel and expand ratio."""
+    """Inverted-residual block with elastic depthwise kernel and expand ratio; in a space with
+    precision, also elastic weight and activation bits: the expand, depthwise and project convs
+    are fake-quantised (``ofa.models.quantization``) at the active precision, with one learned
+    activation step size per layer and precision."""
 
     def __init__(self, space: MobileNetV3Space, stage: int, index: int):
         super().__init__()
@@ -45,21 +50,39 @@ class ElasticInvertedResidual(nn.Module):
         self.use_shortcut = stride == 1 and self.in_channels == out_channels
         self.active_kernel = max(space.kernel_sizes)
         self.active_expand = max(space.expand_ratios)
+        self.active_weight_bits = self.active_activation_bits = FLOAT_BITS
+        if space.has_precision:  # created only then: a space without precision keeps its state dict
+            unsigned_after_act = space.stage_activations[stage] == "relu"
+            self.input_quantizers = nn.ModuleDict({
+                "expand": ElasticActivationQuantizer(space.activation_bits, signed=True),
+                "depthwise": ElasticActivationQuantizer(space.activation_bits, signed=not unsigned_after_act),
+                "project": ElasticActivationQuantizer(space.activation_bits, signed=not unsigned_after_act)})
+        else:
+            self.input_quantizers = None
 
     def mid_channels(self, expand_ratio=None) -> int:
         return self.space.mid_channels(self.in_channels, self.active_expand if expand_ratio is None else expand_ratio)
 
+    def _quantize_input(self, layer: str, x: torch.Tensor) -> torch.Tensor:
+        if self.input_quantizers is None:
+            return x
+        return self.input_quantizers[layer](x, self.active_activation_bits)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         mid = self.mid_channels()
-        h = self.act(self.expand_bn(F.conv2d(x, self.expand_conv.weight[:mid])))
-        h = self.act(self.depthwise_bn(self.depthwise(h, self.active_kernel)))
+        bits = self.active_weight_bits
+        expand_weight = fake_quantize_weight(self.expand_conv.weight[:mid], bits)
+        h = self.act(self.expand_bn(F.conv2d(self._quantize_input("expand", x), expand_weight)))
+        h = self.act(self.depthwise_bn(self.depthwise(self._quantize_input("depthwise", h), self.active_kernel,
+                                                      bits)))
         if self.se_reduce is not None:
             se = self.space.se_channels(mid)
             s = h.mean((2, 3), keepdim=True)
             s = torch.relu(F.conv2d(s, self.se_reduce.weight[:se, :mid], self.se_reduce.bias[:se]))
             s = F.conv2d(s, self.se_expand.weight[:mid, :se], self.se_expand.bias[:mid])
             h = h * F.hardsigmoid(s)
-        h = self.project_bn(F.conv2d(h, self.project_conv.weight[:, :mid]))
+        project_weight = fake_quantize_weight(self.project_conv.weight[:, :mid], bits)
+        h = self.project_bn(F.conv2d(self._quantize_input("project", h), project_weight))
         return h + x if self.use_shortcut else h
 
     # --- width re-ordering ------------------------------------------------------------------------
@@ -104,6 +127,11 @@ class ElasticInvertedResidual(nn.Module):
             block.se.expand.bias.copy_(self.se_expand.bias[:mid])
         block.project[0].weight.copy_(self.project_conv.weight[:, :mid])
         block.project[1].load_state_dict(self.project_bn.state_dict())
+        if self.input_quantizers is not None:  # the learned step sizes of the block's precision
+            for layer in ("expand", "depthwise", "project"):
+                quantizer = getattr(getattr(block, layer)[0], "input_quantizer", None)
+                if quantizer is not None:
+                    quantizer.load_state_dict(self.input_quantizers[layer].by_bits[str(quantizer.bits)].state_dict())
 
 
 def _copy_bn(source: nn.BatchNorm2d, target: nn.BatchNorm2d, channels: int) -> None:
@@ -153,6 +181,7 @@ class OFAMobileNetV3(nn.Module):
                 b = stage * self.space.max_depth + i
                 if i < arch.depths[stage]:
                     block.active_kernel, block.active_expand = arch.kernel_sizes[b], arch.expand_ratios[b]
+                    block.active_weight_bits, block.active_activation_bits = arch.block_bits(b)
         self.active_arch = arch
         return arch
 

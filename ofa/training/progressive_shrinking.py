@@ -95,6 +95,9 @@ PHASE_DEFAULTS = {
     "name": "", "epochs": 1, "lr": 0.05, "warmup_epochs": 0, "subnets_per_step": 1,
     # allowed choices: "all" | "max" | "min" | "top<k>" | [values]; None means "all"
     "kernel_sizes": None, "expand_ratios": None, "depths": None, "resolutions": None,
+    # spaces with precision only (ofa.spaces.precision); None there means "max": a phase trains at the
+    # highest precision unless it says otherwise, so only the precision phase shrinks the bits
+    "weight_bits": None, "activation_bits": None,
     "exits": False,  # train the exit heads on the frozen main path (needs the config key exits)
 }
 
@@ -131,6 +134,29 @@ DEFAULT_PHASES = (
 )
 
 
+# Quantisation-aware training at every precision, after the phases above (spaces with precision only):
+# every decision elastic, weight and activation bits included.
+DEFAULT_PRECISION_PHASE = {"name": "precision", "epochs": 4, "lr": 0.01, "subnets_per_step": 4,
+                           "weight_bits": "all", "activation_bits": "all"}
+PRECISION_KEYS = ("weight_bits", "activation_bits")
+
+
+def default_phases(space) -> list[dict]:
+    """The reference recipe, plus the precision phase for a space with precision."""
+    phases = [dict(p) for p in DEFAULT_PHASES]
+    return phases + [dict(DEFAULT_PRECISION_PHASE)] if getattr(space, "has_precision", False) else phases
+
+
+def _precision_values(spec, space, key: str) -> tuple:
+    """A phase's allowed bits: None means the highest; a space without precision allows no key."""
+    if not space.has_precision:
+        if spec is not None:
+            raise ConfigError(f"config key {key!r} = {spec!r}: this space has no precision decision; build it with "
+                              f"space_overrides weight_bits and activation_bits, or leave the key out")
+        return ()
+    return _choice_values("max" if spec is None else spec, getattr(space, key.rsplit(".", 1)[-1]), key)
+
+
 def _choice_values(spec, space_values: tuple, key: str) -> tuple:
     """Resolve a phase's ``"all" | "max" | "min" | "top<k>" | [values]`` into values of the space."""
     ordered = tuple(sorted(space_values))
@@ -157,7 +183,7 @@ def _choice_values(spec, space_values: tuple, key: str) -> tuple:
 
 def build_phases(space, phases) -> list[dict]:
     """Validated phase dicts with the allowed choices resolved to value tuples."""
-    phases = [dict(p) for p in DEFAULT_PHASES] if phases is None else phases
+    phases = default_phases(space) if phases is None else phases
     if not isinstance(phases, list) or not phases:
         raise ConfigError("config key 'phases' must be a non-empty list of phase mappings (or left out for the "
                           "standard recipe)")
@@ -175,6 +201,8 @@ def build_phases(space, phases) -> list[dict]:
             raise ConfigError(f"config key {key}.exits must be true or false, got {phase['exits']!r}")
         for choice in CHOICE_KEYS:
             phase[choice] = _choice_values(phase[choice], getattr(space, SPACE_FIELDS[choice]), f"{key}.{choice}")
+        for choice in PRECISION_KEYS:
+            phase[choice] = _precision_values(phase[choice], space, f"{key}.{choice}")
         out.append(phase)
     return out
 
@@ -241,6 +269,8 @@ def _allowed_gene_indices(space, phase: dict, resolution: int) -> list[list[int]
     b, s = space.num_blocks, space.num_stages
     values = ([phase["kernel_sizes"]] * b + [phase["expand_ratios"]] * b + [phase["depths"]] * s
               + [(resolution,)])
+    if space.has_precision:  # then [weight bits per block] [activation bits per block]
+        values += [phase["weight_bits"]] * b + [phase["activation_bits"]] * b
     return [[choices.index(v) for v in allowed] for choices, allowed in zip(space.gene_choices, values)]
 
 
@@ -629,10 +659,12 @@ class ProgressiveShrinkingTrainer:
     def _phase_extreme(self, phase: dict, pick, resolution: int | None = None):
         """The phase's smallest (``pick=min``) or largest subnet."""
         b = self.space.num_blocks
-        return self.space.parse({"kernel_sizes": [pick(phase["kernel_sizes"])] * b,
-                                 "expand_ratios": [pick(phase["expand_ratios"])] * b,
-                                 "depths": [pick(phase["depths"])] * self.space.num_stages,
-                                 "resolution": resolution or pick(phase["resolutions"])})
+        config = {"kernel_sizes": [pick(phase["kernel_sizes"])] * b,
+                  "expand_ratios": [pick(phase["expand_ratios"])] * b, "depths": [pick(phase["depths"])] * self.space.num_stages,
+                  "resolution": resolution or pick(phase["resolutions"])}
+        if self.space.has_precision:
+            config.update({key: [pick(phase[key])] * b for key in PRECISION_KEYS})
+        return self.space.parse(config)
 
     def _phase_name(self, index: int) -> str:
         return self.phases[index]["name"] if index < len(self.phases) else "done"
