@@ -16,6 +16,13 @@ has the same header and guarantees, and one line per measured block
 (``BlockSpec.to_dict()``), ``latency_ms`` and the same optional fields. A
 profile without ``level`` is a network profile (``"level": "network"``).
 
+A *feature-row profile* (``"level": "features"``, :func:`make_feature_header`) is a
+table whose rows are described by the user's own columns (HAT's latency datasets):
+the header lists the column names (``features``) and may name no space
+(``"space": null``); each line (``"kind": "row"``) holds ``features`` (name ->
+finite number) and ``latency_ms``. It is what a feature-column table imports to,
+and fits a plain-feature predictor (``docs/imports.md``).
+
 Records are appended with a single ``write`` + ``fsync`` per line, so a kill
 loses at most the record being written; a trailing partial line is reported
 (``ProfileWriter`` drops it on resume). Any other malformed line is a
@@ -44,7 +51,8 @@ SCHEMA_VERSION = 1
 STAT_KEYS = ("median", "mean", "p10", "p90", "std", "cv", "runs")
 HEADER_KEYS = ("schema_version", "device", "backend", "backend_version", "host", "threads", "batch_size",
                "precision", "space", "space_fingerprint", "protocol")
-LEVELS = ("network", "block")  # what the records of a profile are: whole networks or blocks
+# what the records of a profile are: whole networks, blocks, or rows of the user's own feature columns
+LEVELS = ("network", "block", "features")
 
 
 def latency_stats(samples_ms: Sequence[float]) -> dict:
@@ -68,6 +76,26 @@ def make_header(space: SearchSpace, device: str, backend: str, backend_version: 
         "backend_version": backend_version, "host": host if host is not None else host_info(),
         "threads": threads, "batch_size": batch_size, "precision": precision, "space": space.to_dict(),
         "space_fingerprint": space.fingerprint, "protocol": protocol, "created": _now(),
+    }
+    header.update(extra)
+    return header
+
+
+def make_feature_header(space: SearchSpace | None, features: Sequence[str], device: str, backend: str,
+                        backend_version: str, *, threads: int, batch_size: int, precision: str, protocol: dict,
+                        host: dict | None = None, **extra) -> dict:
+    """The header of a feature-row profile: :func:`make_header` plus ``"level": "features"`` and
+    the feature column names; ``space`` (the space the features describe) may be None."""
+    if space is not None:
+        return make_header(space, device, backend, backend_version, threads=threads, batch_size=batch_size,
+                           precision=precision, protocol=protocol, host=host, level="features",
+                           features=list(features), **extra)
+    header = {
+        "kind": "header", "schema_version": SCHEMA_VERSION, "device": device, "backend": backend,
+        "backend_version": backend_version, "host": host if host is not None else host_info(),
+        "threads": threads, "batch_size": batch_size, "precision": precision, "space": None,
+        "space_fingerprint": None, "protocol": protocol, "created": _now(), "level": "features",
+        "features": list(features),
     }
     header.update(extra)
     return header
@@ -125,8 +153,11 @@ class Profile:
     space: SearchSpace = field(init=False)
 
     def __post_init__(self):
-        self.space = space_from_dict(self.header["space"])
-        if self.space.fingerprint != self.header["space_fingerprint"]:
+        if self.header.get("space") is None and self.header.get("level") == "features":
+            self.space = None  # rows of free feature columns need not describe a space's architectures
+        else:
+            self.space = space_from_dict(self.header["space"])
+        if self.space is not None and self.space.fingerprint != self.header["space_fingerprint"]:
             raise ProfileError(f"{self._where()}: header space_fingerprint {self.header['space_fingerprint']!r} "
                                f"does not match its space definition ({self.space.fingerprint!r})")
         # records get the derived corrected_* metrics; copies, so that the caller's dicts (and a
@@ -179,13 +210,29 @@ class Profile:
 
     @property
     def level(self) -> str:
-        """``"network"`` (records are architectures) or ``"block"`` (records are blocks)."""
+        """``"network"`` (records are architectures), ``"block"`` (blocks) or ``"features"`` (feature rows)."""
         return self.header.get("level", "network")
+
+    @property
+    def feature_names(self) -> list[str]:
+        """The feature columns of a feature-row profile."""
+        if self.level != "features":
+            raise ProfileError(f"{self._where()} is a {self.level} profile: it holds no feature rows")
+        return list(self.header["features"])
+
+    def feature_matrix(self, names: Sequence[str] | None = None) -> np.ndarray:
+        """The rows' features (one column per name of ``names``, default every feature column)."""
+        names = self.feature_names if names is None else list(names)
+        unknown = [name for name in names if name not in self.feature_names]
+        if unknown:
+            raise ProfileError(f"{self._where()}: no feature column(s) {unknown}; its feature columns are "
+                               f"{self.feature_names}")
+        return np.array([[float(r["features"][name]) for name in names] for r in self.records], dtype=np.float64)
 
     def archs(self) -> list:
         if self.level != "network":
-            raise ProfileError(f"{self._where()} is a {self.level} profile: its records are blocks, not "
-                               f"architectures (use blocks())")
+            raise ProfileError(f"{self._where()} is a {self.level} profile: its records are "
+                               f"{'blocks' if self.level == 'block' else 'feature rows'}, not architectures")
         return [self.space.parse(r["arch"]) for r in self.records]
 
     def blocks(self) -> list[BlockSpec]:
@@ -236,14 +283,23 @@ def _check_header(header: dict, path: Path) -> None:
         raise ProfileError(f"{path}:1: header lacks {missing}")
     if header.get("level", "network") not in LEVELS:
         raise ProfileError(f"{path}:1: header level {header.get('level')!r} unknown; allowed: {LEVELS}")
+    if header.get("level") == "features":
+        names = header.get("features")
+        if not (isinstance(names, list) and names and all(isinstance(n, str) and n for n in names)
+                and len(set(names)) == len(names)):
+            raise ProfileError(f"{path}:1: a feature-row profile's header lists its feature columns as distinct "
+                               f"non-empty names (\"features\"), got {names!r}")
     if header["schema_version"] != SCHEMA_VERSION:
         raise ProfileError(f"{path}:1: schema_version {header['schema_version']} is not supported "
                            f"(this package reads version {SCHEMA_VERSION})")
 
 
-def _check_record(record: dict, number: int, path: Path, level: str = "network") -> None:
+def _check_record(record: dict, number: int, path: Path, level: str = "network",
+                  features: Sequence[str] = ()) -> None:
     if level == "block":
         _check_block_record(record, number, path)
+    elif level == "features":
+        _check_feature_record(record, number, path, features)
     elif record.get("kind") != "measurement":
         raise ProfileError(f"{path}:{number}: expected a measurement record (\"kind\": \"measurement\")")
     for key in ("arch", "latency_ms") if level == "network" else ("latency_ms",):
@@ -285,6 +341,19 @@ def _check_labels(record: dict, number: int, path: Path, level: str) -> None:
                                       f"metric, and the reference times of corrected metrics) must be a finite "
                                       f"number {'>= 0' if zero_allowed else '> 0'}" if latency
                                       else "statistics must be finite numbers"))
+
+
+def _check_feature_record(record: dict, number: int, path: Path, features: Sequence[str]) -> None:
+    if record.get("kind") != "row":
+        raise ProfileError(f"{path}:{number}: a feature-row profile holds row records (\"kind\": \"row\")")
+    values = record.get("features")
+    if not isinstance(values, dict) or sorted(values) != sorted(features):
+        raise ProfileError(f"{path}:{number}: a row's features must map exactly the header's feature columns "
+                           f"{list(features)} to numbers")
+    bad = [name for name, value in values.items()
+           if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)]
+    if bad:
+        raise ProfileError(f"{path}:{number}: feature(s) {bad} are not finite numbers")
 
 
 def _check_block_record(record: dict, number: int, path: Path) -> None:
@@ -339,10 +408,10 @@ def parse_profile(text: str, path: str | os.PathLike, allow_partial_last_line: b
         if not line.strip():
             continue
         record = _parse_line(line, number, path)
-        _check_record(record, number, path, level)
+        _check_record(record, number, path, level, header.get("features") or ())
         records.append(record)
     profile = Profile(header, records, path)
-    if level == "block":
+    if level != "network":
         return profile
     for number, record in enumerate(records, start=2):
         try:

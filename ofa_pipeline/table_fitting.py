@@ -31,9 +31,8 @@ def feature_column_list(value) -> list[str]:
 
 
 def run_table(args, out: Path, plot_path: Path, json_path: Path) -> dict:
-    from hardware_profiles.imports.table import read_table, table_features, table_records
-    from hardware_profiles.imports.common import load_space, profile_header
-    from hardware_profiles.dataset import Profile
+    from hardware_profiles.imports.table import check_row_naming, table_profile
+    from hardware_profiles.imports.common import load_space
     from ofa.validation import check_input_file, check_output_path
     from predictors import core
     from predictors.estimators import FEATURE_LATENCY_MODELS, LATENCY_MODELS, make_latency_model
@@ -42,8 +41,8 @@ def run_table(args, out: Path, plot_path: Path, json_path: Path) -> dict:
 
     # a JSONL profile with --feature-columns alone: its records' numeric fields are the features
     # (an imported Vitis AI profile's mem_io_mb, workload_gop, runs; macs, params)
-    of_profile = (Path(args.profile).is_file() and not is_table(args.profile) and bool(args.feature_columns)
-                  and not args.latency_column and not args.arch_column)
+    of_profile = (Path(args.profile).is_file() and not is_table(args.profile) and not args.latency_column
+                  and not args.arch_column and (bool(args.feature_columns) or is_feature_profile(args.profile)))
     if Path(args.profile).is_file() and not is_table(args.profile) and not of_profile:
         raise ConfigError(f"--latency-column and --arch-column describe a table (CSV/TSV); --profile {args.profile} "
                           f"is not one (fit a JSONL profile without them, or on its records' numeric fields with "
@@ -63,24 +62,26 @@ def run_table(args, out: Path, plot_path: Path, json_path: Path) -> dict:
     check_output_path(json_path, inputs + [("the --out", out), ("the --plot", plot_path)], kind=("json",),
                       overwrite=args.overwrite, name="--metrics-json")
     features = feature_column_list(args.feature_columns)
-    if features and args.arch_column:
-        raise ConfigError("give --feature-columns (free features) or --arch-column (architectures), not both")
     device = args.device or source.stem
     unit = args.unit or "ms"
     space = load_space(args.space) if args.space else None
     if of_profile:
-        X, y, header = profile_features(source, features, args.metric, args.statistic)
+        X, y, header, features = profile_features(source, features, args.metric, args.statistic)
         device = args.device or header["device"]
         args.latency_column = header["label"]  # what the report names as the label
     else:
-        table = read_table(source)
+        # the one table reader that ofa-import-profile --format table writes profiles with
+        check_row_naming(space, args.arch_column, None, features)
+        profile = table_profile(source, space, device, latency=args.latency_column, std=args.std_column,
+                                arch_column=args.arch_column, feature_columns=features or None, unit=unit,
+                                merge_duplicates=getattr(args, "merge_duplicates", False))
         header = {"device": device, "backend": "table", "source": source.name,
                   "latency_column": args.latency_column, "std_column": args.std_column, "unit": unit}
+        if features:
+            X, y = profile.feature_matrix(features), profile.latencies("latency_ms", "median")
     if features:
         from predictors.tabular import fit_feature_predictor
 
-        if not of_profile:
-            X, y = table_features(table, features, args.latency_column, unit=unit)
         train, test = _split(len(y), args.test_fraction, args.seed)
         predictor = fit_feature_predictor(X[train], y[train], features, space=space, model=args.model, cv=args.cv,
                                           random_state=args.seed, device=device, profile_header=header,
@@ -94,14 +95,6 @@ def run_table(args, out: Path, plot_path: Path, json_path: Path) -> dict:
         predict, interval = predictor.predict_features, predictor.predict_interval_features
         what = "rows"
     else:
-        if space is None:
-            raise ConfigError("a table whose rows name architectures needs --space (the space they belong to); "
-                              "for free feature columns give --feature-columns")
-        level, records = table_records(table, space, latency=args.latency_column, std=args.std_column,
-                                       arch_column=args.arch_column, unit=unit,
-                                       merge_duplicates=getattr(args, "merge_duplicates", False))
-        profile = Profile(profile_header(level, space, device=device, backend="table",
-                                         protocol={"tool": "table", **header}, source=source.name), records, None)
         profile, X, y = core.profile_targets(profile, "latency_ms", "median")
         train, test = _split(len(y), args.test_fraction, args.seed)
         predictor = core.fit_latency_predictor(core.subset_profile(profile, train), model=args.model,
@@ -119,10 +112,23 @@ def run_table(args, out: Path, plot_path: Path, json_path: Path) -> dict:
                    plot_path, json_path, str(source))
 
 
+def is_feature_profile(path) -> bool:
+    """Whether ``path`` is a feature-row profile (``ofa-import-profile --format table --feature-columns``)."""
+    import json
+
+    try:
+        with open(path, encoding="utf-8") as handle:
+            header = json.loads(handle.readline())
+    except (OSError, UnicodeDecodeError, ValueError):
+        return False
+    return isinstance(header, dict) and header.get("level") == "features"
+
+
 def profile_features(path, features: list[str], metric: str | None, statistic: str | None):
-    """``(X, y, header)`` of a profile fitted on its records' numeric fields: ``X`` the named
-    fields of every record (each a finite number in every record, else every record lacking
-    one is named), ``y`` the label (the profile's default unless ``metric``/``statistic``)."""
+    """``(X, y, header, features)`` of a profile fitted on numeric features: a feature-row
+    profile's feature columns (default: all of them), or the named numeric fields of every
+    record of another profile (each a finite number in every record, else every record lacking
+    one is named); ``y`` the label (the profile's default unless ``metric``/``statistic``)."""
     import math
 
     import numpy as np
@@ -133,6 +139,11 @@ def profile_features(path, features: list[str], metric: str | None, statistic: s
 
     profile = read_profile(path)
     metric, statistic = core.resolve_label(profile, metric, statistic)
+    header = {"device": profile.device, "backend": profile.header.get("backend"), "source": Path(path).name,
+              "label": f"{metric}.{statistic}"}
+    if profile.level == "features":
+        features = features or profile.feature_names
+        return profile.feature_matrix(features), profile.latencies(metric, statistic), header, features
     records = [r for r in profile.records if not str(r.get("key", "")).startswith("null:")]
     problems = []
     for name in features:
@@ -147,9 +158,7 @@ def profile_features(path, features: list[str], metric: str | None, statistic: s
         raise DataError(f"{path}: " + "; ".join(problems) + f"; numeric fields of its first record: {numeric}")
     X = np.array([[float(r[name]) for name in features] for r in records])
     y = np.array([float(r[metric][statistic]) for r in records])
-    header = {"device": profile.device, "backend": profile.header.get("backend"), "source": Path(path).name,
-              "label": f"{metric}.{statistic}"}
-    return X, y, header
+    return X, y, header, features
 
 
 def _split(n: int, test_fraction: float, seed: int):

@@ -22,7 +22,7 @@ from ofa.io import atomic_write_text
 from ofa.spaces import BlockSpec, MBConvBlock, NullBlock, SearchSpace, block_from_dict, block_from_key, resolve_space
 from ofa.validation import PathError
 
-from ..dataset import Profile, make_block_header, make_header, parse_profile
+from ..dataset import Profile, make_block_header, make_feature_header, make_header, parse_profile
 
 PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 # Effective throughput (MACs x batch size per second of latency) of every device this package
@@ -627,9 +627,14 @@ def profile_header(level: str, space: SearchSpace, *, device: str, backend: str,
                                **({"host": host} if host is not None else {})}, "profile settings", problems)
     if problems:
         raise ConfigError("; ".join(problems.messages))
-    make = make_block_header if level == "block" else make_header
     if merged:
         extra["merged"] = merged
+    if level == "features":  # rows of the user's own columns: the space is optional
+        return make_feature_header(space, extra.pop("features"), str(device), str(backend), str(backend_version),
+                                   threads=settings["threads"], batch_size=settings["batch_size"],
+                                   precision=str(precision), protocol=protocol or {},
+                                   host=host or {"device": str(device)}, imported=True, **extra)
+    make = make_block_header if level == "block" else make_header
     return make(space, str(device), str(backend), str(backend_version), threads=settings["threads"],
                 batch_size=settings["batch_size"], precision=str(precision), protocol=protocol or {},
                 host=host or {"device": str(device)}, imported=True, **extra)

@@ -14,12 +14,16 @@ and how each row names what it measured:
   network profile (used when every gene column is present);
 * ``block_column``: a cell holding a block key (``BlockSpec.key``) -> a block
   profile;
-* free feature columns (:func:`table_features`): not a profile; fit a
-  predictor on them directly (``tools/fit_predictor.py --profile table.csv
-  --feature-columns ...``).
+* ``feature_columns``: the user's own numeric columns (HAT's latency datasets,
+  a spreadsheet) -> a feature-row profile (level ``features``), one record per
+  row as it is; a space is optional.
+
+:func:`table_profile` is the one reader of every kind: ``ofa-import-profile
+--format table`` writes what it returns and ``ofa-fit-predictor --profile
+table.csv`` fits on it, so whatever one accepts the other does.
 
 Rows that measure the same architecture (block) are samples of it: one record
-with their statistics. Blank lines and lines starting with ``#`` are skipped.
+with their statistics (feature rows are kept row by row, as a fit uses them). Blank lines and lines starting with ``#`` are skipped.
 Every problem is an :class:`ImportFormatError` naming the file and line.
 """
 
@@ -276,24 +280,76 @@ def table_records(table: LatencyTable, space: SearchSpace, *, latency: str, std:
     return level, records
 
 
+def check_row_naming(space, arch_column: str | None = None, block_column: str | None = None,
+                     feature_columns: Sequence[str] | None = None) -> str:
+    """How a table's rows say what they measured (``"arch"``, ``"block"``, ``"genes"`` or
+    ``"features"``), checked before the table is read: one way at most, and a space for
+    every way but free feature columns."""
+    given = [name for name, value in (("an architecture column", arch_column), ("a block column", block_column),
+                                      ("feature columns", feature_columns)) if value]
+    if len(given) > 1:
+        raise ConfigError(f"a table's rows name what they measured in one way; got {' and '.join(given)}: give an "
+                          f"architecture column (JSON), a block column (block keys), gene columns (the default) "
+                          f"or free feature columns")
+    naming = "arch" if arch_column else "block" if block_column else "features" if feature_columns else "genes"
+    if naming != "features" and space is None:
+        raise ConfigError("a table whose rows name architectures or blocks needs a space (--space: the space they "
+                          "belong to); for free feature columns give --feature-columns")
+    return naming
+
+
+def feature_records(table: LatencyTable, features: Sequence[str], *, latency: str, std: str | None = None,
+                    runs: str | None = None, unit: str = "ms") -> list[dict]:
+    """One row record per table row: its named feature columns (any finite numbers) and its
+    latency statistics; every bad cell of every row is reported at once."""
+    if not features:
+        raise ImportFormatError("name at least one feature column")
+    problems = Problems()
+    columns = {}
+    for name in features:
+        with problems.collect():
+            columns[name] = table.numbers(name, "feature", positive=False)
+    y = s = n = None
+    with problems.collect():
+        y, s, n = table_latencies(table, latency, std, runs, unit)
+    problems.raise_any()
+    records = []
+    for r, line in enumerate(table.lines):
+        stats = pooled_stats([float(y[r])], [float(s[r]) if s is not None else None],
+                             [int(n[r]) if n is not None else None])
+        records.append({"kind": "row", "features": {name: float(columns[name][r]) for name in features},
+                        "latency_ms": stats, "source": {"file": table.path.name, "lines": [line]}})
+    return records
+
+
 def table_profile(path, space, device: str, *, latency: str, std: str | None = None, runs: str | None = None,
-                  arch_column: str | None = None, block_column: str | None = None, unit: str = "ms",
+                  arch_column: str | None = None, block_column: str | None = None,
+                  feature_columns: Sequence[str] | None = None, unit: str = "ms",
                   backend: str = "table", backend_version: str = "unknown", precision: str = "fp32",
                   threads: int = 1, batch_size: int = 1, delimiter: str | None = None,
                   merge_duplicates: bool = False) -> Profile:
-    """The profile a table describes, in memory (nothing written): what
-    ``fit_predictor.py --profile table.csv`` fits on."""
+    """The profile a table describes, in memory (nothing written): what ``ofa-import-profile
+    --format table`` writes and ``ofa-fit-predictor --profile table.csv`` fits on. With
+    ``feature_columns`` a feature-row profile (``space`` optional), else a network or block
+    profile of ``space``."""
+    naming = check_row_naming(space, arch_column, block_column, feature_columns)
     table = read_table(path, delimiter)
-    space = load_space(space)
+    space = load_space(space) if space is not None else None
+    protocol = {"tool": "table import", "latency_column": latency, "std_column": std, "runs_column": runs,
+                "unit": unit}
+    if naming == "features":
+        records = feature_records(table, list(feature_columns), latency=latency, std=std, runs=runs, unit=unit)
+        header = profile_header("features", space, device=device, backend=backend, backend_version=backend_version,
+                                threads=threads, batch_size=batch_size, precision=precision, protocol=protocol,
+                                source=str(Path(path).name), features=list(feature_columns))
+        return Profile(header, records, None)
     level, records = table_records(table, space, latency=latency, std=std, runs=runs, arch_column=arch_column,
                                    block_column=block_column, unit=unit, merge_duplicates=merge_duplicates)
     merged = [{"key": str(r.get("key") or r["arch"]), "sources": [where(table.path, line)
                                                                      for line in r["source"]["lines"]]}
               for r in records if len(r["source"]["lines"]) > 1]
     header = profile_header(level, space, device=device, backend=backend, backend_version=backend_version,
-                            threads=threads, batch_size=batch_size, precision=precision,
-                            protocol={"tool": "table import", "latency_column": latency, "std_column": std,
-                                      "runs_column": runs, "unit": unit},
+                            threads=threads, batch_size=batch_size, precision=precision, protocol=protocol,
                             source=str(Path(path).name), merged=merged)
     return Profile(header, records, None)
 
@@ -304,7 +360,8 @@ def import_table(path, out, space, device: str, *, overwrite: bool = False, on_i
     ``out`` may not be the table (nor a space file), even with ``overwrite``."""
     from .common import check_not_an_input
 
-    reads = [("the table", Path(path))] + ([("the --space file", space_file(space))] if space_file(space) else [])
+    reads = [("the table", Path(path))] + ([("the --space file", space_file(space))]
+                                           if space is not None and space_file(space) else [])
     check_not_an_input(out, reads)
     profile = table_profile(path, space, device, **options)
     return write_profile(out, profile.header, profile.records, overwrite=overwrite, reads=reads,

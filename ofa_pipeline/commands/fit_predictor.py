@@ -117,9 +117,11 @@ def check_paths(args, out: Path, plot_path: Path, json_path: Path) -> None:
 
 
 def _is_table(path) -> bool:
+    """A latency table, or a feature-row profile imported from one: fitted by ofa_pipeline.table_fitting."""
     from hardware_profiles.imports.table import is_table
+    from ofa_pipeline.table_fitting import is_feature_profile
 
-    return Path(path).is_file() and is_table(path)
+    return Path(path).is_file() and (is_table(path) or is_feature_profile(path))
 
 
 def run(args) -> dict:

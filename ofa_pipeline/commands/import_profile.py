@@ -37,8 +37,9 @@ The same architecture or block measured twice (rows, entries, tables, runs) is
 refused unless --merge-duplicates (then pooled as samples, and listed). Latencies
 whose magnitude does not fit the networks' MACs (microseconds or seconds read as
 milliseconds) are warned about, or refused with --refuse-implausible. A table of free
-feature columns is not a profile: fit on it directly with
-``tools/fit_predictor.py --profile table.csv --latency-column ... --feature-columns ...``.
+feature columns (--feature-columns, e.g. HAT's latency datasets) imports to a feature-row
+profile; the table reader is the one ``ofa-fit-predictor --profile table.csv`` uses, so a
+table one accepts the other does.
 """
 
 from __future__ import annotations
@@ -64,6 +65,7 @@ OPTION_FORMATS = {
     "precision": ("table", "ofa-lut", "vitis-ai"), "skip_outside_space": ("vitis-ai",), "threads": ("table", "ofa-lut"),
     "batch_size": ("table", "ofa-lut"), "latency_column": ("table",), "std_column": ("table",),
     "runs_column": ("table",), "unit": ("table",), "arch_column": ("table",), "block_column": ("table",),
+    "feature_columns": ("table",),
     "delimiter": ("table",), "statistic": ("ofa-lut --export",), "bundle": ("benchncnn",),
     "merge_duplicates": IMPORTS, "refuse_implausible": IMPORTS,
 }
@@ -100,6 +102,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--unit", type=choice(("ms", "us", "s")), help="table: latency unit (ms)")
     p.add_argument("--arch-column", help="table: column holding each row's architecture (JSON)")
     p.add_argument("--block-column", help="table: column holding each row's block key (a block profile)")
+    p.add_argument("--feature-columns", action="append",
+                   help="table: the rows' own numeric columns (comma-separated or repeated; HAT's latency "
+                        "datasets): a feature-row profile, --space optional")
     p.add_argument("--delimiter", help="table: cell delimiter (default: tab for .tsv or a tab header, else , or ;)")
     # ofa-lut
     p.add_argument("--export", action="store_true",
@@ -142,7 +147,12 @@ def check_arguments(args) -> list[Path]:
         raise ConfigError(f"--format {args.format}{' --export' if args.export else ''} takes one input file, got "
                           f"{len(args.inputs)}")
     if args.format == "table":
-        _require(args, ("space", "device", "latency_column"))
+        from hardware_profiles.imports.table import check_row_naming
+        from ofa_pipeline.table_fitting import feature_column_list
+
+        args.feature_columns = feature_column_list(args.feature_columns) or None
+        _require(args, ("device", "latency_column"))
+        check_row_naming(args.space, args.arch_column, args.block_column, args.feature_columns)
     elif args.format == "ofa-lut" and not args.export:
         _require(args, ("space", "device"))
     elif args.format == "benchncnn":
@@ -213,7 +223,8 @@ def _import(args, inputs, common, duplicates):
 
         return import_table(inputs[0], args.out, args.space, args.device, overwrite=args.overwrite,
                             latency=args.latency_column, std=args.std_column, runs=args.runs_column,
-                            arch_column=args.arch_column, block_column=args.block_column, unit=args.unit or "ms",
+                            arch_column=args.arch_column, block_column=args.block_column,
+                            feature_columns=args.feature_columns, unit=args.unit or "ms",
                             backend=args.backend or "table", delimiter=args.delimiter, **common, **duplicates)
     if args.format == "vitis-ai":
         from hardware_profiles.imports.vitis_ai import import_vitis_ai
