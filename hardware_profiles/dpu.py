@@ -76,9 +76,10 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Iterable
 
-from ofa.errors import ConfigError
+from ofa.errors import ConfigError, UnsupportedPrecisionError
 from ofa.spaces.blocks import (BlockSpec, ClassifierHeadBlock, CrossKVBlock, DecoderLayerBlock, DecoderStepBlock,
                                EmbeddingBlock, EncoderLayerBlock, MBConvBlock, OutputBlock, StemBlock)
+from ofa.spaces.precision import FLOAT_BITS
 
 from .config_files import CONFIG_DIR, read_config_json
 
@@ -679,9 +680,23 @@ PLANNERS = {StemBlock: _plan_stem, MBConvBlock: _plan_mbconv, ClassifierHeadBloc
 
 @functools.lru_cache(maxsize=65536)
 def _simulate(block: BlockSpec, config: DPUConfig) -> DPUResult:
+    check_precision(block.layers(), config)
     plan = BlockPlan(config)
     PLANNERS.get(type(block), _plan_layers)(plan, block)
     return plan.result()
+
+
+def check_precision(layers, config: DPUConfig) -> None:
+    """The DPU runs int8 (``data_bits``) only: a layer quantised to other bits is a named error
+    (floating-point layers are quantised to int8 by the vendor flow, as always)."""
+    for layer in layers:
+        for name in ("weight_bits", "activation_bits"):
+            bits = getattr(layer, name)
+            if bits not in (config.data_bits, FLOAT_BITS):
+                raise UnsupportedPrecisionError(
+                    f"layer {layer.name!r}: {name} = {bits} is not allowed on the DPU model {config.name!r}: it runs "
+                    f"int{config.data_bits} only (floating-point layers are quantised to int{config.data_bits}); "
+                    f"price mixed precision on fpga-bitserial or asic-bitfusion")
 
 
 def simulate_block(block: BlockSpec, config: "DPUConfig | str | dict" = DEFAULT_DPU) -> DPUResult:
@@ -709,6 +724,8 @@ def simulate_layers(layers, config: "DPUConfig | str | dict" = DEFAULT_DPU) -> D
     """Layers (:class:`~ofa.spaces.LayerShape`) run as one chain plus the task overhead: for
     spaces without block specs. Not cached."""
     config = load_dpu(config)
+    layers = list(layers)
+    check_precision(layers, config)
     plan = BlockPlan(config)
     _plan_chain(plan, layers)
     if not plan.ops:

@@ -7,7 +7,9 @@
 ``mobile-ncnn``    ncnn (the mobile runtime) on a pnnx-converted model
 ``fpga-scalesim``  SCALE-Sim cycle-level systolic-array simulation
 ``fpga-analytical``  closed-form systolic-array model (fast, same configs)
-``fpga-dpu``       analytical model of a DPUCZDX8G-class CNN accelerator
+``fpga-dpu``       analytical model of a DPUCZDX8G-class CNN accelerator (int8 only)
+``fpga-bitserial``  BISMO-style bit-serial overlay: latency ~ weight bits x activation bits
+``asic-bitfusion``  Bit Fusion-style array of fusible 2/4/8-bit units
 =================  ======================================================
 
 Each backend module imports its runtime only when used, so listing or
@@ -34,6 +36,8 @@ BACKENDS: dict[str, str] = {
     "fpga-scalesim": "hardware_profiles.backends.fpga_scalesim:ScaleSimBackend",
     "fpga-analytical": "hardware_profiles.backends.fpga_analytical:AnalyticalSystolicBackend",
     "fpga-dpu": "hardware_profiles.backends.fpga_dpu:DPUBackend",
+    "fpga-bitserial": "hardware_profiles.backends.bit_accelerators:BitSerialBackend",
+    "asic-bitfusion": "hardware_profiles.backends.bit_accelerators:BitFusionBackend",
 }
 
 
