@@ -13,8 +13,10 @@ before constructing anything, so a hostile file cannot run code.
 
 from __future__ import annotations
 
+import importlib.abc
 import json
 import os
+import sys
 import zipfile
 from pathlib import Path
 
@@ -61,6 +63,36 @@ TRUSTED_TYPES = [
 ]
 
 
+class _RefuseTorch(importlib.abc.MetaPathFinder):
+    """An import finder that reports torch as missing (see :func:`_skops_io`)."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name == "torch" or name.startswith("torch."):
+            raise ModuleNotFoundError(f"{name} is not needed to read or write a predictor", name=name)
+        return None
+
+
+def _skops_io():
+    """``skops.io``, imported without loading torch.
+
+    Importing ``skops.io`` lists every scikit-learn estimator by walking sklearn's packages, which
+    imports sklearn's bundled array-API adapter for torch, and with it torch (seconds, for a file of
+    trees). The walk skips a package whose import fails, so while skops loads, torch reads as missing;
+    a process that has already imported torch keeps it.
+    """
+    if "skops.io" in sys.modules or "torch" in sys.modules:
+        import skops.io
+
+        return skops.io
+    finder = _RefuseTorch()
+    sys.meta_path.insert(0, finder)
+    try:
+        import skops.io
+    finally:
+        sys.meta_path.remove(finder)
+    return skops.io
+
+
 def _versions() -> dict:
     import numpy
     import sklearn
@@ -73,11 +105,10 @@ def _versions() -> dict:
 
 
 def dump_predictor_bytes(estimator, meta: dict) -> bytes:
-    import skops.io
-
+    skops_io = _skops_io()
     meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "versions": _versions(), **meta}
     # Deflate: the JSON schema of a few hundred trees is large and compresses ~10x.
-    return skops.io.dumps({"estimator": estimator, "meta": json.dumps(meta, sort_keys=True)},
+    return skops_io.dumps({"estimator": estimator, "meta": json.dumps(meta, sort_keys=True)},
                           compression=zipfile.ZIP_DEFLATED, compresslevel=9)
 
 
@@ -88,14 +119,14 @@ def save_predictor_file(path: str | os.PathLike, estimator, meta: dict) -> Path:
 
 def load_predictor_file(path: str | os.PathLike) -> tuple[object, dict]:
     """``(estimator, meta)`` of a predictor file, refusing untrusted content."""
-    import skops.io
+    skops_io = _skops_io()
 
     path = Path(path)
     if not path.is_file():
         raise PredictorError(f"no predictor file at {path}")
     data = path.read_bytes()
     try:
-        untrusted = skops.io.get_untrusted_types(data=data)
+        untrusted = skops_io.get_untrusted_types(data=data)
     except Exception as error:  # not a zip, or not a skops file
         raise PredictorError(f"{path} is not a predictor file (skops format): {error}") from None
     refused = sorted(set(untrusted) - set(TRUSTED_TYPES))
@@ -103,7 +134,7 @@ def load_predictor_file(path: str | os.PathLike) -> tuple[object, dict]:
         raise PredictorError(f"{path} contains object types this package does not trust: {refused}; "
                              f"only predictors saved by predictor.save() can be loaded")
     try:
-        content = skops.io.loads(data, trusted=TRUSTED_TYPES)
+        content = skops_io.loads(data, trusted=TRUSTED_TYPES)
     except Exception as error:
         raise PredictorError(f"{path} could not be read as a predictor: {error}") from None
     if not isinstance(content, dict) or set(content) != {"estimator", "meta"}:

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 from pathlib import Path
 from typing import Any, Callable
@@ -23,6 +24,9 @@ from .transformer import TransformerArch, TransformerSpace
 SPACE_TYPES: dict[str, type[SearchSpace]] = {}
 # other files that hold a space (``.pt`` training checkpoints: registered by ofa.training.checkpoint)
 SPACE_FILE_LOADERS: dict[str, Callable[[Path], SearchSpace]] = {}
+# the module that registers each file loader, imported on the first file of its kind (it needs torch,
+# which a preset or a JSON space does not)
+SPACE_FILE_LOADER_MODULES = {".pt": "ofa.training.checkpoint"}
 PRESETS: dict[str, Callable[[], SearchSpace]] = {}
 
 
@@ -79,6 +83,8 @@ def resolve_space(spec: "str | dict | SearchSpace | Path") -> SearchSpace:
     if not path.is_file():
         raise ConfigError(f"{spec!r} is neither a space preset ({list_spaces()}) nor a space file "
                           f"(.json/.yaml) nor a checkpoint (.pt)")
+    if path.suffix in SPACE_FILE_LOADER_MODULES and path.suffix not in SPACE_FILE_LOADERS:
+        importlib.import_module(SPACE_FILE_LOADER_MODULES[path.suffix])
     if path.suffix in SPACE_FILE_LOADERS:
         return SPACE_FILE_LOADERS[path.suffix](path)
     text = path.read_text()

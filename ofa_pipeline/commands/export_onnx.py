@@ -22,7 +22,6 @@ import sys
 from pathlib import Path
 
 from ofa.errors import ConfigError, OFAError
-from ofa.export import DEFAULT_OPSET, check_opset
 from ofa.validation import ArgumentParser, check_input_file, check_output_path, positive_int
 from ofa.io import atomic_write_json
 
@@ -46,7 +45,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--supernet", required=True, help="supernet checkpoint (final.pt of train_supernet.py)")
     parser.add_argument("--arch", required=True, help="architecture JSON file")
     parser.add_argument("--out", required=True, help="ONNX file to write (other files go next to it)")
-    parser.add_argument("--opset", type=int, default=DEFAULT_OPSET, help="ONNX opset (default %(default)s)")
+    # the default is ofa.export.DEFAULT_OPSET, read in main: importing ofa.export here would load torch for --help
+    parser.add_argument("--opset", type=int, default=None, help="ONNX opset (default: ofa.export.DEFAULT_OPSET)")
     parser.add_argument("--data", default=None, help="data set for BN re-calibration and INT8 calibration "
                         "(default: the one the supernet was trained on)")
     parser.add_argument("--calib-images", type=positive_int, default=2000, help="BN re-calibration images")
@@ -65,7 +65,11 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     try:
         from ofa_pipeline.deploy import checkpoint_data, deploy_subnet
+        from ofa.export import DEFAULT_OPSET, check_opset
         from ofa.training import load_supernet
+
+        if args.opset is None:
+            args.opset = DEFAULT_OPSET
 
         out = Path(args.out)
         if out.suffix != ".onnx":
