@@ -58,6 +58,8 @@ from __future__ import annotations
 
 import functools
 import math
+
+import numpy as np
 from dataclasses import asdict, dataclass, field
 from typing import Iterable
 
@@ -314,6 +316,24 @@ def simulate_network(blocks, config) -> BitAcceleratorResult:
     return simulate_layers(layers, config)
 
 
+def latency_function(space, accelerator: "str | dict | BitSerialConfig | BitFusionConfig"):
+    """``genes -> latency in ms`` of every row on ``accelerator`` (a shipped name or a config), for
+    search budgets (:class:`ofa.search.Constraint`). Layer costs are cached, so a population costs
+    little more than building its block specs."""
+    if isinstance(accelerator, (BitSerialConfig, BitFusionConfig)):
+        config = accelerator
+    elif isinstance(BIT_ACCELERATORS.get(accelerator), BitFusionConfig) or (
+            isinstance(accelerator, dict) and "rows" in accelerator):
+        config = load_bit_accelerator(accelerator, BitFusionConfig)
+    else:
+        config = load_bit_accelerator(accelerator, BitSerialConfig)
+
+    def latency_ms(genes):
+        return np.array([simulate_network(space.blocks(arch), config).latency_ms for arch in space.from_genes(genes)])
+
+    return latency_ms
+
+
 __all__ = ["BIT_ACCELERATORS", "BitAcceleratorResult", "BitFusionConfig", "BitSerialConfig", "DEFAULT_BIT_FUSION",
            "DEFAULT_BIT_SERIAL", "FLOAT_LAYER_BITS", "LayerCost", "bit_fusion_layer", "bit_serial_layer",
-           "load_bit_accelerator", "run_bits", "simulate_layers", "simulate_network"]
+           "latency_function", "load_bit_accelerator", "run_bits", "simulate_layers", "simulate_network"]
