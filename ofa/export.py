@@ -11,6 +11,9 @@ measures is made exactly like the file a user ships:
 * :func:`convert_onnx_to_ncnn` - pnnx, ONNX to ncnn ``.param``/``.bin``;
 * :func:`build_tensorrt_engine` - the one TensorRT engine builder;
 * :func:`quantize_int8` - onnxruntime static INT8 post-training quantisation;
+* a fake-quantised mixed-precision subnet (``ofa.models.quantization``) exports through the same
+  :func:`export_onnx` as QuantizeLinear/DequantizeLinear pairs at each layer's precision;
+  ncnn and TensorRT refuse what they cannot express (:func:`check_runtime_precision`);
 * :func:`save_subnet_weights` / :func:`load_subnet_weights` - the static subnet's weights.
 
 Optional runtimes (pnnx, TensorRT) are imported lazily; a missing one raises
@@ -32,7 +35,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .errors import BackendUnavailableError, CheckpointError, ConfigError, DataError, OFAError
+from .errors import (BackendUnavailableError, CheckpointError, ConfigError, DataError, OFAError,
+                     UnsupportedPrecisionError)
 from .io import atomic_torch_save, atomic_write_bytes, load_plain_torch_file
 
 # Opset 17: HardSwish/HardSigmoid and LayerNormalization are native ops, and every
@@ -222,6 +226,35 @@ _PNNX_TYPES = {np.dtype("float32"): "f32", np.dtype("float16"): "f16", np.dtype(
                np.dtype("int32"): "i32"}
 
 
+# --- precision a runtime can express ----------------------------------------------------------------------
+# TensorRT runs explicit (Q/DQ) quantisation at 8 bits; ncnn's converter (pnnx) takes no Q/DQ graphs at all.
+RUNTIME_BITS = {"tensorrt": (8,), "ncnn": ()}
+
+
+def check_runtime_precision(model: nn.Module, runtime: str) -> None:
+    """Refuse a fake-quantised subnet whose precisions ``runtime`` cannot express
+    (:class:`~ofa.errors.UnsupportedPrecisionError` naming the layer and what the runtime runs)."""
+    from .models.quantization import quantized_convs
+
+    allowed = RUNTIME_BITS[runtime]
+    for name, conv in quantized_convs(model):
+        for what, bits in (("weight_bits", conv.weight_bits), ("activation_bits", conv.activation_bits)):
+            if bits not in allowed:
+                runs = (f"{', '.join(map(str, allowed))}-bit Q/DQ and floating point" if allowed
+                        else "floating point only")
+                raise UnsupportedPrecisionError(
+                    f"layer {name!r}: {what} = {bits} is not allowed on {runtime}: it runs {runs}; deploy the "
+                    f"mixed-precision subnet as QDQ ONNX (onnxruntime) or pick a precision it runs")
+
+
+def _onnx_has_qdq(path: Path) -> bool:
+    try:
+        import onnx
+    except ImportError:  # pragma: no cover - without onnx the converter reports the failure itself
+        return False
+    return any(node.op_type in ("QuantizeLinear", "DequantizeLinear") for node in onnx.load(str(path)).graph.node)
+
+
 def pnnx_input_arg(inputs: list[np.ndarray]) -> str:
     """pnnx's ``inputshape=`` argument, e.g. ``[1,3,32,32]f32,[1,16]i64``."""
     parts = []
@@ -235,7 +268,12 @@ def pnnx_input_arg(inputs: list[np.ndarray]) -> str:
 def convert_onnx_to_ncnn(onnx_path: Path, inputs: list[np.ndarray], out_dir: Path, stem: str = "model",
                          fp16_weights: bool = False) -> tuple[Path, Path]:
     """Run the pnnx converter; returns the ncnn (.param, .bin). Every file pnnx
-    writes goes into ``out_dir``."""
+    writes goes into ``out_dir``. A QDQ graph (a mixed-precision subnet) is refused: pnnx cannot
+    express QuantizeLinear/DequantizeLinear."""
+    if _onnx_has_qdq(Path(onnx_path)):
+        raise UnsupportedPrecisionError(f"{Path(onnx_path).name} holds QuantizeLinear/DequantizeLinear nodes (a "
+                                        f"fake-quantised subnet); ncnn runs floating point only here: convert the "
+                                        f"floating-point subnet instead")
     pnnx = require("pnnx", NCNN_INSTALL_HINT)
     out_dir, onnx_path = Path(out_dir).resolve(), Path(onnx_path).resolve()  # pnnx runs inside out_dir
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -300,6 +338,7 @@ def build_tensorrt_engine(static_model: nn.Module, batch_size: int = 1, precisio
     Returns the serialised engine and a report."""
     if precision not in ("fp32", "fp16"):
         raise ConfigError(f"TensorRT precision {precision!r} unknown; allowed: fp32, fp16")
+    check_runtime_precision(static_model, "tensorrt")
     trt = require_tensorrt()
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)

@@ -22,6 +22,18 @@ to the floating-point rounding of the sums.
   elsewhere.
 
 ``FLOAT_BITS`` (32) means no quantisation: the function is the identity.
+
+**ONNX export.** While ``torch.onnx.export`` traces a quantised network
+(``torch.onnx.is_in_onnx_export()``), the same values are computed with
+``torch.fake_quantize_per_channel_affine`` (weights, axis 0) and
+``torch.fake_quantize_per_tensor_affine`` (activations), which the exporter
+writes as ``QuantizeLinear`` / ``DequantizeLinear`` pairs (per-channel from
+opset 13; every opset the package exports, 14-20, has them). ONNX's integer
+types there are int8 and uint8 (int4 arrives with opset 21, which the
+exporter does not write), so a ``b``-bit tensor with ``b < 8`` is a ``Clip``
+to its ``b``-bit range followed by an int8 pair: the same grid of values, run
+by the runtime as int8. Weights need no clip: their per-channel scale maps
+them into ``-(2^(b-1) - 1) .. 2^(b-1) - 1`` already.
 """
 
 from __future__ import annotations
@@ -68,6 +80,10 @@ def fake_quantize_weight(weight: torch.Tensor, bits: int) -> torch.Tensor:
     """``weight`` rounded to ``bits`` bits per output channel; the identity at ``FLOAT_BITS``."""
     if bits == FLOAT_BITS:
         return weight
+    if torch.onnx.is_in_onnx_export():  # the same values as a QuantizeLinear / DequantizeLinear pair
+        scales = torch.tensor(weight_scales(weight, bits).flatten().tolist(), dtype=weight.dtype)  # constants
+        zero_points = torch.zeros(len(scales), dtype=torch.int32)
+        return torch.fake_quantize_per_channel_affine(weight, scales, zero_points, 0, -128, 127)
     scales = weight_scales(weight, bits)
     levels = weight_levels(bits)
     return torch.clamp(round_ste(weight / scales), -levels, levels) * scales
@@ -83,6 +99,12 @@ def fake_quantize_activation(x: torch.Tensor, step: torch.Tensor, bits: int, sig
     if bits == FLOAT_BITS:
         return x
     qn, qp = activation_range(bits, signed)
+    if torch.onnx.is_in_onnx_export():  # Clip to the b-bit range, then a QuantizeLinear / DequantizeLinear pair
+        scale = float(step.detach().abs().clamp_min(1e-8))
+        if bits < 8:  # at 8 bits the int8 / uint8 range is the range
+            x = torch.clamp(x, -qn * scale, qp * scale)
+        low, high = (0, 255) if (qn, qp) == (0, 255) else (-128, 127)
+        return torch.fake_quantize_per_tensor_affine(x, scale, 0, low, high)
     grad_factor = 1.0 / math.sqrt(max(1, x[0].numel()) * qp)
     step = _scale_gradient(step.abs().clamp_min(1e-8), grad_factor)
     return round_ste(torch.clamp(x / step, -qn, qp)) * step

@@ -1,0 +1,60 @@
+"""QDQ ONNX export of fake-quantised subnets, checked against PyTorch; ncnn and TensorRT refuse
+precisions they cannot express."""
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from ofa.errors import UnsupportedPrecisionError
+from ofa.export import PARITY_TOLERANCE, build_tensorrt_engine, check_runtime_precision, convert_onnx_to_ncnn, \
+    export_checked, onnxruntime_session
+from ofa.spaces import get_space
+from ofa.spaces.precision import FLOAT_BITS
+from ofa.supernets import create_supernet
+
+
+@pytest.fixture(scope="module")
+def quantized_subnets():
+    space = get_space("mbv3-small", weight_bits=(2, 4, 8), activation_bits=(2, 4, 8, FLOAT_BITS))
+    torch.manual_seed(0)
+    supernet = create_supernet(space)
+    out = {}
+    for wb, ab in [(8, 8), (4, 2), (2, FLOAT_BITS)]:
+        arch = space.uniform_precision(space.sample(rng=wb * ab), wb, ab)
+        supernet.train().set_active(arch)
+        supernet(3 * torch.randn(16, 3, arch.resolution, arch.resolution))  # step sizes and BN statistics
+        out[(wb, ab)] = supernet.extract(arch).eval()
+    return out
+
+
+@pytest.mark.parametrize("bits", [(8, 8), (4, 2), (2, FLOAT_BITS)])
+def test_qdq_export_matches_the_fake_quantised_subnet(quantized_subnets, bits, tmp_path):
+    static = quantized_subnets[bits]
+    report = export_checked(static, tmp_path / "model.onnx")  # raises beyond PARITY_TOLERANCE x max(1, |out|)
+    assert report["parity_max_abs_diff"] <= PARITY_TOLERANCE * report["output_max_abs"]
+    ops = [node.op_type for node in onnx.load(str(tmp_path / "model.onnx")).graph.node]
+    quantized_layers = 3 * len(static.blocks) - sum(block.expand is None for block in static.blocks)
+    weight_pairs = quantized_layers
+    activation_pairs = 0 if bits[1] == FLOAT_BITS else quantized_layers
+    assert ops.count("QuantizeLinear") == ops.count("DequantizeLinear") == weight_pairs + activation_pairs
+    # below 8 bits the activation range is a Clip before the int8 pair; at 8 bits the int8 range is the range
+    assert ops.count("Clip") == (activation_pairs if bits[1] < 8 else 0)
+    # the runtime's outputs on larger inputs still match
+    x = 3 * torch.randn(4, 3, static.arch.resolution, static.arch.resolution)
+    with torch.no_grad():
+        expected = static(x).numpy()
+    got = onnxruntime_session(tmp_path / "model.onnx").run(None, {"input": x.numpy()})[0]
+    assert np.max(np.abs(got - expected)) <= PARITY_TOLERANCE * max(1.0, float(np.abs(expected).max()))
+
+
+def test_ncnn_and_tensorrt_refuse_what_they_cannot_express(quantized_subnets, tmp_path):
+    static = quantized_subnets[(4, 2)]
+    export_checked(static, tmp_path / "model.onnx")
+    with pytest.raises(UnsupportedPrecisionError, match="ncnn runs floating point only"):
+        convert_onnx_to_ncnn(tmp_path / "model.onnx", [np.zeros((1, 3, 24, 24), np.float32)], tmp_path / "ncnn")
+    with pytest.raises(UnsupportedPrecisionError, match="weight_bits = 4 is not allowed on tensorrt"):
+        build_tensorrt_engine(static)
+    check_runtime_precision(quantized_subnets[(8, 8)], "tensorrt")  # 8-bit Q/DQ: TensorRT runs it
+    with pytest.raises(UnsupportedPrecisionError, match="on ncnn"):
+        check_runtime_precision(quantized_subnets[(8, 8)], "ncnn")
