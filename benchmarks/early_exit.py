@@ -20,6 +20,14 @@ benchmark
     nice -n 19 python benchmarks/early_exit.py --supernet runs/quickstart/supernet/final.pt
 
 Steps 1-2 are skipped when their outputs exist in ``--work``.
+
+``--family transformer``: per-token exits (CALM) on the default Transformer task
+(:func:`transformer_benchmark`): exact match and BLEU against the mean number of
+decoder layers per generated token, at several tolerances, against the same
+subnet without exits and the static subnets with fewer decoder layers.
+
+    nice -n 19 python benchmarks/early_exit.py --family transformer \
+        --supernet runs/tr-digits-bench/supernet/final.pt
 """
 
 from __future__ import annotations
@@ -38,14 +46,24 @@ import torch
 from _timing import environment, save
 
 EXITS = {"stages": [0, 1, 2], "width": 64}
+TRANSFORMER_EXITS = {"layers": [0, 1]}
+DEFAULTS = {"image": {"supernet": "runs/quickstart/supernet/final.pt", "work": "runs/early-exit-bench",
+                      "out": "benchmarks/results/early_exit.json"},
+            "transformer": {"supernet": "runs/tr-digits-bench/supernet/final.pt",
+                            "work": "runs/early-exit-transformer",
+                            "out": "benchmarks/results/early_exit_transformer.json"}}
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--supernet", default="runs/quickstart/supernet/final.pt",
-                        help="a finished supernet run without exits")
-    parser.add_argument("--work", default="runs/early-exit-bench")
+    parser.add_argument("--family", choices=sorted(DEFAULTS), default="image")
+    parser.add_argument("--supernet", help="a finished supernet run without exits (default: the family's)")
+    parser.add_argument("--work", help="where the exit phase and the profiles go (default: the family's)")
     parser.add_argument("--exit-epochs", type=int, default=3)
+    parser.add_argument("--exit-steps", type=int, default=400, help="transformer: steps of the exit phase")
+    parser.add_argument("--exit-lr", type=float, default=0.0005, help="transformer: learning rate of the exit phase")
+    parser.add_argument("--time-sentences", type=int, default=100,
+                        help="transformer: test sentences decoded one at a time for the measured CPU time")
     parser.add_argument("--tolerances", type=float, nargs="+", default=[0.01, 0.02, 0.05])
     parser.add_argument("--budget-fractions", type=float, nargs="+", default=[0.25, 0.5],
                         help="expected-latency budgets: the smallest static subnet's latency plus these fractions "
@@ -54,10 +72,15 @@ def main(argv=None) -> int:
     parser.add_argument("--candidates", type=int, default=16)
     parser.add_argument("--time-images", type=int, default=600, help="test images timed at batch 1")
     parser.add_argument("--batch", type=int, default=32)
-    parser.add_argument("--out", default="benchmarks/results/early_exit.json")
+    parser.add_argument("--out")
     args = parser.parse_args(argv)
+    for key, value in DEFAULTS[args.family].items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
     torch.set_num_threads(1)
     command = "nice -n 19 python benchmarks/early_exit.py " + shlex.join(argv if argv is not None else sys.argv[1:])
+    if args.family == "transformer":
+        return transformer_benchmark(args, command)
     work = Path(args.work)
     started = time.perf_counter()
 
@@ -154,6 +177,144 @@ def main(argv=None) -> int:
               "total_seconds": round(time.perf_counter() - started, 1), "rows": rows,
               "note": ("ms per image on onnxruntime CPU, one thread, each graph timed in turn batch by batch on "
                        "test images; 'exits' is the segment runner (Python between segments included)")}
+    save(result, args.out)
+    return 0
+
+
+def transformer_benchmark(args, command: str) -> int:
+    """Per-token exits on the default Transformer task (numbers as digits -> French words).
+
+    1. exits after decoder layers 0 and 1 are added to the finished supernet run ``--supernet`` and
+       trained for ``--exit-steps`` steps (CALM's weighted per-layer losses with self-distillation);
+    2. for two subnets with three decoder layers, the threshold is calibrated at each tolerance
+       (sequence risk: 1 - exact match against the full subnet, delta ``--delta``) on a random half of
+       the validation and test numbers pooled, and the other half is decoded with exits. Pooled,
+       because the guarantee assumes calibration and use to be drawn from one distribution, and the
+       two splits are not: each comes from its own held-out range of thousands blocks;
+    3. cpu-ort measures the decode-workload blocks these subnets run (with the exit checks and the
+       state propagation), a block-sum predictor prices the expected and worst-case latency of a
+       sentence, and the CPU time of greedy decoding in PyTorch (one sentence at a time, one thread)
+       is measured with exits and without."""
+    from _timing import time_alternately
+
+    from hardware_profiles import get_backend, profile_blocks
+    from hardware_profiles.protocol import MeasurementProtocol
+    from ofa.data.text import detokenize, pad_batch
+    from ofa.evaluation import translation_scores
+    from ofa.models.transformer import greedy_decode
+    from ofa.models.transformer_exits import greedy_decode_exits, sequence_losses
+    from ofa.search.transformer_exits import calibrate_decoder_threshold, decode_in_batches
+    from ofa.spaces.transformer_exits import DecoderExitConfig, decode_exit_blocks
+    from ofa.training.config import load_yaml
+    from ofa.training.progressive_shrinking import seed_exit_phase
+    from ofa.training.transformer import TransformerTrainer, load_trained
+    from predictors.blocks import fit_block_predictor
+    from predictors.exits import decoder_exit_latencies, expected_latency
+
+    work = Path(args.work)
+    started = time.perf_counter()
+    final = work / "final.pt"
+    if not final.is_file():
+        if not (work / "last.pt").is_file():
+            seed_exit_phase(args.supernet, work, TRANSFORMER_EXITS, {"steps": args.exit_steps, "lr": args.exit_lr})
+        TransformerTrainer(load_yaml(work / "config.yaml"), work, resume=True).run()
+    training = json.loads((work / "summary.json").read_text())
+    model, data = load_trained(final)
+    before, _ = load_trained(args.supernet)
+    space = model.space
+    exits = DecoderExitConfig.parse(space, TRANSFORMER_EXITS)
+    held_out = data.encode("val")[0] + data.encode("test")[0]
+    held_out_references = data.references("val") + data.references("test")
+    order = np.random.default_rng(0).permutation(len(held_out))
+    calibration_rows, test_rows = order[:len(order) // 2], order[len(order) // 2:]
+    calibration_src = pad_batch([held_out[i] for i in calibration_rows])
+    test_src = pad_batch([held_out[i] for i in test_rows])
+    references = [held_out_references[i] for i in test_rows]
+
+    def scores(tokens) -> dict:
+        hypotheses = [detokenize(data.tgt_vocab.decode(row), data.level) for row in tokens.tolist()]
+        return {k: round(v, 2) for k, v in translation_scores(hypotheses, references).items()}
+
+    def with_depth(arch, layers: int):
+        fields = arch.to_dict()
+        for key in ("decoder_ffn_dims", "decoder_self_heads", "decoder_cross_heads", "decoder_cross_layers"):
+            fields[key] = (list(fields[key]) * 3)[:layers]
+        return space.parse({**fields, "decoder_layers": layers})
+
+    subnets = {"largest": space.largest(), "small-3-layer-decoder": with_depth(space.smallest(), 3)}
+    # the lengths of the latency model: the test split's mean source and output lengths
+    full_outputs = {name: decode_in_batches(model.extract(arch).eval(), test_src) for name, arch in subnets.items()}
+    source_length = int(round(float(test_src.ne(0).sum(1).double().mean())))
+    target_length = int(round(float(next(iter(full_outputs.values())).ne(0).sum(1).double().mean())))
+    decode_space = space.replace(workload="decode")  # the workload is not part of the fingerprint
+    lengths = {"source_length": source_length, "target_length": target_length}
+    needed = {}
+    for arch in subnets.values():
+        for blocks in decode_exit_blocks(decode_space, exits, arch, **lengths) + [
+                decode_space.blocks(with_depth(arch, n), **lengths) for n in (1, 2, 3)]:
+            needed.update({block.key: block for _, block in blocks})
+    profile_path = work / "cpu-ort.decode.blocks.jsonl"
+    start = time.perf_counter()
+    backend = get_backend("cpu-ort", threads=1, protocol=MeasurementProtocol(warmup=2, runs=10))
+    profile_blocks(decode_space, backend, profile_path, blocks=list(needed.values()), progress=False)
+    profile_seconds = round(time.perf_counter() - start, 1)
+    predictor = fit_block_predictor(profile_path, space=decode_space)
+
+    rows = []
+    for name, arch in subnets.items():
+        static = model.extract(arch).eval()
+        full = full_outputs[name]
+        latency = decoder_exit_latencies(predictor, decode_space, exits, arch, **lengths)
+        baselines = {f"{n}-layer decoder": {"layers": n, **scores(decode_in_batches(
+            model.extract(with_depth(arch, n)).eval(), test_src)), "predicted_ms": decoder_exit_latencies(
+            predictor, decode_space, exits, with_depth(arch, n), **lengths)["static"]} for n in (1, 2)}
+        baselines["before the exit phase"] = {"layers": 3, **scores(decode_in_batches(before.extract(arch).eval(),
+                                                                                     test_src))}
+        full_scores = scores(full)
+        print(f"{name}: full subnet (3 layers per token) {full_scores}; {baselines}", flush=True)
+        for tolerance in args.tolerances:
+            start = time.perf_counter()
+            calibration = calibrate_decoder_threshold(static, calibration_src, tolerance, args.delta)
+            threshold = calibration.threshold
+            decoded = decode_in_batches(static, test_src, threshold)
+            distribution = decoded.exit_distribution()
+            subset = [test_src[i:i + 1, :int(test_src[i].ne(0).sum())] for i in range(args.time_sentences)]
+            timed = time_alternately({
+                "exits": lambda: [greedy_decode_exits(static, src, threshold) for src in subset],
+                "static": lambda: [greedy_decode(static, src) for src in subset]}, repeats=3, warmup=1)
+            row = {"subnet": name, "arch": arch.to_dict(), "tolerance": tolerance, "delta": args.delta,
+                   "threshold": threshold, "calibration": calibration.to_dict(),
+                   "test": {"adaptive": scores(decoded.tokens), "full": full_scores,
+                            "disagreement_with_full": float(sequence_losses(decoded.tokens, full).mean()),
+                            "mean_layers": round(decoded.mean_layers(), 3), "exit_distribution": distribution},
+                   "baselines": baselines,
+                   "predicted_ms": {"expected": expected_latency(distribution, latency["cumulative"]),
+                                    "worst_case": latency["worst_case"], "static": latency["static"],
+                                    "per_exit": latency["cumulative"]},
+                   "measured_cpu_ms_per_sentence": {k: v["cpu_ms"] / len(subset) for k, v in timed.items()},
+                   "seconds": round(time.perf_counter() - start, 1)}
+            rows.append(row)
+            t, p, m = row["test"], row["predicted_ms"], row["measured_cpu_ms_per_sentence"]
+            print(f"{name} tolerance {tolerance:g}: threshold {threshold:.4g}, exact match "
+                  f"{t['adaptive']['exact_match']}"
+                  f" (full {full_scores['exact_match']}), BLEU {t['adaptive']['bleu']} (full {full_scores['bleu']}),"
+                  f" {t['mean_layers']} layers/token, exits {[round(x, 3) for x in distribution]}, predicted "
+                  f"{p['expected']:.3f} / worst {p['worst_case']:.3f} / static {p['static']:.3f} ms, measured "
+                  f"{m['exits']:.2f} vs {m['static']:.2f} ms/sentence", flush=True)
+    result = {"command": command, "environment": environment(), "supernet": args.supernet, "exits": TRANSFORMER_EXITS,
+              "exit_phase": {"steps": args.exit_steps, "lr": args.exit_lr,
+                             "cpu_seconds": training["cpu_seconds_this_process"],
+                             "wall_seconds": training["seconds_this_process"],
+                             "validation": training["history"][-2:]},
+              "latency_model": {"source_length": source_length, "target_length": target_length,
+                                "label": predictor.label.name, "blocks_measured": len(needed),
+                                "block_profile_seconds": profile_seconds},
+              "total_seconds": round(time.perf_counter() - started, 1), "rows": rows,
+              "note": ("the validation and test splits (500 numbers each, from two held-out ranges) pooled and "
+                       "halved at random: calibration on one half, every figure on the other; predicted ms: "
+                       "block-sum predictor of cpu-ort decode blocks (one thread) "
+                       "for a sentence of the mean lengths; measured: process CPU time of PyTorch greedy decoding, "
+                       "one sentence at a time, one thread")}
     save(result, args.out)
     return 0
 

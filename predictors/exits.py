@@ -24,6 +24,17 @@ the exit rule on its output), so ``L_k`` gains ``k x call_overhead_ms``. It is
 0 by default (the formula above); measure it on the device by timing the
 segments with threshold 1 against the same subnet as one graph
 (``benchmarks/early_exit.py`` records it at batch 1).
+
+Transformers exit per token (:func:`decoder_exit_latencies`): ``L_k`` is the
+latency of decoding a sentence when every token leaves at exit ``k``, from the
+same block-sum predictor on the decode-workload blocks of
+:func:`ofa.spaces.transformer_exits.decode_exit_blocks` (the encoder once, per
+token the layers run, one output projection per exit checked, the state
+propagation to the skipped layers); with ``P(exit k)`` the fraction of tokens
+leaving at exit ``k`` the same ``sum_k P(exit k) * L_k`` is the expected
+latency of a sentence (the exit distribution taken as the same at every
+position), and the worst case is every token running every layer and every
+exit check.
 """
 
 from __future__ import annotations
@@ -32,6 +43,7 @@ import numpy as np
 
 from ofa.errors import ConfigError, PredictorError
 from ofa.spaces.exits import exit_segments
+from ofa.spaces.transformer_exits import decode_exit_blocks
 
 
 def expected_latency(exit_probabilities, cumulative_latencies) -> float:
@@ -98,4 +110,23 @@ def exit_latencies(predictor, space, exits, arch, call_overhead_ms: float = 0.0)
             "static": static}
 
 
-__all__ = ["block_sum_regressor", "check_call_overhead", "expected_latency", "exit_latencies", "segment_latencies"]
+def decoder_exit_latencies(predictor, space, exits, arch, source_length: int | None = None,
+                           target_length: int | None = None, beam_size: int = 1) -> dict:
+    """``{"cumulative": L (sentence latency when every token leaves at exit k, the full network
+    last), "worst_case": L_E, "static": the same subnet decoded without exits}`` of a Transformer with
+    per-token exits ``exits`` (:class:`~ofa.spaces.transformer_exits.DecoderExitConfig`), from a
+    block-sum predictor of the space's decode workload; lengths default to the space's."""
+    from ofa.spaces.transformer_exits import DecoderExitConfig
+
+    regressor = block_sum_regressor(predictor)
+    exits = DecoderExitConfig.parse(space, exits)
+    per_exit = [_blocks_latency(regressor, [block for _, block in blocks])
+                for blocks in decode_exit_blocks(space, exits, arch, source_length, target_length, beam_size)]
+    static = _blocks_latency(regressor, [block for _, block in space.blocks(
+        space.parse(arch), mode="decode", source_length=source_length, target_length=target_length,
+        beam_size=beam_size)])
+    return {"cumulative": per_exit, "worst_case": float(per_exit[-1]), "static": static}
+
+
+__all__ = ["block_sum_regressor", "check_call_overhead", "decoder_exit_latencies", "expected_latency", "exit_latencies",
+           "segment_latencies"]

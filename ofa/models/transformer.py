@@ -196,6 +196,7 @@ class TransformerBody(nn.Module):
     a classifier head), ``space``, and the hooks below."""
 
     space: TransformerSpace
+    exits = None  # per-token early exits (ofa.spaces.transformer_exits.DecoderExitConfig), an option of the network
 
     # hooks ---------------------------------------------------------------------------------------------
     def _embedding_weights(self, side: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -210,6 +211,12 @@ class TransformerBody(nn.Module):
 
     def active_decoder_layers(self) -> list[DecoderLayer]:
         return list(self.decoder_layers)
+
+    def active_exit_layers(self) -> list[int]:
+        """The decoder layers after which the running network has an exit (none without exits)."""
+        if self.exits is None:
+            return []
+        return self.exits.active_layers(len(self.active_decoder_layers()))
 
     # pieces ----------------------------------------------------------------------------------------------
     def _embed(self, tokens: torch.Tensor, side: str, offset: "int | torch.Tensor" = 0) -> torch.Tensor:
@@ -300,10 +307,15 @@ class TransformerBody(nn.Module):
 
 # --- the static network ---------------------------------------------------------------------------------
 class Transformer(TransformerBody):
-    """A static Transformer built for exactly one architecture."""
+    """A static Transformer built for exactly one architecture; ``exits`` (``{"layers": [...]}``,
+    :mod:`ofa.spaces.transformer_exits`) adds per-token early exits, which have no weights of their
+    own (:mod:`ofa.models.transformer_exits` runs them)."""
 
-    def __init__(self, space: TransformerSpace, arch: TransformerArch | dict, dropout: float = 0.1):
+    def __init__(self, space: TransformerSpace, arch: TransformerArch | dict, dropout: float = 0.1, exits=None):
+        from ..spaces.transformer_exits import DecoderExitConfig
+
         super().__init__()
+        self.exits = DecoderExitConfig.parse(space, exits)
         arch = space.parse(arch)
         self.space = space
         self.space_fingerprint = space.fingerprint

@@ -65,6 +65,45 @@ def binomial_p_value(losses: int, n: int, tolerance: float) -> float:
     return float(binom.cdf(losses, n, tolerance))
 
 
+def hoeffding_bentkus_p_value(mean_loss: float, n: int, tolerance: float) -> float:
+    """The Hoeffding-Bentkus p-value of "risk > tolerance" for losses in [0, 1] with empirical mean
+    ``mean_loss`` over ``n`` samples (Bates, Angelopoulos, Lei, Malik and Jordan, "Distribution-Free,
+    Risk-Controlling Prediction Sets", 2021; used by Learn-then-Test for bounded losses): the smaller
+    of Hoeffding's ``exp(-n h(min(mean, tol), tol))`` and Bentkus' ``e P(Bin(n, tol) <= ceil(n mean))``."""
+    from scipy.stats import binom
+
+    def kl(a: float, b: float) -> float:  # h_1(a, b): the Bernoulli relative entropy
+        terms = [a * np.log(a / b) if a > 0 else 0.0, (1 - a) * np.log((1 - a) / (1 - b)) if a < 1 else 0.0]
+        return float(sum(terms))
+
+    hoeffding = float(np.exp(-n * kl(min(mean_loss, tolerance), tolerance)))
+    bentkus = float(np.e * binom.cdf(np.ceil(n * mean_loss - 1e-9), n, tolerance))
+    return min(1.0, hoeffding, bentkus)
+
+
+def learn_then_test(grid, losses_at, tolerance: float, delta: float, binary: bool = True) -> tuple[float, list]:
+    """Fixed-sequence Learn-then-Test over ``grid`` (thresholds, scanned from the highest down):
+    ``losses_at(threshold)`` gives the per-sample losses in [0, 1] there; each threshold's "risk >
+    tolerance" is tested with the exact binomial p-value (``binary`` 0/1 losses) or the
+    Hoeffding-Bentkus one (any losses in [0, 1]), and the scan stops at the first it cannot reject at
+    level ``delta``. Returns (the last rejected threshold, 1 when none is; the tests made)."""
+    grid = np.sort(np.asarray(grid, dtype=np.float64))[::-1]
+    chosen, tested = 1.0, []
+    for threshold in grid:
+        losses = np.asarray(losses_at(float(threshold)), dtype=np.float64)
+        n = len(losses)
+        if binary:
+            p_value = binomial_p_value(int(round(losses.sum())), n, tolerance)
+        else:
+            p_value = hoeffding_bentkus_p_value(float(losses.mean()), n, tolerance)
+        total = int(round(losses.sum())) if binary else float(losses.sum())
+        tested.append({"threshold": float(threshold), "losses": total, "p_value": p_value})
+        if p_value > delta:
+            break
+        chosen = float(threshold)
+    return chosen, tested
+
+
 def exit_losses(all_logits, thresholds, labels=None, measure: str = "maxprob", risk: str = "consistency"):
     """Per-sample 0/1 losses of the exit rule at ``thresholds``, and the exit index of each sample."""
     predictions, where = adaptive_predictions(all_logits, thresholds, measure)
@@ -132,15 +171,9 @@ def calibrate_threshold(all_logits, labels=None, tolerance: float = 0.01, delta:
         raise ConfigError("risk 'accuracy' needs the labels of the calibration samples; 'consistency' does not")
     if labels is not None and len(labels) != n:
         raise DataError(f"{len(labels)} labels for {n} calibration samples")
-    grid = threshold_grid() if grid is None else np.sort(np.asarray(grid, dtype=np.float64))[::-1]
-    chosen, tested = 1.0, []
-    for threshold in grid:
-        losses, _ = exit_losses(all_logits, threshold, labels, measure, risk)
-        p_value = binomial_p_value(int(losses.sum()), n, tolerance)
-        tested.append({"threshold": float(threshold), "losses": int(losses.sum()), "p_value": p_value})
-        if p_value > delta:
-            break
-        chosen = float(threshold)
+    chosen, tested = learn_then_test(threshold_grid() if grid is None else grid,
+                                     lambda threshold: exit_losses(all_logits, threshold, labels, measure, risk)[0],
+                                     tolerance, delta)
     losses, where = exit_losses(all_logits, chosen, labels, measure, risk)
     exits = len(all_logits) - 1
     distribution = np.bincount(where, minlength=exits + 1) / n
@@ -155,4 +188,4 @@ def calibrate_threshold(all_logits, labels=None, tolerance: float = 0.01, delta:
 
 
 __all__ = ["Calibration", "RISKS", "binomial_p_value", "calibrate_threshold", "check_calibration_args",
-           "exit_losses", "threshold_grid"]
+           "exit_losses", "hoeffding_bentkus_p_value", "learn_then_test", "threshold_grid"]

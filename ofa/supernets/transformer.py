@@ -29,6 +29,7 @@ from ..models.transformer import (
     init_transformer_weights,
 )
 from ..spaces.transformer import TransformerArch, TransformerSpace
+from ..spaces.transformer_exits import DecoderExitConfig
 
 
 class ElasticLayerNorm(nn.LayerNorm):
@@ -119,10 +120,17 @@ class ElasticDecoderLayer(DecoderLayer):
 
 
 class HATTransformer(TransformerBody):
-    """Elastic encoder-decoder (or encoder-only) Transformer supernet."""
+    """Elastic encoder-decoder (or encoder-only) Transformer supernet.
 
-    def __init__(self, space: TransformerSpace, dropout: float = 0.1):
+    ``exits`` (``{"layers": [...]}``, :class:`~ofa.spaces.transformer_exits.DecoderExitConfig`):
+    per-token early exits after those decoder layers (CALM), for every subnet deep enough to have
+    them. They read the decoder's final LayerNorm and the shared output projection, so they add no
+    weights: the state dict, and so every checkpoint, is the same with or without them.
+    :meth:`extract` keeps them."""
+
+    def __init__(self, space: TransformerSpace, dropout: float = 0.1, exits=None):
         super().__init__()
+        self.exits = DecoderExitConfig.parse(space, exits)
         self.space = space
         self.dropout_rate = dropout
         self.dropout = nn.Dropout(dropout)
@@ -183,7 +191,7 @@ class HATTransformer(TransformerBody):
         block of the supernet tensor of the same name."""
         arch = self.active_arch if arch is None else self.space.parse(arch)
         param = next(self.parameters())
-        static = Transformer(self.space, arch, self.dropout_rate).to(device=param.device, dtype=param.dtype)
+        static = Transformer(self.space, arch, self.dropout_rate, self.exits).to(device=param.device, dtype=param.dtype)
         source = self.state_dict()
         for name, target in static.state_dict().items():
             target.copy_(source[name][tuple(slice(0, n) for n in target.shape)])

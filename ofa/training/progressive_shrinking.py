@@ -686,7 +686,9 @@ def seed_exit_phase(source, out_dir, exits: dict, phase: dict | None = None) -> 
     heads) positioned at the start of that phase, so that
     ``train_supernet --config out_dir/config.yaml --out out_dir --resume``
     trains the exit phase only (and resumes after a kill like any run).
-    Returns the config path."""
+    Returns the config path. A Transformer run gets per-token decoder exits instead
+    (:func:`ofa.training.transformer.seed_exit_phase`: ``exits={"layers": [...]}``,
+    ``phase={"steps": n, "lr": x}``)."""
     import yaml
 
     from ..io import atomic_write_text
@@ -696,6 +698,10 @@ def seed_exit_phase(source, out_dir, exits: dict, phase: dict | None = None) -> 
         raise ConfigError(f"out_dir {str(out_dir)!r} is the directory of {str(source)!r}: its last.pt and config.yaml "
                           f"would be overwritten; give another directory for the exit phase")
     payload = load_checkpoint(source)
+    if payload["trainer"] == "transformer":  # per-token decoder exits: the Transformer trainer seeds its own phase
+        from .transformer import seed_exit_phase as seed_transformer_exit_phase
+
+        return seed_transformer_exit_phase(source, out_dir, exits, phase)
     if payload["trainer"] != ProgressiveShrinkingTrainer.name:
         raise ConfigError(f"{source} was written by the {payload['trainer']!r} trainer; exits are trained on "
                           f"MobileNetV3 supernets (the {ProgressiveShrinkingTrainer.name!r} trainer)")

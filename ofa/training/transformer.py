@@ -20,6 +20,17 @@ encoder-only spaces with a masked-LM head train with BERT's masking on the
 source side. The space's vocabulary sizes are enlarged if the data's
 vocabulary does not fit (otherwise the space stays as named).
 
+With ``exits: {layers: [...]}`` the supernet has per-token early exits after
+those decoder layers (:mod:`ofa.spaces.transformer_exits`; CALM, Schuster et
+al. 2022), and every subnet's loss is CALM's weighted average of the losses
+at its exits and at its final output, weights proportional to the depth each
+reads (:func:`ofa.models.transformer_exits.exit_loss_weights`); at an exit the
+loss is the label-smoothed cross entropy plus ``kd_ratio`` x the soft-target
+loss against the same subnet's final output (self-distillation, detached).
+``exit_phase: {steps: n, lr: x}`` adds ``n`` steps after ``train.steps`` at
+the constant learning rate ``x``: :func:`seed_exit_phase` prepares a directory
+that adds exits to a finished run and trains only that phase.
+
 Checkpoints (``last.pt`` every ``checkpoint_every`` steps, ``final.pt``) use
 :mod:`ofa.training.checkpoint`; the data order of an epoch, the subnets and
 the dropout of a step are functions of (seed, step), so a run killed at any
@@ -54,6 +65,7 @@ from .schedule import SCHEDULES, build_scheduler, inverse_sqrt_factor
 
 
 SAMPLINGS = ("uniform", "sandwich")
+DEFAULT_EXIT_PHASE = {"steps": 300, "lr": 0.0005}
 
 DEFAULT_CONFIG = {
     "space": "transformer-small",
@@ -75,6 +87,8 @@ DEFAULT_CONFIG = {
         "threads": 0, "log_every": 50, "eval_every": 500, "checkpoint_every": 250, "eval_batch_size": 250,
         "eval_sentences": 500, "progress": True,
     },
+    "exits": None,       # {layers: [...]}: per-token early exits after those decoder layers
+    "exit_phase": None,  # {steps: n, lr: x}: n more steps after train.steps at the constant rate x
 }
 
 
@@ -118,7 +132,30 @@ def check_config(raw: dict) -> tuple[dict, object]:
     check_value(train["dropout"], "train.dropout", minimum=0, maximum=0.99)
     check_value(train["clip_grad_norm"], "train.clip_grad_norm", minimum=0)
     check_value(train["mask_prob"], "train.mask_prob", above=0, maximum=1)
+    _check_exit_keys(config, space)
     return config, space
+
+
+def _check_exit_keys(config: dict, space) -> None:
+    """Validate ``exits`` and ``exit_phase`` in place; a config without them is the config it
+    always was (resume compares configs), so absent keys are removed rather than stored as null."""
+    from ..spaces.transformer_exits import DecoderExitConfig
+
+    for key in ("exits", "exit_phase"):
+        if config[key] is None:
+            del config[key]
+    if "exits" in config:
+        config["exits"] = DecoderExitConfig.parse(space, config["exits"]).to_dict()
+    if "exit_phase" in config:
+        phase = config["exit_phase"]
+        if "exits" not in config:
+            raise ConfigError("exit_phase trains exits, but the config has none: add exits: {layers: [...]} "
+                              f"(decoder layer indices 0..{space.max_decoder_layers - 2})")
+        if not isinstance(phase, dict) or sorted(phase) != ["lr", "steps"]:
+            raise ConfigError(f"exit_phase must be a mapping {{steps: n, lr: x}}, got {phase!r}")
+        check_value(phase["steps"], "exit_phase.steps", minimum=1, integer=True)
+        check_value(phase["lr"], "exit_phase.lr", above=0)
+        config["exit_phase"] = {"steps": phase["steps"], "lr": float(phase["lr"])}
 
 
 def build_data(config: dict):
@@ -163,6 +200,25 @@ def seq2seq_loss(model, src: torch.Tensor, tgt: torch.Tensor, teacher_logits: to
     logits = model(src, tgt[:, :-1])[keep]
     loss = distillation_loss(logits, labels[keep], teacher_logits, kd_ratio, label_smoothing, temperature)
     return loss, logits
+
+
+def seq2seq_exit_loss(model, src: torch.Tensor, tgt: torch.Tensor, teacher_logits: torch.Tensor | None = None,
+                      kd_ratio: float = 0.0, label_smoothing: float = 0.0, temperature: float = 1.0):
+    """:func:`seq2seq_loss` of a network with exits: CALM's weighted average of the per-layer losses
+    (see the module docstring). The final output's loss is :func:`seq2seq_loss`'s; each exit's
+    distils the final output (detached) with ``kd_ratio``. Returns (loss, final logits)."""
+    from ..models.transformer_exits import exit_logits, exit_loss_weights
+
+    labels = tgt[:, 1:]
+    keep = labels.ne(PAD)
+    *exits, final = (logits[keep] for logits in exit_logits(model, src, tgt[:, :-1]))
+    weights = exit_loss_weights(model)
+    loss = weights[-1] * distillation_loss(final, labels[keep], teacher_logits, kd_ratio, label_smoothing,
+                                           temperature)
+    for weight, logits in zip(weights, exits):
+        loss = loss + weight * distillation_loss(logits, labels[keep], final.detach(), kd_ratio, label_smoothing,
+                                                 temperature)
+    return loss, final
 
 
 def masked_lm_loss(model, inputs: torch.Tensor, labels: torch.Tensor, teacher_logits: torch.Tensor | None = None,
@@ -225,11 +281,12 @@ class TransformerTrainer:
             raise ConfigError(f"train.batch_size = {train['batch_size']} is larger than the training set "
                               f"({len(self.sources)} sentences)")
         self.batches_per_epoch = len(self.sources) // train["batch_size"]
+        self.total_steps = train["steps"] + cfg.get("exit_phase", {}).get("steps", 0)
         torch.manual_seed(cfg["seed"])  # the initial weights
         if self.fixed_arch is None:
-            self.model = create_supernet(self.space, dropout=train["dropout"]).to(self.device)
+            self.model = create_supernet(self.space, **self._model_kwargs()).to(self.device)
         else:
-            self.model = Transformer(self.space, self.fixed_arch, train["dropout"]).to(self.device)
+            self.model = Transformer(self.space, self.fixed_arch, **self._model_kwargs()).to(self.device)
         self.optimizer = build_optimizer(train["optimizer"], self.model, train["lr"], train["weight_decay"],
                                          train["momentum"])
         self.scheduler = build_scheduler(train["schedule"], self.optimizer, train["steps"], train["warmup_steps"],
@@ -237,6 +294,12 @@ class TransformerTrainer:
         self.clock = RunClock()  # wall and CPU time over all segments of a resumed run
         self.log = MetricsLog(self.out_dir / "metrics.jsonl", enabled=self.dist.is_main, clock=self.clock)
         self.history: list[dict] = []
+
+    def _model_kwargs(self) -> dict:
+        kwargs = {"dropout": self.config["train"]["dropout"]}
+        if "exits" in self.config:  # without exits, the kwargs (and checkpoints) are what they always were
+            kwargs["exits"] = self.config["exits"]
+        return kwargs
 
     def _batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
         """This rank's share of the global batch of ``step``: the order of
@@ -260,7 +323,7 @@ class TransformerTrainer:
     def _save(self, path: Path, step: int) -> None:
         if not self.dist.is_main:
             return
-        extra = {"supernet_kwargs": {"dropout": self.config["train"]["dropout"]}, "history": self.history,
+        extra = {"supernet_kwargs": self._model_kwargs(), "history": self.history,
                  "src_vocab": self.data.src_vocab.to_list(), "tgt_vocab": self.data.tgt_vocab.to_list(),
                  "fixed_arch": None if self.fixed_arch is None else self.fixed_arch.to_dict(),
                  "run_log": self.log.state()}
@@ -278,7 +341,7 @@ class TransformerTrainer:
         src, tgt = self._batch(step)
         if self.space.has_decoder:
             batch = (src, tgt)
-            loss_fn = seq2seq_loss
+            loss_fn = seq2seq_exit_loss if "exits" in self.config else seq2seq_loss
         else:
             generator = torch.Generator().manual_seed(int(step_generator(seed, step, self.dist.rank, 2).integers(2**62)))
             inputs, labels = mask_tokens(src.cpu(), self.space.src_vocab_size, generator, train["mask_prob"])
@@ -306,8 +369,13 @@ class TransformerTrainer:
         check_finite_step(total, self.model, self.optimizer, f"step {step}")
         if train["clip_grad_norm"] > 0:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), train["clip_grad_norm"])
-        self.optimizer.step()
-        self.scheduler.step()
+        if step >= train["steps"]:  # the exit phase: a constant rate, the schedule stays where it ended
+            for group in self.optimizer.param_groups:
+                group["lr"] = self.config["exit_phase"]["lr"]
+            self.optimizer.step()
+        else:
+            self.optimizer.step()
+            self.scheduler.step()
         return total
 
     # --- the loop ---------------------------------------------------------------------------------
@@ -333,9 +401,9 @@ class TransformerTrainer:
             self.log.start()
             self.log.write("start", config=self.config, space=self.space.to_dict(), world_size=self.dist.world_size,
                            train_sentences=len(self.sources), space_size=self.space.size())
-        bar = tqdm(total=train["steps"], initial=step, disable=not (self.dist.is_main and train["progress"]),
+        bar = tqdm(total=self.total_steps, initial=step, disable=not (self.dist.is_main and train["progress"]),
                    leave=False, file=sys.stderr, dynamic_ncols=True, desc="train")
-        while step < train["steps"]:
+        while step < self.total_steps:
             loss = self.train_step(step)
             step += 1
             bar.update(1)
@@ -343,9 +411,9 @@ class TransformerTrainer:
                 lr = self.optimizer.param_groups[0]["lr"]
                 bar.set_postfix(loss=f"{loss:.3f}", lr=f"{lr:.5f}")
                 self.log.write("step", step=step, loss=loss, lr=lr)
-            if step % train["eval_every"] == 0 or step == train["steps"]:
-                self._evaluate(step, decode=step == train["steps"])
-            if step % train["checkpoint_every"] == 0 and step < train["steps"]:
+            if step % train["eval_every"] == 0 or step == self.total_steps:
+                self._evaluate(step, decode=step == self.total_steps)
+            if step % train["checkpoint_every"] == 0 and step < self.total_steps:
                 self._save(self.out_dir / "last.pt", step)
         bar.close()
         self._save(self.out_dir / "last.pt", step)
@@ -412,8 +480,49 @@ def load_trained(path, map_location: str = "cpu"):
     return model, data
 
 
+def seed_exit_phase(source, out_dir, exits: dict, phase: dict | None = None) -> Path:
+    """Prepare ``out_dir`` to add per-token exits to a finished Transformer run and train them.
+
+    Writes ``out_dir/config.yaml`` (the source run's config with ``exits`` and ``exit_phase``,
+    default :data:`DEFAULT_EXIT_PHASE`) and ``out_dir/last.pt``: the source's weights, optimizer and
+    schedule at its last step (exits add no weights), so that
+    ``train_supernet --config out_dir/config.yaml --out out_dir --resume`` runs the exit phase only
+    (and resumes after a kill like any run). Returns the config path."""
+    import copy
+    import types
+
+    import yaml
+
+    from ..io import atomic_write_text
+    from .checkpoint import checkpoint_space
+
+    if Path(out_dir).resolve() == Path(source).resolve().parent:
+        raise ConfigError(f"out_dir {str(out_dir)!r} is the directory of {str(source)!r}: its last.pt and config.yaml "
+                          f"would be overwritten; give another directory for the exit phase")
+    payload = load_checkpoint(source)
+    if payload["trainer"] != TransformerTrainer.name:
+        raise ConfigError(f"{source} was written by the {payload['trainer']!r} trainer, not the Transformer trainer")
+    raw = copy.deepcopy(payload["config"])
+    if raw.get("exits") is not None:
+        raise ConfigError(f"{source} already has exits ({raw['exits']}); train its exit phase with --resume")
+    if payload["step"] < raw["train"]["steps"]:
+        raise ConfigError(f"{source} stopped at step {payload['step']} of {raw['train']['steps']}: finish that run "
+                          f"first (--resume), then add exits to its final checkpoint")
+    raw["exits"], raw["exit_phase"] = exits, dict(phase or DEFAULT_EXIT_PHASE)
+    config, _ = check_config(raw)
+    out_dir = Path(out_dir)
+    config_path = atomic_write_text(out_dir / "config.yaml", yaml.safe_dump(config, sort_keys=False))
+    extra = {**payload["extra"], "supernet_kwargs": {**payload["extra"]["supernet_kwargs"], "exits": config["exits"]}}
+    state = {key: types.SimpleNamespace(state_dict=lambda value=payload[key]: value)
+             for key in ("optimizer", "scheduler")}
+    save_checkpoint(out_dir / "last.pt", trainer=payload["trainer"], space=checkpoint_space(payload), config=config,
+                    model=payload["model"], optimizer=state["optimizer"], scheduler=state["scheduler"],
+                    step=payload["step"], extra=extra)
+    return config_path
+
+
 register_trainer("transformer", TransformerTrainer)
 
-__all__ = ["DEFAULT_CONFIG", "TransformerTrainer", "build_data", "check_config", "evaluate_subnet",
-           "fit_space_to_data", "inverse_sqrt_factor", "load_trained", "masked_lm_loss", "sample_subnets",
-           "seq2seq_loss", "translation_scores"]
+__all__ = ["DEFAULT_CONFIG", "DEFAULT_EXIT_PHASE", "TransformerTrainer", "build_data", "check_config",
+           "evaluate_subnet", "fit_space_to_data", "inverse_sqrt_factor", "load_trained", "masked_lm_loss",
+           "sample_subnets", "seed_exit_phase", "seq2seq_exit_loss", "seq2seq_loss", "translation_scores"]
