@@ -54,6 +54,8 @@ from ofa.spaces.columns import gene_column_names, gene_values, genes_from_values
 from .core import LatencyPredictor, _fit_selected
 from .estimators import AUTO_FEATURE_MODELS, FEATURE_LATENCY_MODELS, make_latency_model
 from .features import ArchFeaturizer, analytic_feature_names
+from .metrics import format_table
+from .model_choice import DEFAULT_REPEATS, choose_model
 
 
 class FeatureColumnsError(PredictorError):
@@ -378,13 +380,15 @@ class FeatureTablePredictor(LatencyPredictor):
 def fit_feature_predictor(X, y, feature_names: Sequence[str], space=None, model: str = "auto", cv: int = 5,
                           random_state: int = 0, candidates: Sequence[str] = AUTO_FEATURE_MODELS,
                           target: str = "latency_ms", device: str = "unknown", profile_header: dict | None = None,
-                          source: str | os.PathLike | None = None) -> FeatureTablePredictor:
+                          source: str | os.PathLike | None = None,
+                          cv_repeats: int = DEFAULT_REPEATS) -> FeatureTablePredictor:
     """Fit a latency predictor on a feature matrix ``X`` (columns ``feature_names``) and
     latencies ``y`` (ms, > 0).
 
-    ``model="auto"`` cross-validates ``candidates`` and keeps the best (the reason
-    is in ``metrics_["selection"]``), as ``fit_latency_predictor`` does; or name
-    one of ``FEATURE_LATENCY_MODELS``. With ``space``, the features must be
+    ``model="auto"`` scores ``candidates`` on ``cv_repeats`` x ``cv`` seeded folds and
+    keeps the simplest one within one standard error of the lowest mean MAPE
+    (:mod:`predictors.model_choice`; the reason is in ``metrics_["selection"]``); or
+    name one of ``FEATURE_LATENCY_MODELS``. With ``space``, the features must be
     computable from its architectures (then the predictor can drive a search)."""
     names = tuple(str(n) for n in feature_names)
     X = NumericFeatures(names).fit(X).transform(X)
@@ -400,15 +404,38 @@ def fit_feature_predictor(X, y, feature_names: Sequence[str], space=None, model:
         if name not in FEATURE_LATENCY_MODELS:
             raise ConfigError(f"unknown plain-feature latency model {name!r}; available: {FEATURE_LATENCY_MODELS} "
                               f"or 'auto'")
-    fitted, best, metrics, residuals = _fit_selected(
-        lambda name: make_latency_model(name, None, random_state, feature_names=names), X, y, model, candidates,
-        cv, random_state, relative=True)
+    def make(name):
+        return make_latency_model(name, None, random_state, feature_names=names)
+
+    if model == "auto":
+        fitted, best, metrics, residuals = _fit_one_standard_error(make, X, y, candidates, cv, cv_repeats,
+                                                                   random_state)
+    else:
+        fitted, best, metrics, residuals = _fit_selected(make, X, y, model, candidates, cv, random_state,
+                                                         relative=True)
     metrics["target"] = target
     metrics["n_train"] = int(len(y))
     metrics["features"] = list(names)
     return FeatureTablePredictor(fitted, names, space=space, target=target, model_name=best, metrics=metrics,
                                  interval_residuals=residuals, device=device, profile_header=profile_header,
                                  source=str(source) if source is not None else None)
+
+
+def _fit_one_standard_error(make, X, y, candidates, folds, repeats, random_state):
+    """The automatic choice of :func:`fit_feature_predictor`: ``(fitted, name, metrics,
+    residuals)`` as ``core._fit_selected`` returns them, the candidates scored by repeated
+    cross-validation and chosen by the one-standard-error rule."""
+    if len(y) < 5:
+        raise DataError(f"need at least 5 measured rows to fit and cross-validate, got {len(y)}")
+    chosen, reason, results, summary = choose_model(make, X, y, candidates, folds, repeats, random_state)
+    fitted = make(chosen).fit(X, y)
+    metrics = {"cv": {name: r["metrics"] for name, r in results.items()}, "cv_folds": min(folds, len(y)),
+               "cv_repeats": int(repeats), "cv_fold_mape": summary,
+               "selection": {"model": chosen, "reason": reason, "candidates": list(candidates),
+                             "rule": "one-standard-error (repeated cross-validation, mean fold MAPE)"},
+               "table": format_table({name: r["metrics"] for name, r in results.items()})}
+    oof = results[chosen]["oof"]
+    return fitted, chosen, metrics, y / oof - 1.0
 
 
 __all__ = ["ArchitectureFeatures", "FeatureColumnsError", "FeatureTablePredictor", "HAT_FEATURES", "NumericFeatures",
