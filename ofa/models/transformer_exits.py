@@ -20,6 +20,7 @@ Works on a static :class:`~ofa.models.transformer.Transformer` extracted with ex
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
 import torch
@@ -65,12 +66,15 @@ class ExitDecoding:
     """What :func:`greedy_decode_exits` returns. ``tokens`` (batch, length) as
     :func:`~ofa.models.transformer.greedy_decode`; ``layers`` (batch, length) the decoder layers each
     token ran (0 at the padding after EOS); ``exit_index`` (batch, length) where each token left
-    (``0..E-1`` an exit, ``E`` the final output; -1 at padding), ``E`` = ``exits``."""
+    (``0..E-1`` an exit, ``E`` the final output; -1 at padding), ``E`` = ``exits``; ``cache`` the
+    self-attention keys and values of every decoder layer at the end, (batch, heads, positions,
+    head_size) each: every layer holds every position, the skipped ones included."""
 
     tokens: torch.Tensor
     layers: torch.Tensor
     exit_index: torch.Tensor
     exits: int
+    cache: Optional[list] = None
 
     def mean_layers(self) -> float:
         """Mean decoder layers per generated token (EOS included, padding not)."""
@@ -137,7 +141,7 @@ def greedy_decode_exits(model: TransformerBody, src_tokens: torch.Tensor, thresh
         done |= token.eq(EOS)
         if bool(done.all()):
             break
-    return ExitDecoding(prefix[:, 1:], torch.stack(ran, 1), torch.stack(left, 1), len(exits))
+    return ExitDecoding(prefix[:, 1:], torch.stack(ran, 1), torch.stack(left, 1), len(exits), past)
 
 
 def sequence_losses(adaptive: torch.Tensor, full: torch.Tensor, risk: str = "sequence") -> np.ndarray:
