@@ -68,6 +68,7 @@ def test_one_reader_gives_both_commands_the_same_rows(tmp_path):
 @pytest.mark.parametrize("extra, message", [
     (["--arch-column", "arch"], "rows name what they measured in one way"),
     (["--feature-columns", "encoder_embed_dim,no_such_column"], "no feature column 'no_such_column'"),
+    (["--merge-duplicates"], "feature rows are kept row by row"),
 ])
 def test_the_same_refusals_from_both_commands(tmp_path, capsys, extra, message):
     base = ["--latency-column", TOTAL, "--device", "raspberrypi"]

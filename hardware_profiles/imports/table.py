@@ -333,6 +333,9 @@ def table_profile(path, space, device: str, *, latency: str, std: str | None = N
     ``feature_columns`` a feature-row profile (``space`` optional), else a network or block
     profile of ``space``."""
     naming = check_row_naming(space, arch_column, block_column, feature_columns)
+    if naming == "features" and merge_duplicates:
+        raise ConfigError("feature rows are kept row by row (a fit uses each as a sample); merging duplicates pools "
+                          "repeated architectures or blocks: leave out --merge-duplicates with --feature-columns")
     table = read_table(path, delimiter)
     space = load_space(space) if space is not None else None
     protocol = {"tool": "table import", "latency_column": latency, "std_column": std, "runs_column": runs,
