@@ -377,7 +377,7 @@ def read_profile(path: str | os.PathLike, allow_partial_last_line: bool = False)
     ``allow_partial_last_line`` (then it is skipped)."""
     path = Path(path)
     if path.is_dir():
-        raise ProfileError(f"{path} is a directory; a profile is a JSONL file written by tools/profile_device.py")
+        raise ProfileError(f"{path} is a directory; a profile is a JSONL file written by ofa-profile-device")
     if not path.is_file():
         raise ProfileError(f"no profile file at {path}")
     try:

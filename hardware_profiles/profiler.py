@@ -53,7 +53,7 @@ def profile_space(space, backend, num_archs: int, out_path: str | os.PathLike, s
     if getattr(space, "workload", "forward") != "forward" and not backend.simulated:
         raise ConfigError(f"{backend.name} times the exported network, one teacher-forced pass; a space with "
                           f"workload {space.workload!r} is priced by simulators, or measured block by block "
-                          f"(tools/profile_device.py --blocks: decoding steps at their cache lengths)")
+                          f"(ofa-profile-device --blocks: decoding steps at their cache lengths)")
     if archs is None:
         archs = stratified_sample(space, num_archs, rng=seed, strata=strata)
         sampling = {"method": "stratified-macs", "seed": seed, "strata": strata, "num_archs": num_archs}

@@ -27,7 +27,7 @@ import json
 import math
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +39,8 @@ from ofa.search.costs import cost_function
 from ofa.search.evolution import evolution_search
 from ofa.search.pareto import ParetoFront, ParetoProblem, random_front
 from ofa.search.problem import Constraint, Objective, SearchProblem
+
+from predictors.trust import TrustRule, held_out_metrics
 
 from .closed_loop import IMPLAUSIBLE_MS, Verifier, backend_for, closed_loop_search, positive_latency  # noqa: F401
 
@@ -80,7 +82,7 @@ def check_latency_confidence(confidence: float | None, latency_predictors=()) ->
         if getattr(predictor, "interval_residuals_", None) is None:
             raise PredictorError(f"the {predictor.device!r} latency predictor has no held-out residuals, so it "
                                  f"cannot bound latency at confidence {confidence}: refit it with "
-                                 f"tools/fit_predictor.py, or search on point predictions")
+                                 f"ofa-fit-predictor, or search on point predictions")
 
 
 def accuracy_objective(predictor) -> Objective:
@@ -93,8 +95,6 @@ def stated_error(predictor) -> float | None:
     """What the accuracy predictor says its error is: the RMSE on architectures
     it was not fitted on (a separate test split first, else cross-validation);
     None where it recorded none."""
-    from predictors.trust import held_out_metrics
-
     try:
         held = held_out_metrics(predictor)
     except PredictorError:  # a predictor without recorded metrics states no error
@@ -263,53 +263,86 @@ class SearchStrategy:
                                      on_infeasible=on_infeasible, log=self.log)
 
 
+@dataclass(frozen=True)
+class SpecializeConfig:
+    """How :func:`specialize` searches, verifies and deploys (every field has a working default).
+
+    * budgets on every target: ``max_macs``, ``max_params``;
+    * the search: ``strategy`` ``"evolution"`` (``population`` x ``generations``) or
+      ``"differentiable"`` (``differentiable``: the options of
+      :class:`~ofa.search.differentiable.DifferentiableConfig`, mode ``frozen``, ``darts`` or
+      ``yoso``, steps, order, ...; it needs data); ``on_infeasible`` ``"raise"`` or ``"nearest"``;
+      ``seed``; the Pareto plot's NSGA-II ``pareto_population`` x ``pareto_generations``;
+    * latency: ``latency_confidence`` (e.g. 0.9) keeps each pick's latency bound under the budget,
+      not its point prediction (:func:`positive_latency`); ``measure`` on the real backend where it
+      runs here; the closed loop (:func:`~ofa_pipeline.closed_loop.closed_loop_search`) runs
+      ``max_rounds`` searches at most, measuring ``measurements_per_round`` candidates after an
+      over-budget pick (each row's ``verification``: ``"verified"``, ``"over-budget"`` or
+      ``"not-verified"``);
+    * deployment: ``calib_images`` for BN re-calibration, ``ncnn`` and ``int8`` exports;
+      ``finetune_epochs`` > 0 trains each pick that many epochs more on its own, distilled from the
+      largest subnet (``finetune_train``: the supernet run's training config; resumable), and
+      deploys those weights;
+    * ``trust``: the thresholds the accuracy predictor must pass (:class:`predictors.trust.TrustRule`);
+    * ``provenance`` (file names, digests): stored with each result; it decides, with the rest,
+      whether a finished target can be reused.
+    """
+
+    max_macs: float | None = None
+    max_params: float | None = None
+    strategy: str = "evolution"
+    population: int = 100
+    generations: int = 500
+    differentiable: dict | None = None
+    on_infeasible: str = "raise"
+    seed: int = 0
+    pareto_population: int = 100
+    pareto_generations: int = 100
+    latency_confidence: float | None = None
+    measure: bool = True
+    max_rounds: int = 3
+    measurements_per_round: int = 4
+    calib_images: int = 2000
+    ncnn: bool = False
+    int8: bool = False
+    finetune_epochs: int = 0
+    finetune_train: dict | None = None
+    trust: TrustRule = field(default_factory=TrustRule)
+    provenance: dict | None = None
+
+
 def specialize(supernet, accuracy_predictor, latency_predictors: list, targets: list[Target], out_dir,
-               data=None, max_macs: float | None = None, max_params: float | None = None, population: int = 100,
-               generations: int = 500, seed: int = 0, measure: bool = True, ncnn: bool = False, int8: bool = False,
-               on_infeasible: str = "raise", pareto_population: int = 100, pareto_generations: int = 100,
-               calib_images: int = 2000, provenance: dict | None = None, latency_confidence: float | None = None,
-               max_rounds: int = 3, measurements_per_round: int = 4, finetune_epochs: int = 0,
-               finetune_train: dict | None = None, strategy: str = "evolution", differentiable: dict | None = None,
-               log=print) -> list[dict]:
-    """Run the whole specialisation for every target (see the module docstring).
+               data=None, config: SpecializeConfig | None = None, log=print, **options) -> list[dict]:
+    """Run the whole specialisation for every target (see the module docstring), with the
+    settings of ``config`` (:class:`SpecializeConfig`; ``options`` replace single fields of it,
+    e.g. ``population=20``).
 
-    ``latency_confidence`` (e.g. 0.9) keeps each pick's latency bound under the
-    budget, not its point prediction (:func:`positive_latency`).
-    ``max_rounds`` / ``measurements_per_round``: the closed loop
-    (:func:`~ofa_pipeline.closed_loop.closed_loop_search`); each row's
-    ``verification`` says ``"verified"``, ``"over-budget"`` or ``"not-verified"``.
+    ``data`` (:class:`ofa.data.DataSplits`) enables BN re-calibration and measured accuracy.
+    Returns one summary row per target, also written to ``out_dir/summary.json``; a target whose
+    ``result.json`` holds the same settings is reused. The accuracy predictor must pass
+    ``config.trust`` (:func:`predictors.trust.check_trustworthy`), else
+    :class:`~ofa.errors.PredictorError` before any search."""
+    config = replace(config or SpecializeConfig(), **options)
 
-    ``finetune_epochs`` > 0 trains each pick that many epochs more on its own,
-    distilled from the supernet's largest subnet (``finetune_train``: the
-    supernet run's training config; resumable, the checkpoint sits in the
-    target's directory), deploys the fine-tuned weights and reports the
-    inherited and the fine-tuned accuracy and the extra seconds.
-
-    ``strategy``: ``"evolution"`` (default) or ``"differentiable"``, with
-    ``differentiable`` the options of :class:`~ofa.search.differentiable.DifferentiableConfig`
-    (mode ``frozen``, ``darts`` or ``yoso``, steps, order, ...); it needs ``data``.
-    Either pick goes through the same closed loop, deployment and reports.
-
-    ``data`` (:class:`ofa.data.DataSplits`) enables BN re-calibration and
-    measured accuracy; ``provenance`` (file names, digests) is stored with each
-    result and decides whether a finished target can be reused. Returns one
-    summary row per target, also written to ``out_dir/summary.json``."""
     from .deploy import deploy_subnet
 
     space = supernet.space
     out_dir = Path(out_dir)
     for predictor in [accuracy_predictor, *latency_predictors]:
         space.check_fingerprint(predictor.space_fingerprint, f"predictor {getattr(predictor, 'target', '')!r}")
-    check_latency_confidence(latency_confidence, latency_predictors)
+    check_latency_confidence(config.latency_confidence, latency_predictors)
     family = get_family(space)
-    if finetune_epochs and not family.can_finetune:
+    if config.finetune_epochs and not family.can_finetune:
         raise ConfigError(f"fine-tuning a specialised subnet is implemented for image (mobilenetv3) supernets, "
                           f"not {family.name!r} ones; run without --finetune-epochs")
-    if finetune_epochs and not family.is_data(data):
+    if config.finetune_epochs and not family.is_data(data):
         raise ConfigError("fine-tuning trains on the supernet's training images: it needs the data set (--data)")
-    search_strategy = SearchStrategy(strategy, differentiable, supernet, data, seed, latency_predictors, log)
+    search_strategy = SearchStrategy(config.strategy, config.differentiable, supernet, data, config.seed,
+                                     latency_predictors, log)
+    config.trust.check(accuracy_predictor, name="the accuracy predictor",
+                way_out="pass trust=TrustRule(accept_untrusted=True) in the config to use it anyway")
     objective = accuracy_objective(accuracy_predictor)
-    extra = cost_constraints(space, max_macs, max_params)
+    extra = cost_constraints(space, config.max_macs, config.max_params)
     evaluator = None
     fronts: dict[str, tuple[ParetoFront, tuple]] = {}
     verifiers: dict[str, Verifier] = {}
@@ -317,11 +350,13 @@ def specialize(supernet, accuracy_predictor, latency_predictors: list, targets: 
     rows = []
     for target in targets:
         directory = out_dir / target.name
-        settings = {"budgets": [list(b) for b in target.budgets], "max_macs": max_macs, "max_params": max_params,
-                    "population": population, "generations": generations, "seed": seed, "ncnn": ncnn, "int8": int8,
-                    "pareto": [pareto_population, pareto_generations], "measure": measure,
-                    "provenance": provenance or {}, "latency_confidence": latency_confidence,
-                    "closed_loop": [max_rounds, measurements_per_round], "finetune_epochs": finetune_epochs}
+        settings = {"budgets": [list(b) for b in target.budgets], "max_macs": config.max_macs,
+                    "max_params": config.max_params, "population": config.population,
+                    "generations": config.generations, "seed": config.seed, "ncnn": config.ncnn, "int8": config.int8,
+                    "pareto": [config.pareto_population, config.pareto_generations], "measure": config.measure,
+                    "provenance": config.provenance or {}, "latency_confidence": config.latency_confidence,
+                    "closed_loop": [config.max_rounds, config.measurements_per_round],
+                    "finetune_epochs": config.finetune_epochs}
         settings.update(search_strategy.settings())
         previous = directory / "result.json"
         if previous.is_file():
@@ -333,8 +368,8 @@ def specialize(supernet, accuracy_predictor, latency_predictors: list, targets: 
         predictors = [(device, budget, predictor_for(device, latency_predictors)) for device, budget in target.budgets]
         for device, _, predictor in predictors:
             if device not in verifiers:
-                verifiers[device] = Verifier(predictor, supernet, measure)
-                ranges[device] = feasible_range(space, predictor, latency_confidence)
+                verifiers[device] = Verifier(predictor, supernet, config.measure)
+                ranges[device] = feasible_range(space, predictor, config.latency_confidence)
                 log(describe_range(device, ranges[device]))
 
         def search(latency_functions, predictors=predictors):
@@ -342,27 +377,31 @@ def specialize(supernet, accuracy_predictor, latency_predictors: list, targets: 
                            for device, budget, _ in predictors] + extra
             problem = SearchProblem(space, objective, constraints)
             if search_strategy.name == "differentiable":
-                return search_strategy.search(problem, predictors, on_infeasible)
-            return evolution_search(problem, population, generations, seed=seed, on_infeasible=on_infeasible)
+                return search_strategy.search(problem, predictors, config.on_infeasible)
+            return evolution_search(problem, config.population, config.generations, seed=config.seed,
+                                    on_infeasible=config.on_infeasible)
 
         log(f"[{target.name}] searching, then verifying the pick")
-        loop = closed_loop_search(space, search, predictors, verifiers, max_rounds=max_rounds,
-                                  measurements_per_round=measurements_per_round, confidence=latency_confidence,
-                                  objective=objective, seed=seed, nearest=on_infeasible == "nearest", log=log)
+        loop = closed_loop_search(space, search, predictors, verifiers, max_rounds=config.max_rounds,
+                                  measurements_per_round=config.measurements_per_round,
+                                  confidence=config.latency_confidence, objective=objective, seed=config.seed,
+                                  nearest=config.on_infeasible == "nearest", log=log)
         result, arch = loop.result, loop.arch
         log(f"[{target.name}] {loop.status}: predicted {objective.name} {result.objective:.4g} "
             + ", ".join(f"{k} {v:.4g}" for k, v in result.constraints.items())
             + f" ({result.num_evaluations} evals per search, {len(loop.rounds)} round(s), "
               f"{loop.measurements} measurement(s))")
         static = finetune = None
-        if finetune_epochs:
-            log(f"[{target.name}] fine-tuning the pick {finetune_epochs} epoch(s), distilled from the largest subnet")
+        if config.finetune_epochs:
+            log(f"[{target.name}] fine-tuning the pick {config.finetune_epochs} epoch(s), distilled from the largest "
+                f"subnet")
             started = time.perf_counter()
-            static = family.finetune(supernet, arch, data, finetune_epochs, directory / "finetune.ckpt",
-                                     calib_images, train=finetune_train)
-            finetune = {"epochs": finetune_epochs, "seconds": round(time.perf_counter() - started, 1)}
-        static, deployment = deploy_subnet(supernet, arch, directory, "model", data=data, calib_images=calib_images,
-                                           ncnn=ncnn, int8=int8, static=static)
+            static = family.finetune(supernet, arch, data, config.finetune_epochs, directory / "finetune.ckpt",
+                                     config.calib_images, train=config.finetune_train)
+            finetune = {"epochs": config.finetune_epochs, "seconds": round(time.perf_counter() - started, 1)}
+        static, deployment = deploy_subnet(supernet, arch, directory, "model", data=data,
+                                           calib_images=config.calib_images, ncnn=config.ncnn, int8=config.int8,
+                                           static=static)
         atomic_write_json(directory / "arch.json", arch.to_dict())
 
         devices = []
@@ -374,9 +413,10 @@ def specialize(supernet, accuracy_predictor, latency_predictors: list, targets: 
                         if getattr(predictor, "interval_residuals_", None) is not None else None)
             devices.append({"device": device, "device_id": predictor.device, "budget_ms": budget,
                             "predicted_latency_ms": float(positive_latency(predictor)(genes)[0]),
-                            "latency_bound_ms": (None if latency_confidence is None
-                                                 else float(positive_latency(predictor, latency_confidence)(genes)[0])),
-                            "latency_confidence": latency_confidence,
+                            "latency_bound_ms": (
+                                None if config.latency_confidence is None
+                                else float(positive_latency(predictor, config.latency_confidence)(genes)[0])),
+                            "latency_confidence": config.latency_confidence,
                             "interval_80_ms": None if interval is None else [float(interval[0][0]),
                                                                              float(interval[1][0])],
                             "label": predictor.label.name,
@@ -387,7 +427,7 @@ def specialize(supernet, accuracy_predictor, latency_predictors: list, targets: 
         accuracy = {}
         if data is not None:
             if evaluator is None:
-                evaluator = validation_evaluator(supernet, data, calib_images)
+                evaluator = validation_evaluator(supernet, data, config.calib_images)
             accuracy = evaluator(arch)
         if finetune is not None:  # the deployed weights are the fine-tuned ones; the inherited stay in the report
             tuned = family.evaluate_static(static, arch, data, "val")
@@ -418,9 +458,9 @@ def specialize(supernet, accuracy_predictor, latency_predictors: list, targets: 
 
         for entry, (device, budget, predictor) in zip(devices, predictors):
             if device not in fronts:
-                front = pareto_front(space, accuracy_predictor, predictor, extra, pareto_population, pareto_generations,
-                                     seed)
-                cloud_genes = space.sample_genes(1000, np.random.default_rng(seed))
+                front = pareto_front(space, accuracy_predictor, predictor, extra, config.pareto_population,
+                                     config.pareto_generations, config.seed)
+                cloud_genes = space.sample_genes(1000, np.random.default_rng(config.seed))
                 cloud = (accuracy_predictor.predict_genes(cloud_genes), positive_latency(predictor)(cloud_genes))
                 fronts[device] = (front, cloud)
                 atomic_write_json(out_dir / f"pareto_{_slug(device)}.json", front.to_records())

@@ -1,22 +1,47 @@
-"""``tools/fit_predictor.py --profile table.csv``: latency predictors fitted straight
+"""``ofa-fit-predictor --profile table.csv``: latency predictors fitted straight
 from a user's latency table (CSV/TSV, ``docs/imports.md``), scored on held-out
 rows and saved like every other predictor.
 
     # rows name architectures (a JSON column, or one column per gene): a predictor of architectures
-    python tools/fit_predictor.py --profile measured.csv --space mbv3-small --device my-phone \\
+    ofa-fit-predictor --profile measured.csv --space mbv3-small --device my-phone \\
         --latency-column latency_ms [--arch-column arch] --out phone.skops
 
     # free feature columns: a plain-feature predictor; with --space and computable columns it drives specialize
-    python tools/fit_predictor.py --profile wmt14ende_cpu_raspberrypi_all.csv --device raspberrypi \\
+    ofa-fit-predictor --profile wmt14ende_cpu_raspberrypi_all.csv --device raspberrypi \\
         --latency-column latency_mean_encoder+latency_mean_decoder \\
         --feature-columns encoder_embed_dim,encoder_layer_num,... [--space hat-wmt] --out rpi.skops
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from ofa.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class TableFitOptions:
+    """What to fit from a latency table (or a feature-row profile): the ``ofa-fit-predictor``
+    options of the same names (``docs/imports.md``)."""
+
+    profile: str
+    latency_column: str | None = None
+    feature_columns: "str | list[str] | None" = None
+    arch_column: str | None = None
+    std_column: str | None = None
+    space: str | None = None
+    device: str | None = None
+    unit: str | None = None
+    metric: str | None = None
+    statistic: str | None = None
+    model: str = "auto"
+    cv: int = 5
+    test_fraction: float = 0.2
+    seed: int = 0
+    plot: str | None = None
+    merge_duplicates: bool = False
+    overwrite: bool = False
 
 
 def feature_column_list(value) -> list[str]:
@@ -30,7 +55,9 @@ def feature_column_list(value) -> list[str]:
     return names
 
 
-def run_table(args, out: Path, plot_path: Path, json_path: Path) -> dict:
+def fit_table(options: TableFitOptions, out: Path, plot_path: Path, json_path: Path) -> dict:
+    """Fit, score on held-out rows (``test_fraction``; 0: every row, cross-validated metrics), save
+    the predictor to ``out``, its parity plot and its JSON summary; returns the summary."""
     from hardware_profiles.imports.table import check_row_naming, table_profile
     from hardware_profiles.imports.common import load_space
     from ofa.validation import check_input_file, check_output_path
@@ -41,74 +68,75 @@ def run_table(args, out: Path, plot_path: Path, json_path: Path) -> dict:
 
     # a JSONL profile with --feature-columns alone: its records' numeric fields are the features
     # (an imported Vitis AI profile's mem_io_mb, workload_gop, runs; macs, params)
-    of_profile = (Path(args.profile).is_file() and not is_table(args.profile) and not args.latency_column
-                  and not args.arch_column and (bool(args.feature_columns) or is_feature_profile(args.profile)))
-    if Path(args.profile).is_file() and not is_table(args.profile) and not of_profile:
-        raise ConfigError(f"--latency-column and --arch-column describe a table (CSV/TSV); --profile {args.profile} "
+    of_profile = (Path(options.profile).is_file() and not is_table(options.profile) and not options.latency_column
+                  and not options.arch_column and (bool(options.feature_columns) or is_feature_profile(options.profile)))
+    if Path(options.profile).is_file() and not is_table(options.profile) and not of_profile:
+        raise ConfigError(f"--latency-column and --arch-column describe a table (CSV/TSV); --profile {options.profile} "
                           f"is not one (fit a JSONL profile without them, or on its records' numeric fields with "
                           f"--feature-columns alone)")
-    if not args.latency_column and not of_profile:
-        raise ConfigError(f"--profile {args.profile} is a table: name its latency column with --latency-column")
-    source = check_input_file(args.profile, "--profile", kinds=("profile",) if of_profile else ("text",))
+    if not options.latency_column and not of_profile:
+        raise ConfigError(f"--profile {options.profile} is a table: name its latency column with --latency-column")
+    source = check_input_file(options.profile, "--profile", kinds=("profile",) if of_profile else ("text",))
     inputs = [("the --profile table", source)]
-    every_row = args.test_fraction == 0
-    if every_row and args.plot:
+    every_row = options.test_fraction == 0
+    if every_row and options.plot:
         raise ConfigError("--plot shows predictions on held-out rows; with --test-fraction 0 nothing is held out "
                           "(the metrics are cross-validated): leave out --plot or hold out a fraction")
-    check_output_path(out, inputs, kind=("predictor",), overwrite=args.overwrite, name="--out")
+    check_output_path(out, inputs, kind=("predictor",), overwrite=options.overwrite, name="--out")
     if not every_row:
-        check_output_path(plot_path, inputs + [("the --out", out)], kind=("png",), overwrite=args.overwrite,
+        check_output_path(plot_path, inputs + [("the --out", out)], kind=("png",), overwrite=options.overwrite,
                           name="--plot")
     check_output_path(json_path, inputs + [("the --out", out), ("the --plot", plot_path)], kind=("json",),
-                      overwrite=args.overwrite, name="--metrics-json")
-    features = feature_column_list(args.feature_columns)
-    device = args.device or source.stem
-    unit = args.unit or "ms"
-    space = load_space(args.space) if args.space else None
+                      overwrite=options.overwrite, name="--metrics-json")
+    features = feature_column_list(options.feature_columns)
+    device = options.device or source.stem
+    unit = options.unit or "ms"
+    space = load_space(options.space) if options.space else None
+    label = options.latency_column
     if of_profile:
-        X, y, header, features = profile_features(source, features, args.metric, args.statistic)
-        device = args.device or header["device"]
-        args.latency_column = header["label"]  # what the report names as the label
+        X, y, header, features = profile_features(source, features, options.metric, options.statistic)
+        device = options.device or header["device"]
+        label = header["label"]  # what the report names as the label
     else:
         # the one table reader that ofa-import-profile --format table writes profiles with
-        check_row_naming(space, args.arch_column, None, features)
-        profile = table_profile(source, space, device, latency=args.latency_column, std=args.std_column,
-                                arch_column=args.arch_column, feature_columns=features or None, unit=unit,
-                                merge_duplicates=getattr(args, "merge_duplicates", False))
+        check_row_naming(space, options.arch_column, None, features)
+        profile = table_profile(source, space, device, latency=options.latency_column, std=options.std_column,
+                                arch_column=options.arch_column, feature_columns=features or None, unit=unit,
+                                merge_duplicates=options.merge_duplicates)
         header = {"device": device, "backend": "table", "source": source.name,
-                  "latency_column": args.latency_column, "std_column": args.std_column, "unit": unit}
+                  "latency_column": options.latency_column, "std_column": options.std_column, "unit": unit}
         if features:
             X, y = profile.feature_matrix(features), profile.latencies("latency_ms", "median")
     if features:
         from predictors.tabular import fit_feature_predictor
 
-        train, test = _split(len(y), args.test_fraction, args.seed)
-        predictor = fit_feature_predictor(X[train], y[train], features, space=space, model=args.model, cv=args.cv,
-                                          random_state=args.seed, device=device, profile_header=header,
+        train, test = _split(len(y), options.test_fraction, options.seed)
+        predictor = fit_feature_predictor(X[train], y[train], features, space=space, model=options.model, cv=options.cv,
+                                          random_state=options.seed, device=device, profile_header=header,
                                           source=str(source))
         names = FEATURE_LATENCY_MODELS
         baseline = "linear"
 
         def make(name):
-            return make_latency_model(name, None, args.seed, feature_names=features)
+            return make_latency_model(name, None, options.seed, feature_names=features)
 
         predict, interval = predictor.predict_features, predictor.predict_interval_features
         what = "rows"
     else:
         profile, X, y = core.profile_targets(profile, "latency_ms", "median")
-        train, test = _split(len(y), args.test_fraction, args.seed)
-        predictor = core.fit_latency_predictor(core.subset_profile(profile, train), model=args.model,
-                                               metric="latency_ms", statistic="median", cv=args.cv,
-                                               random_state=args.seed)
+        train, test = _split(len(y), options.test_fraction, options.seed)
+        predictor = core.fit_latency_predictor(core.subset_profile(profile, train), model=options.model,
+                                               metric="latency_ms", statistic="median", cv=options.cv,
+                                               random_state=options.seed)
         names = LATENCY_MODELS
         baseline = "macs-linear"
 
         def make(name):
-            return make_latency_model(name, space, args.seed)
+            return make_latency_model(name, space, options.seed)
 
         predict, interval = predictor.predict_genes, predictor.predict_interval_genes
         what = "architectures"
-    return _report(args, predictor, X, y, train, test, names, make, predict, interval, baseline, what, out,
+    return _report(label, predictor, X, y, train, test, names, make, predict, interval, baseline, what, out,
                    plot_path, json_path, str(source))
 
 
@@ -172,63 +200,46 @@ def _split(n: int, test_fraction: float, seed: int):
     return core.split_indices(n, test_fraction, seed)
 
 
-def _report(args, predictor, X, y, train, test, names, make, predict, interval, baseline, what, out, plot_path,
+def _report(label, predictor, X, y, train, test, names, make, predict, interval, baseline, what, out, plot_path,
             json_path, source) -> dict:
     """Every model on the same held-out rows, interval coverage, save, print, plot, JSON; with
     nothing held out (``--test-fraction 0``) the cross-validated metrics of the model choice
     stand in for them (every candidate scored on the same folds) and no plot is drawn."""
-    from ofa.io import atomic_write_json
     from predictors import core
-    from predictors.metrics import format_table, interval_coverage
-    from predictors.plots import save_parity_plot
+    from predictors.report import score_held_out, write_held_out
 
     if len(test) == 0:
-        return _report_every_row(args, predictor, train, what, out, json_path, source)
+        return _report_every_row(label, predictor, train, what, out, json_path, source)
 
     others = {name: make(name) for name in names if name != predictor.model_name}
-    results = core.holdout_comparison(others, (X[train], y[train]), (X[test], y[test]), relative=True)
-    chosen = predict(X[test])
-    results[predictor.model_name] = {"metrics": core.regression_report(y[test], chosen), "prediction": chosen}
-    test_metrics = {name: r["metrics"] for name, r in results.items()}
-    coverage = {}
-    for level in (0.8, 0.9):
-        low, high = interval(X[test], level)
-        coverage[f"{level:.0%}"] = interval_coverage(y[test], low, high)
-    predictor.metrics_.update(test=test_metrics[predictor.model_name], test_all_models=test_metrics,
-                              interval_coverage_test=coverage, n_test=int(len(test)))
-    predictor.save(out)
-    order = sorted(test_metrics, key=lambda n: n != predictor.model_name)
-    print(f"{len(train)} {what} to fit, {len(test)} held out; selection: {predictor.metrics_['selection']['reason']}")
-    print(format_table({(n + " *" if n == predictor.model_name else n): test_metrics[n] for n in order},
-                       ("within_5", "within_10", "mape", "rmse", "spearman", "kendall")))
-    print("interval coverage on held-out rows: " + ", ".join(f"{k} interval -> {v:.1f}%" for k, v in coverage.items()))
-    shown = {f"{predictor.model_name} (chosen)": chosen}
-    if baseline in results and baseline != predictor.model_name:
-        shown[baseline] = results[baseline]["prediction"]
-    save_parity_plot(plot_path, y[test], shown, f"{predictor.device} (table {Path(source).name})", unit="ms",
-                     band=0.10)
-    report = {"predictor": str(out), "kind": predictor.kind, "model": predictor.model_name,
-              "space_fingerprint": predictor.space_fingerprint, "selection": predictor.metrics_["selection"],
-              "cv": predictor.metrics_["cv"], "test": test_metrics, "interval_coverage_test": coverage,
-              "n_train": int(len(train)), "n_test": int(len(test)), "source": source, "device": predictor.device,
-              "label": args.latency_column}
+    compared = core.holdout_comparison(others, (X[train], y[train]), (X[test], y[test]), relative=True)
+    report = score_held_out(predict, X[test], y[test], predictor.model_name,
+                            {name: r["prediction"] for name, r in compared.items()}, interval=interval)
+    plotted = {f"{predictor.model_name} (chosen)": predictor.model_name}
+    if baseline in report.predictions and baseline != predictor.model_name:
+        plotted[baseline] = baseline
+    summary = {"predictor": str(out), "kind": predictor.kind, "model": predictor.model_name,
+               "space_fingerprint": predictor.space_fingerprint, "selection": predictor.metrics_["selection"],
+               "cv": predictor.metrics_["cv"], "n_train": int(len(train)), "source": source,
+               "device": predictor.device, "label": label}
     if predictor.kind == "feature-latency":
-        report["features"] = list(predictor.feature_names)
-        report["drives_search"] = bool(predictor.space is not None and not predictor.uncomputable_features)
-    atomic_write_json(json_path, core.json_safe(report))
-    print(f"wrote {out}, {plot_path}, {json_path}")
-    return report
+        summary["features"] = list(predictor.feature_names)
+        summary["drives_search"] = bool(predictor.space is not None and not predictor.uncomputable_features)
+    intro = f"{len(train)} {what} to fit, {len(test)} held out; selection: {predictor.metrics_['selection']['reason']}"
+    return write_held_out(predictor, report, out, plot_path, json_path, summary, intro,
+                          f"{predictor.device} (table {Path(source).name})", plotted=plotted, what="rows")
 
 
-def _report_every_row(args, predictor, train, what, out, json_path, source) -> dict:
+def _report_every_row(label, predictor, train, what, out, json_path, source) -> dict:
     """The report of a predictor fitted on every row: its cross-validated metrics (the
     out-of-fold predictions of the model choice: each row predicted by a model that did
     not see it), saved, printed and written like a held-out report."""
     from ofa.io import atomic_write_json
     from predictors import core
+    from predictors.report import record_nothing_held_out
 
     cv = predictor.metrics_["cv"]
-    predictor.metrics_.update(test=None, n_test=0, metrics_source="cross-validation on every row (--test-fraction 0)")
+    record_nothing_held_out(predictor, "--test-fraction 0")
     predictor.save(out)
     print(f"{len(train)} {what} to fit, none held out (--test-fraction 0); selection: "
           f"{predictor.metrics_['selection']['reason']}")
@@ -239,7 +250,7 @@ def _report_every_row(args, predictor, train, what, out, json_path, source) -> d
               "space_fingerprint": predictor.space_fingerprint, "selection": predictor.metrics_["selection"],
               "cv": cv, "cv_chosen": cv[predictor.model_name], "test": None,
               "metrics_source": predictor.metrics_["metrics_source"], "n_train": int(len(train)), "n_test": 0,
-              "source": source, "device": predictor.device, "label": args.latency_column}
+              "source": source, "device": predictor.device, "label": label}
     if predictor.kind == "feature-latency":
         report["features"] = list(predictor.feature_names)
         report["drives_search"] = bool(predictor.space is not None and not predictor.uncomputable_features)

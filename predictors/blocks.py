@@ -54,6 +54,9 @@ from ofa.errors import ConfigError, DataError, SpaceMismatchError
 from ofa.spaces import BlockSpec, block_from_key, resolve_space
 from ofa.spaces.tables import build_additive_tables
 
+from hardware_profiles.dataset import Profile, read_profile
+
+from .base import LatencyPredictor, json_safe, profile_targets, resolve_label
 from .features import GROUPED_OPS, OPS, TILE_SIZES, ArchFeaturizer, tiled_work
 from .metrics import format_table, regression_report
 
@@ -217,7 +220,7 @@ class BlockLatencyRegressor(RegressorMixin, BaseEstimator):
         missing = [k for k in keys if k not in self.source_latencies]
         if missing:
             raise DataError(f"the transfer source has no latency for {len(missing)} block(s), e.g. {missing[0]!r}; "
-                            f"profile the source on every block of the space (tools/profile_device.py --blocks)")
+                            f"profile the source on every block of the space (ofa-profile-device --blocks)")
         return np.array([self.source_latencies[k] for k in keys], dtype=np.float64)
 
     def _design(self, keys) -> np.ndarray:
@@ -590,14 +593,12 @@ class BlockSumRegressor(RegressorMixin, BaseEstimator):
 # --- fitting -------------------------------------------------------------------------------------------
 def block_table_of(blocks, metric: str = "latency_ms", statistic: str = "median"):
     """``(table {key: ms}, profile or None)`` from a block profile, its path, or a dict."""
-    from hardware_profiles.dataset import Profile, read_profile
-
     if isinstance(blocks, dict):
         return {str(k): float(v) for k, v in blocks.items()}, None
     profile = blocks if isinstance(blocks, Profile) else read_profile(blocks)
     if profile.level != "block":
         raise DataError(f"{profile.path or 'the profile'} is a {profile.level} profile; a block-sum predictor "
-                        f"needs a block profile (tools/profile_device.py --blocks)")
+                        f"needs a block profile (ofa-profile-device --blocks)")
     if len(profile) == 0:
         raise DataError(f"the block profile {profile.path or ''} holds no blocks")
     return profile.block_latencies(metric, statistic), profile
@@ -621,14 +622,14 @@ def source_block_table(source, blocks: Sequence[BlockSpec], metric: str = "laten
         return {b.key: float(b.macs) for b in blocks}, None
     if isinstance(source, dict):
         return {str(k): float(v) for k, v in source.items()}, None
-    from hardware_profiles.backends import BACKENDS, Backend, get_backend
+    from hardware_profiles.backends import BACKENDS, Backend, get_backend  # here: the backends load torch
 
     if isinstance(source, str) and source in BACKENDS:
         source = get_backend(source)
     if isinstance(source, Backend):
         if not source.simulated:
             raise ConfigError(f"{source.name} measures in real time; measure its blocks once into a block profile "
-                              f"(tools/profile_device.py --blocks) and transfer from that file")
+                              f"(ofa-profile-device --blocks) and transfer from that file")
         records = source.measure_blocks(blocks)
         table = {b.key: float(r["latency_ms"][statistic if statistic in r["latency_ms"] else "median"])
                  for b, r in zip(blocks, records)}
@@ -654,8 +655,6 @@ def _components_of(blocks, records) -> "dict | None":
 
 def _network_label(networks, metric: str, statistic: str):
     """The label of whole-network measurements (None for a bare ``(genes, latencies)`` pair)."""
-    from hardware_profiles.dataset import Profile, read_profile
-
     if isinstance(networks, tuple):
         return None
     profile = networks if isinstance(networks, Profile) else read_profile(networks)
@@ -669,8 +668,6 @@ def _network_targets(networks, space, metric: str, statistic: str):
         if len(genes) != len(y):
             raise DataError(f"{len(genes)} gene rows but {len(y)} latencies")
         return genes, y, {}
-    from .core import profile_targets
-
     profile, genes, y = profile_targets(networks, metric, statistic)
     space.check_fingerprint(profile.space.fingerprint, "the network profile")
     return genes, y, profile.header
@@ -746,14 +743,10 @@ def fit_network_correction(blocks, networks, *, space=None, metric: str | None =
     measurements: ``blocks`` its block profile (path or Profile; or ``{key: ms}`` with
     ``space=``), ``networks`` its network profile (path or Profile; or ``(genes, ms)``)
     of the same device and the same space. ``metric``/``statistic``: the label read
-    from both (default: :func:`predictors.core.default_label` of the block profile).
+    from both (default: :func:`predictors.base.default_label` of the block profile).
     The result applies to another space's block sums (``fit_block_predictor(...,
     correction_from=...)``). Raises SpaceMismatchError (a ConfigError) when the two
     profiles measure different spaces, ConfigError when different devices."""
-    from hardware_profiles.dataset import Profile, read_profile
-
-    from .core import resolve_label
-
     blocks_from, networks_from = _where(blocks), _where(networks)
     if isinstance(blocks, (str, os.PathLike)):
         blocks = read_profile(blocks)
@@ -851,13 +844,9 @@ def fit_block_predictor(blocks, networks=None, *, space=None, metric: str | None
     this space's blocks are blocks of the source space, when the source was measured
     on another device, or when its two profiles measure different spaces.
     ``space``: defaults to the block profile's space. ``metric``/``statistic``: the
-    label (default: :func:`predictors.core.default_label` of the block profile).
+    label (default: :func:`predictors.base.default_label` of the block profile).
     ``block_options``: ``space.blocks`` options (a Transformer workload).
     ``source``: transfer source for unmeasured blocks (see :func:`source_block_latencies`)."""
-    from hardware_profiles.dataset import Profile, read_profile
-
-    from .core import LatencyPredictor, json_safe, resolve_label
-
     if isinstance(blocks, (str, os.PathLike)):
         blocks = read_profile(blocks)
     if isinstance(blocks, Profile):

@@ -24,7 +24,7 @@ Latency models (``LATENCY_MODELS``):
 Plain feature matrices (a user's latency table with its own columns, see
 :mod:`predictors.tabular`): ``make_latency_model(name, None, feature_names=...)``
 gives ``FEATURE_LATENCY_MODELS``, the same recipes with a
-:class:`~predictors.tabular.NumericFeatures` first step (``linear`` instead of
+:class:`~predictors.features.NumericFeatures` first step (``linear`` instead of
 ``macs-linear``: least squares on every column).
 
 Transfer to a new device: :class:`SourceCorrectionRegressor` (see
@@ -49,7 +49,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ofa.errors import ConfigError
 
-from .features import OPS, TILE_SIZES, ArchFeaturizer, analytic_feature_names
+from .features import OPS, TILE_SIZES, ArchFeaturizer, NumericFeatures, analytic_feature_names
 
 LATENCY_MODELS = ("macs-linear", "lut", "rf", "gbr", "hybrid")
 # Recipes on a plain numeric feature matrix (make_latency_model(name, None, feature_names=...)).
@@ -304,8 +304,6 @@ def make_latency_model(name: str, space, random_state: int = 0, feature_names=No
 
 
 def _make_feature_latency_model(name: str, feature_names, random_state: int) -> Pipeline:
-    from .tabular import NumericFeatures
-
     if feature_names is None or isinstance(feature_names, str) or not len(feature_names):
         raise ConfigError("a plain-feature latency recipe needs feature_names (the column names of X); for gene "
                           "matrices pass the search space")

@@ -256,12 +256,12 @@ class ArchFeaturizer(TransformerMixin, BaseEstimator):
         space, spec, _ = self._state()
         if self.features_version_ != FEATURES_VERSION:
             raise PredictorError(f"this predictor's features are version {self.features_version_}; this package "
-                                 f"computes version {FEATURES_VERSION}: re-fit it with tools/fit_predictor.py")
+                                 f"computes version {FEATURES_VERSION}: re-fit it with ofa-fit-predictor")
         if self.space_fingerprint_ != space.fingerprint:
             raise PredictorError("the featurizer's tables were built for another search space; re-fit it")
         if tuple(self.analytic_names_) != spec.names:
             raise PredictorError(f"this predictor uses features {list(self.analytic_names_)}, but this package "
-                                 f"computes {list(spec.names)} for the space: re-fit it with tools/fit_predictor.py")
+                                 f"computes {list(spec.names)} for the space: re-fit it with ofa-fit-predictor")
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -272,3 +272,57 @@ class ArchFeaturizer(TransformerMixin, BaseEstimator):
 
 def analytic_feature_names(space) -> tuple[str, ...]:
     return LayerFeatureSpec(resolve_space(space)).names
+
+
+class FeatureColumnsError(PredictorError):
+    """A feature-table predictor cannot compute its features for an architecture
+    (it was fitted without a search space, or on columns no architecture
+    determines), or a feature matrix does not have the columns it was fitted on."""
+
+
+class NumericFeatures(TransformerMixin, BaseEstimator):
+    """The first step of a plain-feature recipe: checks that ``X`` is a finite
+    numeric matrix with one column per name in ``columns`` and passes it on as float64.
+
+    Parameters
+    ----------
+    columns : sequence of str
+        The feature names, in column order (kept with the saved predictor).
+    """
+
+    def __init__(self, columns=()):
+        self.columns = columns
+
+    def fit(self, X=None, y=None):
+        columns = tuple(self.columns)
+        if not columns or any(not isinstance(c, str) or not c for c in columns) or len(set(columns)) != len(columns):
+            raise ConfigError(f"NumericFeatures needs distinct non-empty column names, got {list(columns)}")
+        self.columns_ = columns
+        self.n_features_in_ = len(columns)
+        if X is not None:
+            self._check(X)
+        return self
+
+    def _check(self, X) -> np.ndarray:
+        try:
+            matrix = np.asarray(X, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise FeatureColumnsError(f"expected a numeric feature matrix with columns {list(self.columns_)}; "
+                                      f"got values that are not numbers") from None
+        if matrix.ndim == 1 and len(self.columns_) == 1:
+            matrix = matrix[:, None]
+        if matrix.ndim != 2 or matrix.shape[1] != len(self.columns_):
+            raise FeatureColumnsError(f"expected a numeric feature matrix of shape (n, {len(self.columns_)}) "
+                                      f"with columns {list(self.columns_)}, got shape {matrix.shape}")
+        if not np.all(np.isfinite(matrix)):
+            rows = sorted({int(r) for r in np.nonzero(~np.isfinite(matrix))[0]})
+            raise FeatureColumnsError(f"feature matrix rows {rows[:5]} hold NaN or infinite values")
+        return matrix
+
+    def transform(self, X) -> np.ndarray:
+        check_is_fitted(self, "columns_")
+        return self._check(X)
+
+    def get_feature_names_out(self, input_features=None) -> np.ndarray:
+        check_is_fitted(self, "columns_")
+        return np.array(self.columns_, dtype=object)

@@ -43,6 +43,7 @@ from ofa.errors import ConfigError, PredictorError
 from ofa.io import load_plain_torch_file
 from ofa.spaces import MobileNetV3Space, resolve_space
 
+from .base import AccuracyPredictor
 from .features import ArchFeaturizer
 
 ENCODINGS = ("tutorial", "arch-encoder")
@@ -282,8 +283,6 @@ def convert_ofa_accuracy_predictor(state_dict_or_path, space, encoding: str = "a
     ``layers.*``/``base_acc``, else ``"tutorial"``), or either name.
     ``image_sizes``: the arch-encoder's ``image_size_list`` (default: the
     space's resolutions, when the input width agrees)."""
-    from .core import AccuracyPredictor
-
     space = resolve_space(space)
     parsed = read_reference_predictor(state_dict_or_path)
     if encoding == "auto":

@@ -39,7 +39,8 @@ TRUSTED_TYPES = [
     "predictors.blocks.BlockFeaturizer",
     "ofa.spaces.tables.AdditiveTables",
     "ofa.spaces.tables.UnitGroup",
-    "predictors.tabular.NumericFeatures",
+    "predictors.features.NumericFeatures",
+    "predictors.tabular.NumericFeatures",  # where files saved before it moved to predictors.features name it
     "predictors.ofa_reference.OFAReferenceMLP",
     "sklearn.pipeline.Pipeline",
     "sklearn.frozen._frozen.FrozenEstimator",
@@ -147,5 +148,5 @@ def load_predictor_file(path: str | os.PathLike) -> tuple[object, dict]:
         raise PredictorError(f"{path} is not an {FORMAT} file")
     if meta.get("format_version") != FORMAT_VERSION:
         raise PredictorError(f"{path} has predictor format version {meta.get('format_version')}; this package "
-                             f"reads version {FORMAT_VERSION}: re-fit it with tools/fit_predictor.py")
+                             f"reads version {FORMAT_VERSION}: re-fit it with ofa-fit-predictor")
     return content["estimator"], meta

@@ -4,7 +4,7 @@ A measured latency table (Hardware-Aware Transformers' ``latency_dataset/*.csv``
 a spreadsheet of phone timings) often describes each network by its own
 columns - ``encoder_embed_dim``, ``macs``, a kernel size per block - rather than
 by an architecture of one of our search spaces. :class:`FeatureTablePredictor`
-is a :class:`~predictors.core.LatencyPredictor` fitted on such columns:
+is a :class:`~predictors.base.LatencyPredictor` fitted on such columns:
 
 * it predicts feature matrices (:meth:`~FeatureTablePredictor.predict_features`,
   with split-conformal intervals), saves to and loads from skops files, and
@@ -42,7 +42,6 @@ import os
 from typing import Sequence
 
 import numpy as np
-from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.exceptions import NotFittedError
 from sklearn.pipeline import Pipeline
 from sklearn.utils.validation import check_is_fitted
@@ -51,17 +50,13 @@ from ofa.errors import ConfigError, DataError, PredictorError
 from ofa.spaces import SearchSpace, resolve_space
 from ofa.spaces.columns import gene_column_names, gene_values, genes_from_values
 
-from .core import LatencyPredictor, _fit_selected
+from .base import LatencyPredictor, _fit_selected
 from .estimators import AUTO_FEATURE_MODELS, FEATURE_LATENCY_MODELS, make_latency_model
-from .features import ArchFeaturizer, analytic_feature_names
+# NumericFeatures sits with the other featurizers (the recipes of predictors.estimators build on it);
+# imported here too, where predictors saved before the move name it
+from .features import ArchFeaturizer, FeatureColumnsError, NumericFeatures, analytic_feature_names
 from .metrics import format_table
 from .model_choice import DEFAULT_REPEATS, choose_model
-
-
-class FeatureColumnsError(PredictorError):
-    """A feature-table predictor cannot compute its features for an architecture
-    (it was fitted without a search space, or on columns no architecture
-    determines), or a feature matrix does not have the columns it was fitted on."""
 
 
 HAT_FEATURES = ("encoder_embed_dim", "encoder_layer_num", "encoder_ffn_embed_dim_avg",
@@ -153,54 +148,6 @@ class ArchitectureFeatures:
             else:
                 out[:, j] = hat[column]
         return out
-
-
-class NumericFeatures(TransformerMixin, BaseEstimator):
-    """The first step of a plain-feature recipe: checks that ``X`` is a finite
-    numeric matrix with one column per name in ``columns`` and passes it on as float64.
-
-    Parameters
-    ----------
-    columns : sequence of str
-        The feature names, in column order (kept with the saved predictor).
-    """
-
-    def __init__(self, columns=()):
-        self.columns = columns
-
-    def fit(self, X=None, y=None):
-        columns = tuple(self.columns)
-        if not columns or any(not isinstance(c, str) or not c for c in columns) or len(set(columns)) != len(columns):
-            raise ConfigError(f"NumericFeatures needs distinct non-empty column names, got {list(columns)}")
-        self.columns_ = columns
-        self.n_features_in_ = len(columns)
-        if X is not None:
-            self._check(X)
-        return self
-
-    def _check(self, X) -> np.ndarray:
-        try:
-            matrix = np.asarray(X, dtype=np.float64)
-        except (TypeError, ValueError):
-            raise FeatureColumnsError(f"expected a numeric feature matrix with columns {list(self.columns_)}; "
-                                      f"got values that are not numbers") from None
-        if matrix.ndim == 1 and len(self.columns_) == 1:
-            matrix = matrix[:, None]
-        if matrix.ndim != 2 or matrix.shape[1] != len(self.columns_):
-            raise FeatureColumnsError(f"expected a numeric feature matrix of shape (n, {len(self.columns_)}) "
-                                      f"with columns {list(self.columns_)}, got shape {matrix.shape}")
-        if not np.all(np.isfinite(matrix)):
-            rows = sorted({int(r) for r in np.nonzero(~np.isfinite(matrix))[0]})
-            raise FeatureColumnsError(f"feature matrix rows {rows[:5]} hold NaN or infinite values")
-        return matrix
-
-    def transform(self, X) -> np.ndarray:
-        check_is_fitted(self, "columns_")
-        return self._check(X)
-
-    def get_feature_names_out(self, input_features=None) -> np.ndarray:
-        check_is_fitted(self, "columns_")
-        return np.array(self.columns_, dtype=object)
 
 
 def _as_pipeline(estimator, names: tuple[str, ...]) -> Pipeline:

@@ -8,6 +8,7 @@ TensorRT builder appears, or when a tool loses its console command.
 from __future__ import annotations
 
 import ast
+import json
 import subprocess
 import sys
 import textwrap
@@ -49,6 +50,96 @@ def test_an_upward_import_breaks_the_contract(tmp_path):
     result = lint_imports(tmp_path / "contracts.toml", tmp_path)
     assert result.returncode != 0
     assert "BROKEN" in result.stdout and "low is not allowed to import high" in result.stdout
+
+
+def _contracts() -> dict[str, dict]:
+    import tomllib
+
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]
+    return {contract["name"]: contract for contract in config["contracts"]}
+
+
+def _library_modules() -> list[Path]:
+    """The committed modules of ofa_pipeline outside commands/ (all of them where git cannot say)."""
+    tracked = subprocess.run(["git", "ls-files", "ofa_pipeline/*.py"], cwd=ROOT, capture_output=True, text=True)
+    if tracked.returncode != 0 or not tracked.stdout:
+        return sorted((ROOT / "ofa_pipeline").glob("*.py"))
+    return [ROOT / line for line in tracked.stdout.split() if Path(line).parent.name == "ofa_pipeline"]
+
+
+def test_every_library_module_and_command_is_under_the_pipeline_contracts():
+    """The ofa_pipeline contracts list modules by name: a new library module or command must join them."""
+    from ofa_pipeline.commands import COMMANDS
+
+    contracts = _contracts()
+    # every committed library module is listed (a module still being written joins when it is committed),
+    # and every listed one exists
+    library = {f"ofa_pipeline.{path.stem}" for path in _library_modules() if path.stem != "__init__"}
+    listed = set(contracts["ofa_pipeline: the library modules import no command"]["source_modules"])
+    assert library <= listed, sorted(library - listed)
+    assert all((ROOT / "ofa_pipeline" / f"{name.split('.')[-1]}.py").is_file() for name in listed)
+    independent = contracts["ofa_pipeline: a command imports no other command (the quickstart aside)"]["modules"]
+    assert set(independent) == {f"ofa_pipeline.commands.{name}" for name in COMMANDS if name != "quickstart"}
+    assert "predictors" in contracts[next(n for n in contracts if n.startswith("Inside predictors"))]["containers"]
+
+
+def test_the_pipeline_contracts_break_on_a_command_importing_another_and_on_a_library_importing_a_command(
+        tmp_path):
+    """The real ofa_pipeline and predictors contracts, run on a small copy of the packages that breaks each:
+    a command importing another command, a library module importing a command, and predictors.base
+    importing the dispatcher above it."""
+    files = {
+        "ofa_pipeline/__init__.py": "",
+        "ofa_pipeline/specialize.py": "def helper():\n    from ofa_pipeline.commands import evaluate\n",
+        "ofa_pipeline/commands/__init__.py": "",
+        "ofa_pipeline/commands/evaluate.py": "",
+        "ofa_pipeline/commands/specialize.py": "from ofa_pipeline.commands import evaluate\n",
+        "predictors/__init__.py": "",
+        "predictors/core.py": "from predictors import base\n",
+        "predictors/base.py": "def helper():\n    from predictors import core  # lazy: still upward\n",
+    }
+    for relative, text in files.items():
+        (tmp_path / relative).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / relative).write_text(text)
+    present = {"ofa_pipeline.specialize", "ofa_pipeline.commands", "ofa_pipeline.commands.evaluate",
+               "ofa_pipeline.commands.specialize"}
+    contracts = _contracts()
+    lines = ["[tool.importlinter]", 'root_packages = ["ofa_pipeline", "predictors"]']
+    for name, contract in contracts.items():
+        if not name.startswith(("ofa_pipeline:", "Inside predictors")):
+            continue
+        lines += ["[[tool.importlinter.contracts]]", f"name = {json.dumps(name)}",
+                  f"type = {json.dumps(contract['type'])}"]
+        for key in ("source_modules", "forbidden_modules", "modules"):  # the modules the copy has
+            if key in contract:
+                lines.append(f"{key} = {json.dumps([m for m in contract[key] if m in present])}")
+        if contract["type"] == "layers":  # the layers holding the copy's two modules
+            layers = [layer for layer in contract["layers"]
+                      if {part.strip() for part in layer.split("|")} & {"core", "base"}]
+            lines += [f"containers = {json.dumps(contract['containers'])}", f"layers = {json.dumps(layers)}",
+                      "exhaustive = false"]
+    (tmp_path / "contracts.toml").write_text("\n".join(lines) + "\n")
+    result = lint_imports(tmp_path / "contracts.toml", tmp_path)
+    assert result.returncode != 0, result.stdout + result.stderr
+    assert result.stdout.count("BROKEN") == 3, result.stdout
+    assert "ofa_pipeline.specialize is not allowed to import ofa_pipeline.commands" in result.stdout
+    assert "ofa_pipeline.commands.specialize -> ofa_pipeline.commands.evaluate" in result.stdout
+    assert "predictors.base is not allowed to import predictors.core" in result.stdout
+
+
+def test_the_library_takes_no_command_line_and_the_quickstart_names_no_tool_by_string():
+    """Library functions take typed values (an options dataclass, a config), not a parsed command line; the
+    quickstart runs its steps as callables, so the import graph (and import-linter) sees them."""
+    for path in _library_modules():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                names = [a.arg for a in node.args.args + node.args.kwonlyargs]
+                annotations = [ast.unparse(a.annotation) for a in node.args.args if a.annotation is not None]
+                assert "args" not in names and not any("Namespace" in a for a in annotations), \
+                    f"{path.name}:{node.lineno} {node.name}"
+    quickstart = (ROOT / "ofa_pipeline" / "commands" / "quickstart.py").read_text()
+    assert "import_module" not in quickstart and "importlib" not in quickstart
+    assert 'f"ofa_pipeline.commands.{' not in quickstart
 
 
 def _calls(attribute_chain: str) -> list[str]:

@@ -6,7 +6,7 @@ The static model is exported to ONNX, converted by pnnx to an ncnn
 through ncnn's Python binding with one thread and no Vulkan, like the CPU
 backend: wall clock plus the calling thread's CPU time. The same ``.param``
 files run on a phone with ncnn's ``benchncnn`` (see
-``tools/phone_benchmark.sh`` and ``tools/profile_device.py --import``).
+``tools/phone_benchmark.sh`` and ``ofa-profile-device --import``).
 """
 
 from __future__ import annotations

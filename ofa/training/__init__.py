@@ -1,6 +1,6 @@
 """Training supernets: generic machinery plus one trainer per space type.
 
-``python tools/train_supernet.py --config X.yaml --out runs/name [--resume]``
+``ofa-train-supernet --config X.yaml --out runs/name [--resume]``
 reads the config, resolves its ``space`` and runs ``TRAINERS[space.type_name]``.
 
 API summary (everything a new trainer reuses):

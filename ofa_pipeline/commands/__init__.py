@@ -1,6 +1,6 @@
-"""One module per console command (``[project.scripts]`` in ``pyproject.toml``); each has ``main(argv=None) -> int``.
-
-``python tools/<name>.py`` runs the same ``main`` for users working from a checkout.
+"""One module per console command (``[project.scripts]`` in ``pyproject.toml``: ``ofa-<name>``);
+each has ``main(argv=None) -> int``: it parses its arguments, calls the library (the other modules of
+:mod:`ofa_pipeline`) and prints. ``tools/<name>.py`` in a checkout runs the same ``main``.
 """
 
 COMMANDS = ("train_supernet", "evaluate", "profile_device", "fit_predictor", "specialize", "export_onnx",

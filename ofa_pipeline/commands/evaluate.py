@@ -1,13 +1,13 @@
 """Evaluate subnets of a trained supernet: accuracy after BN re-calibration,
 MACs, parameters and loyalty to the full network.
 
-    python tools/evaluate.py --supernet runs/digits/final.pt --archs largest smallest random:20 \\
+    ofa-evaluate --supernet runs/digits/final.pt --archs largest smallest random:20 \\
         [stratified:20] [more_archs.jsonl] --out runs/digits/eval.jsonl [--split val|test] [--data PATH]
 
 ``random:N`` draws subnets uniformly over the space's choices (most of them
 mid-sized); ``stratified:N`` spreads them evenly over MACs, so the small and
 large ends - where tight and loose latency budgets send the search - are as
-well covered as the middle (the sampling of ``tools/profile_device.py``).
+well covered as the middle (the sampling of ``ofa-profile-device``).
 
 Writes one JSON record per subnet to --out (appended as it goes; a re-run with
 the same --out skips subnets already evaluated for this supernet and split):

@@ -1,10 +1,10 @@
 """Export one subnet of a trained supernet: ONNX (+ ncnn, TensorRT, INT8).
 
-    python tools/export_onnx.py --supernet runs/mbv3-small-digits/final.pt --arch arch.json --out deploy/model.onnx
+    ofa-export-onnx --supernet runs/mbv3-small-digits/final.pt --arch arch.json --out deploy/model.onnx
         [--ncnn] [--tensorrt [--fp16]] [--int8] [--data digits|DIR] [--opset 17]
 
 ``--arch`` is an architecture JSON file (``arch.json`` written by
-``tools/specialize.py``, or any file holding the architecture dict, or a dict
+``ofa-specialize``, or any file holding the architecture dict, or a dict
 with an ``"arch"`` key). The subnet's BatchNorm statistics are re-calibrated
 on training images (``--calib-images``; ``--no-recalibrate-bn`` skips it), the
 ONNX file has a dynamic batch axis (opset 17 by default) and is checked

@@ -1,7 +1,7 @@
 """Bort-style optimal sub-architecture extraction over an encoder-only space.
 
-    python tools/extract_optimal.py --supernet runs/bort-small/final.pt --out runs/bort-small/optimal.json
-    python tools/extract_optimal.py --space bort-small --scratch-steps 100 --out runs/bort-scratch/optimal.json
+    ofa-extract-optimal --supernet runs/bort-small/final.pt --out runs/bort-small/optimal.json
+    ofa-extract-optimal --space bort-small --scratch-steps 100 --out runs/bort-scratch/optimal.json
 
 Enumerates the space (or ``--samples N`` of it), computes the three surrogates
 (parameters, counted inference operations, error) and writes the Pareto-optimal

@@ -4,12 +4,12 @@ and save it.
 
 Latency:
 
-    python tools/fit_predictor.py --profile hardware_profiles/data/mbv3-small_cpu-ort.jsonl \\
+    ofa-fit-predictor --profile hardware_profiles/data/mbv3-small_cpu-ort.jsonl \\
         --out predictors/data/mbv3-small_cpu-ort.skops [--metric cpu_time_ms] [--model auto]
 
-Accuracy (records written by tools/evaluate.py):
+Accuracy (records written by ofa-evaluate):
 
-    python tools/fit_predictor.py --evaluations runs/digits/evaluations.jsonl --space mbv3-small \\
+    ofa-fit-predictor --evaluations runs/digits/evaluations.jsonl --space mbv3-small \\
         --target top1 --out predictors/data/mbv3-small_top1.skops
 
 A random ``--test-fraction`` of the architectures is held out; the rest picks
@@ -24,7 +24,7 @@ works as ``--profile`` too: name its ``--latency-column`` and either its
 architectures (``--space``, ``--arch-column`` or one column per gene) or free
 ``--feature-columns`` (see docs/imports.md):
 
-    python tools/fit_predictor.py --profile wmt14ende_cpu_raspberrypi_all.csv --device raspberrypi \\
+    ofa-fit-predictor --profile wmt14ende_cpu_raspberrypi_all.csv --device raspberrypi \\
         --latency-column latency_mean_encoder+latency_mean_decoder --space hat-wmt \\
         --feature-columns encoder_embed_dim,encoder_layer_num,encoder_ffn_embed_dim_avg --out rpi.skops
 """
@@ -48,7 +48,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     source = p.add_mutually_exclusive_group()
     source.add_argument("--profile", help="latency profile (JSONL) of one device")
-    source.add_argument("--evaluations", help="evaluation records (JSONL) of tools/evaluate.py")
+    source.add_argument("--evaluations", help="evaluation records (JSONL) of ofa-evaluate")
     p.add_argument("--out", required=True, help="predictor file to write (.skops)")
     p.add_argument("--model", default="auto", help="'auto' (chosen by cross-validation) or a model name")
     p.add_argument("--metric", default=None,
@@ -61,7 +61,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="statistic of the label: median, mean, p10, p90 (default: p10 of the thread CPU time for "
                         "timed backends, the statistic that repeats best; median for simulators and wall clock)")
     # block-sum predictors and transfer (ofa_pipeline.block_fitting)
-    p.add_argument("--blocks", help="block profile (JSONL, tools/profile_device.py --blocks): fit a block-sum "
+    p.add_argument("--blocks", help="block profile (JSONL, ofa-profile-device --blocks): fit a block-sum "
                                     "predictor; --profile then gives whole-network measurements of the same device")
     p.add_argument("--transfer-from", help="transfer source: a predictor file (.skops), a block profile of another "
                                            "device, a simulator backend (fpga-analytical) or 'macs'")
@@ -124,32 +124,39 @@ def _is_table(path) -> bool:
     return Path(path).is_file() and (is_table(path) or is_feature_profile(path))
 
 
+def options_of(args, options_class):
+    """The library's options dataclass filled from the parsed command line (same names)."""
+    from dataclasses import fields
+
+    return options_class(**{f.name: getattr(args, f.name) for f in fields(options_class)})
+
+
 def run(args) -> dict:
     import numpy as np
 
-    from ofa.io import atomic_write_json
     from predictors import core
     from predictors.estimators import ACCURACY_MODELS, LATENCY_MODELS, make_accuracy_model, make_latency_model
-    from predictors.metrics import format_table, interval_coverage
-    from predictors.plots import save_parity_plot
+    from predictors.report import score_held_out, write_held_out
 
     out = Path(args.out)
     plot_path = Path(args.plot) if args.plot else out.with_suffix(".png")
     json_path = Path(args.metrics_json) if args.metrics_json else out.with_suffix(".json")
     if args.accelerator is not None and not args.transfer_from:
         raise ConfigError("--accelerator configures the simulator given as --transfer-from; give --transfer-from "
-                          "(or profile the device with tools/profile_device.py --accelerator)")
+                          "(or profile the device with ofa-profile-device --accelerator)")
     if args.blocks or args.transfer_from:
-        from ofa_pipeline.block_fitting import run_block_or_transfer
+        from ofa_pipeline.block_fitting import BlockFitOptions, fit_block_or_transfer
 
-        return run_block_or_transfer(args, out, plot_path, json_path)
+        if args.evaluations is not None:
+            raise ConfigError("--blocks and --transfer-from fit latency predictors; --evaluations fits accuracy ones")
+        return fit_block_or_transfer(options_of(args, BlockFitOptions), out, plot_path, json_path)
     if args.profile is None and args.evaluations is None:
         raise ConfigError("give --profile (latency), --evaluations (accuracy) or --blocks (block-sum latency)")
     if args.profile is not None and (args.latency_column or args.feature_columns or args.arch_column
                                      or _is_table(args.profile)):
-        from ofa_pipeline.table_fitting import run_table
+        from ofa_pipeline.table_fitting import TableFitOptions, fit_table
 
-        return run_table(args, out, plot_path, json_path)
+        return fit_table(options_of(args, TableFitOptions), out, plot_path, json_path)
     if args.test_fraction == 0:
         raise ConfigError("--test-fraction 0 (fit on every row) is for a --profile table; a profile or evaluations "
                           "hold out a share of architectures: give a fraction between 0 and 1")
@@ -184,46 +191,25 @@ def run(args) -> dict:
 
     # Every model, fitted on the same training split, scored on the same held-out split.
     others = {name: make(name, space, args.seed) for name in names if name != predictor.model_name}
-    results = core.holdout_comparison(others, (genes[train], y[train]), (genes[test], y[test]), relative=latency)
-    chosen = predictor.predict_genes(genes[test])
-    results[predictor.model_name] = {"metrics": core.regression_report(y[test], chosen, relative=latency),
-                                     "prediction": chosen}
-    test_metrics = {name: r["metrics"] for name, r in results.items()}
-    coverage = {}
-    for level in (0.8, 0.9):
-        low, high = predictor.predict_interval_genes(genes[test], level)
-        coverage[f"{level:.0%}"] = interval_coverage(y[test], low, high)
-    predictor.metrics_["test"] = test_metrics[predictor.model_name]
-    predictor.metrics_["test_all_models"] = test_metrics
-    predictor.metrics_["interval_coverage_test"] = coverage
-    predictor.metrics_["n_test"] = int(len(test))
-    predictor.save(out)
-
-    columns = (("within_5", "within_10", "mape", "rmse", "spearman", "kendall") if latency
-               else ("rmse", "mae", "spearman", "kendall"))
-    order = sorted(test_metrics, key=lambda n: n != predictor.model_name)
-    print(f"{len(train)} architectures to fit, {len(test)} held out; selection: "
-          f"{predictor.metrics_['selection']['reason']}")
-    print(format_table({(n + " *" if n == predictor.model_name else n): test_metrics[n] for n in order}, columns))
-    print("interval coverage on held-out architectures: "
-          + ", ".join(f"{k} interval -> {v:.1f}%" for k, v in coverage.items()))
-    baseline = "macs-linear" if latency else min(others, key=lambda n: test_metrics[n]["rmse"], default=None)
-    shown = {f"{predictor.model_name} (chosen)": chosen}
-    if baseline in results:
-        shown[baseline] = results[baseline]["prediction"]
-    save_parity_plot(plot_path, y[test], shown, title, unit="ms" if latency else args.target,
-                     band=0.10 if latency else None)
-    report = {"predictor": str(out), "model": predictor.model_name, "space_fingerprint": predictor.space_fingerprint,
-              "selection": predictor.metrics_["selection"], "cv": predictor.metrics_["cv"], "test": test_metrics,
-              "interval_coverage_test": coverage, "n_train": int(len(train)), "n_test": int(len(test)),
-              "source": args.profile or args.evaluations}
+    compared = core.holdout_comparison(others, (genes[train], y[train]), (genes[test], y[test]), relative=latency)
+    report = score_held_out(predictor.predict_genes, genes[test], y[test], predictor.model_name,
+                            {name: r["prediction"] for name, r in compared.items()},
+                            interval=predictor.predict_interval_genes, relative=latency)
+    baseline = "macs-linear" if latency else min(others, key=lambda n: report.metrics[n]["rmse"], default=None)
+    plotted = {f"{predictor.model_name} (chosen)": predictor.model_name}
+    if baseline in report.predictions and baseline != predictor.model_name:
+        plotted[baseline] = baseline
+    summary = {"predictor": str(out), "model": predictor.model_name, "space_fingerprint": predictor.space_fingerprint,
+               "selection": predictor.metrics_["selection"], "cv": predictor.metrics_["cv"],
+               "n_train": int(len(train)), "source": args.profile or args.evaluations}
     if latency:
-        report.update(device=predictor.device, label=f"{args.metric}.{args.statistic}")
+        summary.update(device=predictor.device, label=f"{args.metric}.{args.statistic}")
     else:
-        report["target"] = args.target
-    atomic_write_json(json_path, core.json_safe(report))
-    print(f"wrote {out}, {plot_path}, {json_path}")
-    return report
+        summary["target"] = args.target
+    intro = (f"{len(train)} architectures to fit, {len(test)} held out; selection: "
+             f"{predictor.metrics_['selection']['reason']}")
+    return write_held_out(predictor, report, out, plot_path, json_path, summary, intro, title,
+                          unit="ms" if latency else args.target, band=0.10 if latency else None, plotted=plotted)
 
 
 def main(argv=None) -> int:

@@ -3,10 +3,10 @@
 Download the files by hand (nothing is fetched here; see docs/pretrained.md),
 then convert them:
 
-    python tools/import_pretrained.py supernet ofa_mbv3_d234_e346_k357_w1.0 \\
+    ofa-import-pretrained supernet ofa_mbv3_d234_e346_k357_w1.0 \\
         --out runs/ofa-mbv3-w1.0/final.pt [--space ofa-mbv3-w1.0] [--data /data/imagenet]
 
-    python tools/import_pretrained.py accuracy-predictor acc_predictor.pth \\
+    ofa-import-pretrained accuracy-predictor acc_predictor.pth \\
         --space runs/ofa-mbv3-w1.0/final.pt --out runs/ofa-mbv3-w1.0/top1.skops
 
 ``supernet`` writes this package's checkpoint (``ofa.training.load_supernet``

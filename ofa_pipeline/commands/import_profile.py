@@ -2,31 +2,31 @@
 
 A table (CSV/TSV), one row per architecture or block:
 
-    python tools/import_profile.py --format table measured.csv --space mbv3-small --device my-phone \\
+    ofa-import-profile --format table measured.csv --space mbv3-small --device my-phone \\
         --latency-column latency_ms [--std-column std_ms] [--arch-column arch | --block-column block] \\
         --out profiles/my-phone.jsonl
 
 Vitis AI profiler summaries (profile_summary.csv) or TFLite benchmark_model
 outputs, listed in a manifest with the block or architecture each measured:
 
-    python tools/import_profile.py --format vitis-ai zcu102/manifest.yaml --out profiles/zcu102.blocks.jsonl
+    ofa-import-profile --format vitis-ai zcu102/manifest.yaml --out profiles/zcu102.blocks.jsonl
 
 or, for Vitis AI, a folder of summaries named after their blocks (no manifest: one
 folder per block named like ``in_24x56x56-out_24-k3-e4-s1-relu-se0``, or a block key):
 
-    python tools/import_profile.py --format vitis-ai zcu102/ --space ofa-mbv3-w1.0 --device zcu102-b4096 \\
+    ofa-import-profile --format vitis-ai zcu102/ --space ofa-mbv3-w1.0 --device zcu102-b4096 \\
         [--skip-outside-space] --out profiles/zcu102.blocks.jsonl
-    python tools/import_profile.py --format tflite-benchmark pixel7/manifest.yaml --out profiles/pixel7.jsonl
+    ofa-import-profile --format tflite-benchmark pixel7/manifest.yaml --out profiles/pixel7.jsonl
 
 Once-for-All latency lookup tables (one YAML per resolution), in and out:
 
-    python tools/import_profile.py --format ofa-lut 160_lookup_table.yaml --space ofa-mbv3-w1.2 \\
+    ofa-import-profile --format ofa-lut 160_lookup_table.yaml --space ofa-mbv3-w1.2 \\
         --device note10 --out profiles/note10.blocks.jsonl
-    python tools/import_profile.py --format ofa-lut --export profiles/note10.blocks.jsonl --out lut.yaml
+    ofa-import-profile --format ofa-lut --export profiles/note10.blocks.jsonl --out lut.yaml
 
 ncnn benchncnn runs of a bundle (tools/phone_benchmark.sh):
 
-    python tools/import_profile.py --format benchncnn results.txt --bundle bundle/ --device pixel-7 \\
+    ofa-import-profile --format benchncnn results.txt --bundle bundle/ --device pixel-7 \\
         --out profiles/pixel-7-ncnn.jsonl
 
 Every format writes the whole profile at once after validating all of its

@@ -1,7 +1,7 @@
 """Predict the latency of new rows of a table with a plain-feature predictor
-(one fitted by ``tools/fit_predictor.py --profile table.csv --feature-columns ...``).
+(one fitted by ``ofa-fit-predictor --profile table.csv --feature-columns ...``).
 
-    python tools/predict_table.py --predictor rpi.skops --table new_configs.csv --out predicted.csv \\
+    ofa-predict-table --predictor rpi.skops --table new_configs.csv --out predicted.csv \\
         [--coverage 0.9] [--delimiter ,]
 
 The table needs the predictor's feature columns (a finite number in every row);

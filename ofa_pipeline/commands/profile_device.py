@@ -2,20 +2,20 @@
 
 Profile (resumable: rerun the same command after a kill to continue):
 
-    python tools/profile_device.py --space mbv3-small --backend cpu-ort --num-archs 300 \\
+    ofa-profile-device --space mbv3-small --backend cpu-ort --num-archs 300 \\
         --out profiles/my-cpu.jsonl
 
 Block profile (every distinct block of the space, for block-sum predictors; resumable too):
 
-    python tools/profile_device.py --space mbv3-small --backend cpu-ort --blocks --out profiles/my-cpu.blocks.jsonl
-    python tools/profile_device.py --space transformer-small --backend fpga-analytical --blocks \
+    ofa-profile-device --space mbv3-small --backend cpu-ort --blocks --out profiles/my-cpu.blocks.jsonl
+    ofa-profile-device --space transformer-small --backend fpga-analytical --blocks \
         --workload decode --cache-lengths 0 9 19 --out profiles/fpga.decode.blocks.jsonl
 
 Phone measurements with ncnn's benchncnn (see tools/phone_benchmark.sh):
 
-    python tools/profile_device.py --space mbv3-small --export-ncnn bundle/ --num-archs 300
+    ofa-profile-device --space mbv3-small --export-ncnn bundle/ --num-archs 300
     tools/phone_benchmark.sh bundle/ results.txt            # on a host with adb and a phone
-    python tools/profile_device.py --import results.txt --bundle bundle/ --device pixel-7 \\
+    ofa-profile-device --import results.txt --bundle bundle/ --device pixel-7 \\
         --out profiles/pixel-7-ncnn.jsonl
 """
 

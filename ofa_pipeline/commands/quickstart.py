@@ -1,9 +1,9 @@
 """The whole product on the built-in default, on 2 CPU cores.
 
-    python tools/quickstart.py --out runs/quickstart                 # the CNN on cluttered digits
-    python tools/quickstart.py --out runs/quickstart --fast          # CI's reduced mode (about 2 CPU-minutes)
-    python tools/quickstart.py --out runs/qs-text --transformer      # the Transformer default
-    python tools/quickstart.py --out runs/qs-exits --exits           # the CNN with early exits (docs/early-exits.md)
+    ofa-quickstart --out runs/quickstart                 # the CNN on cluttered digits
+    ofa-quickstart --out runs/quickstart --fast          # CI's reduced mode (about 2 CPU-minutes)
+    ofa-quickstart --out runs/qs-text --transformer      # the Transformer default
+    ofa-quickstart --out runs/qs-exits --exits           # the CNN with early exits (docs/early-exits.md)
 
 Steps (each printed with the command that does it on its own):
 
@@ -47,7 +47,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import importlib
 import json
 import math
 import os
@@ -57,11 +56,15 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-
+from typing import Callable
 
 from ofa.cli import run_command
 from ofa.errors import ConfigError, OFAError
 from ofa.validation import ArgumentParser, check_output_path, choice, positive_int
+
+# the commands whose steps the quickstart runs (each light to import: torch loads when a step runs)
+from . import evaluate as evaluate_command
+from . import fit_predictor, profile_device, specialize, specialize_exits, train_supernet
 
 # the search keeps each pick's 90% latency bound under its budget, not the point prediction
 LATENCY_CONFIDENCE = 0.9
@@ -80,9 +83,10 @@ EXITS_FULL = {"candidates": 24, "tolerance": 0.02, "block_runs": 10, "all_resolu
 EXITS_FAST = {"candidates": 2, "tolerance": 0.05, "block_runs": 3, "all_resolutions": False, "time_images": 256}
 
 
-def load_tool(name: str):
-    """The command module behind ``tools/<name>.py`` (its ``main(argv)`` is what the command runs)."""
-    return importlib.import_module(f"ofa_pipeline.commands.{name}")
+def console_name(command) -> str:
+    """The console command of a command's ``main`` (``ofa_pipeline.commands.fit_predictor.main`` ->
+    ``ofa-fit-predictor``): what a step prints, so a user can run it on its own."""
+    return "ofa-" + command.__module__.rsplit(".", 1)[-1].replace("_", "-")
 
 
 LEDGER = "quickstart-steps.json"
@@ -181,29 +185,35 @@ class Steps:
                                        "seconds": round(before + elapsed, 2)}
         self.save()
 
-    def run(self, label: str, tool: str | None, argv: list[str], inputs=(), outputs=(), body=None,
-            processes: int = 1) -> None:
-        """Run ``tools/<tool>.py argv`` (or ``body()``) unless its ``outputs`` are
-        complete for the same command and ``inputs`` (see the class); with
-        ``processes`` > 1, as that many data-parallel processes under torchrun."""
+    def run(self, label: str, command: Callable[[list[str]], int] | None, argv: list[str], inputs=(), outputs=(),
+            body: Callable[[], object] | None = None, processes: int = 1) -> None:
+        """Run ``command(argv)`` (a command's ``main``; or ``body()``) unless its ``outputs`` are
+        complete for the same arguments and ``inputs`` (see the class); with ``processes`` > 1,
+        as that many data-parallel processes of the command under torchrun."""
         key = self._pending(label, argv, inputs, outputs)
         if key is None:
             return
-        shown = f"torchrun --nproc_per_node={processes} " if processes > 1 else "python "
-        print(f"\n== {label}" + (f"\n$ {shown}tools/{tool}.py {shlex.join(argv)}" if tool else ""), flush=True)
+        if command is None:
+            shown = ""
+        elif processes > 1:
+            shown = f"\n$ torchrun --nproc_per_node={processes} -m {command.__module__} {shlex.join(argv)}"
+        else:
+            shown = f"\n$ {console_name(command)} {shlex.join(argv)}"
+        print(f"\n== {label}{shown}", flush=True)
         start = time.perf_counter()
         if processes > 1:
-            command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-                       f"--nproc_per_node={processes}", "-m", f"ofa_pipeline.commands.{tool}", *argv]
-            code = subprocess.run(command).returncode
+            torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+                        f"--nproc_per_node={processes}", "-m", command.__module__, *argv]
+            code = subprocess.run(torchrun).returncode
         else:
-            code = load_tool(tool).main(argv) if tool is not None else body()
-        if tool is not None and code:
-            raise OFAError(f"step '{label}' failed (tools/{tool}.py exited with {code}); see the message above")
+            code = command(argv) if command is not None else body()
+        if command is not None and code:
+            raise OFAError(f"step '{label}' failed ({console_name(command)} exited with {code}); see the message "
+                           f"above")
         self._done(label, key, outputs, round(time.perf_counter() - start, 2))
 
     def run_side_by_side(self, jobs: list[dict]) -> None:
-        """Run several steps (``{"label", "tool", "argv", "inputs", "outputs"}``) at
+        """Run several steps (``{"label", "command", "argv", "inputs", "outputs"}``) at
         once, each in its own process, its output in ``out/logs/<label>.log``: for
         steps that time nothing (simulators, evaluation), which would otherwise
         leave a core idle."""
@@ -214,10 +224,10 @@ class Steps:
                 continue
             log = self.out / "logs" / (re.sub(r"[^A-Za-z0-9.-]+", "_", job["label"]).strip("_") + ".log")
             log.parent.mkdir(parents=True, exist_ok=True)
-            print(f"\n== {job['label']} (side by side, output in {log})\n$ python tools/{job['tool']}.py "
+            print(f"\n== {job['label']} (side by side, output in {log})\n$ {console_name(job['command'])} "
                   f"{shlex.join(job['argv'])}", flush=True)
             handle = open(log, "w")
-            process = subprocess.Popen([sys.executable, "-m", f"ofa_pipeline.commands.{job['tool']}", *job["argv"]],
+            process = subprocess.Popen([sys.executable, "-m", job["command"].__module__, *job["argv"]],
                                        stdout=handle, stderr=subprocess.STDOUT)
             running.append((job, key, log, handle, process, time.perf_counter()))
         failed = []
@@ -231,7 +241,7 @@ class Steps:
                 job, key, log, handle, process, start = entry
                 handle.close()
                 if process.returncode:
-                    failed.append(f"step '{job['label']}' failed (tools/{job['tool']}.py exited with "
+                    failed.append(f"step '{job['label']}' failed ({console_name(job['command'])} exited with "
                                   f"{process.returncode}):\n" + "\n".join(log.read_text().splitlines()[-15:]))
                     continue
                 self._done(job["label"], key, job.get("outputs", ()), round(time.perf_counter() - start, 2))
@@ -250,12 +260,12 @@ class Steps:
 
 
 def run_jobs(steps: Steps, jobs: list[dict], side_by_side: bool) -> None:
-    """Run steps given as ``{"label", "tool", "argv", "inputs", "outputs"}``, side by side or one after another."""
+    """Run steps given as ``{"label", "command", "argv", "inputs", "outputs"}``, side by side or one after another."""
     if side_by_side:
         steps.run_side_by_side(jobs)
     else:
         for job in jobs:
-            steps.run(job["label"], job["tool"], job["argv"], job["inputs"], job["outputs"])
+            steps.run(job["label"], job["command"], job["argv"], job["inputs"], job["outputs"])
 
 
 def fast_config(config_path: Path, out: Path, settings: dict, transformer: bool) -> Path:
@@ -379,6 +389,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--devices", nargs="+", default=None, type=device_name,
                    help="backends to specialise for (default: cpu-ort fpga-scalesim, plus mobile-ncnn if installed "
                         "and not --fast)")
+    p.add_argument("--precision", action="store_true",
+                   help="the mixed-precision pipeline: a supernet with 4/6/8-bit blocks, searched on the bit-serial "
+                        "and bit-fusion accelerator models, exported as QDQ ONNX (docs/mixed-precision.md)")
     return p.parse_args(argv)
 
 
@@ -452,7 +465,7 @@ def run(args) -> dict:
     if supernet_path.is_file():
         steps.skip("1. train the supernet", f"{supernet_path} exists, reusing it")
     else:
-        steps.run("1. train the supernet", "train_supernet",
+        steps.run("1. train the supernet", train_supernet.main,
                   ["--config", str(config), "--out", str(out / "supernet"), "--resume", "--no-progress"],
                   inputs=[config], outputs=[supernet_path], processes=training_processes(config, args.workers))
         trained = json.loads((out / "supernet" / "summary.json").read_text())
@@ -473,7 +486,7 @@ def run(args) -> dict:
         argv = ["--profile", str(profile), "--out", str(latency_paths[device])]
         if args.fast:
             argv += ["--cv", "3", "--model", "lut"]
-        latency_fits[device] = {"label": f"3. fit the {device} latency predictor", "tool": "fit_predictor",
+        latency_fits[device] = {"label": f"3. fit the {device} latency predictor", "command": fit_predictor.main,
                                 "argv": argv, "inputs": [profile],
                                 "outputs": [latency_paths[device], latency_paths[device].with_suffix(".json")]}
     untimed = []  # steps that time nothing: with a free core they run side by side
@@ -485,10 +498,10 @@ def run(args) -> dict:
             argv += ["--runs", str(settings["runs"]), "--warmup", str(settings["warmup"])]
         if device == "fpga-scalesim":
             argv += ["--cache-dir", str(Path(os.environ["OFA_HW_CACHE"]) / "scalesim")]
-        job = {"label": f"2. profile {device}", "tool": "profile_device", "argv": argv, "inputs": [space_file],
+        job = {"label": f"2. profile {device}", "command": profile_device.main, "argv": argv, "inputs": [space_file],
                "outputs": [profile]}
         if timed:  # its clock is the measurement: nothing else runs meanwhile; its fit joins the untimed steps
-            steps.run(job["label"], job["tool"], job["argv"], job["inputs"], job["outputs"])
+            steps.run(job["label"], job["command"], job["argv"], job["inputs"], job["outputs"])
             untimed.append(latency_fits.pop(device))
         else:
             untimed.append(job)
@@ -504,7 +517,7 @@ def run(args) -> dict:
         # half uniform draws, half spread over MACs: the tight budgets search among the smallest subnets,
         # which uniform draws rarely reach
         count = settings["eval_archs"]
-        untimed.append({"label": "4. evaluate subnets", "tool": "evaluate", "inputs": [supernet_path],
+        untimed.append({"label": "4. evaluate subnets", "command": evaluate_command.main, "inputs": [supernet_path],
                         "outputs": [evaluations],
                         "argv": ["--supernet", str(supernet_path), "--archs", "largest", "smallest",
                                  f"random:{count - count // 2}", f"stratified:{count // 2}", "--out",
@@ -517,7 +530,7 @@ def run(args) -> dict:
             "--out", str(accuracy_path)]
     if args.fast:
         argv += ["--cv", "3", "--model", "gbr"]
-    fits.append({"label": f"4. fit the {target} predictor", "tool": "fit_predictor", "argv": argv,
+    fits.append({"label": f"4. fit the {target} predictor", "command": fit_predictor.main, "argv": argv,
                  "inputs": [evaluations, space_file], "outputs": [accuracy_path, accuracy_path.with_suffix(".json")]})
     run_jobs(steps, fits, side_by_side=args.workers > 1)  # fitting times nothing
 
@@ -540,7 +553,7 @@ def run(args) -> dict:
         argv.append("--int8")
     if args.fast:  # one epoch per phase: the accuracies are close to noise, a smoke test ranks them anyway
         argv.append("--accept-untrusted-predictor")
-    steps.run("5. specialise, export, verify", "specialize", argv,
+    steps.run("5. specialise, export, verify", specialize.main, argv,
               inputs=[supernet_path, accuracy_path, *latency_paths.values()], outputs=[out / "deploy" / "summary.json"])
 
     # 6. report -----------------------------------------------------------------------------------------------
@@ -603,7 +616,7 @@ def run_exits(args, config: Path, out: Path, steps: Steps, settings: dict) -> di
     exit_settings = EXITS_FAST if args.fast else EXITS_FULL
     config = exits_config(config, out, args.fast)
     supernet_path = out / "supernet" / "final.pt"
-    steps.run("1. train the supernet with exits", "train_supernet",
+    steps.run("1. train the supernet with exits", train_supernet.main,
               ["--config", str(config), "--out", str(out / "supernet"), "--resume", "--no-progress"],
               inputs=[config], outputs=[supernet_path], processes=training_processes(config, args.workers))
     supernet = load_supernet(supernet_path)
@@ -615,9 +628,9 @@ def run_exits(args, config: Path, out: Path, steps: Steps, settings: dict) -> di
             "--runs", str(exit_settings["block_runs"]), "--warmup", str(settings["warmup"])]
     if not exit_settings["all_resolutions"]:
         argv += ["--resolutions", str(max(space.resolutions))]
-    steps.run("2. profile cpu-ort block by block", "profile_device", argv, inputs=[space_file], outputs=[blocks])
+    steps.run("2. profile cpu-ort block by block", profile_device.main, argv, inputs=[space_file], outputs=[blocks])
     predictor_path = out / "predictors" / "cpu-ort.blocks.skops"
-    steps.run("3. fit the cpu-ort block-sum predictor", "fit_predictor",
+    steps.run("3. fit the cpu-ort block-sum predictor", fit_predictor.main,
               ["--blocks", str(blocks), "--out", str(predictor_path)], inputs=[blocks],
               outputs=[predictor_path, predictor_path.with_suffix(".json")])
     predictor = load_predictor(predictor_path)
@@ -627,7 +640,7 @@ def run_exits(args, config: Path, out: Path, steps: Steps, settings: dict) -> di
     expected = round_up(expected, 2)
     worst = round_up(1.5 * expected, 2)
     deploy = out / "deploy-exits"
-    steps.run("4. specialise with exits, calibrate, export, time", "specialize_exits",
+    steps.run("4. specialise with exits, calibrate, export, time", specialize_exits.main,
               ["--supernet", str(supernet_path), "--latency-predictor", str(predictor_path),
                "--expected-latency-ms", f"{expected:g}", "--worst-latency-ms", f"{worst:g}",
                "--tolerance", str(exit_settings["tolerance"]), "--candidates", str(exit_settings["candidates"]),
@@ -665,6 +678,10 @@ def run_exits(args, config: Path, out: Path, steps: Steps, settings: dict) -> di
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.precision:
+        from ofa_pipeline.mixed_precision import run_mixed_precision
+
+        return run_command(run_mixed_precision, args)
     return run_command(run, args)
 
 

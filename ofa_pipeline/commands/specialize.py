@@ -1,14 +1,17 @@
 """Specialise a trained supernet for one or more devices and latency budgets.
 
-    python tools/specialize.py --supernet runs/mbv3-small-digits/final.pt \
+    ofa-specialize --supernet runs/mbv3-small-digits/final.pt \
         --device cpu-ort --latency-ms 0.3 --device fpga-scalesim --latency-ms 3 --out deploy/digits
 
 fits what it is not given: a latency predictor per device from the shipped
 profile of the supernet's space, and an accuracy predictor from
 ``--eval-archs`` evaluated subnets (both saved under ``--out/predictors/``).
+The accuracy predictor must pass the trust rule of ``predictors.trust``
+(held-out Spearman >= 0.5, RMSE <= 0.9 x the spread of its target; see
+``--min-rank-correlation``, ``--max-rmse-ratio``, ``--accept-untrusted-predictor``).
 With your own predictors:
 
-    python tools/specialize.py --supernet runs/mbv3-small-digits/final.pt \\
+    ofa-specialize --supernet runs/mbv3-small-digits/final.pt \\
         --accuracy-predictor runs/qs/predictors/top1.skops \\
         --latency-predictor runs/qs/predictors/cpu-ort.skops --latency-predictor runs/qs/predictors/fpga.skops \\
         --device cpu-ort --latency-ms 0.8 --device fpga-scalesim --latency-ms 0.05 --out deploy/digits
@@ -39,8 +42,6 @@ from ofa.cli import run_command
 from ofa.errors import ConfigError, PredictorError
 from ofa.validation import (ArgumentParser, check_input_file, check_output_path, float_between, non_negative_int,
                             positive_float, positive_int)
-
-MIN_RANK_CORRELATION = 0.0  # an accuracy predictor that ranks subnets no better than chance misleads the search
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -110,11 +111,16 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--strict", action="store_true",
                    help="kept for old scripts: an over-budget pick exits with status 3 by default now")
     p.add_argument("--accept-untrusted-predictor", action="store_true",
-                   help="use an accuracy predictor whose recorded held-out rank correlation is below "
-                        f"{MIN_RANK_CORRELATION} (it ranks subnets worse than chance)")
-    p.add_argument("--min-rank-correlation", type=float_between(-1, 1, closed=True), default=MIN_RANK_CORRELATION,
-                   help="smallest recorded Spearman correlation of the accuracy predictor accepted, from -1 to 1 "
-                        "(%(default)s)")
+                   help="use an accuracy predictor that fails the trust rule (predictors.trust: held-out Spearman "
+                        "below --min-rank-correlation, or RMSE above --max-rmse-ratio x the target's spread)")
+    # defaults (None) are the trust rule's, read in trust_rule(): importing predictors here would cost --help seconds
+    p.add_argument("--min-rank-correlation", type=float_between(-1, 1, closed=True), default=None,
+                   help="smallest held-out Spearman correlation of the accuracy predictor accepted, from -1 to 1 "
+                        "(default 0.5, predictors.trust.DEFAULT_MIN_SPEARMAN)")
+    p.add_argument("--max-rmse-ratio", type=positive_float, default=None,
+                   help="largest held-out RMSE of the accuracy predictor accepted, as a multiple of the standard "
+                        "deviation of its target (default 0.9, predictors.trust.DEFAULT_MAX_RMSE_RATIO; 1.0 is "
+                        "what predicting the mean achieves)")
     return p.parse_args(argv)
 
 
@@ -132,42 +138,24 @@ def fit_shipped_latency_predictor(space, device: str, out_dir: Path) -> Path:
     return path
 
 
-def fit_default_accuracy_predictor(args, space, out_dir: Path) -> Path:
-    """Evaluate ``--eval-archs`` random subnets (plus the largest and smallest)
-    with tools/evaluate.py and fit a top-1 predictor on them."""
-    import subprocess
-
+def fit_default_accuracy_predictor(args, supernet, data, out_dir: Path) -> Path:
+    """Evaluate the largest, the smallest and ``--eval-archs`` random subnets (BN re-calibrated,
+    through the model family's evaluator, in this process) and fit a top-1 predictor on them."""
+    from ofa.families import get_family
+    from ofa_pipeline.evaluate import evaluate_subnets, subnets_to_evaluate
     from predictors import fit_accuracy_predictor
 
-    from ofa.families import get_family
-
+    space = supernet.space
     if get_family(space).accuracy_target != "top1":
         raise ConfigError("pass --accuracy-predictor for this supernet (for Transformers: a validation-loss "
                           "predictor, see the README)")
     evaluations = out_dir / "evaluations.jsonl"
-    command = [sys.executable, "-m", "ofa_pipeline.commands.evaluate", "--supernet", args.supernet,
-               "--archs", "largest", "smallest", f"random:{args.eval_archs}", "--seed", str(args.seed),
-               "--out", str(evaluations)] + (["--data", args.data] if args.data else [])
-    print("evaluating subnets for the accuracy predictor:", " ".join(command))
-    if subprocess.run(command).returncode != 0:
-        raise ConfigError("evaluating subnets failed (see the message above); or pass --accuracy-predictor")
+    archs = subnets_to_evaluate(space, args.eval_archs, args.seed)
+    print(f"evaluating {len(archs)} subnets for the accuracy predictor -> {evaluations}")
+    evaluate_subnets(supernet, data, archs, evaluations, calib_images=args.calib_images)
     path = out_dir / "accuracy.skops"
     fit_accuracy_predictor(evaluations, space, target="top1").save(path)
     return path
-
-
-def recorded_rank_correlation(predictor) -> tuple[float | None, str]:
-    """The Spearman correlation a predictor recorded on architectures it was not
-    fitted on: held-out test metrics if any, else the chosen model's cross-validation."""
-    metrics = getattr(predictor, "metrics_", None) or {}
-    for key in ("holdout", "test"):
-        value = (metrics.get(key) or {}).get("spearman") if isinstance(metrics.get(key), dict) else None
-        if isinstance(value, (int, float)):
-            return float(value), f"held-out {key} Spearman"
-    cv = (metrics.get("cv") or {}).get(getattr(predictor, "model_name", None))
-    if isinstance(cv, dict) and isinstance(cv.get("spearman"), (int, float)):
-        return float(cv["spearman"]), "cross-validated Spearman"
-    return None, "no recorded rank correlation"
 
 
 def check_accuracy_predictor(args, accuracy) -> None:
@@ -178,13 +166,19 @@ def check_accuracy_predictor(args, accuracy) -> None:
         device = getattr(accuracy, "device", "?")
         raise PredictorError(f"--accuracy-predictor {args.accuracy_predictor} is a {accuracy.kind} predictor "
                              f"(target {accuracy.target!r}, device {device!r}); it must predict accuracy "
-                             f"(top1) or loss: fit one with tools/fit_predictor.py --evaluations")
-    correlation, how = recorded_rank_correlation(accuracy)
-    if correlation is not None and correlation < args.min_rank_correlation and not args.accept_untrusted_predictor:
-        raise PredictorError(f"--accuracy-predictor {args.accuracy_predictor}: its {how} is {correlation:.3f}, "
-                             f"below {args.min_rank_correlation}: it ranks subnets worse than chance, so the "
-                             f"search would pick poor subnets. Refit it on more evaluated subnets, or pass "
-                             f"--accept-untrusted-predictor to use it anyway")
+                             f"(top1) or loss: fit one with ofa-fit-predictor --evaluations")
+    trust_rule(args).check(accuracy, name=f"--accuracy-predictor {args.accuracy_predictor}",
+                           way_out="pass --accept-untrusted-predictor to use it anyway")
+
+
+def trust_rule(args):
+    """The trust rule with the command's thresholds (the rule's own defaults where none is given)."""
+    from predictors.trust import TrustRule
+
+    defaults = TrustRule()
+    return TrustRule(defaults.min_spearman if args.min_rank_correlation is None else args.min_rank_correlation,
+                     defaults.max_rmse_ratio if args.max_rmse_ratio is None else args.max_rmse_ratio,
+                     args.accept_untrusted_predictor)
 
 
 def check_latency_predictors(args, latency, paths: list[str]) -> None:
@@ -195,7 +189,7 @@ def check_latency_predictors(args, latency, paths: list[str]) -> None:
         if not isinstance(predictor, LatencyPredictor):
             raise PredictorError(f"--latency-predictor {path} is an {predictor.kind} predictor (target "
                                  f"{predictor.target!r}); it must predict a device's latency: fit one with "
-                                 f"tools/fit_predictor.py --profile")
+                                 f"ofa-fit-predictor --profile")
         names = {predictor.device, predictor.profile_header.get("backend")} - {None}
         if not names & set(args.device):
             raise PredictorError(f"--latency-predictor {path} predicts latency on device {predictor.device!r} "
@@ -243,7 +237,7 @@ def differentiable_options(args) -> dict | None:
 
 def run(args) -> list[dict]:
     from ofa_pipeline.deploy import checkpoint_data
-    from ofa_pipeline.specialize import Target, check_strategy, specialize, summary_table
+    from ofa_pipeline.specialize import SpecializeConfig, Target, check_strategy, specialize, summary_table
     from ofa.training import load_supernet
     from predictors import load_predictor
 
@@ -261,24 +255,25 @@ def run(args) -> list[dict]:
     if given_accuracy:
         accuracy = load_predictor(args.accuracy_predictor, space=supernet.space)
         check_accuracy_predictor(args, accuracy)
+        data = checkpoint_data(args.supernet, args.data)
     else:
-        args.accuracy_predictor = str(fit_default_accuracy_predictor(args, supernet.space, made))
+        data = checkpoint_data(args.supernet, args.data)
+        args.accuracy_predictor = str(fit_default_accuracy_predictor(args, supernet, data, made))
         accuracy = load_predictor(args.accuracy_predictor, space=supernet.space)
     add_shipped_predictors(args, supernet.space, latency, made)
-    data = checkpoint_data(args.supernet, args.data)
     provenance = {"supernet": digest(args.supernet), "accuracy_predictor": digest(args.accuracy_predictor),
                   "latency_predictors": [digest(p) for p in args.latency_predictor], "data": args.data,
                   "calib_images": args.calib_images}
-    rows = specialize(supernet, accuracy, latency, targets, args.out, data=data, max_macs=args.max_macs,
-                      max_params=args.max_params, population=args.population, generations=args.generations,
-                      seed=args.seed, measure=not args.no_measure, ncnn=args.ncnn, int8=args.int8,
-                      on_infeasible="nearest" if args.nearest else "raise",
-                      pareto_generations=args.pareto_generations, calib_images=args.calib_images,
-                      provenance=provenance, latency_confidence=args.latency_confidence,
-                      max_rounds=args.max_rounds, measurements_per_round=args.measurements_per_round,
-                      finetune_epochs=args.finetune_epochs, strategy=args.strategy,
-                      differentiable=args.differentiable,
-                      finetune_train=checkpoint_training(args.supernet) if args.finetune_epochs else None)
+    config = SpecializeConfig(
+        max_macs=args.max_macs, max_params=args.max_params, strategy=args.strategy, population=args.population,
+        generations=args.generations, differentiable=args.differentiable,
+        on_infeasible="nearest" if args.nearest else "raise", seed=args.seed,
+        pareto_generations=args.pareto_generations, latency_confidence=args.latency_confidence,
+        measure=not args.no_measure, max_rounds=args.max_rounds, measurements_per_round=args.measurements_per_round,
+        calib_images=args.calib_images, ncnn=args.ncnn, int8=args.int8, finetune_epochs=args.finetune_epochs,
+        finetune_train=checkpoint_training(args.supernet) if args.finetune_epochs else None,
+        trust=trust_rule(args), provenance=provenance)
+    rows = specialize(supernet, accuracy, latency, targets, args.out, data=data, config=config)
     print(summary_table(rows))
     print(f"results: {Path(args.out) / 'summary.md'}")
     missed = [f"{row['target']} on {d['device']}: measured {d['measured_latency_ms']:.3f} ms > budget "

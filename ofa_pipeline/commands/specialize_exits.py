@@ -1,12 +1,12 @@
 """Specialise a subnet with early exits and its exit threshold for one device.
 
-    python tools/specialize_exits.py --supernet runs/exits/final.pt --latency-predictor cpu-blocks.skops \\
+    ofa-specialize-exits --supernet runs/exits/final.pt --latency-predictor cpu-blocks.skops \\
         --expected-latency-ms 0.9 --worst-latency-ms 1.6 --tolerance 0.01 --delta 0.1 --out deploy-exits
 
 The supernet is one trained with exits (a training config with ``exits:`` and
 an ``exits: true`` phase; ``ofa.training.progressive_shrinking.seed_exit_phase``
 adds them to a finished run). The latency predictor is a block-sum one
-(``tools/fit_predictor.py --blocks``): it prices the segments up to each exit.
+(``ofa-fit-predictor --blocks``): it prices the segments up to each exit.
 
 The search picks the subnet and its threshold together: the most accurate
 subnet whose expected latency (sum over exits of P(exit) x latency up to it,

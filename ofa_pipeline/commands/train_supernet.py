@@ -1,8 +1,8 @@
 """Train a supernet end to end through every progressive-shrinking phase.
 
-    python tools/train_supernet.py --config configs/mbv3-small-digits.yaml --out runs/digits
-    python tools/train_supernet.py --config configs/mbv3-small-digits.yaml --out runs/digits --resume
-    torchrun --nproc_per_node=2 tools/train_supernet.py --config ... --out ...   # data-parallel
+    ofa-train-supernet --config configs/mbv3-small-digits.yaml --out runs/digits
+    ofa-train-supernet --config configs/mbv3-small-digits.yaml --out runs/digits --resume
+    torchrun --nproc_per_node=2 -m ofa_pipeline.commands.train_supernet --config ... --out ...   # data-parallel
 
 The config's search space picks the trainer (``ofa.training.TRAINERS``). The run
 directory receives ``last.pt`` (each epoch), ``phase<i>-<name>.pt`` (phase ends),
