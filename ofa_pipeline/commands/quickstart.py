@@ -295,28 +295,16 @@ def fast_config(config_path: Path, out: Path, settings: dict, transformer: bool)
 
 
 def evaluate_text_subnets(checkpoint: Path, out: Path, count: int, sentences: int, seed: int = 0) -> list[dict]:
-    """Validation loss of the largest, the smallest and ``count`` random
-    subnets of a Transformer supernet (inherited weights), appended to ``out``
-    as JSONL records ``{"arch", "loss", "token_accuracy", "split"}``; a re-run
-    skips the subnets already in the file."""
-    from ofa.io import append_jsonl
-    from ofa.training.transformer import evaluate_subnet, load_trained
-
-    from predictors import read_evaluations
+    """Validation loss of the largest, the smallest and ``count`` random subnets of a Transformer
+    supernet (inherited weights) on ``sentences`` validation sentences, through the model family's
+    evaluator (:func:`ofa_pipeline.evaluate.evaluate_subnets`), appended to ``out`` as JSONL records
+    (``"loss"`` is what the accuracy predictor fits); a re-run skips the subnets already in the file."""
+    from ofa.training.transformer import load_trained
+    from ofa_pipeline.evaluate import evaluate_subnets, subnets_to_evaluate
 
     supernet, data = load_trained(checkpoint)
-    space = supernet.space
-    done = {json.dumps(r["arch"], sort_keys=True): r for r in (read_evaluations(out) if out.is_file() else [])}
-    archs = [space.largest(), space.smallest(), *space.sample(seed, n=count)]
-    records = []
-    for arch in archs:
-        key = json.dumps(arch.to_dict(), sort_keys=True)
-        if key not in done:
-            r = evaluate_subnet(supernet.extract(arch), data, "val", limit=sentences, decode=False)
-            done[key] = {"arch": arch.to_dict(), "loss": r["val_loss"], "token_accuracy": r["token_accuracy"],
-                         "split": "val", "space": space.fingerprint}
-            append_jsonl(out, done[key])
-        records.append(done[key])
+    records = evaluate_subnets(supernet, data, subnets_to_evaluate(supernet.space, count, seed), out,
+                               text_limit=sentences)
     print(f"{len(records)} subnets: validation loss {min(r['loss'] for r in records):.3f} to "
           f"{max(r['loss'] for r in records):.3f} -> {out}")
     return records

@@ -1,0 +1,37 @@
+"""``ofa-quickstart --precision --fast``: train, evaluate, profile, search and export a
+mixed-precision subnet end to end on the built-in digits (with a smaller fast setting here)."""
+
+import json
+
+import onnx
+import pytest
+
+from ofa.errors import ConfigError
+from ofa_pipeline import mixed_precision
+from ofa_pipeline.commands import quickstart
+
+TINY = {"train_images": 96, "calib_images": 32, "batch_size": 32, "teacher_epochs": 1, "precision_epochs": 1,
+        "subnets": 14, "population": 6, "generations": 1, "haq_episodes": 3, "haq_warmup": 1}
+
+
+def test_precision_quickstart_runs_end_to_end(tmp_path, monkeypatch):
+    monkeypatch.setattr(mixed_precision, "FAST", TINY)
+    out = tmp_path / "run"
+    assert quickstart.main(["--precision", "--fast", "--out", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["space"]["weight_bits"] == mixed_precision.PRECISION_BITS["weight_bits"]
+    for backend in mixed_precision.BACKENDS:
+        rows = summary["results"][backend]["rows"]
+        assert set(rows) == {"uniform 8-bit", "uniform 4-bit", "HAQ, fixed architecture",
+                             "evolution, architecture + bits"}
+        assert rows["uniform 4-bit"]["latency_ms"] < rows["uniform 8-bit"]["latency_ms"]
+        assert (out / f"profile_{backend}.jsonl").is_file()
+    assert summary["export"]["parity_max_abs_diff"] <= summary["export"]["tolerance"] * summary["export"][
+        "output_max_abs"]
+    ops = {node.op_type for node in onnx.load(str(out / "subnet.onnx")).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+
+
+def test_precision_quickstart_refuses_options_it_does_not_use(tmp_path):
+    with pytest.raises(ConfigError, match="leave out --transformer"):
+        mixed_precision.check_args(quickstart.parse_args(["--precision", "--transformer", "--out", str(tmp_path)]))
