@@ -377,6 +377,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--devices", nargs="+", default=None, type=device_name,
                    help="backends to specialise for (default: cpu-ort fpga-scalesim, plus mobile-ncnn if installed "
                         "and not --fast)")
+    p.add_argument("--precision", action="store_true",
+                   help="the mixed-precision pipeline: a supernet with 4/6/8-bit blocks, searched on the bit-serial "
+                        "and bit-fusion accelerator models, exported as QDQ ONNX (docs/mixed-precision.md)")
     return p.parse_args(argv)
 
 
@@ -663,6 +666,10 @@ def run_exits(args, config: Path, out: Path, steps: Steps, settings: dict) -> di
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.precision:
+        from ofa_pipeline.mixed_precision import run_mixed_precision
+
+        return run_command(run_mixed_precision, args)
     return run_command(run, args)
 
 
