@@ -20,7 +20,6 @@ import json
 import time
 from pathlib import Path
 
-from ofa.errors import ConfigError
 
 # 4, 6 and 8 bits. With 2-bit choices too, every subnet holding one 2-bit block stayed at chance (about 10%
 # top-1 on digits) after the fast recipe while uniform 4-bit matched 8-bit (22.2% vs 23.0%): the short
@@ -51,18 +50,8 @@ def training_config(settings: dict, fast: bool) -> dict:
             "phases": phases}
 
 
-def check_args(args) -> None:
-    from ofa.validation import check_output_path
-
-    check_output_path(args.out, kind="dir", name="--out")
-    given = [flag for flag, value in (("--transformer", args.transformer), ("--exits", getattr(args, "exits", False)),
-                                      ("--config", args.config), ("--devices", args.devices)) if value]
-    if given:
-        raise ConfigError(f"--precision runs its own configuration (mbv3-small with 2-8-bit blocks on digits, priced "
-                          f"on {', '.join(BACKENDS)}); leave out {', '.join(given)}")
-
-
-def run_mixed_precision(args) -> dict:
+def run_mixed_precision(out: str | Path, fast: bool = False) -> dict:
+    """The whole mixed-precision pipeline into the directory ``out`` (``fast``: the smoke-test settings)."""
     from hardware_profiles import get_backend
     from hardware_profiles.bit_accelerators import latency_function
     from ofa.evaluation import recalibrate_bn
@@ -74,9 +63,11 @@ def run_mixed_precision(args) -> dict:
     from ofa.training.progressive_shrinking import ProgressiveShrinkingTrainer
     from predictors import fit_accuracy_predictor
 
-    check_args(args)  # before any work
-    settings = FAST if args.fast else FULL
-    out = Path(args.out)
+    from ofa.validation import check_output_path
+
+    check_output_path(out, kind="dir", name="--out")  # before any work
+    settings = FAST if fast else FULL
+    out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     timings, started = {}, time.perf_counter()
 
@@ -89,7 +80,7 @@ def run_mixed_precision(args) -> dict:
     # 1. train -----------------------------------------------------------------------------------------------
     checkpoint = out / "supernet" / "final.pt"
     if not checkpoint.is_file():
-        ProgressiveShrinkingTrainer(training_config(settings, args.fast), out / "supernet", resume=True).run()
+        ProgressiveShrinkingTrainer(training_config(settings, fast), out / "supernet", resume=True).run()
     clock = step("1. train", started)
     supernet = load_supernet(checkpoint)
     space = supernet.space
@@ -153,7 +144,7 @@ def run_mixed_precision(args) -> dict:
     export = export_checked(static.eval(), out / "subnet.onnx")
     clock = step("5. export", clock)
 
-    summary = {"space": space.to_dict(), "fingerprint": space.fingerprint, "fast": bool(args.fast),
+    summary = {"space": space.to_dict(), "fingerprint": space.fingerprint, "fast": bool(fast),
                "budget_fraction": BUDGET_FRACTION, "backends": BACKENDS, "results": results,
                "export": {k: export[k] for k in ("onnx", "opset", "parity_max_abs_diff", "output_max_abs",
                                                 "tolerance")},

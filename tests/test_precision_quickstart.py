@@ -34,4 +34,4 @@ def test_precision_quickstart_runs_end_to_end(tmp_path, monkeypatch):
 
 def test_precision_quickstart_refuses_options_it_does_not_use(tmp_path):
     with pytest.raises(ConfigError, match="leave out --transformer"):
-        mixed_precision.check_args(quickstart.parse_args(["--precision", "--transformer", "--out", str(tmp_path)]))
+        quickstart.check_precision_args(quickstart.parse_args(["--precision", "--transformer", "--out", str(tmp_path)]))

@@ -664,13 +664,27 @@ def run_exits(args, config: Path, out: Path, steps: Steps, settings: dict) -> di
     return report
 
 
+def check_precision_args(args) -> None:
+    """``--precision`` runs its own configuration: the options that choose another are refused."""
+    from ofa_pipeline.mixed_precision import BACKENDS
+
+    given = [flag for flag, value in (("--transformer", args.transformer), ("--exits", getattr(args, "exits", False)),
+                                      ("--config", args.config), ("--devices", args.devices)) if value]
+    if given:
+        raise ConfigError(f"--precision runs its own configuration (mbv3-small with 2-8-bit blocks on digits, priced "
+                          f"on {', '.join(BACKENDS)}); leave out {', '.join(given)}")
+
+
+def run_precision(args) -> dict:
+    from ofa_pipeline.mixed_precision import run_mixed_precision
+
+    check_precision_args(args)  # before any work
+    return run_mixed_precision(args.out, fast=args.fast)
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
-    if args.precision:
-        from ofa_pipeline.mixed_precision import run_mixed_precision
-
-        return run_command(run_mixed_precision, args)
-    return run_command(run, args)
+    return run_command(run_precision if args.precision else run, args)
 
 
 if __name__ == "__main__":
