@@ -294,3 +294,52 @@ def test_exit_phase_trains_on_a_finished_run_and_resumes_exactly(tmp_path):
     assert trained.exits is not None and trained.exits.to_dict() == EXITS
     with pytest.raises(ConfigError, match="already has exits"):
         seed_exit_phase(tmp_path / "full" / "final.pt", tmp_path / "again", EXITS, phase)
+
+
+@pytest.mark.parametrize("call, error, message", [
+    (lambda model, src: greedy_decode_exits(model, src.float(), 0.5, max_length=4), "DataError", "integer"),
+    (lambda model, src: greedy_decode_exits(model, src[0], 0.5, max_length=4), "DataError", "sentences"),
+    (lambda model, src: greedy_decode_exits(model, src + 10_000, 0.5, max_length=4), "DataError", "vocabulary"),
+    (lambda model, src: greedy_decode_exits(model, src, "high", max_length=4), "ConfigError", "in \\[0, 1\\]"),
+    (lambda model, src: greedy_decode_exits(model, src, 0.5, max_length=4.0), "ConfigError", "max_length"),
+    (lambda model, src: calibrate_decoder_threshold(model, src, 0.1, 0.2, grid=[], max_length=4), "ConfigError",
+     "grid"),
+    (lambda model, src: calibrate_decoder_threshold(model, src, 0.1, 0.2, grid=[float("nan"), 0.5], max_length=4),
+     "ConfigError", "grid"),
+    (lambda model, src: calibrate_decoder_threshold(model, src, 0.1, 0.2, grid=[1.5, 0.5], max_length=4),
+     "ConfigError", "grid"),
+    (lambda model, src: calibrate_decoder_threshold(model, src, 0.1, 0.2, batch_size=0, max_length=4),
+     "ConfigError", "batch_size"),
+    (lambda model, src: calibrate_decoder_threshold(model, src, 0.1, 0.2, batch_size=-1, max_length=4),
+     "ConfigError", "batch_size"),
+    (lambda model, src: calibrate_decoder_threshold(model, src.float(), 0.1, 0.2, max_length=4), "DataError",
+     "integer"),
+    (lambda model, src: calibrate_decoder_threshold(model, src, 0.1, 0.2, max_length=4.0), "ConfigError",
+     "max_length"),
+    (lambda model, src: calibrate_decoder_threshold(model, src, 0.1, 0.2, max_length=4, reference=[[EOS]] * 4),
+     "DataError", "reference"),
+    (lambda model, src: sequence_losses(torch.zeros(3, 4, dtype=torch.long), torch.zeros(2, 4, dtype=torch.long)),
+     "DataError", "3 adaptive outputs"),
+])
+def test_bad_decoding_and_calibration_input_is_a_named_error_before_any_work(supernet, call, error, message,
+                                                                              monkeypatch):
+    import ofa.errors
+
+    supernet.set_active(supernet.space.largest())
+    src = torch.randint(4, 30, (4, 6), generator=torch.Generator().manual_seed(5))
+    # every decoding starts with the encoder: nothing is decoded before the input is refused
+    monkeypatch.setattr(type(supernet), "encode", lambda *a, **k: pytest.fail("the model ran before the check"))
+    with pytest.raises(getattr(ofa.errors, error), match=message):
+        call(supernet, src)
+
+
+def test_calibration_refuses_a_model_in_training_mode(supernet):
+    # dropout makes threshold 1 differ from the full output: the guarantee would not hold
+    supernet.set_active(supernet.space.largest())
+    src = torch.randint(4, 30, (4, 6), generator=torch.Generator().manual_seed(5))
+    supernet.train()
+    try:
+        with pytest.raises(ConfigError, match="eval"):
+            calibrate_decoder_threshold(supernet, src, 0.1, 0.2, max_length=4)
+    finally:
+        supernet.eval()

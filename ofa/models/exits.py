@@ -53,7 +53,11 @@ def confidence(logits: np.ndarray, measure: str = "maxprob") -> np.ndarray:
 
 def check_thresholds(thresholds, exits: int) -> np.ndarray:
     """One threshold in [0, 1] per exit (a single number applies to every exit)."""
-    values = np.atleast_1d(np.asarray(thresholds, dtype=np.float64))
+    try:
+        values = np.atleast_1d(np.asarray(thresholds, dtype=np.float64))
+    except (TypeError, ValueError):
+        raise ConfigError(f"exit thresholds must be {exits} number(s) in [0, 1] (one per exit; 1 never exits, 0 "
+                          f"always exits), got {thresholds!r}") from None
     if values.size == 1 and exits != 1:
         values = np.full(exits, float(values[0]))
     if values.shape != (exits,) or not np.all(np.isfinite(values)) or np.any(values < 0) or np.any(values > 1):

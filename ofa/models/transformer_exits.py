@@ -25,15 +25,38 @@ from typing import Optional
 import numpy as np
 import torch
 
-from ..errors import ConfigError
+from ..errors import ConfigError, DataError
 from .exits import check_measure, check_thresholds, confidence
 from .transformer import BOS, EOS, PAD, TransformerBody, _max_length
+
+SEQUENCE_RISKS = ("sequence", "token")  # the dissimilarities of sequence_losses
 
 
 def _require_exits(model: TransformerBody) -> None:
     if getattr(model, "exits", None) is None:
         raise ConfigError("this Transformer has no exits: build the supernet with exits={'layers': [...]} "
                           "(training config key 'exits') and extract from it")
+
+
+def check_token_batch(tokens, vocab_size: int, what: str) -> None:
+    """Refuse anything but a (sentences, length) integer tensor of ids below ``vocab_size``, with a
+    DataError naming ``what``, before a model reads it (torch would fail deep in an embedding)."""
+    if not isinstance(tokens, torch.Tensor) or tokens.dim() != 2 or tokens.shape[0] == 0 or tokens.shape[1] == 0:
+        shape = tuple(tokens.shape) if isinstance(tokens, torch.Tensor) else type(tokens).__name__
+        raise DataError(f"{what} must be a (sentences, length) tensor of token ids with at least one sentence and "
+                        f"one token, got {shape}")
+    if tokens.dtype.is_floating_point or tokens.dtype.is_complex or tokens.dtype == torch.bool:
+        raise DataError(f"{what} must hold integer token ids (torch.long), got dtype {tokens.dtype}")
+    low, high = int(tokens.min()), int(tokens.max())
+    if low < 0 or high >= vocab_size:
+        raise DataError(f"{what} hold token ids from {low} to {high}; the vocabulary allows 0 to {vocab_size - 1}")
+
+
+def check_max_length(max_length) -> None:
+    """``max_length`` is None or an int (its range is checked against the space when decoding)."""
+    if max_length is not None and (isinstance(max_length, bool) or not isinstance(max_length, int)):
+        raise ConfigError(f"max_length must be a whole number of tokens (or None: the space's max_positions - 1), "
+                          f"got {max_length!r}")
 
 
 def exit_logits(model: TransformerBody, src_tokens: torch.Tensor, tgt_tokens: torch.Tensor) -> list[torch.Tensor]:
@@ -95,6 +118,8 @@ def greedy_decode_exits(model: TransformerBody, src_tokens: torch.Tensor, thresh
     _require_exits(model)
     check_measure(measure)
     (threshold,) = check_thresholds(threshold, 1)
+    check_token_batch(src_tokens, model.space.src_vocab_size, "the sources")
+    check_max_length(max_length)
     max_length = _max_length(model, max_length)
     memory = model.encode(src_tokens)
     layers = model.active_decoder_layers()
@@ -150,17 +175,25 @@ def sequence_losses(adaptive: torch.Tensor, full: torch.Tensor, risk: str = "seq
     ``"sequence"`` 1 when they differ anywhere (1 - exact match, CALM's textual consistency with
     the exact-match metric), ``"token"`` the fraction of the full output's tokens (EOS included) the
     adaptive one gets wrong at the same position."""
+    if risk not in SEQUENCE_RISKS:
+        raise ConfigError(f"sequence risk {risk!r} unknown; allowed: {list(SEQUENCE_RISKS)}")
+    for name, outputs in (("adaptive", adaptive), ("full", full)):
+        if not isinstance(outputs, torch.Tensor) or outputs.dim() != 2:
+            raise DataError(f"the {name} outputs must be a (sentences, length) tensor of token ids as greedy "
+                            f"decoding returns, got {type(outputs).__name__}")
+    if len(adaptive) != len(full):
+        raise DataError(f"{len(adaptive)} adaptive outputs for {len(full)} full-network outputs: give one of each "
+                        f"per sentence")
     length = max(adaptive.shape[1], full.shape[1])
     a = torch.nn.functional.pad(adaptive, (0, length - adaptive.shape[1]), value=PAD)
     f = torch.nn.functional.pad(full, (0, length - full.shape[1]), value=PAD)
     differ = a.ne(f)
     if risk == "sequence":
         return differ.any(1).double().numpy()
-    if risk == "token":
-        real = f.ne(PAD)
-        wrong = (differ & real).sum(1).double() + (differ & ~real).any(1).double()  # a longer output is wrong too
-        return torch.clamp(wrong / real.sum(1).clamp(min=1).double(), max=1.0).numpy()
-    raise ConfigError(f"sequence risk {risk!r} unknown; allowed: ['sequence', 'token']")
+    real = f.ne(PAD)  # the token risk
+    wrong = (differ & real).sum(1).double() + (differ & ~real).any(1).double()  # a longer output is wrong too
+    return torch.clamp(wrong / real.sum(1).clamp(min=1).double(), max=1.0).numpy()
 
 
-__all__ = ["ExitDecoding", "exit_logits", "exit_loss_weights", "greedy_decode_exits", "sequence_losses"]
+__all__ = ["ExitDecoding", "SEQUENCE_RISKS", "check_max_length", "check_token_batch", "exit_logits",
+           "exit_loss_weights", "greedy_decode_exits", "sequence_losses"]

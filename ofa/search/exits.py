@@ -81,13 +81,26 @@ def hoeffding_bentkus_p_value(mean_loss: float, n: int, tolerance: float) -> flo
     return min(1.0, hoeffding, bentkus)
 
 
+def check_grid(grid) -> np.ndarray:
+    """The candidate thresholds sorted from the highest down: at least one, each in [0, 1]. Checked
+    before any calibration work (an empty grid would certify nothing and silently answer 1)."""
+    try:
+        values = np.asarray(grid, dtype=np.float64).ravel()
+    except (TypeError, ValueError):
+        values = np.array([np.nan])
+    if values.size == 0 or not np.all(np.isfinite(values)) or np.any(values < 0) or np.any(values > 1):
+        raise ConfigError(f"the threshold grid must hold at least one number in [0, 1] (1 never exits, 0 always "
+                          f"exits), got {grid!r}")
+    return np.sort(values)[::-1]
+
+
 def learn_then_test(grid, losses_at, tolerance: float, delta: float, binary: bool = True) -> tuple[float, list]:
     """Fixed-sequence Learn-then-Test over ``grid`` (thresholds, scanned from the highest down):
     ``losses_at(threshold)`` gives the per-sample losses in [0, 1] there; each threshold's "risk >
     tolerance" is tested with the exact binomial p-value (``binary`` 0/1 losses) or the
     Hoeffding-Bentkus one (any losses in [0, 1]), and the scan stops at the first it cannot reject at
     level ``delta``. Returns (the last rejected threshold, 1 when none is; the tests made)."""
-    grid = np.sort(np.asarray(grid, dtype=np.float64))[::-1]
+    grid = check_grid(grid)
     chosen, tested = 1.0, []
     for threshold in grid:
         losses = np.asarray(losses_at(float(threshold)), dtype=np.float64)
@@ -187,5 +200,5 @@ def calibrate_threshold(all_logits, labels=None, tolerance: float = 0.01, delta:
     return result
 
 
-__all__ = ["Calibration", "RISKS", "binomial_p_value", "calibrate_threshold", "check_calibration_args",
+__all__ = ["Calibration", "RISKS", "binomial_p_value", "calibrate_threshold", "check_calibration_args", "check_grid",
            "exit_losses", "hoeffding_bentkus_p_value", "learn_then_test", "threshold_grid"]

@@ -41,10 +41,15 @@ import torch
 
 from ..errors import ConfigError, DataError
 from ..models.transformer import PAD, greedy_decode
-from ..models.transformer_exits import ExitDecoding, greedy_decode_exits, sequence_losses
-from .exits import check_calibration_args, learn_then_test, threshold_grid
-
-SEQUENCE_RISKS = ("sequence", "token")
+from ..models.transformer_exits import (
+    SEQUENCE_RISKS,
+    ExitDecoding,
+    check_max_length,
+    check_token_batch,
+    greedy_decode_exits,
+    sequence_losses,
+)
+from .exits import check_calibration_args, check_grid, learn_then_test, threshold_grid
 
 
 @dataclass
@@ -114,21 +119,28 @@ def calibrate_decoder_threshold(model, src_tokens: torch.Tensor, tolerance: floa
     if getattr(model, "exits", None) is None or not model.active_exit_layers():
         raise ConfigError("calibration needs a network with at least one exit before its last decoder layer "
                           "(exits={'layers': [...]} and a subnet deep enough)")
-    if not isinstance(src_tokens, torch.Tensor) or src_tokens.dim() != 2 or len(src_tokens) == 0:
-        raise DataError("calibration sources must be a (sentences, source_length) tensor of token ids with at "
-                        "least one sentence")
+    if model.training:  # dropout would make even threshold 1 differ from the full output
+        raise ConfigError("calibration needs the model in eval mode (call model.eval() first): with dropout active "
+                          "the outputs are random and the guarantee does not hold")
+    grid = threshold_grid() if grid is None else check_grid(grid)
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ConfigError(f"batch_size must be a whole number >= 1 (sentences decoded at once), got {batch_size!r}")
+    check_max_length(max_length)
+    check_token_batch(src_tokens, model.space.src_vocab_size, "the calibration sources")
+    if reference is not None:
+        check_token_batch(reference, model.space.tgt_vocab_size, "the reference outputs")
+        if len(reference) != len(src_tokens):
+            raise DataError(f"{len(reference)} reference outputs for {len(src_tokens)} calibration sentences: give "
+                            f"the full network's greedy output of each")
     full = decode_in_batches(model, src_tokens, None, measure, batch_size, max_length) if reference is None \
         else reference
-    if len(full) != len(src_tokens):
-        raise DataError(f"{len(full)} reference outputs for {len(src_tokens)} calibration sentences")
     decoded: dict[float, ExitDecoding] = {}
 
     def losses_at(threshold: float) -> np.ndarray:
         decoded[threshold] = decode_in_batches(model, src_tokens, threshold, measure, batch_size, max_length)
         return sequence_losses(decoded[threshold].tokens, full, risk)
 
-    chosen, tested = learn_then_test(threshold_grid() if grid is None else grid, losses_at, tolerance, delta,
-                                     binary=risk == "sequence")
+    chosen, tested = learn_then_test(grid, losses_at, tolerance, delta, binary=risk == "sequence")
     if chosen not in decoded:
         decoded[chosen] = decode_in_batches(model, src_tokens, chosen, measure, batch_size, max_length)
     outputs = decoded[chosen]
