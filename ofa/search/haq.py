@@ -171,13 +171,15 @@ def with_architecture(space, arch):
     layout = space.gene_layout
     bits = np.zeros(space.num_genes, dtype=bool)
     bits[layout["weight_bits"]] = bits[layout["activation_bits"]] = True
+    highest = np.zeros(space.num_genes, dtype=np.int64)  # gene value of the most bits (choices in any order)
+    highest[layout["weight_bits"]] = int(np.argmax(space.weight_bits))
+    highest[layout["activation_bits"]] = int(np.argmax(space.activation_bits))
 
     def project(genes: np.ndarray) -> np.ndarray:
         genes = np.atleast_2d(np.asarray(genes, dtype=np.int64))
         out = np.where(bits[None, :], genes, template[None, :])
         running = template >= 0
-        fill = np.asarray(space.choice_counts) - 1
-        out = np.where(bits & running & (out < 0), fill, out)
+        out = np.where(bits & running & (out < 0), highest, out)
         return np.where(bits & ~running, -1, out)
 
     return project
