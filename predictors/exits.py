@@ -116,10 +116,7 @@ def decoder_exit_latencies(predictor, space, exits, arch, source_length: int | N
     last), "worst_case": L_E, "static": the same subnet decoded without exits}`` of a Transformer with
     per-token exits ``exits`` (:class:`~ofa.spaces.transformer_exits.DecoderExitConfig`), from a
     block-sum predictor of the space's decode workload; lengths default to the space's."""
-    from ofa.spaces.transformer_exits import DecoderExitConfig
-
     regressor = block_sum_regressor(predictor)
-    exits = DecoderExitConfig.parse(space, exits)
     per_exit = [_blocks_latency(regressor, [block for _, block in blocks])
                 for blocks in decode_exit_blocks(space, exits, arch, source_length, target_length, beam_size)]
     static = _blocks_latency(regressor, [block for _, block in space.blocks(

@@ -343,3 +343,17 @@ def test_calibration_refuses_a_model_in_training_mode(supernet):
             calibrate_decoder_threshold(supernet, src, 0.1, 0.2, max_length=4)
     finally:
         supernet.eval()
+
+
+def test_exit_latency_blocks_take_an_exit_mapping_and_refuse_none():
+    from ofa.spaces.transformer_exits import DecoderExitConfig, decode_exit_blocks
+
+    space = get_space("transformer-small", workload="decode")
+    parsed = DecoderExitConfig.parse(space, EXITS)
+    as_mapping, as_config = (decode_exit_blocks(space, exits, space.largest(), target_length=3)
+                             for exits in (EXITS, parsed))
+    assert [[name for name, _ in segment] for segment in as_mapping] == \
+        [[name for name, _ in segment] for segment in as_config]
+    for bad in (None, {"layers": [5]}):
+        with pytest.raises(ConfigError, match="exit"):
+            decode_exit_blocks(space, bad, space.largest(), target_length=3)

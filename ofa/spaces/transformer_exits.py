@@ -75,14 +75,19 @@ class DecoderExitConfig:
         return [i for i in self.layers if i < decoder_layers - 1]
 
 
-def decode_exit_blocks(space, exits: DecoderExitConfig, arch, source_length: int | None = None,
+def decode_exit_blocks(space, exits: "DecoderExitConfig | dict", arch, source_length: int | None = None,
                        target_length: int | None = None, beam_size: int = 1) -> list[list[tuple[str, object]]]:
     """The blocks of decoding ``target_length`` tokens when every token leaves at the same place:
     entry ``k < E`` (``E`` = the subnet's number of exits) is leaving at exit ``k``, entry ``E`` is
     running every layer. Each holds the encoder and the encoder-decoder keys/values once, then per
     token the embedding, the decoder layers it runs, one output projection per exit it was checked
     at (exits ``0..k``; all ``E`` of them and the final projection when it runs to the end), and the
-    state propagation to the layers it skipped (see the module docstring)."""
+    state propagation to the layers it skipped (see the module docstring). ``exits`` is a
+    DecoderExitConfig or its mapping ``{"layers": [...]}``."""
+    exits = DecoderExitConfig.parse(space, exits)
+    if exits is None:
+        raise ConfigError("decode_exit_blocks prices decoding with exits: give exits={'layers': [...]} (decoder "
+                          f"layer indices 0..{space.max_decoder_layers - 2}); without exits use space.blocks")
     arch = space.parse(arch)
     blocks = space.blocks(arch, mode="decode", source_length=source_length, target_length=target_length,
                           beam_size=beam_size)
