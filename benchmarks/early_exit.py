@@ -77,6 +77,14 @@ def main(argv=None) -> int:
     for key, value in DEFAULTS[args.family].items():
         if getattr(args, key) is None:
             setattr(args, key, value)
+    from ofa.errors import ConfigError
+    from ofa.search.exits import check_calibration_args
+
+    for tolerance in args.tolerances:  # refused now, not after minutes of exit training and profiling
+        check_calibration_args(tolerance, args.delta, "consistency", "maxprob")
+    if args.time_sentences < 1:
+        raise ConfigError(f"--time-sentences must be >= 1 (test sentences timed one at a time), got "
+                          f"{args.time_sentences}")
     torch.set_num_threads(1)
     command = "nice -n 19 python benchmarks/early_exit.py " + shlex.join(argv if argv is not None else sys.argv[1:])
     if args.family == "transformer":

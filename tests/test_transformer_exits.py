@@ -357,3 +357,18 @@ def test_exit_latency_blocks_take_an_exit_mapping_and_refuse_none():
     for bad in (None, {"layers": [5]}):
         with pytest.raises(ConfigError, match="exit"):
             decode_exit_blocks(space, bad, space.largest(), target_length=3)
+
+
+@pytest.mark.parametrize("arguments, message", [(["--tolerances", "0.02", "2"], "tolerance"),
+                                                (["--delta", "0"], "delta"), (["--time-sentences", "0"], "time")])
+def test_the_benchmark_refuses_bad_arguments_before_training(tmp_path, arguments, message):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parent.parent / "benchmarks" / "early_exit.py"
+    result = subprocess.run([sys.executable, str(script), "--family", "transformer", "--supernet",
+                             str(tmp_path / "missing.pt"), "--work", str(tmp_path / "work"), *arguments],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0 and "ConfigError" in result.stderr and message in result.stderr
+    assert not (tmp_path / "work").exists()  # nothing was written
