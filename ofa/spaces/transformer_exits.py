@@ -22,7 +22,8 @@ attend to its keys and values in every layer. CALM's state propagation copies
 the exited hidden state to the skipped layers, whose self-attention keys and
 values are then projected from it: per skipped layer, a key and a value
 projection of one token, priced as a :class:`~ofa.spaces.blocks.CrossKVBlock`
-over one source token (the same two projections).
+over one source token (the same two projections; the layer's self-attention
+LayerNorm, which the decoding runs before them, is left out of the price).
 """
 
 from __future__ import annotations
