@@ -671,7 +671,7 @@ def check_precision_args(args) -> None:
     given = [flag for flag, value in (("--transformer", args.transformer), ("--exits", getattr(args, "exits", False)),
                                       ("--config", args.config), ("--devices", args.devices)) if value]
     if given:
-        raise ConfigError(f"--precision runs its own configuration (mbv3-small with 2-8-bit blocks on digits, priced "
+        raise ConfigError(f"--precision runs its own configuration (mbv3-small with 4/6/8-bit blocks on digits, priced "
                           f"on {', '.join(BACKENDS)}); leave out {', '.join(given)}")
 
 
