@@ -128,8 +128,9 @@ def exit_losses(all_logits, thresholds, labels=None, measure: str = "maxprob", r
 
 
 @dataclass
-class Calibration:
-    """The calibrated threshold and what it gave on the calibration samples."""
+class ThresholdCalibration:
+    """What every family's calibration reports: the threshold and what it gave on the calibration set
+    (:class:`Calibration` for images, :class:`ofa.search.transformer_exits.DecoderCalibration`)."""
 
     threshold: float
     tolerance: float
@@ -138,16 +139,24 @@ class Calibration:
     measure: str
     n: int
     empirical_risk: float
-    exit_distribution: list[float]  # fraction of samples leaving at each exit, the final head last
+    exit_distribution: list[float]  # fraction leaving at each exit, the final output last
+
+    def _reported(self) -> dict:
+        return {"threshold": self.threshold, "tolerance": self.tolerance, "delta": self.delta, "risk": self.risk,
+                "measure": self.measure, "n": self.n, "empirical_risk": self.empirical_risk,
+                "exit_distribution": self.exit_distribution}
+
+
+@dataclass
+class Calibration(ThresholdCalibration):
+    """The calibrated threshold and what it gave on the calibration samples."""
+
     accuracy_full: float | None = None
     accuracy_adaptive: float | None = None
     tested: list[dict] = field(default_factory=list)  # (threshold, losses, p-value) up to the first failure
 
     def to_dict(self) -> dict:
-        return {"threshold": self.threshold, "tolerance": self.tolerance, "delta": self.delta, "risk": self.risk,
-                "measure": self.measure, "n": self.n, "empirical_risk": self.empirical_risk,
-                "exit_distribution": self.exit_distribution, "accuracy_full": self.accuracy_full,
-                "accuracy_adaptive": self.accuracy_adaptive,
+        return {**self._reported(), "accuracy_full": self.accuracy_full, "accuracy_adaptive": self.accuracy_adaptive,
                 "guarantee": (f"with probability >= {1 - self.delta:g} over the {self.n} calibration samples, "
                               f"E[{self.risk} loss] <= {self.tolerance:g}, so top-1 of the adaptive network is at "
                               f"most {100 * self.tolerance:g} points below the full subnet's (Learn-then-Test, "
@@ -200,5 +209,6 @@ def calibrate_threshold(all_logits, labels=None, tolerance: float = 0.01, delta:
     return result
 
 
-__all__ = ["Calibration", "RISKS", "binomial_p_value", "calibrate_threshold", "check_calibration_args", "check_grid",
-           "exit_losses", "hoeffding_bentkus_p_value", "learn_then_test", "threshold_grid"]
+__all__ = ["Calibration", "RISKS", "ThresholdCalibration", "binomial_p_value", "calibrate_threshold",
+           "check_calibration_args", "check_grid", "exit_losses", "hoeffding_bentkus_p_value", "learn_then_test",
+           "threshold_grid"]

@@ -49,31 +49,21 @@ from ..models.transformer_exits import (
     greedy_decode_exits,
     sequence_losses,
 )
-from .exits import check_calibration_args, check_grid, learn_then_test, threshold_grid
+from .exits import ThresholdCalibration, check_calibration_args, check_grid, learn_then_test, threshold_grid
 
 
 @dataclass
-class DecoderCalibration:
-    """The calibrated threshold and what it gave on the calibration sentences."""
+class DecoderCalibration(ThresholdCalibration):
+    """The calibrated threshold and what it gave on the calibration sentences (``exit_distribution``:
+    the fraction of generated tokens leaving at each exit, the final output last)."""
 
-    threshold: float
-    tolerance: float
-    delta: float
-    risk: str
-    measure: str
-    n: int
-    empirical_risk: float
-    exit_distribution: list[float]  # fraction of generated tokens leaving at each exit, the final output last
     mean_layers: float  # decoder layers per generated token at the threshold
     full_layers: int  # decoder layers of the subnet (every token without exits)
     tested: list[dict] = field(default_factory=list)  # (threshold, losses, p-value) up to the first failure
 
     def to_dict(self) -> dict:
         dissimilarity = ("1 - exact match" if self.risk == "sequence" else "token error rate")
-        return {"threshold": self.threshold, "tolerance": self.tolerance, "delta": self.delta, "risk": self.risk,
-                "measure": self.measure, "n": self.n, "empirical_risk": self.empirical_risk,
-                "exit_distribution": self.exit_distribution, "mean_layers": self.mean_layers,
-                "full_layers": self.full_layers,
+        return {**self._reported(), "mean_layers": self.mean_layers, "full_layers": self.full_layers,
                 "guarantee": (f"with probability >= {1 - self.delta:g} over the {self.n} calibration sentences, "
                               f"E[{dissimilarity} of the adaptive output against the full subnet's] <= "
                               f"{self.tolerance:g} (CALM's sequence-level consistency; Learn-then-Test, "
