@@ -372,3 +372,29 @@ def test_the_benchmark_refuses_bad_arguments_before_training(tmp_path, arguments
                             capture_output=True, text=True, timeout=120)
     assert result.returncode != 0 and "ConfigError" in result.stderr and message in result.stderr
     assert not (tmp_path / "work").exists()  # nothing was written
+
+
+@torch.no_grad()
+def test_a_batch_decodes_each_sentence_as_it_would_alone_with_early_ends(supernet):
+    # sentences of one batch exit at different layers and end at different steps: each row must be what
+    # decoding that sentence alone gives (tokens and layers), and threshold 1 must stay greedy_decode's output
+    supernet.set_active(supernet.space.largest())
+    static = supernet.extract().eval()
+    static._embedding_weights("tgt")[0][EOS] *= 1.8  # EOS wins often, so the sentences end early and unevenly
+    src = torch.randint(4, 30, (8, 7), generator=torch.Generator().manual_seed(2))
+    src[0, 4:] = PAD
+    src[3, 2:] = PAD
+    reference = greedy_decode(static, src, max_length=12)
+    assert len({int(row.ne(PAD).sum()) for row in reference}) > 1 and bool(reference.eq(EOS).any(1).all())
+    assert torch.equal(greedy_decode_exits(static, src, 1.0, max_length=12).tokens, reference)
+    mixed = 0
+    for threshold in (0.1, 0.15, 0.2):
+        batch = greedy_decode_exits(static, src, threshold, max_length=12)
+        mixed += len(set(batch.exit_index[batch.exit_index.ge(0)].tolist())) > 1
+        for row in range(len(src)):
+            alone = greedy_decode_exits(static, src[row:row + 1], threshold, max_length=12)
+            length = alone.tokens.shape[1]
+            assert torch.equal(batch.tokens[row, :length], alone.tokens[0])
+            assert torch.equal(batch.layers[row, :length], alone.layers[0])
+            assert bool(batch.tokens[row, length:].eq(PAD).all()) and bool(batch.exit_index[row, length:].eq(-1).all())
+    assert mixed  # some batch had tokens leaving at different places
