@@ -184,6 +184,8 @@ def sequence_losses(adaptive: torch.Tensor, full: torch.Tensor, risk: str = "seq
     if len(adaptive) != len(full):
         raise DataError(f"{len(adaptive)} adaptive outputs for {len(full)} full-network outputs: give one of each "
                         f"per sentence")
+    # on the CPU: the losses are returned as numpy, and a given reference may live on another device
+    adaptive, full = adaptive.cpu(), full.cpu()
     length = max(adaptive.shape[1], full.shape[1])
     a = torch.nn.functional.pad(adaptive, (0, length - adaptive.shape[1]), value=PAD)
     f = torch.nn.functional.pad(full, (0, length - full.shape[1]), value=PAD)
