@@ -207,6 +207,10 @@ def check_strategy(strategy: str, space) -> None:
     if not family.can_search_relaxed:
         raise ConfigError(f"the differentiable strategy is implemented for mobilenetv3 supernets, not "
                           f"{family.name!r} ones; use --strategy evolution (strategy='evolution')")
+    if getattr(space, "has_precision", False):
+        from ofa.search.differentiable import PRECISION_NOT_RELAXED
+
+        raise ConfigError(PRECISION_NOT_RELAXED)
     if space.additive_layout() is None:
         raise ConfigError(f"the differentiable strategy needs a space with additive cost tables; this "
                           f"{space.type_name} space has none: use --strategy evolution (strategy='evolution')")

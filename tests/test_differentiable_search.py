@@ -452,3 +452,17 @@ def test_each_mode_learns_the_architecture_and_the_weights_on_their_own_splits(s
         differentiable_search(problem, task, {}, DifferentiableConfig.from_dict(
             {"steps": 1, "batch_size": 4, "samples": 4, **options}))
         assert task.calls == calls, options
+
+
+def test_a_space_with_precision_is_refused_before_any_work(digits):
+    """The relaxed forward mixes kernels, widths, depths and resolutions, not bit widths: a space with precision
+    genes is refused by name (the search would otherwise read a precision gene as the resolution)."""
+    from ofa_pipeline.specialize import check_strategy
+
+    space = get_space("mbv3-small", weight_bits=(4, 8), activation_bits=(4, 8))
+    problem = SearchProblem(space, Objective("top1", SyntheticObjectives(space, seed=0).accuracy),
+                            [Constraint("macs", cost_function(space, "macs"), 1e12)])
+    with pytest.raises(ConfigError, match="does not search precision"):
+        differentiable_search(problem, object(), {})
+    with pytest.raises(ConfigError, match="does not search precision"):
+        check_strategy("differentiable", space)

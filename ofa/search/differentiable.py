@@ -55,6 +55,9 @@ from .problem import SearchProblem, SearchResult, best_of, unique_rows
 MODES = ("frozen", "darts", "yoso")
 BUDGET_MODES = ("target", "lagrange", "penalty")
 RESOLUTION_MODES = ("expected", "sample", "mix")
+PRECISION_NOT_RELAXED = ("the differentiable strategy does not search precision (the mixed forward of several bit "
+                         "widths is not written): search a space with precision by evolution, NSGA-II or HAQ's "
+                         "agent, or use the space without weight_bits/activation_bits")
 
 
 @dataclass
@@ -324,6 +327,8 @@ def differentiable_search(problem: SearchProblem, task, relaxations: dict, confi
     if on_infeasible not in ("raise", "nearest"):
         raise ConfigError(f"on_infeasible={on_infeasible!r}; allowed: 'raise', 'nearest'")
     space = problem.space
+    if getattr(space, "has_precision", False):
+        raise ConfigError(PRECISION_NOT_RELAXED)
     names = [c.name for c in problem.constraints]
     unknown = sorted(set(relaxations) - set(names))
     if unknown:
