@@ -93,16 +93,9 @@ class SpacePredictor:
         measurements fell inside during fitting (split-conformal intervals from
         the cross-validated residuals; check ``metrics_`` for the coverage
         measured on a test split)."""
-        if self.interval_residuals_ is None:
-            raise PredictorError("this predictor has no held-out residuals, so it cannot give intervals; "
-                                 "fit it with fit_latency_predictor / fit_accuracy_predictor")
-        if not 0 < coverage < 1:
-            raise ConfigError(f"coverage must be between 0 and 1, got {coverage}")
-        low_q, high_q = np.quantile(self.interval_residuals_, [(1 - coverage) / 2, (1 + coverage) / 2])
-        prediction = self.predict_genes(genes)
-        if self.relative_errors:
-            return prediction * (1 + low_q), prediction * (1 + high_q)
-        return prediction + low_q, prediction + high_q
+        check_interval(self.interval_residuals_, coverage, "fit_latency_predictor / fit_accuracy_predictor")
+        return conformal_interval(self.predict_genes(genes), self.interval_residuals_, coverage,
+                                  self.relative_errors)
 
     def predict_interval_archs(self, archs, coverage: float = 0.8):
         return self.predict_interval_genes(self.space.to_genes(archs), coverage)
@@ -343,3 +336,21 @@ def json_safe(value):
     if isinstance(value, np.integer):
         return int(value)
     return value
+
+
+def check_interval(residuals, coverage: float, fitted_by: str) -> None:
+    """An interval needs held-out residuals and a coverage strictly between 0 and 1 (checked before predicting)."""
+    if residuals is None:
+        raise PredictorError(f"this predictor has no held-out residuals, so it cannot give intervals; "
+                             f"fit it with {fitted_by}")
+    if not 0 < coverage < 1:
+        raise ConfigError(f"coverage must be between 0 and 1, got {coverage}")
+
+
+def conformal_interval(prediction: np.ndarray, residuals: np.ndarray, coverage: float,
+                       relative: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Split-conformal ``(low, high)``: the residual quantiles around ``prediction`` (relative residuals scale it)."""
+    low_q, high_q = np.quantile(residuals, [(1 - coverage) / 2, (1 + coverage) / 2])
+    if relative:
+        return prediction * (1 + low_q), prediction * (1 + high_q)
+    return prediction + low_q, prediction + high_q

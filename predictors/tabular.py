@@ -50,7 +50,7 @@ from ofa.errors import ConfigError, DataError, PredictorError
 from ofa.spaces import SearchSpace, resolve_space
 from ofa.spaces.columns import gene_column_names, gene_values, genes_from_values
 
-from .base import LatencyPredictor, _fit_selected
+from .base import LatencyPredictor, _fit_selected, check_interval, conformal_interval
 from .estimators import AUTO_FEATURE_MODELS, FEATURE_LATENCY_MODELS, make_latency_model
 # NumericFeatures sits with the other featurizers (the recipes of predictors.estimators build on it);
 # imported here too, where predictors saved before the move name it
@@ -256,13 +256,8 @@ class FeatureTablePredictor(LatencyPredictor):
         return self._interval(self.predict_features(X), coverage)
 
     def _interval(self, prediction, coverage):
-        if self.interval_residuals_ is None:
-            raise PredictorError("this predictor has no held-out residuals, so it cannot give intervals; "
-                                 "fit it with fit_feature_predictor")
-        if not 0 < coverage < 1:
-            raise ConfigError(f"coverage must be between 0 and 1, got {coverage}")
-        low_q, high_q = np.quantile(self.interval_residuals_, [(1 - coverage) / 2, (1 + coverage) / 2])
-        return prediction * (1 + low_q), prediction * (1 + high_q)
+        check_interval(self.interval_residuals_, coverage, "fit_feature_predictor")
+        return conformal_interval(prediction, self.interval_residuals_, coverage, relative=True)
 
     def features_of_genes(self, genes) -> np.ndarray:
         """The feature matrix of architectures (a gene matrix of the predictor's space)."""
