@@ -149,7 +149,7 @@ def parse_arch_specs(specs: Sequence[str], space, seed: int) -> list[tuple[str, 
 
 
 def save_plot(records: list[dict], path: Path, title: str) -> None:
-    """Top-1 versus MACs of evaluated subnets, the largest and the smallest named."""
+    """Top-1 (or the records' accuracy) versus MACs of evaluated subnets, the largest and the smallest named."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -158,13 +158,14 @@ def save_plot(records: list[dict], path: Path, title: str) -> None:
     from ofa.io import atomic_write_bytes
 
     fig, ax = plt.subplots(figsize=(6, 4.2))
-    ax.scatter([r["macs"] / 1e6 for r in records], [r["top1"] for r in records], s=18, alpha=0.8)
+    key = "top1" if "top1" in records[0] else "accuracy"
+    ax.scatter([r["macs"] / 1e6 for r in records], [r[key] for r in records], s=18, alpha=0.8)
     for r in records:
         if r.get("name") in ("largest", "smallest"):
-            ax.annotate(r["name"], (r["macs"] / 1e6, r["top1"]), fontsize=8, xytext=(4, -10),
+            ax.annotate(r["name"], (r["macs"] / 1e6, r[key]), fontsize=8, xytext=(4, -10),
                         textcoords="offset points")
     ax.set_xlabel("MMACs")
-    ax.set_ylabel(f"top-1 accuracy on {records[0]['split']} (%)")
+    ax.set_ylabel(f"{'top-1 ' if key == 'top1' else ''}accuracy on {records[0]['split']} (%)")
     ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3)
     fig.tight_layout()
@@ -183,11 +184,12 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike,
     "probability_loyalty", "split", "resolution", "name", "space", "supernet"}``, with
     ``"robustness"`` and ``"robustness_largest"`` when ``options.attacks`` names attacks. Subnets
     already recorded in ``out`` for this supernet and split are not evaluated again (a killed run
-    continues). Writes the plot of top-1 versus MACs; returns the records."""
+    continues). Each subnet is scored by the model family's evaluator (``get_family(space).evaluator``,
+    as :func:`evaluate_subnets` and specialisation do; a family whose accuracy is not top-1 records it
+    as ``"accuracy"``). Writes the plot of accuracy versus MACs; returns the records."""
     import torch
     from tqdm import tqdm
 
-    from ofa.evaluation import SubnetEvaluator
     from ofa.training.checkpoint import load_checkpoint, load_supernet
     from ofa.validation import check_input_file, check_output_path
 
@@ -207,11 +209,13 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike,
         torch.set_num_threads(options.threads)
     supernet = load_supernet(checkpoint)
     space = supernet.space
+    family = get_family(space)
     config = load_checkpoint(checkpoint)["config"]
     named_archs = parse_arch_specs(archs, space, options.seed)
-    data = get_family(space).checkpoint_data(checkpoint, options.data)
-    if data.num_classes != space.num_classes:
-        raise ConfigError(f"the data set has {data.num_classes} classes; the supernet predicts {space.num_classes}")
+    data = family.checkpoint_data(checkpoint, options.data)
+    classes = getattr(data, "num_classes", None)
+    if classes is not None and classes != getattr(space, "num_classes", classes):
+        raise ConfigError(f"the data set has {classes} classes; the supernet predicts {space.num_classes}")
     supernet_id = str(Path(checkpoint).resolve())
     done = {}
     if out.is_file():
@@ -223,7 +227,11 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike,
             if record.get("supernet") == supernet_id and record.get("split") == options.split:
                 done[json.dumps(record["arch"], sort_keys=True)] = record
     calib = options.calib_images or config.get("data", {}).get("calib_images", 2000)
-    evaluator = SubnetEvaluator(supernet, data, options.split, calib, options.batch_size)
+    # the family's evaluator, as for specialisation: the same numbers for the same subnet
+    evaluate = family.evaluator(supernet, data, options.split, calib, batch_size=options.batch_size)
+    if attacks and not hasattr(evaluate, "robustness"):
+        raise ConfigError(f"robustness attacks apply to image subnets; a {space.type_name} supernet has none")
+    accuracy_key = "top1" if family.accuracy_target == "top1" else "accuracy"
     records = []
     robust_settings = dict(attacks=attacks, epsilon=options.epsilon, steps=options.pgd_steps,
                            images=options.robustness_images)
@@ -233,12 +241,17 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike,
         if key in done and (not attacks or set(attacks) <= set(done[key].get("robustness") or {})):
             records.append(done[key])
             continue
-        record = {**evaluator.evaluate(arch), "name": name, "space": space.fingerprint, "supernet": supernet_id}
+        result, cost = evaluate(arch), space.cost(arch)
+        record = {"arch": arch.to_dict(), accuracy_key: result["accuracy"], "loss": result["loss"],
+                  "macs": int(cost.macs), "params": int(cost.params), "label_loyalty": result["label_loyalty"],
+                  "probability_loyalty": result["probability_loyalty"], "split": options.split,
+                  "resolution": int(arch.resolution) if hasattr(arch, "resolution") else None,
+                  "name": name, "space": space.fingerprint, "supernet": supernet_id}
         if attacks:
             if largest_robustness is None:
-                largest_robustness = evaluator.robustness(space.largest(), **robust_settings)
+                largest_robustness = evaluate.robustness(space.largest(), **robust_settings)
             record["robustness"] = (largest_robustness if arch == space.largest()
-                                    else evaluator.robustness(arch, **robust_settings))
+                                    else evaluate.robustness(arch, **robust_settings))
             record["robustness_largest"] = largest_robustness
         append_jsonl(out, record)
         records.append(record)

@@ -14,7 +14,10 @@ the same --out skips subnets already evaluated for this supernet and split):
 ``{"arch", "top1" (percent), "loss" (cross entropy), "macs", "params",
 "label_loyalty" (0..1), "probability_loyalty" (0..1), "split", "resolution",
 "name", "space", "supernet"}``; plus a PNG of top-1 versus MACs (--plot,
-default: --out with .png) and a printed summary table.
+default: --out with .png) and a printed summary table. Each subnet is scored by
+the model family's evaluator, as specialisation scores it
+(:func:`ofa_pipeline.evaluate.evaluate_checkpoint`); a Transformer's records
+hold its token ``"accuracy"`` instead of ``"top1"``.
 
 ``--robustness fgsm,pgd [--epsilon 0.1] [--pgd-steps 10] [--robustness-images 500]``
 adds ``"robustness": {attack: {"clean_top1", "adversarial_top1",
@@ -81,7 +84,8 @@ def evaluate(args) -> list[dict]:
     records = evaluate_checkpoint(args.supernet, out, args.archs, options)
     rows = [{**r, "mmacs": r["macs"] / 1e6, "label_loyalty": 100 * r["label_loyalty"],
              "probability_loyalty": 100 * r["probability_loyalty"]} for r in records]
-    print(format_table(rows, ["name", "resolution", "mmacs", "params", "top1", "loss", "label_loyalty",
+    accuracy = "top1" if records and "top1" in records[0] else "accuracy"  # a Transformer's: token accuracy
+    print(format_table(rows, ["name", "resolution", "mmacs", "params", accuracy, "loss", "label_loyalty",
                               "probability_loyalty"]))
     if attacks:
         rows = [{"name": r["name"], **{f"{a}_top1": r["robustness"][a]["adversarial_top1"] for a in attacks},
