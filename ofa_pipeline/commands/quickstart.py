@@ -53,7 +53,7 @@ import os
 import re
 import sys
 import time
-from dataclasses import fields, is_dataclass
+from dataclasses import MISSING, fields, is_dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -92,7 +92,7 @@ def _plain(value):
     """``value`` as JSON-able data, for the ledger and the printed call (paths as text, an options
     dataclass as its fields)."""
     if is_dataclass(value) and not isinstance(value, type):
-        return {"options": type(value).__name__, **{f.name: _plain(getattr(value, f.name)) for f in fields(value)}}
+        return {"dataclass": type(value).__name__, **{f.name: _plain(getattr(value, f.name)) for f in fields(value)}}
     if isinstance(value, dict):
         return {str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -102,9 +102,27 @@ def _plain(value):
     return value
 
 
+def _shown(value) -> str:
+    """``value`` as Python source: paths as text, an options dataclass with the fields it changes."""
+    if is_dataclass(value) and not isinstance(value, type):
+        changed = []
+        for f in fields(value):
+            default = f.default if f.default is not MISSING else (
+                f.default_factory() if f.default_factory is not MISSING else MISSING)
+            if getattr(value, f.name) != default:
+                changed.append(f"{f.name}={_shown(getattr(value, f.name))}")
+        return f"{type(value).__name__}({', '.join(changed)})"
+    if isinstance(value, (list, tuple)):
+        items = ", ".join(_shown(v) for v in value)
+        return f"[{items}]" if isinstance(value, list) else f"({items}{',' if len(value) == 1 else ''})"
+    if isinstance(value, os.PathLike):
+        return repr(str(value))
+    return repr(value)
+
+
 def shown_call(function, arguments: dict) -> str:
     """The Python call a step makes, as a user would write it."""
-    return f"{call_name(function)}({', '.join(f'{k}={v!r}' for k, v in _plain(arguments).items())})"
+    return f"{call_name(function)}({', '.join(f'{k}={_shown(v)}' for k, v in arguments.items())})"
 
 
 def file_digest(path) -> str | None:
