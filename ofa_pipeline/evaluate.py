@@ -83,6 +83,23 @@ def evaluate_subnets(supernet, data, archs: Sequence, out: str | os.PathLike | N
     return records
 
 
+def evaluate_text_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike, count: int, sentences: int,
+                             seed: int = 0, log=print) -> list[dict]:
+    """Validation loss of the largest, the smallest and ``count`` random subnets of the Transformer
+    supernet saved at ``checkpoint`` (inherited weights) on ``sentences`` validation sentences, through
+    the model family's evaluator (:func:`evaluate_subnets`), appended to ``out`` as JSONL records
+    (``"loss"`` is what the accuracy predictor fits); a re-run skips the subnets already in the file."""
+    from ofa.training.transformer import load_trained
+
+    supernet, data = load_trained(checkpoint)
+    records = evaluate_subnets(supernet, data, subnets_to_evaluate(supernet.space, count, seed), out,
+                               text_limit=sentences)
+    if log is not None:
+        log(f"{len(records)} subnets: validation loss {min(r['loss'] for r in records):.3f} to "
+            f"{max(r['loss'] for r in records):.3f} -> {out}")
+    return records
+
+
 @dataclass(frozen=True)
 class EvaluateOptions:
     """How ``evaluate_checkpoint`` evaluates: the split and data, BatchNorm re-calibration, the draws,
@@ -259,5 +276,5 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike,
     return records
 
 
-__all__ = ["EvaluateOptions", "evaluate_checkpoint", "evaluate_subnets", "parse_arch_specs", "read_arch_file",
-           "save_plot", "subnets_to_evaluate"]
+__all__ = ["EvaluateOptions", "evaluate_checkpoint", "evaluate_subnets", "evaluate_text_checkpoint", "parse_arch_specs",
+           "read_arch_file", "save_plot", "subnets_to_evaluate"]

@@ -337,22 +337,6 @@ def fast_config(config_path: Path, out: Path, settings: dict, transformer: bool)
     return path
 
 
-def evaluate_text_subnets(checkpoint: Path, out: Path, count: int, sentences: int, seed: int = 0) -> list[dict]:
-    """Validation loss of the largest, the smallest and ``count`` random subnets of a Transformer
-    supernet (inherited weights) on ``sentences`` validation sentences, through the model family's
-    evaluator (:func:`ofa_pipeline.evaluate.evaluate_subnets`), appended to ``out`` as JSONL records
-    (``"loss"`` is what the accuracy predictor fits); a re-run skips the subnets already in the file."""
-    from ofa.training.transformer import load_trained
-    from ofa_pipeline.evaluate import evaluate_subnets, subnets_to_evaluate
-
-    supernet, data = load_trained(checkpoint)
-    records = evaluate_subnets(supernet, data, subnets_to_evaluate(supernet.space, count, seed), out,
-                               text_limit=sentences)
-    print(f"{len(records)} subnets: validation loss {min(r['loss'] for r in records):.3f} to "
-          f"{max(r['loss'] for r in records):.3f} -> {out}")
-    return records
-
-
 def budgets_for(predictor, space, fractions=(0.05, 0.3), confidence: float | None = LATENCY_CONFIDENCE) -> list[float]:
     """Two latency budgets per device, a tight and a loose one: the latency
     bound (at ``confidence``; None: the point prediction) of the smallest subnet
@@ -475,7 +459,7 @@ def run(args) -> dict:
     from predictors import TrustRule, load_predictor
 
     # the library's stages the steps call (each loads torch when it runs)
-    from ofa_pipeline.evaluate import EvaluateOptions, evaluate_checkpoint
+    from ofa_pipeline.evaluate import EvaluateOptions, evaluate_checkpoint, evaluate_text_checkpoint
     from ofa_pipeline.fit import FitOptions, fit_accuracy_predictor_from_evaluations, fit_latency_predictor_from_profile
     from ofa_pipeline.profile import BackendSettings, profile_device
     from ofa_pipeline.specialize import SpecializeConfig, Target, specialize_checkpoint, summary_table
@@ -545,7 +529,7 @@ def run(args) -> dict:
     evaluations = out / "evaluations.jsonl"
     if transformer:
         run_jobs(steps, untimed, side_by_side=False)
-        steps.run("4. evaluate subnets", evaluate_text_subnets,
+        steps.run("4. evaluate subnets", evaluate_text_checkpoint,
                   dict(checkpoint=supernet_path, out=evaluations, count=settings["eval_archs"],
                        sentences=settings["eval_sentences"]),
                   inputs=[supernet_path], outputs=[evaluations])
