@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import itertools
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -345,5 +346,79 @@ def measure_latency(exits_dir, statics: dict, images: np.ndarray, thresholds=Non
     return out
 
 
-__all__ = ["DEFAULT_DELTA", "DEFAULT_TOLERANCE", "ExitEvaluator", "adaptive_report", "check_budgets",
-           "export_chosen", "measure_latency", "specialize_exits", "split_halves"]
+
+
+TIMED_BATCH = 32  # timing: batch 1 and this batch
+
+
+@dataclass(frozen=True)
+class ExitSearchOptions:
+    """The calibration guarantee, the search and the timing of ``specialize_exits_checkpoint``."""
+
+    tolerance: float = DEFAULT_TOLERANCE  # largest allowed disagreement with the full subnet
+    delta: float = DEFAULT_DELTA  # the guarantee holds with probability 1 - delta
+    confidence: str = "maxprob"  # confidence measure at each exit: maxprob or entropy
+    risk: str = "consistency"  # what calibration bounds: consistency (no labels needed) or accuracy
+    call_overhead_ms: float = 0.0  # the runner's cost per segment after the first
+    candidates: int = 24  # random subnets searched
+    calib_images: int = 500  # BN re-calibration images
+    seed: int = 0
+    threads: int = 1  # torch threads: as fast for networks this small, and steady on a busy machine
+    time: bool = False  # time the exported graphs on onnxruntime (batch 1 and TIMED_BATCH)
+    time_images: int | None = None  # test images timed (default: the whole test split)
+
+
+def specialize_exits_checkpoint(supernet_path, latency_predictor_path, out_dir, expected_latency_ms: float,
+                                worst_latency_ms: float | None = None,
+                                options: ExitSearchOptions = ExitSearchOptions()) -> dict:
+    """:func:`specialize_exits` on saved files: a supernet checkpoint trained with exits and the
+    block-sum latency predictor of the device. Exports the chosen subnet with exits (``out_dir/exits/``),
+    without (``same-static/``) and the best static subnet (``static/``), times them with
+    ``options.time``, and writes the report to ``out_dir/result.json``; returns it."""
+    from ofa.io import atomic_write_json
+    from ofa.search.exits import check_calibration_args
+    from ofa.training import load_supernet
+    from ofa.validation import check_input_file, check_output_path
+    from predictors import load_predictor
+    from predictors.exits import block_sum_regressor
+
+    from .deploy import checkpoint_data
+
+    check_budgets(expected_latency_ms, worst_latency_ms)
+    check_calibration_args(options.tolerance, options.delta, options.risk, options.confidence)
+    if options.time_images is not None and not options.time:
+        raise ConfigError("--time-images sets how many test images --time times: give --time too, or leave it out")
+    if options.time_images is not None and options.time_images < TIMED_BATCH:
+        raise ConfigError(f"--time-images must be at least {TIMED_BATCH} (--time times batches of 1 and of "
+                          f"{TIMED_BATCH}), got {options.time_images}")
+    check_input_file(supernet_path, "--supernet", kinds=("checkpoint",))
+    check_input_file(latency_predictor_path, "--latency-predictor", kinds=("predictor",))
+    out = Path(out_dir)
+    check_output_path(out, [("the --supernet", supernet_path)], kind="dir", name="--out")
+    predictor = load_predictor(latency_predictor_path)
+    block_sum_regressor(predictor)
+    torch.set_num_threads(options.threads)
+    supernet = load_supernet(supernet_path)
+    predictor.space.check_fingerprint(supernet.space.fingerprint, "the supernet")
+    if getattr(supernet, "exits", None) is None:
+        raise ConfigError(f"{supernet_path} has no exit heads: train it with the config key exits ({{stages: [...], "
+                          f"width: n}}) and a phase with exits: true, or add them to a finished run with "
+                          f"ofa.training.progressive_shrinking.seed_exit_phase")
+    data = checkpoint_data(supernet_path)
+    evaluator = ExitEvaluator(supernet, data, options.calib_images)
+    report = specialize_exits(supernet, data, predictor, expected_latency_ms, worst_latency_ms, options.tolerance,
+                              options.delta, options.confidence, options.risk, options.candidates,
+                              seed=options.seed, evaluator=evaluator, call_overhead_ms=options.call_overhead_ms)
+    report["files"] = export_chosen(evaluator, report, out)
+    if options.time:
+        arch = supernet.space.parse(report["chosen"]["arch"])
+        images = evaluator.images("test", arch.resolution)[0].numpy()[:options.time_images]
+        statics = {"same_static": report["files"]["same-static"]}
+        report["measured"] = measure_latency(report["files"]["exits"], statics, images, batch_sizes=(1, TIMED_BATCH))
+    atomic_write_json(out / "result.json", report)
+    return report
+
+
+__all__ = ["DEFAULT_DELTA", "DEFAULT_TOLERANCE", "ExitEvaluator", "ExitSearchOptions", "TIMED_BATCH",
+           "adaptive_report", "check_budgets", "export_chosen", "measure_latency", "specialize_exits",
+           "specialize_exits_checkpoint", "split_halves"]

@@ -488,6 +488,50 @@ def specialize(supernet, accuracy_predictor, latency_predictors: list, targets: 
     return rows
 
 
+def _file_digest(path) -> str:
+    import hashlib
+
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+
+
+def specialize_checkpoint(supernet_path, accuracy_predictor_path, latency_predictor_paths: list,
+                          targets: list[Target], out_dir, *, data: str | None = None,
+                          config: SpecializeConfig | None = None) -> list[dict]:
+    """:func:`specialize` on saved files: the supernet checkpoint, its accuracy predictor and one
+    latency predictor per device of the ``targets``, with the data it was trained on (``data``: another
+    data set) and the files' digests recorded as the results' provenance. Returns the summary rows
+    (also in ``out_dir/summary.json``)."""
+    from ofa.training import load_supernet
+    from ofa.validation import check_input_file, check_output_path
+    from predictors import AccuracyPredictor, LatencyPredictor, load_predictor
+
+    from .deploy import checkpoint_data
+
+    config = config or SpecializeConfig()
+    check_input_file(supernet_path, "the supernet", kinds=("checkpoint",))
+    check_input_file(accuracy_predictor_path, "the accuracy predictor", kinds=("predictor",))
+    for path in latency_predictor_paths:
+        check_input_file(path, "a latency predictor", kinds=("predictor",))
+    inputs = [("the supernet", supernet_path), ("the accuracy predictor", accuracy_predictor_path)] + [
+        ("a latency predictor", path) for path in latency_predictor_paths]
+    check_output_path(out_dir, inputs, kind="dir", name="the output directory")
+    supernet = load_supernet(supernet_path)
+    accuracy = load_predictor(accuracy_predictor_path, space=supernet.space)
+    if not isinstance(accuracy, AccuracyPredictor):
+        raise PredictorError(f"{accuracy_predictor_path} is a {accuracy.kind} predictor (target {accuracy.target!r}); "
+                             f"the accuracy predictor must predict accuracy (top1) or loss")
+    latency = [load_predictor(path, space=supernet.space) for path in latency_predictor_paths]
+    for path, predictor in zip(latency_predictor_paths, latency):
+        if not isinstance(predictor, LatencyPredictor):
+            raise PredictorError(f"{path} is an {predictor.kind} predictor (target {predictor.target!r}); a latency "
+                                 f"predictor must predict a device's latency")
+    provenance = {"supernet": _file_digest(supernet_path), "accuracy_predictor": _file_digest(accuracy_predictor_path),
+                  "latency_predictors": [_file_digest(p) for p in latency_predictor_paths], "data": data,
+                  "calib_images": config.calib_images}
+    return specialize(supernet, accuracy, latency, targets, out_dir, data=checkpoint_data(supernet_path, data),
+                      config=replace(config, provenance=provenance))
+
+
 def validation_evaluator(supernet, data, calib_images: int = 2000, text_limit: int = 200):
     """``arch -> {"accuracy", "kind", "loss", "label_loyalty", "probability_loyalty"}`` on the
     validation split, loyalty (0..1) to the largest subnet, as the supernet's family evaluates

@@ -78,8 +78,8 @@ def test_every_library_module_and_command_is_under_the_pipeline_contracts():
     listed = set(contracts["ofa_pipeline: the library modules import no command"]["source_modules"])
     assert library <= listed, sorted(library - listed)
     assert all((ROOT / "ofa_pipeline" / f"{name.split('.')[-1]}.py").is_file() for name in listed)
-    independent = contracts["ofa_pipeline: a command imports no other command (the quickstart aside)"]["modules"]
-    assert set(independent) == {f"ofa_pipeline.commands.{name}" for name in COMMANDS if name != "quickstart"}
+    independent = contracts["ofa_pipeline: a command imports no other command"]["modules"]
+    assert set(independent) == {f"ofa_pipeline.commands.{name}" for name in COMMANDS}
     assert "predictors" in contracts[next(n for n in contracts if n.startswith("Inside predictors"))]["containers"]
 
 
@@ -129,7 +129,7 @@ def test_the_pipeline_contracts_break_on_a_command_importing_another_and_on_a_li
 
 def test_the_library_takes_no_command_line_and_the_quickstart_names_no_tool_by_string():
     """Library functions take typed values (an options dataclass, a config), not a parsed command line; the
-    quickstart runs its steps as callables, so the import graph (and import-linter) sees them."""
+    quickstart runs its steps as library callables, so the import graph (and import-linter) sees them."""
     for path in _library_modules():
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):

@@ -16,8 +16,8 @@ def page_script() -> str:
 
 def test_the_page_has_every_stage():
     script = page_script()
-    for call in ("get_trainer(", "profile_space(", "fit_latency_predictor(", "evaluate_subnets(",
-                 "fit_accuracy_predictor(", "specialize(", "deploy_subnet("):
+    for call in ("train_supernet(", "profile_device(", "fit_latency_predictor_from_profile(", "evaluate_subnets(",
+                 "fit_accuracy_predictor_from_evaluations(", "specialize(", "deploy_subnet("):
         assert call in script, call
 
 

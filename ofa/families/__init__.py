@@ -47,9 +47,12 @@ class ModelFamily:
         raise NotImplementedError
 
     def evaluator(self, supernet: nn.Module, data, split: str = "val", calib_images: int = 2000,
-                  limit: int = 200) -> Callable[[Any], dict]:
+                  limit: int = 200, batch_size: int = 256) -> Callable[[Any], dict]:
         """``arch -> {"accuracy", "kind", "loss", "label_loyalty", "probability_loyalty"}`` (loyalty in 0..1,
-        to the largest subnet) on ``split``."""
+        to the largest subnet) on ``split``. ``limit``: examples scored per subnet where the family
+        samples them (sentences); ``batch_size``: the BatchNorm calibration batch where it re-calibrates.
+        A family that can attack its subnets gives the function a ``robustness(arch, attacks, epsilon,
+        steps, images)`` attribute (:mod:`ofa.robustness`)."""
         raise NotImplementedError
 
     def finetune(self, supernet: nn.Module, arch, data, epochs: int, checkpoint=None, calib_images: int = 2000,

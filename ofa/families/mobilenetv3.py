@@ -36,15 +36,16 @@ class MobileNetV3Family(ModelFamily):
 
         return isinstance(data, DataSplits)
 
-    def evaluator(self, supernet, data, split="val", calib_images=2000, limit=200):
+    def evaluator(self, supernet, data, split="val", calib_images=2000, limit=200, batch_size=256):
         from ..evaluation import SubnetEvaluator
 
-        evaluator = SubnetEvaluator(supernet, data, split=split, calib_images=calib_images)
+        evaluator = SubnetEvaluator(supernet, data, split=split, calib_images=calib_images, batch_size=batch_size)
 
         def evaluate(arch) -> dict:
             r = evaluator.evaluate(arch)
             return {"accuracy": r["top1"], "kind": self.accuracy_kind, "loss": r["loss"],
                     "label_loyalty": r["label_loyalty"], "probability_loyalty": r["probability_loyalty"]}
+        evaluate.robustness = evaluator.robustness  # adversarial attacks on the same re-calibrated subnets
         return evaluate
 
     def finetune(self, supernet, arch, data, epochs, checkpoint=None, calib_images=2000, train=None):

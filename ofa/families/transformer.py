@@ -29,7 +29,8 @@ class TransformerFamily(ModelFamily):
     def is_data(self, data) -> bool:
         return hasattr(data, "src_vocab") and hasattr(data, "batches")
 
-    def evaluator(self, supernet, data, split="val", calib_images=2000, limit=200):
+    def evaluator(self, supernet, data, split="val", calib_images=2000, limit=200, batch_size=256):
+        # no BatchNorm: nothing is re-calibrated, so calib_images and batch_size do not apply
         from ..evaluation import evaluate_subnet
 
         teacher = supernet.extract(supernet.space.largest())

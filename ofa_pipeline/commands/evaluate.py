@@ -14,7 +14,10 @@ the same --out skips subnets already evaluated for this supernet and split):
 ``{"arch", "top1" (percent), "loss" (cross entropy), "macs", "params",
 "label_loyalty" (0..1), "probability_loyalty" (0..1), "split", "resolution",
 "name", "space", "supernet"}``; plus a PNG of top-1 versus MACs (--plot,
-default: --out with .png) and a printed summary table.
+default: --out with .png) and a printed summary table. Each subnet is scored by
+the model family's evaluator, as specialisation scores it
+(:func:`ofa_pipeline.evaluate.evaluate_checkpoint`); a Transformer's records
+hold its token ``"accuracy"`` instead of ``"top1"``.
 
 ``--robustness fgsm,pgd [--epsilon 0.1] [--pgd-steps 10] [--robustness-images 500]``
 adds ``"robustness": {attack: {"clean_top1", "adversarial_top1",
@@ -25,86 +28,15 @@ adds ``"robustness": {attack: {"clean_top1", "adversarial_top1",
 
 from __future__ import annotations
 
-import io
-import json
 import sys
 from pathlib import Path
 
 
 from ofa.cli import run_command
-from ofa.errors import ConfigError
-from ofa.validation import (ArgumentParser, check_input_file, check_output_path, non_negative_int, positive_int)
+from ofa.validation import ArgumentParser, non_negative_int, positive_int
 
-
-def read_arch_file(path: Path, space) -> list:
-    """Architectures from a JSONL file (one arch dict, or a record with an
-    "arch" key, per line) or a JSON list."""
-    if not path.is_file():
-        raise ConfigError(f"--archs entry {str(path)!r} is neither largest, smallest, random:N, stratified:N "
-                          f"nor a file")
-    text = path.read_text()
-    try:
-        if text.lstrip().startswith("["):
-            items = json.loads(text)
-        else:
-            items = [json.loads(line) for line in text.splitlines() if line.strip()]
-    except json.JSONDecodeError as error:
-        raise ConfigError(f"{path}: not JSON/JSONL ({error})") from None
-    return [space.parse(item["arch"] if isinstance(item, dict) and "arch" in item else item) for item in items]
-
-
-def parse_arch_specs(specs: list[str], space, seed: int) -> list[tuple[str, object]]:
-    """(name, arch) pairs for ``largest``, ``smallest``, ``random:N``, ``stratified:N`` and files."""
-    archs = []
-    for spec in specs:
-        if spec == "largest":
-            archs.append(("largest", space.largest()))
-        elif spec == "smallest":
-            archs.append(("smallest", space.smallest()))
-        elif spec.startswith(("random:", "stratified:")):
-            kind, count = spec.split(":", 1)
-            if not count.isdigit() or int(count) < 1:
-                raise ConfigError(f"--archs {spec!r}: write {kind}:N with N >= 1")
-            if kind == "random":
-                drawn = space.sample(seed, n=int(count))
-            else:
-                from hardware_profiles import stratified_sample
-
-                drawn = stratified_sample(space, int(count), rng=seed)
-            archs += [(f"{kind}{i}", a) for i, a in enumerate(drawn)]
-        else:
-            archs += [(f"{Path(spec).stem}{i}", a) for i, a in enumerate(read_arch_file(Path(spec), space))]
-    unique, seen = [], set()
-    for name, arch in archs:
-        if arch.to_json() not in seen:
-            seen.add(arch.to_json())
-            unique.append((name, arch))
-    return unique
-
-
-def save_plot(records: list[dict], path: Path, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from ofa.io import atomic_write_bytes
-
-    fig, ax = plt.subplots(figsize=(6, 4.2))
-    ax.scatter([r["macs"] / 1e6 for r in records], [r["top1"] for r in records], s=18, alpha=0.8)
-    for r in records:
-        if r.get("name") in ("largest", "smallest"):
-            ax.annotate(r["name"], (r["macs"] / 1e6, r["top1"]), fontsize=8, xytext=(4, -10),
-                        textcoords="offset points")
-    ax.set_xlabel("MMACs")
-    ax.set_ylabel(f"top-1 accuracy on {records[0]['split']} (%)")
-    ax.set_title(title, fontsize=9)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=120)
-    plt.close(fig)
-    atomic_write_bytes(path, buffer.getvalue())
+# the library's helpers, importable from here as before
+from ofa_pipeline.evaluate import parse_arch_specs, read_arch_file, save_plot  # noqa: F401
 
 
 def main(argv=None) -> int:
@@ -135,70 +67,25 @@ def main(argv=None) -> int:
 
 
 def evaluate(args) -> list[dict]:
-    import torch
-    from tqdm import tqdm
-
-    from ofa.evaluation import SubnetEvaluator
-    from ofa.families import get_family
-    from ofa.io import append_jsonl
-    from ofa.training.checkpoint import load_checkpoint, load_supernet
     from ofa.training.runlog import format_table
+    from ofa_pipeline.evaluate import EvaluateOptions, evaluate_checkpoint
 
-    check_input_file(args.supernet, "--supernet", kinds=("checkpoint",))
     attacks = ()
     if args.robustness is not None:
-        from ofa.robustness import DEFAULT_EPSILON, check_attack_settings, parse_attacks
+        from ofa.robustness import parse_attacks
 
-        attacks = parse_attacks(args.robustness)
-        check_attack_settings(DEFAULT_EPSILON if args.epsilon is None else args.epsilon, args.pgd_steps or 1)
+        attacks = tuple(parse_attacks(args.robustness))
     out = Path(args.out)
     plot = Path(args.plot) if args.plot else out.with_suffix(".png")
-    inputs = [("the --supernet checkpoint", args.supernet)] + [
-        (f"the --archs file {spec}", spec) for spec in args.archs if Path(spec).is_file()]
-    check_output_path(out, inputs, kind=("evaluations",), overwrite=args.overwrite, name="--out")
-    check_output_path(plot, inputs + [("the --out", out)], kind=("png",), overwrite=args.overwrite, name="--plot")
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    supernet = load_supernet(args.supernet)
-    space = supernet.space
-    config = load_checkpoint(args.supernet)["config"]
-    archs = parse_arch_specs(args.archs, space, args.seed)
-    data = get_family(space).checkpoint_data(args.supernet, args.data)
-    if data.num_classes != space.num_classes:
-        raise ConfigError(f"the data set has {data.num_classes} classes; the supernet predicts {space.num_classes}")
-    supernet_id = str(Path(args.supernet).resolve())
-    done = {}
-    if out.is_file():
-        for line in out.read_text().splitlines():
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                continue  # a line cut by a kill
-            if record.get("supernet") == supernet_id and record.get("split") == args.split:
-                done[json.dumps(record["arch"], sort_keys=True)] = record
-    calib = args.calib_images or config.get("data", {}).get("calib_images", 2000)
-    evaluator = SubnetEvaluator(supernet, data, args.split, calib, args.batch_size)
-    records = []
-    robust_settings = dict(attacks=attacks, epsilon=args.epsilon, steps=args.pgd_steps, images=args.robustness_images)
-    largest_robustness = None
-    for name, arch in tqdm(archs, desc="subnets", file=sys.stderr, leave=False):
-        key = json.dumps(arch.to_dict(), sort_keys=True)
-        if key in done and (not attacks or set(attacks) <= set(done[key].get("robustness") or {})):
-            records.append(done[key])
-            continue
-        record = {**evaluator.evaluate(arch), "name": name, "space": space.fingerprint, "supernet": supernet_id}
-        if attacks:
-            if largest_robustness is None:
-                largest_robustness = evaluator.robustness(space.largest(), **robust_settings)
-            record["robustness"] = (largest_robustness if arch == space.largest()
-                                    else evaluator.robustness(arch, **robust_settings))
-            record["robustness_largest"] = largest_robustness
-        append_jsonl(out, record)
-        records.append(record)
-    save_plot(records, plot, f"{Path(args.supernet).parent.name}: {len(records)} subnets, BN re-calibrated")
+    options = EvaluateOptions(split=args.split, data=args.data, calib_images=args.calib_images,
+                              batch_size=args.batch_size, seed=args.seed, threads=args.threads, plot=plot,
+                              overwrite=args.overwrite, attacks=attacks, epsilon=args.epsilon,
+                              pgd_steps=args.pgd_steps, robustness_images=args.robustness_images)
+    records = evaluate_checkpoint(args.supernet, out, args.archs, options)
     rows = [{**r, "mmacs": r["macs"] / 1e6, "label_loyalty": 100 * r["label_loyalty"],
              "probability_loyalty": 100 * r["probability_loyalty"]} for r in records]
-    print(format_table(rows, ["name", "resolution", "mmacs", "params", "top1", "loss", "label_loyalty",
+    accuracy = "top1" if records and "top1" in records[0] else "accuracy"  # a Transformer's: token accuracy
+    print(format_table(rows, ["name", "resolution", "mmacs", "params", accuracy, "loss", "label_loyalty",
                               "probability_loyalty"]))
     if attacks:
         rows = [{"name": r["name"], **{f"{a}_top1": r["robustness"][a]["adversarial_top1"] for a in attacks},
@@ -210,7 +97,6 @@ def evaluate(args) -> list[dict]:
         print(format_table(rows, ["name"] + [f"{a}_top1" for a in attacks] + [f"{a}_success" for a in attacks]))
     print(f"{len(records)} subnets on the {args.split} split -> {out}, plot {plot}")
     return records
-
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -132,12 +132,6 @@ def options_of(args, options_class):
 
 
 def run(args) -> dict:
-    import numpy as np
-
-    from predictors import core
-    from predictors.estimators import ACCURACY_MODELS, LATENCY_MODELS, make_accuracy_model, make_latency_model
-    from predictors.report import score_held_out, write_held_out
-
     out = Path(args.out)
     plot_path = Path(args.plot) if args.plot else out.with_suffix(".png")
     json_path = Path(args.metrics_json) if args.metrics_json else out.with_suffix(".json")
@@ -160,56 +154,17 @@ def run(args) -> dict:
     if args.test_fraction == 0:
         raise ConfigError("--test-fraction 0 (fit on every row) is for a --profile table; a profile or evaluations "
                           "hold out a share of architectures: give a fraction between 0 and 1")
-    latency = args.profile is not None
-    check_paths(args, out, plot_path, json_path)
-    if latency:
-        args.metric, args.statistic = core.resolve_label(args.profile, args.metric, args.statistic)
-        profile, genes, y = core.profile_targets(args.profile, args.metric, args.statistic)
-        space = profile.space
-        train, test = core.split_indices(len(y), args.test_fraction, args.seed)
-        predictor = core.fit_latency_predictor(core.subset_profile(profile, train), model=args.model,
-                                               metric=args.metric, statistic=args.statistic, cv=args.cv,
-                                               random_state=args.seed)
-        names, make = LATENCY_MODELS, make_latency_model
-        title = f"{predictor.device} ({args.metric}.{args.statistic})"
-    else:
-        if not args.space:
-            raise ConfigError("--evaluations needs --space (the search space the architectures belong to)")
-        from ofa.spaces import resolve_space
+    check_paths(args, out, plot_path, json_path)  # named by their options, before the library checks them again
+    from ofa_pipeline.fit import FitOptions, fit_accuracy_predictor_from_evaluations, fit_latency_predictor_from_profile
 
-        space = resolve_space(args.space)
-        records = core.read_evaluations(args.evaluations)
-        if args.split:
-            records = [r for r in records if r.get("split") == args.split]
-        train, test = core.split_indices(len(records), args.test_fraction, args.seed)
-        predictor = core.fit_accuracy_predictor([records[i] for i in train], space, model=args.model,
-                                                target=args.target, cv=args.cv, random_state=args.seed)
-        genes = space.to_genes([r["arch"] for r in records])
-        y = np.array([r[args.target] for r in records], dtype=np.float64)
-        names, make = ACCURACY_MODELS, make_accuracy_model
-        title = f"{args.target} predictor ({Path(args.evaluations).name})"
-
-    # Every model, fitted on the same training split, scored on the same held-out split.
-    others = {name: make(name, space, args.seed) for name in names if name != predictor.model_name}
-    compared = core.holdout_comparison(others, (genes[train], y[train]), (genes[test], y[test]), relative=latency)
-    report = score_held_out(predictor.predict_genes, genes[test], y[test], predictor.model_name,
-                            {name: r["prediction"] for name, r in compared.items()},
-                            interval=predictor.predict_interval_genes, relative=latency)
-    baseline = "macs-linear" if latency else min(others, key=lambda n: report.metrics[n]["rmse"], default=None)
-    plotted = {f"{predictor.model_name} (chosen)": predictor.model_name}
-    if baseline in report.predictions and baseline != predictor.model_name:
-        plotted[baseline] = baseline
-    summary = {"predictor": str(out), "model": predictor.model_name, "space_fingerprint": predictor.space_fingerprint,
-               "selection": predictor.metrics_["selection"], "cv": predictor.metrics_["cv"],
-               "n_train": int(len(train)), "source": args.profile or args.evaluations}
-    if latency:
-        summary.update(device=predictor.device, label=f"{args.metric}.{args.statistic}")
-    else:
-        summary["target"] = args.target
-    intro = (f"{len(train)} architectures to fit, {len(test)} held out; selection: "
-             f"{predictor.metrics_['selection']['reason']}")
-    return write_held_out(predictor, report, out, plot_path, json_path, summary, intro, title,
-                          unit="ms" if latency else args.target, band=0.10 if latency else None, plotted=plotted)
+    options = options_of(args, FitOptions)
+    if args.profile is not None:
+        return fit_latency_predictor_from_profile(args.profile, out, metric=args.metric, statistic=args.statistic,
+                                                  options=options)
+    if not args.space:
+        raise ConfigError("--evaluations needs --space (the search space the architectures belong to)")
+    return fit_accuracy_predictor_from_evaluations(args.evaluations, args.space, out, target=args.target,
+                                                   split=args.split, options=options)
 
 
 def main(argv=None) -> int:

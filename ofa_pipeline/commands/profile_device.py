@@ -22,7 +22,6 @@ Phone measurements with ncnn's benchncnn (see tools/phone_benchmark.sh):
 from __future__ import annotations
 
 import argparse
-import inspect
 import sys
 from pathlib import Path
 
@@ -71,41 +70,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def backend_options(args, backend_name: str) -> dict:
-    from hardware_profiles.backends import backend_class
+def backend_settings(args) -> "BackendSettings":
+    from ofa_pipeline.profile import BackendSettings
 
-    accepted = inspect.signature(backend_class(backend_name).__init__).parameters
-    wanted = {"threads": args.threads, "precision": args.precision, "accelerator": args.accelerator,
-              "cache_dir": args.cache_dir}
-    options = {k: v for k, v in wanted.items() if v is not None and k in accepted}
-    ignored = sorted(k for k, v in wanted.items() if v is not None and k not in accepted)
-    if ignored:
-        print(f"note: backend {backend_name} ignores {ignored}", file=sys.stderr)
-    if (args.warmup is not None or args.runs is not None) and "protocol" in accepted:
-        from hardware_profiles.protocol import MeasurementProtocol
-
-        defaults = MeasurementProtocol()
-        options["protocol"] = MeasurementProtocol(
-            warmup=defaults.warmup if args.warmup is None else args.warmup,
-            runs=defaults.runs if args.runs is None else args.runs)
-    return options
-
-
-def print_drift(profile) -> None:
-    """How the host's speed moved during the profile, seen by the reference network."""
-    summary = profile.drift_summary()
-    if summary is None:
-        return
-    for clock in ("cpu_time_ms", "latency_ms"):
-        if clock in summary:
-            d = summary[clock]
-            print(f"drift ({clock}): reference {d['session_median_ms']:.4g} ms (session median), "
-                  f"{d['min_ms']:.4g}-{d['max_ms']:.4g} ms over chunks; corrections x{d['correction_min']:.3f} to "
-                  f"x{d['correction_max']:.3f}, {d['corrected_over_5pct']:.0%} of records moved by more than 5%")
-            break
-    print(f"noise floor (reference test-retest between passes): median {summary['noise_floor']:.1%}, "
-          f"p90 {summary['noise_floor_p90']:.1%}; {summary['drift_remeasured_records']} record(s) from chunks "
-          f"measured again because the reference moved")
+    return BackendSettings(threads=args.threads, precision=args.precision, accelerator=args.accelerator,
+                           cache_dir=args.cache_dir, warmup=args.warmup, runs=args.runs)
 
 
 def main(argv=None) -> int:
@@ -137,28 +106,28 @@ def main(argv=None) -> int:
         if args.out is None:
             raise ConfigError("--out FILE is required (the profile to create or resume)")
         check_output_path(args.out, [("the --space", args.space)], kind=("profile",), name="--out")
-        from hardware_profiles import get_backend, profile_space
+        from ofa_pipeline.profile import drift_lines, make_backend, profile_device, profile_device_blocks
 
-        backend = get_backend(args.backend, **backend_options(args, args.backend))
+        settings = backend_settings(args)
+        ignored = settings.ignored_by(args.backend)
+        if ignored:
+            print(f"note: backend {args.backend} ignores {ignored}", file=sys.stderr)
+        backend = make_backend(args.backend, settings)
         if args.blocks:
-            from hardware_profiles import profile_blocks
-
-            wanted = {"resolutions": args.resolutions, "mode": args.workload, "cache_lengths": args.cache_lengths,
-                      "beam_size": args.beam_size}
-            profile = profile_blocks(args.space, backend, args.out, device=args.device, batch_size=args.batch_size,
-                                     seed=args.seed, progress=not args.no_progress,
-                                     **{k: (tuple(v) if isinstance(v, list) else v)
-                                        for k, v in wanted.items() if v is not None})
+            profile = profile_device_blocks(args.space, backend, args.out, device=args.device,
+                                            batch_size=args.batch_size, seed=args.seed, resolutions=args.resolutions,
+                                            workload=args.workload, cache_lengths=args.cache_lengths,
+                                            beam_size=args.beam_size, progress=not args.no_progress)
             print(f"{args.out}: {len(profile)} blocks, device {profile.device}, backend {backend.name}")
-            print_drift(profile)
-            return 0
-        profile = profile_space(args.space, backend, args.num_archs, args.out, seed=args.seed, device=args.device,
-                                batch_size=args.batch_size, strata=args.strata, chunk_size=args.chunk_size,
-                                progress=not args.no_progress)
-        stats = getattr(backend, "cache_stats", None)
-        print(f"{args.out}: {len(profile)} records, device {profile.device}, backend {backend.name}"
-              + (f", simulation cache {stats()}" if stats else ""))
-        print_drift(profile)
+        else:
+            profile = profile_device(args.space, backend, args.out, args.num_archs, seed=args.seed,
+                                     device=args.device, batch_size=args.batch_size, chunk_size=args.chunk_size,
+                                     strata=args.strata, progress=not args.no_progress)
+            stats = getattr(backend, "cache_stats", None)
+            print(f"{args.out}: {len(profile)} records, device {profile.device}, backend {backend.name}"
+                  + (f", simulation cache {stats()}" if stats else ""))
+        for line in drift_lines(profile):
+            print(line)
         return 0
     except OFAError as error:
         print(f"error: {type(error).__name__}: {error}", file=sys.stderr)

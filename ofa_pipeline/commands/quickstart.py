@@ -5,7 +5,7 @@
     ofa-quickstart --out runs/qs-text --transformer      # the Transformer default
     ofa-quickstart --out runs/qs-exits --exits           # the CNN with early exits (docs/early-exits.md)
 
-Steps (each printed with the command that does it on its own):
+Steps (each printed with the library call that does it on its own, see docs/python-api.md):
 
 1. train the supernet: the small MobileNetV3 on scikit-learn's digits placed
    among clutter (``mbv3-small-cluttered-digits``: one elastic phase with
@@ -28,7 +28,7 @@ Steps (each printed with the command that does it on its own):
    latency, accuracy, loyalty (also in ``--out/quickstart.md``).
 
 Every step resumes: re-running the same command after a kill continues, and a
-step whose outputs exist and whose command and input files are unchanged since
+step whose outputs exist and whose call and input files are unchanged since
 the run that wrote them is skipped, so re-running a finished directory does
 nothing. Step timings add up over runs (a skipped step adds 0) in
 ``--out/quickstart-steps.json`` and the report.
@@ -51,10 +51,9 @@ import json
 import math
 import os
 import re
-import shlex
-import subprocess
 import sys
 import time
+from dataclasses import MISSING, fields, is_dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -62,9 +61,6 @@ from ofa.cli import run_command
 from ofa.errors import ConfigError, OFAError
 from ofa.validation import ArgumentParser, check_output_path, choice, positive_int
 
-# the commands whose steps the quickstart runs (each light to import: torch loads when a step runs)
-from . import evaluate as evaluate_command
-from . import fit_predictor, profile_device, specialize, specialize_exits, train_supernet
 
 # the search keeps each pick's 90% latency bound under its budget, not the point prediction
 LATENCY_CONFIDENCE = 0.9
@@ -83,13 +79,50 @@ EXITS_FULL = {"candidates": 24, "tolerance": 0.02, "block_runs": 10, "all_resolu
 EXITS_FAST = {"candidates": 2, "tolerance": 0.05, "block_runs": 3, "all_resolutions": False, "time_images": 256}
 
 
-def console_name(command) -> str:
-    """The console command of a command's ``main`` (``ofa_pipeline.commands.fit_predictor.main`` ->
-    ``ofa-fit-predictor``): what a step prints, so a user can run it on its own."""
-    return "ofa-" + command.__module__.rsplit(".", 1)[-1].replace("_", "-")
-
-
 LEDGER = "quickstart-steps.json"
+
+
+def call_name(function) -> str:
+    """A library function's full name (``ofa_pipeline.fit.fit_latency_predictor_from_profile``): what
+    a step prints, so a user can call it on its own."""
+    return f"{function.__module__}.{function.__qualname__}"
+
+
+def _plain(value):
+    """``value`` as JSON-able data, for the ledger and the printed call (paths as text, an options
+    dataclass as its fields)."""
+    if is_dataclass(value) and not isinstance(value, type):
+        return {"dataclass": type(value).__name__, **{f.name: _plain(getattr(value, f.name)) for f in fields(value)}}
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, os.PathLike):
+        return str(value)
+    return value
+
+
+def _shown(value) -> str:
+    """``value`` as Python source: paths as text, an options dataclass with the fields it changes."""
+    if is_dataclass(value) and not isinstance(value, type):
+        changed = []
+        for f in fields(value):
+            default = f.default if f.default is not MISSING else (
+                f.default_factory() if f.default_factory is not MISSING else MISSING)
+            if getattr(value, f.name) != default:
+                changed.append(f"{f.name}={_shown(getattr(value, f.name))}")
+        return f"{type(value).__name__}({', '.join(changed)})"
+    if isinstance(value, (list, tuple)):
+        items = ", ".join(_shown(v) for v in value)
+        return f"[{items}]" if isinstance(value, list) else f"({items}{',' if len(value) == 1 else ''})"
+    if isinstance(value, os.PathLike):
+        return repr(str(value))
+    return repr(value)
+
+
+def shown_call(function, arguments: dict) -> str:
+    """The Python call a step makes, as a user would write it."""
+    return f"{call_name(function)}({', '.join(f'{k}={_shown(v)}' for k, v in arguments.items())})"
 
 
 def file_digest(path) -> str | None:
@@ -104,17 +137,32 @@ def file_digest(path) -> str | None:
     return digest.hexdigest()
 
 
-class Steps:
-    """Runs tools in this process, printing the equivalent command, timing each step.
+def _call_logged(function, arguments: dict, log: str) -> None:
+    """In a process of its own: ``function(**arguments)`` with everything it prints in ``log`` (the
+    file descriptors too, so a runtime's own messages land there); a named error exits with 2."""
+    with open(log, "w") as handle:
+        os.dup2(handle.fileno(), 1)
+        os.dup2(handle.fileno(), 2)
+    sys.stdout = open(1, "w", buffering=1, closefd=False)
+    sys.stderr = open(2, "w", buffering=1, closefd=False)
+    try:
+        function(**arguments)
+    except OFAError as error:
+        print(f"error: {type(error).__name__}: {error}", file=sys.stderr)
+        sys.exit(2)
 
-    ``out/quickstart-steps.json`` records, per step, its command, the digests of
-    its input and output files and its seconds (added up over runs). A step is
-    skipped when its record has the same command and input digests and its
-    outputs are still the files it wrote: so a re-run of a finished directory
-    refits nothing and keeps the recorded timings, while a changed input (a
-    re-profiled device, new evaluations) re-runs the steps that depend on it,
-    after deleting the outputs the earlier command wrote (the tools append to an
-    existing output, to resume after a kill)."""
+
+class Steps:
+    """Runs the library's stage functions, printing each call and timing each step.
+
+    ``out/quickstart-steps.json`` records, per step, its call (function and
+    arguments), the digests of its input and output files and its seconds (added
+    up over runs). A step is skipped when its record has the same call and input
+    digests and its outputs are still the files it wrote: so a re-run of a
+    finished directory refits nothing and keeps the recorded timings, while a
+    changed input (a re-profiled device, new evaluations) re-runs the steps that
+    depend on it, after deleting the outputs the earlier call wrote (the stages
+    append to an existing output, to resume after a kill)."""
 
     def __init__(self, out: Path):
         self.out, self.path = out, out / LEDGER
@@ -158,10 +206,11 @@ class Steps:
         print(f"\n== {label}: {reason}", flush=True)
         self.timings[label] = 0.0
 
-    def _pending(self, label: str, argv: list[str], inputs=(), outputs=()) -> dict | None:
-        """The step's ledger key if it has to run (stale outputs of another command removed,
-        the record written so a killed step resumes its own outputs), None if it is done."""
-        key = {"argv": [str(a) for a in argv], "inputs": {str(p): file_digest(p) for p in inputs}}
+    def _pending(self, label: str, function, arguments, inputs=(), outputs=()) -> dict | None:
+        """The step's ledger key if it has to run (stale outputs of another call removed, the record
+        written so a killed step resumes its own outputs), None if it is done."""
+        key = {"call": call_name(function) if function is not None else None, "arguments": _plain(arguments),
+               "inputs": {str(p): file_digest(p) for p in inputs}}
         record = self.ledger["steps"].get(label)
         if (outputs and isinstance(record, dict) and record.get("key") == key
                 and all(file_digest(p) is not None and file_digest(p) == record.get("outputs", {}).get(str(p))
@@ -170,7 +219,7 @@ class Steps:
             return None
         before = record.get("seconds", 0.0) if isinstance(record, dict) else 0.0
         if isinstance(record, dict) and record.get("key") != key:
-            # outputs of another command or other inputs: the tools append to (and resume) an existing
+            # outputs of another call or other inputs: the stages append to (and resume) an existing
             # file, so stale records would mix in; start afresh
             for path in outputs:
                 Path(path).unlink(missing_ok=True)
@@ -185,64 +234,57 @@ class Steps:
                                        "seconds": round(before + elapsed, 2)}
         self.save()
 
-    def run(self, label: str, command: Callable[[list[str]], int] | None, argv: list[str], inputs=(), outputs=(),
-            body: Callable[[], object] | None = None, processes: int = 1) -> None:
-        """Run ``command(argv)`` (a command's ``main``; or ``body()``) unless its ``outputs`` are
-        complete for the same arguments and ``inputs`` (see the class); with ``processes`` > 1,
-        as that many data-parallel processes of the command under torchrun."""
-        key = self._pending(label, argv, inputs, outputs)
+    def run(self, label: str, function: Callable | None, arguments, inputs=(), outputs=(),
+            body: Callable[[], object] | None = None) -> None:
+        """Call ``function(**arguments)`` (a library stage; or ``body()``, with ``arguments`` only
+        naming it in the ledger) unless its ``outputs`` are complete for the same call and ``inputs``
+        (see the class)."""
+        key = self._pending(label, function, arguments, inputs, outputs)
         if key is None:
             return
-        if command is None:
-            shown = ""
-        elif processes > 1:
-            shown = f"\n$ torchrun --nproc_per_node={processes} -m {command.__module__} {shlex.join(argv)}"
-        else:
-            shown = f"\n$ {console_name(command)} {shlex.join(argv)}"
+        shown = f"\n>>> {shown_call(function, arguments)}" if function is not None else ""
         print(f"\n== {label}{shown}", flush=True)
         start = time.perf_counter()
-        if processes > 1:
-            torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-                        f"--nproc_per_node={processes}", "-m", command.__module__, *argv]
-            code = subprocess.run(torchrun).returncode
+        if function is not None:
+            function(**arguments)
         else:
-            code = command(argv) if command is not None else body()
-        if command is not None and code:
-            raise OFAError(f"step '{label}' failed ({console_name(command)} exited with {code}); see the message "
-                           f"above")
+            body()
         self._done(label, key, outputs, round(time.perf_counter() - start, 2))
 
     def run_side_by_side(self, jobs: list[dict]) -> None:
-        """Run several steps (``{"label", "command", "argv", "inputs", "outputs"}``) at
+        """Run several steps (``{"label", "function", "arguments", "inputs", "outputs"}``) at
         once, each in its own process, its output in ``out/logs/<label>.log``: for
         steps that time nothing (simulators, evaluation), which would otherwise
         leave a core idle."""
+        import multiprocessing
+
+        context = multiprocessing.get_context("spawn")  # a fresh interpreter: no torch threads forked
         running = []
         for job in jobs:
-            key = self._pending(job["label"], job["argv"], job.get("inputs", ()), job.get("outputs", ()))
+            key = self._pending(job["label"], job["function"], job["arguments"], job.get("inputs", ()),
+                                job.get("outputs", ()))
             if key is None:
                 continue
             log = self.out / "logs" / (re.sub(r"[^A-Za-z0-9.-]+", "_", job["label"]).strip("_") + ".log")
             log.parent.mkdir(parents=True, exist_ok=True)
-            print(f"\n== {job['label']} (side by side, output in {log})\n$ {console_name(job['command'])} "
-                  f"{shlex.join(job['argv'])}", flush=True)
-            handle = open(log, "w")
-            process = subprocess.Popen([sys.executable, "-m", job["command"].__module__, *job["argv"]],
-                                       stdout=handle, stderr=subprocess.STDOUT)
-            running.append((job, key, log, handle, process, time.perf_counter()))
+            print(f"\n== {job['label']} (side by side, output in {log})\n>>> "
+                  f"{shown_call(job['function'], job['arguments'])}", flush=True)
+            process = context.Process(target=_call_logged, args=(job["function"], job["arguments"], str(log)))
+            process.start()
+            running.append((job, key, log, process, time.perf_counter()))
         failed = []
         while running:  # each step's seconds end when it ends, whichever order they finish in
-            finished = [entry for entry in running if entry[4].poll() is not None]
+            finished = [entry for entry in running if entry[3].exitcode is not None]
             if not finished:
                 time.sleep(0.2)
                 continue
             for entry in finished:
                 running.remove(entry)
-                job, key, log, handle, process, start = entry
-                handle.close()
-                if process.returncode:
-                    failed.append(f"step '{job['label']}' failed ({console_name(job['command'])} exited with "
-                                  f"{process.returncode}):\n" + "\n".join(log.read_text().splitlines()[-15:]))
+                job, key, log, process, start = entry
+                process.join()
+                if process.exitcode:
+                    failed.append(f"step '{job['label']}' failed ({call_name(job['function'])} exited with "
+                                  f"{process.exitcode}):\n" + "\n".join(log.read_text().splitlines()[-15:]))
                     continue
                 self._done(job["label"], key, job.get("outputs", ()), round(time.perf_counter() - start, 2))
                 last = log.read_text().strip().splitlines()[-1] if log.stat().st_size else "done"
@@ -251,7 +293,7 @@ class Steps:
             raise OFAError("\n".join(failed))
 
     def at_least(self, label: str, seconds: float) -> None:
-        """Raise a step's recorded seconds to what the tool itself counted over
+        """Raise a step's recorded seconds to what the stage itself counted over
         several runs (a training run killed and resumed knows its whole time)."""
         record = self.ledger["steps"].get(label)
         if isinstance(record, dict) and seconds > record["seconds"]:
@@ -260,12 +302,13 @@ class Steps:
 
 
 def run_jobs(steps: Steps, jobs: list[dict], side_by_side: bool) -> None:
-    """Run steps given as ``{"label", "command", "argv", "inputs", "outputs"}``, side by side or one after another."""
+    """Run steps given as ``{"label", "function", "arguments", "inputs", "outputs"}``, side by side or one after
+    another."""
     if side_by_side:
         steps.run_side_by_side(jobs)
     else:
         for job in jobs:
-            steps.run(job["label"], job["command"], job["argv"], job["inputs"], job["outputs"])
+            steps.run(job["label"], job["function"], job["arguments"], job["inputs"], job["outputs"])
 
 
 def fast_config(config_path: Path, out: Path, settings: dict, transformer: bool) -> Path:
@@ -292,22 +335,6 @@ def fast_config(config_path: Path, out: Path, settings: dict, transformer: bool)
     path = out / "config-fast.yaml"
     atomic_write_text(path, yaml.safe_dump(config, sort_keys=False))
     return path
-
-
-def evaluate_text_subnets(checkpoint: Path, out: Path, count: int, sentences: int, seed: int = 0) -> list[dict]:
-    """Validation loss of the largest, the smallest and ``count`` random subnets of a Transformer
-    supernet (inherited weights) on ``sentences`` validation sentences, through the model family's
-    evaluator (:func:`ofa_pipeline.evaluate.evaluate_subnets`), appended to ``out`` as JSONL records
-    (``"loss"`` is what the accuracy predictor fits); a re-run skips the subnets already in the file."""
-    from ofa.training.transformer import load_trained
-    from ofa_pipeline.evaluate import evaluate_subnets, subnets_to_evaluate
-
-    supernet, data = load_trained(checkpoint)
-    records = evaluate_subnets(supernet, data, subnets_to_evaluate(supernet.space, count, seed), out,
-                               text_limit=sentences)
-    print(f"{len(records)} subnets: validation loss {min(r['loss'] for r in records):.3f} to "
-          f"{max(r['loss'] for r in records):.3f} -> {out}")
-    return records
 
 
 def budgets_for(predictor, space, fractions=(0.05, 0.3), confidence: float | None = LATENCY_CONFIDENCE) -> list[float]:
@@ -428,9 +455,15 @@ def check_args(args) -> Path:
 def run(args) -> dict:
     from hardware_profiles import get_backend
     from ofa.io import atomic_write_json, atomic_write_text
-    from ofa_pipeline.specialize import summary_table
     from ofa.training import load_supernet
-    from predictors import load_predictor
+    from predictors import TrustRule, load_predictor
+
+    # the library's stages the steps call (each loads torch when it runs)
+    from ofa_pipeline.evaluate import EvaluateOptions, evaluate_checkpoint, evaluate_text_checkpoint
+    from ofa_pipeline.fit import FitOptions, fit_accuracy_predictor_from_evaluations, fit_latency_predictor_from_profile
+    from ofa_pipeline.profile import BackendSettings, profile_device
+    from ofa_pipeline.specialize import SpecializeConfig, Target, specialize_checkpoint, summary_table
+    from ofa_pipeline.train import train_supernet
 
     transformer = args.transformer
     if transformer:
@@ -453,9 +486,10 @@ def run(args) -> dict:
     if supernet_path.is_file():
         steps.skip("1. train the supernet", f"{supernet_path} exists, reusing it")
     else:
-        steps.run("1. train the supernet", train_supernet.main,
-                  ["--config", str(config), "--out", str(out / "supernet"), "--resume", "--no-progress"],
-                  inputs=[config], outputs=[supernet_path], processes=training_processes(config, args.workers))
+        steps.run("1. train the supernet", train_supernet,
+                  dict(config=config, out=out / "supernet", resume=True, progress=False,
+                       processes=training_processes(config, args.workers)),
+                  inputs=[config], outputs=[supernet_path])
         trained = json.loads((out / "supernet" / "summary.json").read_text())
         steps.at_least("1. train the supernet", trained.get("wall_seconds", 0.0))  # all segments of a resumed run
     supernet = load_supernet(supernet_path)
@@ -471,77 +505,72 @@ def run(args) -> dict:
     latency_fits = {}  # a latency predictor per device
     for device, profile in profiles.items():
         # the default label: drift-corrected thread CPU time for timed backends, exact latency for simulators
-        argv = ["--profile", str(profile), "--out", str(latency_paths[device])]
-        if args.fast:
-            argv += ["--cv", "3", "--model", "lut"]
-        latency_fits[device] = {"label": f"3. fit the {device} latency predictor", "command": fit_predictor.main,
-                                "argv": argv, "inputs": [profile],
+        options = FitOptions(cv=3, model="lut") if args.fast else FitOptions()
+        latency_fits[device] = {"label": f"3. fit the {device} latency predictor",
+                                "function": fit_latency_predictor_from_profile,
+                                "arguments": dict(profile=profile, out=latency_paths[device], options=options),
+                                "inputs": [profile],
                                 "outputs": [latency_paths[device], latency_paths[device].with_suffix(".json")]}
     untimed = []  # steps that time nothing: with a free core they run side by side
     for device, profile in profiles.items():
-        argv = ["--space", str(space_file), "--backend", device, "--num-archs", str(settings["profile_archs"]),
-                "--out", str(profile), "--no-progress"]
         timed = not get_backend(device).simulated
-        if timed:
-            argv += ["--runs", str(settings["runs"]), "--warmup", str(settings["warmup"])]
-        if device == "fpga-scalesim":
-            argv += ["--cache-dir", str(Path(os.environ["OFA_HW_CACHE"]) / "scalesim")]
-        job = {"label": f"2. profile {device}", "command": profile_device.main, "argv": argv, "inputs": [space_file],
-               "outputs": [profile]}
+        backend_settings = BackendSettings(
+            runs=settings["runs"] if timed else None, warmup=settings["warmup"] if timed else None,
+            cache_dir=Path(os.environ["OFA_HW_CACHE"]) / "scalesim" if device == "fpga-scalesim" else None)
+        job = {"label": f"2. profile {device}", "function": profile_device,
+               "arguments": dict(space=space_file, backend=device, out=profile, num_archs=settings["profile_archs"],
+                                 settings=backend_settings, progress=False),
+               "inputs": [space_file], "outputs": [profile]}
         if timed:  # its clock is the measurement: nothing else runs meanwhile; its fit joins the untimed steps
-            steps.run(job["label"], job["command"], job["argv"], job["inputs"], job["outputs"])
+            steps.run(job["label"], job["function"], job["arguments"], job["inputs"], job["outputs"])
             untimed.append(latency_fits.pop(device))
         else:
             untimed.append(job)
     evaluations = out / "evaluations.jsonl"
     if transformer:
         run_jobs(steps, untimed, side_by_side=False)
-        steps.run("4. evaluate subnets", None, ["evaluate_text_subnets", settings["eval_archs"],
-                                                settings["eval_sentences"]],
-                  inputs=[supernet_path], outputs=[evaluations],
-                  body=lambda: evaluate_text_subnets(supernet_path, evaluations, settings["eval_archs"],
-                                                     settings["eval_sentences"]))
+        steps.run("4. evaluate subnets", evaluate_text_checkpoint,
+                  dict(checkpoint=supernet_path, out=evaluations, count=settings["eval_archs"],
+                       sentences=settings["eval_sentences"]),
+                  inputs=[supernet_path], outputs=[evaluations])
     else:
         # half uniform draws, half spread over MACs: the tight budgets search among the smallest subnets,
         # which uniform draws rarely reach
         count = settings["eval_archs"]
-        untimed.append({"label": "4. evaluate subnets", "command": evaluate_command.main, "inputs": [supernet_path],
+        untimed.append({"label": "4. evaluate subnets", "function": evaluate_checkpoint, "inputs": [supernet_path],
                         "outputs": [evaluations],
-                        "argv": ["--supernet", str(supernet_path), "--archs", "largest", "smallest",
-                                 f"random:{count - count // 2}", f"stratified:{count // 2}", "--out",
-                                 str(evaluations), "--calib-images", str(settings["calib_images"])]})
+                        "arguments": dict(checkpoint=supernet_path, out=evaluations,
+                                          archs=["largest", "smallest", f"random:{count - count // 2}",
+                                                 f"stratified:{count // 2}"],
+                                          options=EvaluateOptions(calib_images=settings["calib_images"]),
+                                          progress=False)})
         run_jobs(steps, untimed, side_by_side=args.workers > 1)
     fits = list(latency_fits.values())  # the simulators' latency predictors, after their profiles
     target = "loss" if transformer else "top1"
     accuracy_path = out / "predictors" / f"{target}.skops"
-    argv = ["--evaluations", str(evaluations), "--space", str(space_file), "--target", target,
-            "--out", str(accuracy_path)]
-    if args.fast:
-        argv += ["--cv", "3", "--model", "gbr"]
-    fits.append({"label": f"4. fit the {target} predictor", "command": fit_predictor.main, "argv": argv,
+    fits.append({"label": f"4. fit the {target} predictor", "function": fit_accuracy_predictor_from_evaluations,
+                 "arguments": dict(evaluations=evaluations, space=space_file, out=accuracy_path, target=target,
+                                   options=FitOptions(cv=3, model="gbr") if args.fast else FitOptions()),
                  "inputs": [evaluations, space_file], "outputs": [accuracy_path, accuracy_path.with_suffix(".json")]})
     run_jobs(steps, fits, side_by_side=args.workers > 1)  # fitting times nothing
 
     # 5. specialise -----------------------------------------------------------------------------------------
-    argv = ["--supernet", str(supernet_path), "--accuracy-predictor", str(accuracy_path), "--out", str(out / "deploy"),
-            "--population", str(settings["population"]), "--generations", str(settings["generations"]),
-            "--pareto-generations", str(settings["pareto_generations"]),
-            "--calib-images", str(settings["calib_images"])]
-    budgets, labels = {}, {}
+    budgets, labels, targets = {}, {}, []
     for device, path in latency_paths.items():
-        argv += ["--latency-predictor", str(path)]
         predictor = load_predictor(path)
         labels[device] = predictor.label.name
         budgets[device] = budgets_for(predictor, space)
-        for budget in budgets[device]:
-            argv += ["--device", device, "--latency-ms", f"{budget:g}"]
-    # the over-budget picks the closed loop cannot fix are reported in the table, not a failed step
-    argv += ["--latency-confidence", str(LATENCY_CONFIDENCE), "--allow-over-budget"]
-    if settings["int8"]:
-        argv.append("--int8")
-    if args.fast:  # one epoch per phase: the accuracies are close to noise, a smoke test ranks them anyway
-        argv.append("--accept-untrusted-predictor")
-    steps.run("5. specialise, export, verify", specialize.main, argv,
+        targets += [Target(((device, budget),)) for budget in budgets[device]]
+    # the over-budget picks the closed loop cannot fix are reported in the table, not a failed step; with
+    # --fast (one epoch per phase) the accuracies are close to noise, a smoke test ranks them anyway
+    config = SpecializeConfig(population=settings["population"], generations=settings["generations"],
+                              pareto_generations=settings["pareto_generations"],
+                              calib_images=settings["calib_images"], latency_confidence=LATENCY_CONFIDENCE,
+                              int8=settings["int8"], trust=TrustRule(accept_untrusted=args.fast))
+    steps.run("5. specialise, export, verify", specialize_checkpoint,
+              dict(supernet_path=supernet_path, accuracy_predictor_path=accuracy_path,
+                   latency_predictor_paths=list(latency_paths.values()), targets=targets, out_dir=out / "deploy",
+                   config=config),
               inputs=[supernet_path, accuracy_path, *latency_paths.values()], outputs=[out / "deploy" / "summary.json"])
 
     # 6. report -----------------------------------------------------------------------------------------------
@@ -601,26 +630,35 @@ def run_exits(args, config: Path, out: Path, steps: Steps, settings: dict) -> di
     from ofa.training import load_supernet
     from predictors import load_predictor
 
+    # the library's stages the steps call
+    from ofa_pipeline.block_fitting import BlockFitOptions, fit_block_or_transfer
+    from ofa_pipeline.exits import ExitSearchOptions, specialize_exits_checkpoint
+    from ofa_pipeline.profile import BackendSettings, profile_device_blocks
+    from ofa_pipeline.train import train_supernet
+
     exit_settings = EXITS_FAST if args.fast else EXITS_FULL
     config = exits_config(config, out, args.fast)
     supernet_path = out / "supernet" / "final.pt"
-    steps.run("1. train the supernet with exits", train_supernet.main,
-              ["--config", str(config), "--out", str(out / "supernet"), "--resume", "--no-progress"],
-              inputs=[config], outputs=[supernet_path], processes=training_processes(config, args.workers))
+    steps.run("1. train the supernet with exits", train_supernet,
+              dict(config=config, out=out / "supernet", resume=True, progress=False,
+                   processes=training_processes(config, args.workers)),
+              inputs=[config], outputs=[supernet_path])
     supernet = load_supernet(supernet_path)
     space = supernet.space
     space_file = out / "space.json"
     atomic_write_json(space_file, space.to_dict())
     blocks = out / "profiles" / "cpu-ort.blocks.jsonl"
-    argv = ["--space", str(space_file), "--backend", "cpu-ort", "--blocks", "--out", str(blocks), "--no-progress",
-            "--runs", str(exit_settings["block_runs"]), "--warmup", str(settings["warmup"])]
-    if not exit_settings["all_resolutions"]:
-        argv += ["--resolutions", str(max(space.resolutions))]
-    steps.run("2. profile cpu-ort block by block", profile_device.main, argv, inputs=[space_file], outputs=[blocks])
+    steps.run("2. profile cpu-ort block by block", profile_device_blocks,
+              dict(space=space_file, backend="cpu-ort", out=blocks,
+                   settings=BackendSettings(runs=exit_settings["block_runs"], warmup=settings["warmup"]),
+                   resolutions=None if exit_settings["all_resolutions"] else [max(space.resolutions)],
+                   progress=False),
+              inputs=[space_file], outputs=[blocks])
     predictor_path = out / "predictors" / "cpu-ort.blocks.skops"
-    steps.run("3. fit the cpu-ort block-sum predictor", fit_predictor.main,
-              ["--blocks", str(blocks), "--out", str(predictor_path)], inputs=[blocks],
-              outputs=[predictor_path, predictor_path.with_suffix(".json")])
+    steps.run("3. fit the cpu-ort block-sum predictor", fit_block_or_transfer,
+              dict(options=BlockFitOptions(blocks=str(blocks)), out=predictor_path,
+                   plot_path=predictor_path.with_suffix(".png"), json_path=predictor_path.with_suffix(".json")),
+              inputs=[blocks], outputs=[predictor_path, predictor_path.with_suffix(".json")])
     predictor = load_predictor(predictor_path)
     # the expected-latency budget halfway between the smallest and the largest subnet without exits; the
     # worst case may exceed it by half
@@ -628,12 +666,13 @@ def run_exits(args, config: Path, out: Path, steps: Steps, settings: dict) -> di
     expected = round_up(expected, 2)
     worst = round_up(1.5 * expected, 2)
     deploy = out / "deploy-exits"
-    steps.run("4. specialise with exits, calibrate, export, time", specialize_exits.main,
-              ["--supernet", str(supernet_path), "--latency-predictor", str(predictor_path),
-               "--expected-latency-ms", f"{expected:g}", "--worst-latency-ms", f"{worst:g}",
-               "--tolerance", str(exit_settings["tolerance"]), "--candidates", str(exit_settings["candidates"]),
-               "--calib-images", str(settings["calib_images"]), "--out", str(deploy), "--time",
-               "--time-images", str(exit_settings["time_images"])],
+    steps.run("4. specialise with exits, calibrate, export, time", specialize_exits_checkpoint,
+              dict(supernet_path=supernet_path, latency_predictor_path=predictor_path, out_dir=deploy,
+                   expected_latency_ms=expected, worst_latency_ms=worst,
+                   options=ExitSearchOptions(tolerance=exit_settings["tolerance"],
+                                             candidates=exit_settings["candidates"],
+                                             calib_images=settings["calib_images"], time=True,
+                                             time_images=exit_settings["time_images"])),
               inputs=[supernet_path, predictor_path], outputs=[deploy / "result.json"])
     result = json.loads((deploy / "result.json").read_text())
     chosen, timings = result["chosen"], {**steps.cumulative}

@@ -31,12 +31,7 @@ import sys
 from pathlib import Path
 
 from ofa.cli import run_command
-from ofa.errors import ConfigError
-from ofa.validation import (ArgumentParser, check_input_file, check_output_path, non_negative_float, non_negative_int,
-                            positive_float, positive_int)
-
-
-TIMED_BATCH = 32  # --time: batch 1 and this batch
+from ofa.validation import ArgumentParser, non_negative_float, non_negative_int, positive_float, positive_int
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -71,48 +66,15 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def run(args) -> dict:
-    from ofa.io import atomic_write_json
-    from ofa.search.exits import check_calibration_args
-    from ofa.training import load_supernet
-    from ofa_pipeline.deploy import checkpoint_data
-    from ofa_pipeline.exits import ExitEvaluator, check_budgets, export_chosen, measure_latency, specialize_exits
-    from predictors import load_predictor
-    from predictors.exits import block_sum_regressor
+    from ofa_pipeline.exits import ExitSearchOptions, specialize_exits_checkpoint
 
-    check_budgets(args.expected_latency_ms, args.worst_latency_ms)
-    check_calibration_args(args.tolerance, args.delta, args.risk, args.confidence)
-    if args.time_images is not None and not args.time:
-        raise ConfigError("--time-images sets how many test images --time times: give --time too, or leave it out")
-    if args.time_images is not None and args.time_images < TIMED_BATCH:
-        raise ConfigError(f"--time-images must be at least {TIMED_BATCH} (--time times batches of 1 and of "
-                          f"{TIMED_BATCH}), got {args.time_images}")
-    check_input_file(args.supernet, "--supernet", kinds=("checkpoint",))
-    check_input_file(args.latency_predictor, "--latency-predictor", kinds=("predictor",))
+    options = ExitSearchOptions(tolerance=args.tolerance, delta=args.delta, confidence=args.confidence,
+                                risk=args.risk, call_overhead_ms=args.call_overhead_ms, candidates=args.candidates,
+                                calib_images=args.calib_images, seed=args.seed, threads=args.threads, time=args.time,
+                                time_images=args.time_images)
     out = Path(args.out)
-    check_output_path(out, [("the --supernet", args.supernet)], kind="dir", name="--out")
-    predictor = load_predictor(args.latency_predictor)
-    block_sum_regressor(predictor)
-    import torch
-
-    torch.set_num_threads(args.threads)
-    supernet = load_supernet(args.supernet)
-    predictor.space.check_fingerprint(supernet.space.fingerprint, "the supernet")
-    if getattr(supernet, "exits", None) is None:
-        raise ConfigError(f"{args.supernet} has no exit heads: train it with the config key exits ({{stages: [...], "
-                          f"width: n}}) and a phase with exits: true, or add them to a finished run with "
-                          f"ofa.training.progressive_shrinking.seed_exit_phase")
-    data = checkpoint_data(args.supernet)
-    evaluator = ExitEvaluator(supernet, data, args.calib_images)
-    report = specialize_exits(supernet, data, predictor, args.expected_latency_ms, args.worst_latency_ms,
-                              args.tolerance, args.delta, args.confidence, args.risk, args.candidates,
-                              seed=args.seed, evaluator=evaluator, call_overhead_ms=args.call_overhead_ms)
-    report["files"] = export_chosen(evaluator, report, out)
-    if args.time:
-        arch = supernet.space.parse(report["chosen"]["arch"])
-        images = evaluator.images("test", arch.resolution)[0].numpy()[:args.time_images]
-        statics = {"same_static": report["files"]["same-static"]}
-        report["measured"] = measure_latency(report["files"]["exits"], statics, images, batch_sizes=(1, TIMED_BATCH))
-    atomic_write_json(out / "result.json", report)
+    report = specialize_exits_checkpoint(args.supernet, args.latency_predictor, out, args.expected_latency_ms,
+                                         args.worst_latency_ms, options)
     chosen = report["chosen"]
     latency, test = chosen["predicted_latency_ms"], chosen["test"]
     print(f"subnet with exits {report['exits']['stages']}: threshold {chosen['threshold']:.4g} ({args.confidence}); "

@@ -26,22 +26,15 @@ def main(argv=None) -> int:
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
 
-    from ofa.training import config_space, get_trainer, load_yaml
-    from ofa.training.distributed import cleanup
+    from ofa_pipeline.train import train_supernet
 
-    try:
-        config = load_yaml(args.config)
+    try:  # the run directory named by its option, before the library checks it again
         check_output_path(args.out, [("the --config", args.config)], kind="dir", name="--out")
-        if args.no_progress:
-            config.setdefault("train", {})["progress"] = False
-        trainer_cls = get_trainer(config_space(config).type_name)
-        trainer = trainer_cls(config, args.out, resume=args.resume)
-        trainer.run()
+        # in each process of a data-parallel run too: torchrun starts them from this module
+        train_supernet(args.config, args.out, resume=args.resume, progress=not args.no_progress)
     except OFAError as error:
         print(f"error: {type(error).__name__}: {error}", file=sys.stderr)
         return 2
-    finally:
-        cleanup()
     return 0
 
 
