@@ -83,23 +83,6 @@ def evaluate_subnets(supernet, data, archs: Sequence, out: str | os.PathLike | N
     return records
 
 
-def evaluate_text_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike, count: int, sentences: int,
-                             seed: int = 0, log=print) -> list[dict]:
-    """Validation loss of the largest, the smallest and ``count`` random subnets of the Transformer
-    supernet saved at ``checkpoint`` (inherited weights) on ``sentences`` validation sentences, through
-    the model family's evaluator (:func:`evaluate_subnets`), appended to ``out`` as JSONL records
-    (``"loss"`` is what the accuracy predictor fits); a re-run skips the subnets already in the file."""
-    from ofa.training.transformer import load_trained
-
-    supernet, data = load_trained(checkpoint)
-    records = evaluate_subnets(supernet, data, subnets_to_evaluate(supernet.space, count, seed), out,
-                               text_limit=sentences)
-    if log is not None:
-        log(f"{len(records)} subnets: validation loss {min(r['loss'] for r in records):.3f} to "
-            f"{max(r['loss'] for r in records):.3f} -> {out}")
-    return records
-
-
 @dataclass(frozen=True)
 class EvaluateOptions:
     """How ``evaluate_checkpoint`` evaluates: the split and data, BatchNorm re-calibration, the draws,
@@ -117,6 +100,7 @@ class EvaluateOptions:
     epsilon: float | None = None  # L-infinity radius in normalised input units (default: ofa.robustness's)
     pgd_steps: int | None = None
     robustness_images: int = 500  # images of the split attacked per subnet (a fixed random subset)
+    sentences: int = 200  # validation sentences each Transformer subnet is scored on (images: unused)
 
 
 def read_arch_file(path: Path, space) -> list:
@@ -245,7 +229,8 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike,
                 done[json.dumps(record["arch"], sort_keys=True)] = record
     calib = options.calib_images or config.get("data", {}).get("calib_images", 2000)
     # the family's evaluator, as for specialisation: the same numbers for the same subnet
-    evaluate = family.evaluator(supernet, data, options.split, calib, batch_size=options.batch_size)
+    evaluate = family.evaluator(supernet, data, options.split, calib, limit=options.sentences,
+                                batch_size=options.batch_size)
     if attacks and not hasattr(evaluate, "robustness"):
         raise ConfigError(f"robustness attacks apply to image subnets; a {space.type_name} supernet has none")
     accuracy_key = "top1" if family.accuracy_target == "top1" else "accuracy"
@@ -276,5 +261,5 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike,
     return records
 
 
-__all__ = ["EvaluateOptions", "evaluate_checkpoint", "evaluate_subnets", "evaluate_text_checkpoint", "parse_arch_specs",
+__all__ = ["EvaluateOptions", "evaluate_checkpoint", "evaluate_subnets", "parse_arch_specs",
            "read_arch_file", "save_plot", "subnets_to_evaluate"]

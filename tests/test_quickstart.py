@@ -185,6 +185,20 @@ def test_quickstart_fast_mode_end_to_end(tmp_path, monkeypatch):
     assert again["total_s"] >= report["total_s"] and again["rows"] == report["rows"]
     assert {name: (out / name).stat().st_mtime_ns for name in outputs} == written
 
+    # the console command each step prints makes the step's library call (training, skipped on a finished
+    # directory, as the quickstart starts it with two processes)
+    from quickstart_commands import check_printed_commands, recorded_steps
+    from ofa_pipeline.train import train_supernet
+
+    quickstart = load_quickstart()
+    steps = recorded_steps(quickstart, ["--out", str(out), "--fast"], monkeypatch)
+    config = out / "config-fast.yaml"
+    steps.append({"label": "1. train", "function": train_supernet, "command": quickstart.train_command(
+        config, out / "supernet", 2), "arguments": dict(config=config, out=out / "supernet", resume=True,
+                                                        progress=False, processes=2)})
+    assert len(steps) == 8  # train, 2 profiles, 2 latency fits, evaluation, accuracy fit, specialisation
+    check_printed_commands(steps, monkeypatch)
+
 
 @pytest.mark.slow
 def test_quickstart_transformer_fast_mode(tmp_path, monkeypatch):
@@ -214,3 +228,8 @@ def test_quickstart_transformer_fast_mode(tmp_path, monkeypatch):
         with torch.no_grad():
             scale = max(1.0, float(static(*inputs).abs().max()))
         assert onnx_parity(static, out / "deploy" / row["target"] / "model.onnx", inputs) <= 1e-4 * scale
+
+    from quickstart_commands import check_printed_commands, recorded_steps
+
+    check_printed_commands(recorded_steps(load_quickstart(), ["--out", str(out), "--fast", "--transformer", "--devices",
+                                                              "cpu-ort", "fpga-scalesim"], monkeypatch), monkeypatch)

@@ -55,3 +55,10 @@ def test_quickstart_exits_fast_mode_end_to_end(tmp_path, monkeypatch):
     assert quickstart.main(["--out", str(out), "--fast", "--exits", "--workers", "1"]) == 0
     again = json.loads((out / "quickstart.json").read_text())
     assert all(seconds == 0.0 for seconds in again["this_run"]["timings_s"].values())
+
+    # the console command each step prints makes the step's library call
+    from quickstart_commands import check_printed_commands, recorded_steps
+
+    steps = recorded_steps(quickstart, ["--out", str(out), "--fast", "--exits", "--workers", "1"], monkeypatch)
+    assert len(steps) == 4
+    check_printed_commands(steps, monkeypatch)

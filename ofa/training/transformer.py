@@ -1,6 +1,6 @@
 """Training elastic Transformer supernets (HAT) on text.
 
-``python tools/train_supernet.py --config configs/transformer-small.yaml --out runs/t``
+``ofa-train-supernet --config configs/transformer-small.yaml --out runs/t``
 
 Every step draws ``subnets_per_step`` architectures from a generator seeded
 by (seed, step) - the same on every rank and after a resume - either

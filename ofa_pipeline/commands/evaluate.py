@@ -62,6 +62,8 @@ def main(argv=None) -> int:
     parser.add_argument("--pgd-steps", type=positive_int, default=None, help="PGD steps (default 10)")
     parser.add_argument("--robustness-images", type=positive_int, default=500,
                         help="images of the split attacked per subnet (a fixed random subset; default %(default)s)")
+    parser.add_argument("--sentences", type=positive_int, default=200,
+                        help="Transformers: validation sentences each subnet is scored on (default %(default)s)")
     args = parser.parse_args(argv)
     return run_command(evaluate, args)
 
@@ -78,9 +80,10 @@ def evaluate(args) -> list[dict]:
     out = Path(args.out)
     plot = Path(args.plot) if args.plot else out.with_suffix(".png")
     options = EvaluateOptions(split=args.split, data=args.data, calib_images=args.calib_images,
-                              batch_size=args.batch_size, seed=args.seed, threads=args.threads, plot=plot,
+                              batch_size=args.batch_size, seed=args.seed, threads=args.threads, plot=args.plot,
                               overwrite=args.overwrite, attacks=attacks, epsilon=args.epsilon,
-                              pgd_steps=args.pgd_steps, robustness_images=args.robustness_images)
+                              pgd_steps=args.pgd_steps, robustness_images=args.robustness_images,
+                              sentences=args.sentences)
     records = evaluate_checkpoint(args.supernet, out, args.archs, options)
     rows = [{**r, "mmacs": r["macs"] / 1e6, "label_loyalty": 100 * r["label_loyalty"],
              "probability_loyalty": 100 * r["probability_loyalty"]} for r in records]

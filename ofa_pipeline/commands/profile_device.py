@@ -106,26 +106,23 @@ def main(argv=None) -> int:
         if args.out is None:
             raise ConfigError("--out FILE is required (the profile to create or resume)")
         check_output_path(args.out, [("the --space", args.space)], kind=("profile",), name="--out")
-        from ofa_pipeline.profile import drift_lines, make_backend, profile_device, profile_device_blocks
+        from ofa_pipeline.profile import drift_lines, profile_device, profile_device_blocks
 
         settings = backend_settings(args)
         ignored = settings.ignored_by(args.backend)
         if ignored:
             print(f"note: backend {args.backend} ignores {ignored}", file=sys.stderr)
-        backend = make_backend(args.backend, settings)
         if args.blocks:
-            profile = profile_device_blocks(args.space, backend, args.out, device=args.device,
+            profile = profile_device_blocks(args.space, args.backend, args.out, settings=settings, device=args.device,
                                             batch_size=args.batch_size, seed=args.seed, resolutions=args.resolutions,
                                             workload=args.workload, cache_lengths=args.cache_lengths,
                                             beam_size=args.beam_size, progress=not args.no_progress)
-            print(f"{args.out}: {len(profile)} blocks, device {profile.device}, backend {backend.name}")
+            print(f"{args.out}: {len(profile)} blocks, device {profile.device}, backend {args.backend}")
         else:
-            profile = profile_device(args.space, backend, args.out, args.num_archs, seed=args.seed,
-                                     device=args.device, batch_size=args.batch_size, chunk_size=args.chunk_size,
-                                     strata=args.strata, progress=not args.no_progress)
-            stats = getattr(backend, "cache_stats", None)
-            print(f"{args.out}: {len(profile)} records, device {profile.device}, backend {backend.name}"
-                  + (f", simulation cache {stats()}" if stats else ""))
+            profile = profile_device(args.space, args.backend, args.out, args.num_archs, settings=settings,
+                                     seed=args.seed, device=args.device, batch_size=args.batch_size,
+                                     chunk_size=args.chunk_size, strata=args.strata, progress=not args.no_progress)
+            print(f"{args.out}: {len(profile)} records, device {profile.device}, backend {args.backend}")
         for line in drift_lines(profile):
             print(line)
         return 0

@@ -51,9 +51,10 @@ import json
 import math
 import os
 import re
+import shlex
 import sys
 import time
-from dataclasses import MISSING, fields, is_dataclass
+from dataclasses import MISSING, fields, is_dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -102,27 +103,33 @@ def _plain(value):
     return value
 
 
-def _shown(value) -> str:
-    """``value`` as Python source: paths as text, an options dataclass with the fields it changes."""
-    if is_dataclass(value) and not isinstance(value, type):
-        changed = []
-        for f in fields(value):
-            default = f.default if f.default is not MISSING else (
-                f.default_factory() if f.default_factory is not MISSING else MISSING)
-            if getattr(value, f.name) != default:
-                changed.append(f"{f.name}={_shown(getattr(value, f.name))}")
-        return f"{type(value).__name__}({', '.join(changed)})"
-    if isinstance(value, (list, tuple)):
-        items = ", ".join(_shown(v) for v in value)
-        return f"[{items}]" if isinstance(value, list) else f"({items}{',' if len(value) == 1 else ''})"
-    if isinstance(value, os.PathLike):
-        return repr(str(value))
-    return repr(value)
+def option_flags(options, rename: dict | None = None) -> list[str]:
+    """The console options that give an options dataclass's fields that differ from their defaults:
+    ``--field-name value`` (``rename`` maps a field to another flag), a true flag alone, a list as
+    several values. Each step prints its console command with them; a test runs each printed command
+    and checks that it makes the step's library call."""
+    flags = []
+    for f in fields(options):
+        default = f.default if f.default is not MISSING else (
+            f.default_factory() if f.default_factory is not MISSING else MISSING)
+        value = getattr(options, f.name)
+        if value == default:
+            continue
+        flag = (rename or {}).get(f.name, "--" + f.name.replace("_", "-"))
+        if value is True:
+            flags.append(flag)
+        elif isinstance(value, (list, tuple)):
+            flags += [flag, *map(str, value)]
+        else:
+            flags += [flag, str(value)]
+    return flags
 
 
-def shown_call(function, arguments: dict) -> str:
-    """The Python call a step makes, as a user would write it."""
-    return f"{call_name(function)}({', '.join(f'{k}={_shown(v)}' for k, v in arguments.items())})"
+def heading(label: str, function, command: list[str] | None) -> str:
+    """A step's heading: its label, the library function it calls, and the console command that does
+    the same on its own."""
+    text = f"== {label}" + (f"  [{call_name(function)}]" if function is not None else "")
+    return text + (f"\n$ {shlex.join(command)}" if command else "")
 
 
 def file_digest(path) -> str | None:
@@ -235,15 +242,14 @@ class Steps:
         self.save()
 
     def run(self, label: str, function: Callable | None, arguments, inputs=(), outputs=(),
-            body: Callable[[], object] | None = None) -> None:
+            body: Callable[[], object] | None = None, command: list[str] | None = None) -> None:
         """Call ``function(**arguments)`` (a library stage; or ``body()``, with ``arguments`` only
         naming it in the ledger) unless its ``outputs`` are complete for the same call and ``inputs``
-        (see the class)."""
+        (see the class). ``command``: the console command that makes the same call, printed."""
         key = self._pending(label, function, arguments, inputs, outputs)
         if key is None:
             return
-        shown = f"\n>>> {shown_call(function, arguments)}" if function is not None else ""
-        print(f"\n== {label}{shown}", flush=True)
+        print(f"\n{heading(label, function, command)}", flush=True)
         start = time.perf_counter()
         if function is not None:
             function(**arguments)
@@ -252,7 +258,7 @@ class Steps:
         self._done(label, key, outputs, round(time.perf_counter() - start, 2))
 
     def run_side_by_side(self, jobs: list[dict]) -> None:
-        """Run several steps (``{"label", "function", "arguments", "inputs", "outputs"}``) at
+        """Run several steps (``{"label", "function", "arguments", "inputs", "outputs", "command"}``) at
         once, each in its own process, its output in ``out/logs/<label>.log``: for
         steps that time nothing (simulators, evaluation), which would otherwise
         leave a core idle."""
@@ -267,8 +273,8 @@ class Steps:
                 continue
             log = self.out / "logs" / (re.sub(r"[^A-Za-z0-9.-]+", "_", job["label"]).strip("_") + ".log")
             log.parent.mkdir(parents=True, exist_ok=True)
-            print(f"\n== {job['label']} (side by side, output in {log})\n>>> "
-                  f"{shown_call(job['function'], job['arguments'])}", flush=True)
+            print(f"\n{heading(job['label'] + f' (side by side, output in {log})', job['function'], job['command'])}",
+                  flush=True)
             process = context.Process(target=_call_logged, args=(job["function"], job["arguments"], str(log)))
             process.start()
             running.append((job, key, log, process, time.perf_counter()))
@@ -302,13 +308,32 @@ class Steps:
 
 
 def run_jobs(steps: Steps, jobs: list[dict], side_by_side: bool) -> None:
-    """Run steps given as ``{"label", "function", "arguments", "inputs", "outputs"}``, side by side or one after
-    another."""
+    """Run steps given as ``{"label", "function", "arguments", "inputs", "outputs", "command"}``, side by side or
+    one after another."""
     if side_by_side:
         steps.run_side_by_side(jobs)
     else:
         for job in jobs:
-            steps.run(job["label"], job["function"], job["arguments"], job["inputs"], job["outputs"])
+            steps.run(job["label"], job["function"], job["arguments"], job["inputs"], job["outputs"],
+                      command=job["command"])
+
+
+def train_command(config: Path, out: Path, processes: int) -> list[str]:
+    return (["ofa-train-supernet", "--config", str(config), "--out", str(out), "--resume", "--no-progress"]
+            + (["--processes", str(processes)] if processes > 1 else []))
+
+
+def specialize_command(supernet: Path, accuracy: Path, latency: list[Path], targets: list, out: Path,
+                       config) -> list[str]:
+    """``ofa-specialize`` for one target per (device, budget) pair, with ``config``'s settings."""
+    command = ["ofa-specialize", "--supernet", str(supernet), "--accuracy-predictor", str(accuracy)]
+    for path in latency:
+        command += ["--latency-predictor", str(path)]
+    for target in targets:
+        ((device, budget),) = target.budgets
+        command += ["--device", device, "--latency-ms", repr(float(budget))]
+    command += ["--out", str(out), *option_flags(replace(config, trust=type(config.trust)()))]
+    return command + (["--accept-untrusted-predictor"] if config.trust.accept_untrusted else [])
 
 
 def fast_config(config_path: Path, out: Path, settings: dict, transformer: bool) -> Path:
@@ -459,7 +484,7 @@ def run(args) -> dict:
     from predictors import TrustRule, load_predictor
 
     # the library's stages the steps call (each loads torch when it runs)
-    from ofa_pipeline.evaluate import EvaluateOptions, evaluate_checkpoint, evaluate_text_checkpoint
+    from ofa_pipeline.evaluate import EvaluateOptions, evaluate_checkpoint
     from ofa_pipeline.fit import FitOptions, fit_accuracy_predictor_from_evaluations, fit_latency_predictor_from_profile
     from ofa_pipeline.profile import BackendSettings, profile_device
     from ofa_pipeline.specialize import SpecializeConfig, Target, specialize_checkpoint, summary_table
@@ -486,10 +511,10 @@ def run(args) -> dict:
     if supernet_path.is_file():
         steps.skip("1. train the supernet", f"{supernet_path} exists, reusing it")
     else:
+        processes = training_processes(config, args.workers)
         steps.run("1. train the supernet", train_supernet,
-                  dict(config=config, out=out / "supernet", resume=True, progress=False,
-                       processes=training_processes(config, args.workers)),
-                  inputs=[config], outputs=[supernet_path])
+                  dict(config=config, out=out / "supernet", resume=True, progress=False, processes=processes),
+                  inputs=[config], outputs=[supernet_path], command=train_command(config, out / "supernet", processes))
         trained = json.loads((out / "supernet" / "summary.json").read_text())
         steps.at_least("1. train the supernet", trained.get("wall_seconds", 0.0))  # all segments of a resumed run
     supernet = load_supernet(supernet_path)
@@ -509,6 +534,8 @@ def run(args) -> dict:
         latency_fits[device] = {"label": f"3. fit the {device} latency predictor",
                                 "function": fit_latency_predictor_from_profile,
                                 "arguments": dict(profile=profile, out=latency_paths[device], options=options),
+                                "command": ["ofa-fit-predictor", "--profile", str(profile), "--out",
+                                            str(latency_paths[device]), *option_flags(options)],
                                 "inputs": [profile],
                                 "outputs": [latency_paths[device], latency_paths[device].with_suffix(".json")]}
     untimed = []  # steps that time nothing: with a free core they run side by side
@@ -520,37 +547,42 @@ def run(args) -> dict:
         job = {"label": f"2. profile {device}", "function": profile_device,
                "arguments": dict(space=space_file, backend=device, out=profile, num_archs=settings["profile_archs"],
                                  settings=backend_settings, progress=False),
+               "command": ["ofa-profile-device", "--space", str(space_file), "--backend", device, "--out", str(profile),
+                           "--num-archs", str(settings["profile_archs"]), *option_flags(backend_settings),
+                           "--no-progress"],
                "inputs": [space_file], "outputs": [profile]}
         if timed:  # its clock is the measurement: nothing else runs meanwhile; its fit joins the untimed steps
-            steps.run(job["label"], job["function"], job["arguments"], job["inputs"], job["outputs"])
+            steps.run(job["label"], job["function"], job["arguments"], job["inputs"], job["outputs"],
+                      command=job["command"])
             untimed.append(latency_fits.pop(device))
         else:
             untimed.append(job)
     evaluations = out / "evaluations.jsonl"
-    if transformer:
-        run_jobs(steps, untimed, side_by_side=False)
-        steps.run("4. evaluate subnets", evaluate_text_checkpoint,
-                  dict(checkpoint=supernet_path, out=evaluations, count=settings["eval_archs"],
-                       sentences=settings["eval_sentences"]),
-                  inputs=[supernet_path], outputs=[evaluations])
+    count = settings["eval_archs"]
+    if transformer:  # validation loss on a few hundred sentences
+        archs = ["largest", "smallest", f"random:{count}"]
+        evaluate_options = EvaluateOptions(sentences=settings["eval_sentences"])
     else:
         # half uniform draws, half spread over MACs: the tight budgets search among the smallest subnets,
         # which uniform draws rarely reach
-        count = settings["eval_archs"]
-        untimed.append({"label": "4. evaluate subnets", "function": evaluate_checkpoint, "inputs": [supernet_path],
-                        "outputs": [evaluations],
-                        "arguments": dict(checkpoint=supernet_path, out=evaluations,
-                                          archs=["largest", "smallest", f"random:{count - count // 2}",
-                                                 f"stratified:{count // 2}"],
-                                          options=EvaluateOptions(calib_images=settings["calib_images"]),
-                                          progress=False)})
-        run_jobs(steps, untimed, side_by_side=args.workers > 1)
+        archs = ["largest", "smallest", f"random:{count - count // 2}", f"stratified:{count // 2}"]
+        evaluate_options = EvaluateOptions(calib_images=settings["calib_images"])
+    untimed.append({"label": "4. evaluate subnets", "function": evaluate_checkpoint, "inputs": [supernet_path],
+                    "outputs": [evaluations],
+                    "arguments": dict(checkpoint=supernet_path, out=evaluations, archs=archs, options=evaluate_options,
+                                      progress=False),
+                    "command": ["ofa-evaluate", "--supernet", str(supernet_path), "--out", str(evaluations),
+                                "--archs", *archs, *option_flags(evaluate_options)]})
+    run_jobs(steps, untimed, side_by_side=args.workers > 1 and not transformer)
     fits = list(latency_fits.values())  # the simulators' latency predictors, after their profiles
     target = "loss" if transformer else "top1"
     accuracy_path = out / "predictors" / f"{target}.skops"
+    accuracy_options = FitOptions(cv=3, model="gbr") if args.fast else FitOptions()
     fits.append({"label": f"4. fit the {target} predictor", "function": fit_accuracy_predictor_from_evaluations,
                  "arguments": dict(evaluations=evaluations, space=space_file, out=accuracy_path, target=target,
-                                   options=FitOptions(cv=3, model="gbr") if args.fast else FitOptions()),
+                                   options=accuracy_options),
+                 "command": ["ofa-fit-predictor", "--evaluations", str(evaluations), "--space", str(space_file),
+                             "--out", str(accuracy_path), "--target", target, *option_flags(accuracy_options)],
                  "inputs": [evaluations, space_file], "outputs": [accuracy_path, accuracy_path.with_suffix(".json")]})
     run_jobs(steps, fits, side_by_side=args.workers > 1)  # fitting times nothing
 
@@ -571,7 +603,9 @@ def run(args) -> dict:
               dict(supernet_path=supernet_path, accuracy_predictor_path=accuracy_path,
                    latency_predictor_paths=list(latency_paths.values()), targets=targets, out_dir=out / "deploy",
                    config=config),
-              inputs=[supernet_path, accuracy_path, *latency_paths.values()], outputs=[out / "deploy" / "summary.json"])
+              inputs=[supernet_path, accuracy_path, *latency_paths.values()], outputs=[out / "deploy" / "summary.json"],
+              command=specialize_command(supernet_path, accuracy_path, list(latency_paths.values()), targets,
+                                         out / "deploy", config))
 
     # 6. report -----------------------------------------------------------------------------------------------
     rows = json.loads((out / "deploy" / "summary.json").read_text())
@@ -639,26 +673,30 @@ def run_exits(args, config: Path, out: Path, steps: Steps, settings: dict) -> di
     exit_settings = EXITS_FAST if args.fast else EXITS_FULL
     config = exits_config(config, out, args.fast)
     supernet_path = out / "supernet" / "final.pt"
+    processes = training_processes(config, args.workers)
     steps.run("1. train the supernet with exits", train_supernet,
-              dict(config=config, out=out / "supernet", resume=True, progress=False,
-                   processes=training_processes(config, args.workers)),
-              inputs=[config], outputs=[supernet_path])
+              dict(config=config, out=out / "supernet", resume=True, progress=False, processes=processes),
+              inputs=[config], outputs=[supernet_path], command=train_command(config, out / "supernet", processes))
     supernet = load_supernet(supernet_path)
     space = supernet.space
     space_file = out / "space.json"
     atomic_write_json(space_file, space.to_dict())
     blocks = out / "profiles" / "cpu-ort.blocks.jsonl"
+    block_settings = BackendSettings(runs=exit_settings["block_runs"], warmup=settings["warmup"])
+    resolutions = None if exit_settings["all_resolutions"] else [max(space.resolutions)]
     steps.run("2. profile cpu-ort block by block", profile_device_blocks,
-              dict(space=space_file, backend="cpu-ort", out=blocks,
-                   settings=BackendSettings(runs=exit_settings["block_runs"], warmup=settings["warmup"]),
-                   resolutions=None if exit_settings["all_resolutions"] else [max(space.resolutions)],
+              dict(space=space_file, backend="cpu-ort", out=blocks, settings=block_settings, resolutions=resolutions,
                    progress=False),
-              inputs=[space_file], outputs=[blocks])
+              inputs=[space_file], outputs=[blocks],
+              command=["ofa-profile-device", "--blocks", "--space", str(space_file), "--backend", "cpu-ort", "--out",
+                       str(blocks), *option_flags(block_settings), "--no-progress"]
+              + (["--resolutions", *map(str, resolutions)] if resolutions else []))
     predictor_path = out / "predictors" / "cpu-ort.blocks.skops"
     steps.run("3. fit the cpu-ort block-sum predictor", fit_block_or_transfer,
               dict(options=BlockFitOptions(blocks=str(blocks)), out=predictor_path,
                    plot_path=predictor_path.with_suffix(".png"), json_path=predictor_path.with_suffix(".json")),
-              inputs=[blocks], outputs=[predictor_path, predictor_path.with_suffix(".json")])
+              inputs=[blocks], outputs=[predictor_path, predictor_path.with_suffix(".json")],
+              command=["ofa-fit-predictor", "--blocks", str(blocks), "--out", str(predictor_path)])
     predictor = load_predictor(predictor_path)
     # the expected-latency budget halfway between the smallest and the largest subnet without exits; the
     # worst case may exceed it by half
@@ -666,14 +704,17 @@ def run_exits(args, config: Path, out: Path, steps: Steps, settings: dict) -> di
     expected = round_up(expected, 2)
     worst = round_up(1.5 * expected, 2)
     deploy = out / "deploy-exits"
+    exit_options = ExitSearchOptions(tolerance=exit_settings["tolerance"], candidates=exit_settings["candidates"],
+                                     calib_images=settings["calib_images"], time=True,
+                                     time_images=exit_settings["time_images"])
     steps.run("4. specialise with exits, calibrate, export, time", specialize_exits_checkpoint,
               dict(supernet_path=supernet_path, latency_predictor_path=predictor_path, out_dir=deploy,
-                   expected_latency_ms=expected, worst_latency_ms=worst,
-                   options=ExitSearchOptions(tolerance=exit_settings["tolerance"],
-                                             candidates=exit_settings["candidates"],
-                                             calib_images=settings["calib_images"], time=True,
-                                             time_images=exit_settings["time_images"])),
-              inputs=[supernet_path, predictor_path], outputs=[deploy / "result.json"])
+                   expected_latency_ms=expected, worst_latency_ms=worst, options=exit_options),
+              inputs=[supernet_path, predictor_path], outputs=[deploy / "result.json"],
+              command=["ofa-specialize-exits", "--supernet", str(supernet_path), "--latency-predictor",
+                       str(predictor_path), "--out", str(deploy), "--expected-latency-ms", repr(expected),
+                       "--worst-latency-ms", repr(worst),
+                       *option_flags(exit_options, rename={"confidence": "--measure"})])
     result = json.loads((deploy / "result.json").read_text())
     chosen, timings = result["chosen"], {**steps.cumulative}
     test, latency = chosen["test"], chosen["predicted_latency_ms"]
