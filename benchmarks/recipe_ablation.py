@@ -140,6 +140,12 @@ RECIPES = {
                                         "much of a recipe's difference one supernet seed is",
                                         {"seed": 1, "phases": phases(("elastic", 6, 0.1, 1, {})),
                                          "train": {"distillation": "inplace", "subnet_gradients": "sum"}}),
+    "elastic-only-zero-gamma": ("as elastic-only-1-subnet-sum with the last BatchNorm scale of every residual block "
+                                "zeroed at the start (BigNAS: each block starts as the identity, so a deep subnet "
+                                "starts as its shallow ones)",
+                                {"phases": phases(("elastic", 6, 0.1, 1, {})),
+                                 "train": {"distillation": "inplace", "subnet_gradients": "sum",
+                                           "zero_init_residual": True}}),
 }
 
 

@@ -236,3 +236,39 @@ def test_inplace_with_one_draw_alternates_smallest_and_random(tmp_path):
         archs, _ = trainer._step_archs(trainer.phases[1], np.random.default_rng(batch), 24, batch)
         assert len(archs) == 2 and archs[0].to_dict()["depths"] == [4] * 4
         assert (archs[1] == smallest) == (batch % 2 == 0)
+
+
+def test_zero_init_residual_makes_every_shortcut_block_the_identity():
+    """BigNAS's initialisation: the last BatchNorm scale of a block with a shortcut is zero, so in
+    evaluation mode (running mean 0, variance 1, shift 0) the block adds nothing to its input, for
+    every kernel and expand ratio; blocks without a shortcut are untouched."""
+    from ofa.supernets import create_supernet
+    from ofa.training.progressive_shrinking import zero_init_residual
+
+    space = get_space("mbv3-small")
+    torch.manual_seed(0)
+    supernet = create_supernet(space).eval()
+    blocks = [b for b in supernet.modules() if hasattr(b, "project_bn") and hasattr(b, "use_shortcut")]
+    plain = [b for b in blocks if not b.use_shortcut]
+    before = [b.project_bn.weight.clone() for b in plain]
+    assert zero_init_residual(supernet) == sum(b.use_shortcut for b in blocks) > 0
+    assert all(torch.equal(b.project_bn.weight, w) for b, w in zip(plain, before)) and plain
+    for block in blocks:
+        if not block.use_shortcut:
+            continue
+        x = torch.randn(2, block.in_channels, 8, 8)
+        for kernel, expand in [(min(space.kernel_sizes), min(space.expand_ratios)),
+                               (max(space.kernel_sizes), max(space.expand_ratios))]:
+            block.active_kernel, block.active_expand = kernel, expand
+            with torch.no_grad():
+                assert torch.equal(block(x), x)
+
+
+def test_zero_init_residual_is_a_checked_boolean():
+    config = copy.deepcopy(TINY)
+    config["train"]["zero_init_residual"] = 1
+    with pytest.raises(ConfigError, match="zero_init_residual"):
+        check_config(config)
+    config["train"]["zero_init_residual"] = False  # the default: not recorded, so older runs resume unchanged
+    checked, _, _ = check_config(config)
+    assert "zero_init_residual" not in checked["train"]

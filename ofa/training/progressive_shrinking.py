@@ -67,6 +67,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 
 from ..errors import ConfigError
 from ..io import atomic_write_json
@@ -101,6 +102,18 @@ PHASE_DEFAULTS = {
     "exits": False,  # train the exit heads on the frozen main path (needs the config key exits)
 }
 
+def zero_init_residual(supernet: nn.Module) -> int:
+    """Zero the scale of the last BatchNorm of every block with a shortcut, so each starts as the
+    identity and a deep subnet begins as its shallower ones (BigNAS, Yu et al. 2020, section 3.1:
+    what lets big and small subnets train together from the start). Returns the blocks changed."""
+    changed = 0
+    for module in supernet.modules():
+        if getattr(module, "use_shortcut", False) and isinstance(getattr(module, "project_bn", None), nn.BatchNorm2d):
+            nn.init.zeros_(module.project_bn.weight)
+            changed += 1
+    return changed
+
+
 DEFAULT_CONFIG = {
     "space": "mbv3-small",
     "space_overrides": {},
@@ -117,6 +130,7 @@ DEFAULT_CONFIG = {
         "schedule": "cosine", "min_lr_factor": 0.0,
         "dropout": 0.1, "channels_last": True, "threads": 0, "log_every": 10, "log_samples": False, "progress": True,
         "eval_batch_size": 256,
+        "zero_init_residual": False,
     },
     "phases": None,
     "exits": None,  # {stages: [...], width: n}: exit heads after those stages (ofa.spaces.exits)
@@ -243,6 +257,11 @@ def check_config(raw: dict) -> tuple[dict, object, list[dict]]:
     check_value(train["threads"], "train.threads", minimum=0, integer=True)
     check_value(train["log_every"], "train.log_every", minimum=1, integer=True)
     check_value(train["eval_batch_size"], "train.eval_batch_size", minimum=1, integer=True)
+    if not isinstance(train["zero_init_residual"], bool):
+        raise ConfigError(f"config key 'train.zero_init_residual' = {train['zero_init_residual']!r} is not allowed; "
+                          f"allowed values: [False, True]")
+    if not train["zero_init_residual"]:
+        del train["zero_init_residual"]  # a config without it is the config it always was (resume compares configs)
     phases = build_phases(space, config["phases"])
     if config["exits"] is None:
         del config["exits"]  # a config without exits is the config it always was (resume compares configs)
@@ -324,6 +343,8 @@ class ProgressiveShrinkingTrainer:
                               f"({len(self.train_set)} images)")
         torch.manual_seed(cfg["seed"])  # the initial weights
         self.model = create_supernet(self.space, **self._supernet_kwargs()).to(self.device)
+        if train.get("zero_init_residual"):
+            zero_init_residual(self.model)
         self.memory_format = torch.channels_last if train["channels_last"] else torch.contiguous_format
         self.model.to(memory_format=self.memory_format)
         self.teacher = None

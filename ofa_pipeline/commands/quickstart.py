@@ -5,7 +5,8 @@
     ofa-quickstart --out runs/qs-text --transformer      # the Transformer default
     ofa-quickstart --out runs/qs-exits --exits           # the CNN with early exits (docs/early-exits.md)
 
-Steps (each printed with the library call that does it on its own, see docs/python-api.md):
+Steps (each printed with the console command that does it on its own and the library function it calls,
+see docs/python-api.md):
 
 1. train the supernet: the small MobileNetV3 on scikit-learn's digits placed
    among clutter (``mbv3-small-cluttered-digits``: one elastic phase with
