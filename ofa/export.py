@@ -12,7 +12,8 @@ measures is made exactly like the file a user ships:
 * :func:`build_tensorrt_engine` - the one TensorRT engine builder;
 * :func:`quantize_int8` - onnxruntime static INT8 post-training quantisation;
 * a fake-quantised mixed-precision subnet (``ofa.models.quantization``) exports through the same
-  :func:`export_onnx` as QuantizeLinear/DequantizeLinear pairs at each layer's precision;
+  :func:`export_onnx`: activations as QuantizeLinear/DequantizeLinear pairs at each layer's precision,
+  weights as integer initialisers behind DequantizeLinear (:func:`fold_weight_quantization`);
   ncnn and TensorRT refuse what they cannot express (:func:`check_runtime_precision`);
 * :func:`save_subnet_weights` / :func:`load_subnet_weights` - the static subnet's weights.
 
@@ -98,7 +99,62 @@ def export_onnx(
                               do_constant_folding=True, dynamo=False)
     finally:
         model.train(was_training)
-    return atomic_write_bytes(path, buffer.getvalue())
+    return atomic_write_bytes(path, fold_weight_quantization(buffer.getvalue()))
+
+
+def fold_weight_quantization(onnx_bytes: bytes) -> bytes:
+    """A QDQ graph with each constant weight stored quantised: the exporter writes a fake-quantised
+    weight as ``QuantizeLinear(float weight) -> DequantizeLinear``, which a runtime executes on every
+    call; here each QuantizeLinear of an initializer becomes the int8/uint8 initializer it computes
+    (ONNX's rule: saturate(round-half-to-even(w / scale) + zero_point), per axis where the scale is a
+    vector), so the weight reaches DequantizeLinear as integers, the form runtimes fuse into integer
+    kernels. A graph without such a pattern is returned unchanged."""
+    if b"QuantizeLinear" not in onnx_bytes:
+        return onnx_bytes
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load_from_string(onnx_bytes)
+    graph = model.graph
+    initializers = {tensor.name: tensor for tensor in graph.initializer}
+    constants = {node.output[0]: node for node in graph.node if node.op_type == "Constant"}
+
+    def value(name):
+        if name in initializers:
+            return numpy_helper.to_array(initializers[name])
+        node = constants.get(name)
+        if node is None:
+            return None
+        attribute = next((a for a in node.attribute if a.name == "value"), None)
+        return None if attribute is None else numpy_helper.to_array(attribute.t)
+
+    folded, kept = [], []
+    for node in graph.node:
+        weight = value(node.input[0]) if node.op_type == "QuantizeLinear" and node.input[0] in initializers else None
+        scale = value(node.input[1]) if weight is not None else None
+        zero_point = value(node.input[2]) if weight is not None and len(node.input) > 2 else None
+        if weight is None or scale is None or zero_point is None:
+            kept.append(node)
+            continue
+        axis = next((a.i for a in node.attribute if a.name == "axis"), 1)
+        if scale.ndim == 1 and weight.ndim > 1:  # per-axis: one scale and zero point per slice of `axis`
+            shape = [1] * weight.ndim
+            shape[axis] = -1
+            scale, zero_point = scale.reshape(shape), zero_point.reshape(shape)
+        limits = np.iinfo(zero_point.dtype)
+        quantized = np.rint(weight.astype(np.float32) / scale.astype(np.float32)) + zero_point.astype(np.float32)
+        quantized = np.clip(quantized, limits.min, limits.max).astype(zero_point.dtype)
+        folded.append(numpy_helper.from_array(quantized, node.output[0]))
+    if not folded:
+        return onnx_bytes
+    del graph.node[:]
+    graph.node.extend(kept)
+    graph.initializer.extend(folded)
+    used = {name for node in graph.node for name in node.input} | {o.name for o in graph.output}
+    unused = [tensor for tensor in graph.initializer if tensor.name not in used]
+    for tensor in unused:  # the float weights the folded nodes read
+        graph.initializer.remove(tensor)
+    return model.SerializeToString()
 
 
 def export_model(model: nn.Module, path: str | os.PathLike, batch_size: int = 1, opset: int = DEFAULT_OPSET) -> Path:
