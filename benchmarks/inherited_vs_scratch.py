@@ -72,6 +72,10 @@ def train_from_scratch(space, arch, data, settings: dict, seed: int) -> dict:
     train = settings["train"]
     torch.manual_seed(seed)
     model = MobileNetV3(space, arch, train["dropout"])
+    if settings.get("zero_init_residual"):  # as the supernet's blocks start with train.zero_init_residual
+        for block in model.blocks:
+            if block.use_shortcut:
+                torch.nn.init.zeros_(block.project[1].weight)
     start = time.time()
     train_classifier(model, data.train, settings["epochs"], arch.resolution, lr=settings["lr"],
                      batch_size=train["batch_size"], weight_decay=train["weight_decay"],
@@ -126,6 +130,11 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default="benchmarks/results/inherited_vs_scratch_cluttered_digits.json")
     parser.add_argument("--label", default=None, help="name of the recipe in the output")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--scratch-zero-init-residual", action="store_true",
+                        help="start the from-scratch networks' shortcut blocks as the identity too (the supernet's "
+                             "train.zero_init_residual), to see whether the initialisation alone explains a gain")
+    parser.add_argument("--only", nargs="+", default=None, metavar="NAME",
+                        help="only these subnets of the benchmark (smallest, largest, random@<resolution>)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     if args.supernet is None and not args.scratch_only:
@@ -147,12 +156,16 @@ def main(argv=None) -> int:
     if data.num_classes != space.num_classes:
         space = space.replace(num_classes=data.num_classes)
     settings = scratch_settings(config, epochs, args.calib_images)
+    if args.scratch_zero_init_residual:
+        settings["zero_init_residual"] = True
     cache = Path(args.scratch_cache)
     done = read_scratch_cache(cache, settings)
     evaluators = {split: SubnetEvaluator(supernet, data, split, args.calib_images)
                   for split in SPLITS} if supernet is not None else {}
     rows = []
     for name, arch in benchmark_archs(space, args.seed):
+        if args.only and name not in args.only:
+            continue
         key = json.dumps(arch.to_dict(), sort_keys=True)
         scratch = []
         for seed in args.scratch_seeds:

@@ -150,7 +150,8 @@ def main() -> None:
             result["tables"][f"{path.name}:{label}"] = entry
             print(f"{path.name} {label}: best held-out picked {entry['before_picks_best']}/{args.splits} before, "
                   f"{entry['after_picks_best']}/{args.splits} after; MAPE before {entry['mape_before']:.2f}%, "
-                  f"after {entry['mape_after']:.2f}%, best {entry['mape_best']:.2f}%; HAT's MLP {entry['hat_mlp_mape']:.2f}% "
+                  f"after {entry['mape_after']:.2f}%, best {entry['mape_best']:.2f}%; "
+                  f"HAT's MLP {entry['hat_mlp_mape']:.2f}% "
                   f"(ratio {entry['after_over_hat_mlp']:.2f})", flush=True)
     save(result, args.out)
 
