@@ -153,11 +153,7 @@ def _call_logged(function, arguments: dict, log: str) -> None:
         os.dup2(handle.fileno(), 2)
     sys.stdout = open(1, "w", buffering=1, closefd=False)
     sys.stderr = open(2, "w", buffering=1, closefd=False)
-    try:
-        function(**arguments)
-    except OFAError as error:
-        print(f"error: {type(error).__name__}: {error}", file=sys.stderr)
-        sys.exit(2)
+    sys.exit(run_command(lambda kwargs: function(**kwargs), arguments))
 
 
 class Steps:
