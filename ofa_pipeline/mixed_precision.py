@@ -27,22 +27,25 @@ from pathlib import Path
 PRECISION_BITS = {"weight_bits": [4, 6, 8], "activation_bits": [4, 6, 8]}
 BACKENDS = {"fpga-bitserial": "bismo-pynq-z1", "asic-bitfusion": "bitfusion-45nm"}
 BUDGET_FRACTION = 0.6  # of the uniform 8-bit largest subnet's latency on each backend
+# The full run trains on the quickstart's default task with its recipe, then the precision phase
+# (ofa/training/configs/mbv3-small-cluttered-digits-precision.yaml, PRECISION_BITS as above).
+FULL_CONFIG = "mbv3-small-cluttered-digits-precision"
 
 FAST = {"train_images": 512, "calib_images": 64, "batch_size": 32, "teacher_epochs": 2, "precision_epochs": 2,
         "subnets": 24, "population": 24, "generations": 8, "haq_episodes": 12, "haq_warmup": 4}
-FULL = {"train_images": 0, "calib_images": 500, "batch_size": 64, "teacher_epochs": 15, "precision_epochs": 8,
-        "subnets": 150, "population": 100, "generations": 100, "haq_episodes": 300, "haq_warmup": 20}
+FULL = {"calib_images": 500, "subnets": 150, "population": 100, "generations": 100, "haq_episodes": 300,
+        "haq_warmup": 20}
 
 
-def training_config(settings: dict, fast: bool) -> dict:
-    """The digits data set built into the package, the space with precision; with ``fast`` a teacher
-    phase and the precision phase only, else the full recipe and then the precision phase."""
-    phases = None  # the full recipe (ofa.training.progressive_shrinking.default_phases)
-    if fast:
-        phases = [{"name": "teacher", "epochs": settings["teacher_epochs"], "lr": 0.05, "kernel_sizes": "max",
-                   "expand_ratios": "max", "depths": "max"},
-                  {"name": "precision", "epochs": settings["precision_epochs"], "lr": 0.02, "subnets_per_step": 2,
-                   "weight_bits": "all", "activation_bits": "all"}]
+def training_config(settings: dict, fast: bool) -> dict | str:
+    """With ``fast``, a mapping: the digits data set built into the package, a teacher phase and the
+    precision phase; else the name of the full run's shipped config (``FULL_CONFIG``)."""
+    if not fast:
+        return FULL_CONFIG
+    phases = [{"name": "teacher", "epochs": settings["teacher_epochs"], "lr": 0.05, "kernel_sizes": "max",
+               "expand_ratios": "max", "depths": "max"},
+              {"name": "precision", "epochs": settings["precision_epochs"], "lr": 0.02, "subnets_per_step": 2,
+               "weight_bits": "all", "activation_bits": "all"}]
     return {"space": "mbv3-small", "space_overrides": dict(PRECISION_BITS),
             "data": {"dataset": "digits", "max_train_images": settings["train_images"],
                      "calib_images": settings["calib_images"]},
@@ -50,8 +53,9 @@ def training_config(settings: dict, fast: bool) -> dict:
             "phases": phases}
 
 
-def run_mixed_precision(out: str | Path, fast: bool = False) -> dict:
-    """The whole mixed-precision pipeline into the directory ``out`` (``fast``: the smoke-test settings)."""
+def run_mixed_precision(out: str | Path, fast: bool = False, processes: int = 1) -> dict:
+    """The whole mixed-precision pipeline into the directory ``out`` (``fast``: the smoke-test settings);
+    the full run trains with ``processes`` data-parallel processes."""
     from hardware_profiles import get_backend
     from hardware_profiles.bit_accelerators import latency_function
     from ofa.evaluation import recalibrate_bn
@@ -60,8 +64,9 @@ def run_mixed_precision(out: str | Path, fast: bool = False) -> dict:
     from ofa.io import append_jsonl, atomic_write_json
     from ofa.search import Constraint, HAQConfig, Objective, SearchProblem, evolution_search, haq_search
     from ofa.training import load_supernet
-    from ofa.training.progressive_shrinking import ProgressiveShrinkingTrainer
     from predictors import fit_accuracy_predictor
+
+    from .train import train_supernet
 
     from ofa.validation import check_output_path
 
@@ -80,7 +85,8 @@ def run_mixed_precision(out: str | Path, fast: bool = False) -> dict:
     # 1. train -----------------------------------------------------------------------------------------------
     checkpoint = out / "supernet" / "final.pt"
     if not checkpoint.is_file():
-        ProgressiveShrinkingTrainer(training_config(settings, fast), out / "supernet", resume=True).run()
+        train_supernet(training_config(settings, fast), out / "supernet", resume=True, progress=False,
+                       processes=1 if fast else processes)
     clock = step("1. train", started)
     supernet = load_supernet(checkpoint)
     space = supernet.space

@@ -119,3 +119,29 @@ def test_precision_phase_trains(space, tmp_path):
     assert steps  # the precision phase ran quantised subnets
     static = trainer.model.extract(space.uniform_precision(space.smallest(), 2, 4))
     assert all(isinstance(conv, QuantizedConv2d) for conv in (static.blocks[0].expand[0], static.blocks[0].project[0]))
+
+
+def _initialise_on_rank(rank: int, port: int, results) -> None:
+    torch.distributed.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    try:
+        trained = ActivationQuantizer(4, signed=True)
+        trained(torch.full((2, 3), float(rank + 1)))  # a training step: mean |x| 1 on rank 0, 2 on rank 1
+        with torch.no_grad():  # evaluation on one process must not wait for the other
+            ActivationQuantizer(4, signed=True)(torch.full((2, 3), float(rank + 1)))
+        results[rank] = float(trained.step)
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+def test_data_parallel_processes_start_a_quantiser_from_the_same_step():
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    results = mp.Manager().dict()
+    mp.spawn(_initialise_on_rank, args=(port, results), nprocs=2, join=True)
+    _, qp = activation_range(4, signed=True)
+    assert results[0] == results[1] == pytest.approx(2 * 1.5 / qp ** 0.5)  # the mean over both batches

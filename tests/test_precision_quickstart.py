@@ -35,3 +35,17 @@ def test_precision_quickstart_runs_end_to_end(tmp_path, monkeypatch):
 def test_precision_quickstart_refuses_options_it_does_not_use(tmp_path):
     with pytest.raises(ConfigError, match="leave out --transformer"):
         quickstart.check_precision_args(quickstart.parse_args(["--precision", "--transformer", "--out", str(tmp_path)]))
+
+
+def test_full_run_trains_the_default_task_with_the_precision_phase_last():
+    from ofa.training.config import load_yaml
+    from ofa.training.progressive_shrinking import check_config
+
+    config, space, phases = check_config(load_yaml(mixed_precision.training_config(mixed_precision.FULL, fast=False)))
+    default, default_space, default_phases = check_config(load_yaml("mbv3-small-cluttered-digits"))
+    assert config["data"]["dataset"] == default["data"]["dataset"]
+    assert space.replace(weight_bits=(), activation_bits=()).fingerprint == default_space.fingerprint
+    assert (list(space.weight_bits), list(space.activation_bits)) == (mixed_precision.PRECISION_BITS["weight_bits"],
+                                                                    mixed_precision.PRECISION_BITS["activation_bits"])
+    assert phases[:-1] == [{**p, "weight_bits": (8,), "activation_bits": (8,)} for p in default_phases]
+    assert phases[-1]["weight_bits"] == phases[-1]["activation_bits"] == (4, 6, 8)

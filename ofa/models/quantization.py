@@ -122,14 +122,21 @@ class ActivationQuantizer(nn.Module):
         self.register_buffer("initialized", torch.tensor(False))
 
     @torch.no_grad()
-    def _initialize(self, x: torch.Tensor) -> None:
+    def _initialize(self, x: torch.Tensor, training_step: bool) -> None:
         _, qp = activation_range(self.bits, self.signed)
-        self.step.copy_((2 * x.detach().abs().mean() / math.sqrt(qp)).clamp_min(1e-4))
+        mean_magnitude = x.detach().abs().mean()
+        if training_step and torch.distributed.is_available() and torch.distributed.is_initialized():
+            # every data-parallel process reaches this quantiser on the same training step (they run the
+            # same subnet) with its own share of the batch: start all from the same step, the global
+            # batch's. Evaluation (no gradients) may run on one process only, so it does not wait for the others.
+            torch.distributed.all_reduce(mean_magnitude)
+            mean_magnitude /= torch.distributed.get_world_size()
+        self.step.copy_((2 * mean_magnitude / math.sqrt(qp)).clamp_min(1e-4))
         self.initialized.fill_(True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not bool(self.initialized):
-            self._initialize(x)
+            self._initialize(x, training_step=torch.is_grad_enabled())
         return fake_quantize_activation(x, self.step, self.bits, self.signed)
 
     def extra_repr(self) -> str:

@@ -748,15 +748,17 @@ def check_precision_args(args) -> None:
     given = [flag for flag, value in (("--transformer", args.transformer), ("--exits", getattr(args, "exits", False)),
                                       ("--config", args.config), ("--devices", args.devices)) if value]
     if given:
-        raise ConfigError(f"--precision runs its own configuration (mbv3-small with 4/6/8-bit blocks on digits, priced "
+        raise ConfigError(f"--precision runs its own configuration (mbv3-small with 4/6/8-bit blocks, priced "
                           f"on {', '.join(BACKENDS)}); leave out {', '.join(given)}")
 
 
 def run_precision(args) -> dict:
-    from ofa_pipeline.mixed_precision import run_mixed_precision
+    from ofa.training.config import resolve_config_path
+    from ofa_pipeline.mixed_precision import FULL_CONFIG, run_mixed_precision
 
     check_precision_args(args)  # before any work
-    return run_mixed_precision(args.out, fast=args.fast)
+    processes = training_processes(resolve_config_path(FULL_CONFIG), args.workers)
+    return run_mixed_precision(args.out, fast=args.fast, processes=processes)
 
 
 def main(argv=None) -> int:
