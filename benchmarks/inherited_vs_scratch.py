@@ -15,6 +15,10 @@ is mean(inherited) >= mean(scratch) - 1 point.
     python benchmarks/inherited_vs_scratch.py --supernet runs/cluttered/final.pt
     python benchmarks/inherited_vs_scratch.py --config mbv3-small-cluttered-digits --scratch-only
 
+On a space with precision, ``--bits 8 4`` compares each subnet at uniform 8-bit and 4-bit weights
+and activations; its from-scratch side is quantisation-aware training of the same quantised network
+(the supernet's fake quantisers, LSQ steps started on the first batch) for the same epochs.
+
 From-scratch results depend only on the architecture, the seed and the
 training settings, not on the supernet: they are appended, as they finish, to
 ``--scratch-cache`` (JSONL, top-1 on the validation and the test split) and
@@ -59,6 +63,13 @@ def benchmark_archs(space, seed: int = 0) -> list[tuple[str, object]]:
                 break
         archs.append((f"random@{resolution}", arch))
     return archs
+
+
+def at_uniform_bits(archs: list[tuple[str, object]], space, bits: list[int] | None) -> list[tuple[str, object]]:
+    """Each subnet at each of ``bits`` (weights and activations alike; a space with precision), or as it is."""
+    if not bits:
+        return archs
+    return [(f"{name} {b}/{b}-bit", space.uniform_precision(arch, b, b)) for name, arch in archs for b in bits]
 
 
 def training_wall_time(run_dir: Path) -> float | None:
@@ -135,6 +146,9 @@ def main(argv=None) -> int:
                              "train.zero_init_residual), to see whether the initialisation alone explains a gain")
     parser.add_argument("--only", nargs="+", default=None, metavar="NAME",
                         help="only these subnets of the benchmark (smallest, largest, random@<resolution>)")
+    parser.add_argument("--bits", type=int, nargs="+", default=None, metavar="B",
+                        help="a space with precision: compare each subnet at B-bit weights and activations, for "
+                             "each B; the from-scratch side is quantisation-aware training at that precision")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     if args.supernet is None and not args.scratch_only:
@@ -163,8 +177,8 @@ def main(argv=None) -> int:
     evaluators = {split: SubnetEvaluator(supernet, data, split, args.calib_images)
                   for split in SPLITS} if supernet is not None else {}
     rows = []
-    for name, arch in benchmark_archs(space, args.seed):
-        if args.only and name not in args.only:
+    for name, arch in at_uniform_bits(benchmark_archs(space, args.seed), space, args.bits):
+        if args.only and name.split(" ")[0] not in args.only:
             continue
         key = json.dumps(arch.to_dict(), sort_keys=True)
         scratch = []

@@ -143,8 +143,8 @@ def main() -> None:
         for variant in ("int8-weights", "bn-folded"):
             ratios[f"{name}-{variant} / {name}"] = float(np.median(
                 np.array(per_round[f"{name}-{variant}"]) / np.array(per_round[name])))
-    result = {"environment": environment(), "supernet": args.supernet, "arch": largest.to_dict(), "rounds": args.rounds, "runs": args.runs,
-              "median_thread_cpu_ms": median, "ratios": ratios, "file_bytes": sizes,
+    result = {"environment": environment(), "supernet": args.supernet, "arch": largest.to_dict(),
+              "rounds": args.rounds, "runs": args.runs, "median_thread_cpu_ms": median, "ratios": ratios, "file_bytes": sizes,
               "parity_max_abs_diff_vs_pytorch": parity}
     for name, value in median.items():
         print(f"{name:24s} {value:.3f} ms  {sizes[name] / 1024:.0f} KiB")

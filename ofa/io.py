@@ -4,6 +4,7 @@ the new one, never a half-written file."""
 from __future__ import annotations
 
 import errno
+import hashlib
 import io
 import json
 import os
@@ -138,6 +139,15 @@ def load_plain_torch_file(path: str | os.PathLike, error: type[Exception], what:
     except Exception as failure:  # truncated zips, refused pickles, foreign formats: the file's fault
         raise error(f"{what} {str(path)!r} cannot be read ({refusal_reason(failure)})"
                     + (f"; {hint}" if hint else "")) from None
+
+
+def file_digest(path: str | os.PathLike) -> str:
+    """SHA-256 of a file's bytes, in hex (read in 1 MiB pieces): what a result was made from."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def append_jsonl(path: str | os.PathLike, record: dict) -> None:

@@ -32,9 +32,10 @@ BUDGET_FRACTION = 0.6  # of the uniform 8-bit largest subnet's latency on each b
 FULL_CONFIG = "mbv3-small-cluttered-digits-precision"
 
 FAST = {"train_images": 512, "calib_images": 64, "batch_size": 32, "teacher_epochs": 2, "precision_epochs": 2,
-        "subnets": 24, "population": 24, "generations": 8, "haq_episodes": 12, "haq_warmup": 4}
+        "subnets": 24, "population": 24, "generations": 8, "haq_episodes": 12, "haq_warmup": 4,
+        "refine_rounds": 1, "refine_seeds": 2, "refine_population": 16, "refine_generations": 4}
 FULL = {"calib_images": 500, "subnets": 150, "population": 100, "generations": 100, "haq_episodes": 300,
-        "haq_warmup": 20}
+        "haq_warmup": 20, "refine_rounds": 3, "refine_seeds": 4, "refine_population": 50, "refine_generations": 40}
 
 
 def training_config(settings: dict, fast: bool) -> dict | str:
@@ -53,6 +54,23 @@ def training_config(settings: dict, fast: bool) -> dict | str:
             "phases": phases}
 
 
+def earlier_evaluations(path: Path, made_by: dict) -> dict:
+    """{architecture JSON: record} of the validation records in ``path`` made by an earlier, possibly
+    interrupted, run with the same space and supernet (``made_by``: their fingerprint and digest); a
+    torn last line is left out."""
+    found = {}
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(record, dict) and all(record.get(k) == v for k, v in made_by.items()) \
+                    and record.get("split") == "val" and isinstance(record.get("top1"), (int, float)):
+                found[json.dumps(record["arch"], sort_keys=True)] = record
+    return found
+
+
 def run_mixed_precision(out: str | Path, fast: bool = False, processes: int = 1) -> dict:
     """The whole mixed-precision pipeline into the directory ``out`` (``fast``: the smoke-test settings);
     the full run trains with ``processes`` data-parallel processes."""
@@ -61,7 +79,7 @@ def run_mixed_precision(out: str | Path, fast: bool = False, processes: int = 1)
     from ofa.evaluation import recalibrate_bn
     from ofa.export import export_checked
     from ofa.families import get_family
-    from ofa.io import append_jsonl, atomic_write_json
+    from ofa.io import append_jsonl, atomic_write_json, file_digest
     from ofa.search import Constraint, HAQConfig, Objective, SearchProblem, evolution_search, haq_search
     from ofa.training import load_supernet
     from predictors import fit_accuracy_predictor
@@ -94,20 +112,25 @@ def run_mixed_precision(out: str | Path, fast: bool = False, processes: int = 1)
     data = family.checkpoint_data(checkpoint)
 
     # 2. evaluate subnets, fit the accuracy predictor --------------------------------------------------------
+    # (a rerun reuses the records an earlier or interrupted run made with this supernet: it evaluates what is missing)
     largest = space.largest()
     eight, four = space.uniform_precision(largest, 8, 8), space.uniform_precision(largest, 4, 4)
     archs = [eight, four, space.smallest(), *space.sample(0, n=settings["subnets"])]
-    evaluate = family.evaluator(supernet, data, "val", settings["calib_images"])
+    evaluator = family.evaluator(supernet, data, "val", settings["calib_images"])
     evaluations = out / "evaluations.jsonl"
-    evaluations.unlink(missing_ok=True)
-    records = []
-    for arch in archs:
-        record = {"arch": arch.to_dict(), "split": "val", "space": space.fingerprint,
-                  "top1": evaluate(arch)["accuracy"]}
-        append_jsonl(evaluations, record)
-        records.append(record)
+    made_by = {"space": space.fingerprint, "supernet": file_digest(checkpoint)[:16]}
+    measured = earlier_evaluations(evaluations, made_by)
+
+    def evaluate(arch) -> dict:
+        """The subnet's validation record, measured once, kept in ``evaluations.jsonl``."""
+        key = json.dumps(arch.to_dict(), sort_keys=True)
+        if key not in measured:
+            measured[key] = {"arch": arch.to_dict(), "split": "val", **made_by, "top1": evaluator(arch)["accuracy"]}
+            append_jsonl(evaluations, measured[key])
+        return measured[key]
+
+    records = [evaluate(arch) for arch in archs]
     predictor = fit_accuracy_predictor(records, space, cv=3)
-    predictor.save(out / "top1.skops")
     clock = step("2. evaluate and fit", clock)
 
     # 3. profile on the bit accelerators ---------------------------------------------------------------------
@@ -121,11 +144,38 @@ def run_mixed_precision(out: str | Path, fast: bool = False, processes: int = 1)
     clock = step("3. profile", clock)
 
     # 4. search ------------------------------------------------------------------------------------------------
-    objective = Objective("top1", predictor.predict_genes)
-    results = {}
+    # The predictor is least sure where the search goes (near the budget, at the top of the accuracy
+    # range, where few random subnets fall): each refinement round searches with a few seeds per
+    # backend, measures the picks, adds them to the predictor's data and refits it (surrogate-assisted
+    # search, as NSGANetV2 does: Lu et al., ECCV 2020). Then the final searches.
+    current = {"predictor": predictor}
+    objective = Objective("top1", lambda genes: current["predictor"].predict_genes(genes))
+    problems = {}
     for name in BACKENDS:
         limit = BUDGET_FRACTION * float(latency[name](space.to_genes(eight))[0])
-        problem = SearchProblem(space, objective, [Constraint(f"latency_ms@{name}", latency[name], limit, "ms")])
+        problems[name] = SearchProblem(space, objective, [Constraint(f"latency_ms@{name}", latency[name], limit,
+                                                                     "ms")])
+    refinement = []
+    for round_index in range(settings["refine_rounds"]):
+        picks = []
+        for name, problem in problems.items():
+            for seed in range(settings["refine_seeds"]):
+                pick = evolution_search(problem, settings["refine_population"], settings["refine_generations"],
+                                        seed=seed, on_infeasible="nearest")
+                record = evaluate(pick.arch)
+                picks.append({"backend": name, "seed": seed, "predicted_top1": pick.objective,
+                              "measured_top1": record["top1"]})
+                if record not in records:
+                    records.append(record)
+        current["predictor"] = fit_accuracy_predictor(records, space, cv=3)
+        refinement.append({"round": round_index, "picks": picks, "records": len(records)})
+        error = sum(abs(p["predicted_top1"] - p["measured_top1"]) for p in picks) / len(picks)
+        print(f"[precision] refinement round {round_index + 1}: picks predicted vs measured, mean |error| "
+              f"{error:.2f} points; refitted on {len(records)} subnets", flush=True)
+    predictor = current["predictor"]
+    predictor.save(out / "top1.skops")
+    results = {}
+    for name, problem in problems.items():
         joint = evolution_search(problem, settings["population"], settings["generations"], seed=0,
                                  on_infeasible="nearest")
         haq = haq_search(problem, eight, HAQConfig(episodes=settings["haq_episodes"],
@@ -136,9 +186,9 @@ def run_mixed_precision(out: str | Path, fast: bool = False, processes: int = 1)
                             ("evolution, architecture + bits", joint.arch)):
             genes = space.to_genes(arch)
             rows[label] = {"arch": arch.to_dict(), "predicted_top1": float(predictor.predict_genes(genes)[0]),
-                           "measured_top1": evaluate(arch)["accuracy"], "latency_ms": float(latency[name](genes)[0])}
-        results[name] = {"budget_ms": limit, "rows": rows, "haq_evaluations": haq.num_evaluations,
-                         "evolution_evaluations": joint.num_evaluations}
+                           "measured_top1": evaluate(arch)["top1"], "latency_ms": float(latency[name](genes)[0])}
+        results[name] = {"budget_ms": problem.constraints[0].limit, "rows": rows,
+                         "haq_evaluations": haq.num_evaluations, "evolution_evaluations": joint.num_evaluations}
     clock = step("4. search", clock)
 
     # 5. export the jointly searched subnet (fpga-bitserial) ------------------------------------------------
@@ -154,7 +204,7 @@ def run_mixed_precision(out: str | Path, fast: bool = False, processes: int = 1)
                "budget_fraction": BUDGET_FRACTION, "backends": BACKENDS, "results": results,
                "export": {k: export[k] for k in ("onnx", "opset", "parity_max_abs_diff", "output_max_abs",
                                                 "tolerance")},
-               "evaluated_subnets": len(records), "seconds": timings,
+               "evaluated_subnets": len(records), "refinement": refinement, "seconds": timings,
                "total_seconds": round(time.perf_counter() - started, 1)}
     atomic_write_json(out / "summary.json", summary)
     for name, result in results.items():

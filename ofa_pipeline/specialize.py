@@ -489,9 +489,9 @@ def specialize(supernet, accuracy_predictor, latency_predictors: list, targets: 
 
 
 def _file_digest(path) -> str:
-    import hashlib
+    from ofa.io import file_digest
 
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+    return file_digest(path)[:16]
 
 
 def specialize_checkpoint(supernet_path, accuracy_predictor_path, latency_predictor_paths: list,

@@ -11,7 +11,8 @@ from ofa_pipeline import mixed_precision
 from ofa_pipeline.commands import quickstart
 
 TINY = {"train_images": 96, "calib_images": 32, "batch_size": 32, "teacher_epochs": 1, "precision_epochs": 1,
-        "subnets": 14, "population": 6, "generations": 1, "haq_episodes": 3, "haq_warmup": 1}
+        "subnets": 14, "population": 6, "generations": 1, "haq_episodes": 3, "haq_warmup": 1,
+        "refine_rounds": 1, "refine_seeds": 1, "refine_population": 6, "refine_generations": 1}
 
 
 def test_precision_quickstart_runs_end_to_end(tmp_path, monkeypatch):
@@ -30,6 +31,24 @@ def test_precision_quickstart_runs_end_to_end(tmp_path, monkeypatch):
         "output_max_abs"]
     ops = {node.op_type for node in onnx.load(str(out / "subnet.onnx")).graph.node}
     assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    # one refinement round: a pick per backend measured and added to the predictor's data
+    assert [len(r["picks"]) for r in summary["refinement"]] == [len(mixed_precision.BACKENDS)]
+    assert summary["refinement"][0]["records"] == summary["evaluated_subnets"] > 3 + TINY["subnets"] - 1
+    lines = (out / "evaluations.jsonl").read_text().splitlines()
+    assert len(lines) == len({json.dumps(json.loads(line)["arch"], sort_keys=True) for line in lines})  # each once
+
+
+def test_a_rerun_reuses_only_evaluations_of_the_same_supernet(tmp_path):
+    path = tmp_path / "evaluations.jsonl"
+    made_by = {"space": "s1", "supernet": "d1"}
+    arch = {"resolution": 32}
+    path.write_text("\n".join([json.dumps({"arch": arch, "split": "val", **made_by, "top1": 80.0}),
+                               json.dumps({"arch": {"resolution": 28}, "split": "val", "space": "s1",
+                                           "supernet": "another", "top1": 70.0}),
+                               json.dumps({"arch": {"resolution": 24}, "split": "test", **made_by, "top1": 75.0}),
+                               '{"arch": {"resolution": 20}, "split": "va']))  # torn by a kill
+    assert list(mixed_precision.earlier_evaluations(path, made_by)) == [json.dumps(arch, sort_keys=True)]
+    assert mixed_precision.earlier_evaluations(tmp_path / "none.jsonl", made_by) == {}
 
 
 def test_precision_quickstart_refuses_options_it_does_not_use(tmp_path):

@@ -47,7 +47,6 @@ static subnet (``--out/deploy-exits/result.json``).
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import math
 import os
@@ -61,6 +60,7 @@ from typing import Callable
 
 from ofa.cli import run_command
 from ofa.errors import ConfigError, OFAError
+from ofa.io import file_digest as sha256_hex
 from ofa.validation import ArgumentParser, check_output_path, choice, positive_int
 
 
@@ -135,14 +135,7 @@ def heading(label: str, function, command: list[str] | None) -> str:
 
 def file_digest(path) -> str | None:
     """SHA-256 of a file's bytes (None if it does not exist)."""
-    path = Path(path)
-    if not path.is_file():
-        return None
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+    return sha256_hex(path) if Path(path).is_file() else None
 
 
 def _call_logged(function, arguments: dict, log: str) -> None:

@@ -33,13 +33,13 @@ accuracy on the validation split of the training data set.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import sys
 from pathlib import Path
 
 
 from ofa.cli import run_command
 from ofa.errors import ConfigError, PredictorError
+from ofa.io import file_digest
 from ofa.validation import (ArgumentParser, check_input_file, check_output_path, float_between, non_negative_int,
                             positive_float, positive_int)
 
@@ -125,7 +125,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def digest(path: str) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+    return file_digest(path)[:16]
 
 
 def fit_shipped_latency_predictor(space, device: str, out_dir: Path) -> Path:
