@@ -6,8 +6,9 @@
 2. evaluate subnets (top-1 after BatchNorm re-calibration) and fit an accuracy predictor;
 3. profile the evaluated subnets on the bit-serial and the bit-fusion accelerator models
    (``fpga-bitserial``, ``asic-bitfusion``);
-4. search under a latency budget on each: evolution over architecture and bits jointly, and
-   HAQ's agent over the bits of the largest architecture, beside uniform 8-bit and 4-bit;
+4. search under a latency budget on each: a few rounds of search, measuring the picks and
+   refitting the accuracy predictor on them; then evolution over architecture and bits jointly,
+   and HAQ's agent over the bits of the largest architecture, beside uniform 8-bit and 4-bit;
 5. export the jointly searched subnet to QDQ ONNX, checked against PyTorch.
 
 Everything lands in ``--out``: ``supernet/``, ``evaluations.jsonl``, ``top1.skops``,
