@@ -52,9 +52,11 @@ def raw_export(model, path: Path, example) -> Path:
 
 
 def fold_batchnorm(model: torch.nn.Module) -> torch.nn.Module:
-    """A copy of ``model`` with every BatchNorm that follows a quantised conv folded into it. Exact for
-    symmetric per-channel weight quantisation: scaling channel c by g_c scales its quantisation scale by
-    |g_c| and leaves its integer levels (up to their sign) unchanged."""
+    """A copy of ``model`` with every BatchNorm that follows a quantised conv folded into it. Exact in real
+    arithmetic for symmetric per-channel weights (scaling channel c by g_c scales its quantisation scale
+    by |g_c| and keeps its integer levels, up to their sign); in floating point the conv outputs round
+    differently, and a value that crosses the next quantiser's rounding threshold moves by a whole step,
+    so the folded graph is not the same network (its parity is reported)."""
     model = copy.deepcopy(model).eval()
     for sequence in model.modules():
         if not isinstance(sequence, torch.nn.Sequential):

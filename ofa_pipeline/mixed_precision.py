@@ -57,8 +57,8 @@ def training_config(settings: dict, fast: bool) -> dict | str:
 
 def earlier_evaluations(path: Path, made_by: dict) -> dict:
     """{architecture JSON: record} of the validation records in ``path`` made by an earlier, possibly
-    interrupted, run with the same space and supernet (``made_by``: their fingerprint and digest); a
-    torn last line is left out."""
+    interrupted, run with the same space, supernet and calibration (``made_by``: the fingerprint, the
+    checkpoint's digest, the BatchNorm calibration images); a torn last line is left out."""
     found = {}
     if path.is_file():
         for line in path.read_text().splitlines():
@@ -119,7 +119,8 @@ def run_mixed_precision(out: str | Path, fast: bool = False, processes: int = 1)
     archs = [eight, four, space.smallest(), *space.sample(0, n=settings["subnets"])]
     evaluator = family.evaluator(supernet, data, "val", settings["calib_images"])
     evaluations = out / "evaluations.jsonl"
-    made_by = {"space": space.fingerprint, "supernet": file_digest(checkpoint)[:16]}
+    made_by = {"space": space.fingerprint, "supernet": file_digest(checkpoint)[:16],
+               "calib_images": settings["calib_images"]}
     measured = earlier_evaluations(evaluations, made_by)
 
     def evaluate(arch) -> dict:
@@ -211,7 +212,7 @@ def run_mixed_precision(out: str | Path, fast: bool = False, processes: int = 1)
     for name, result in results.items():
         print(f"{name} (budget {result['budget_ms']:.3f} ms):")
         for label, row in result["rows"].items():
-            print(f"  {label:32s} top-1 {row['measured_top1']:6.2f} (predicted {row['predicted_top1']:6.2f})  "
+            print(f"  {label:32s} val top-1 {row['measured_top1']:6.2f} (predicted {row['predicted_top1']:6.2f})  "
                   f"{row['latency_ms']:.3f} ms")
     print(f"exported {export['onnx']} (QDQ, parity {export['parity_max_abs_diff']:.2g})")
     return summary

@@ -122,13 +122,19 @@ def test_precision_phase_trains(space, tmp_path):
 
 
 def _initialise_on_rank(rank: int, port: int, results) -> None:
+    from ofa.models.quantization import lockstep_initialization
+    from ofa.training.distributed import broadcast_from_main
+
     torch.distributed.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
     try:
         trained = ActivationQuantizer(4, signed=True)
-        trained(torch.full((2, 3), float(rank + 1)))  # a training step: mean |x| 1 on rank 0, 2 on rank 1
-        with torch.no_grad():  # evaluation on one process must not wait for the other
-            ActivationQuantizer(4, signed=True)(torch.full((2, 3), float(rank + 1)))
-        results[rank] = float(trained.step)
+        with lockstep_initialization():  # a training step: mean |x| 1 on rank 0, 2 on rank 1
+            trained(torch.full((2, 3), float(rank + 1)))
+        evaluated = ActivationQuantizer(4, signed=True)
+        if rank == 0:  # an evaluation on the main process alone must not wait for the other
+            evaluated(torch.full((2, 3), 3.0))
+        broadcast_from_main([evaluated.step, evaluated.initialized])  # then the ranks agree again
+        results[rank] = (float(trained.step), float(evaluated.step), bool(evaluated.initialized))
     finally:
         torch.distributed.destroy_process_group()
 
@@ -144,4 +150,4 @@ def test_data_parallel_processes_start_a_quantiser_from_the_same_step():
     results = mp.Manager().dict()
     mp.spawn(_initialise_on_rank, args=(port, results), nprocs=2, join=True)
     _, qp = activation_range(4, signed=True)
-    assert results[0] == results[1] == pytest.approx(2 * 1.5 / qp ** 0.5)  # the mean over both batches
+    assert results[0] == results[1] == (pytest.approx(2 * 1.5 / qp ** 0.5), pytest.approx(2 * 3.0 / qp ** 0.5), True)

@@ -39,6 +39,7 @@ them into ``-(2^(b-1) - 1) .. 2^(b-1) - 1`` already.
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 
 import torch
 from torch import nn
@@ -110,6 +111,22 @@ def fake_quantize_activation(x: torch.Tensor, step: torch.Tensor, bits: int, sig
     return round_ste(torch.clamp(x / step, -qn, qp)) * step
 
 
+_lockstep = False  # True inside lockstep_initialization()
+
+
+@contextmanager
+def lockstep_initialization():
+    """Within this block a quantiser's first step size is averaged over the data-parallel processes.
+    Only for code every process runs with the same subnets in the same order (the trainer's training
+    steps); evaluation that one process runs alone must stay outside, or it would wait for the others."""
+    global _lockstep
+    previous, _lockstep = _lockstep, True
+    try:
+        yield
+    finally:
+        _lockstep = previous
+
+
 class ActivationQuantizer(nn.Module):
     """The LSQ quantiser of one layer's input: ``bits``, signedness and a learned ``step``."""
 
@@ -122,13 +139,12 @@ class ActivationQuantizer(nn.Module):
         self.register_buffer("initialized", torch.tensor(False))
 
     @torch.no_grad()
-    def _initialize(self, x: torch.Tensor, training_step: bool) -> None:
+    def _initialize(self, x: torch.Tensor) -> None:
         _, qp = activation_range(self.bits, self.signed)
         mean_magnitude = x.detach().abs().mean()
-        if training_step and torch.distributed.is_available() and torch.distributed.is_initialized():
-            # every data-parallel process reaches this quantiser on the same training step (they run the
-            # same subnet) with its own share of the batch: start all from the same step, the global
-            # batch's. Evaluation (no gradients) may run on one process only, so it does not wait for the others.
+        if _lockstep and torch.distributed.is_available() and torch.distributed.is_initialized():
+            # every data-parallel process reaches this quantiser on the same step, each with its own share
+            # of the batch: all start from the same step size, the global batch's
             torch.distributed.all_reduce(mean_magnitude)
             mean_magnitude /= torch.distributed.get_world_size()
         self.step.copy_((2 * mean_magnitude / math.sqrt(qp)).clamp_min(1e-4))
@@ -136,7 +152,7 @@ class ActivationQuantizer(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not bool(self.initialized):
-            self._initialize(x, training_step=torch.is_grad_enabled())
+            self._initialize(x)
         return fake_quantize_activation(x, self.step, self.bits, self.signed)
 
     def extra_repr(self) -> str:
@@ -184,5 +200,6 @@ def quantized_convs(module: nn.Module):
 
 
 __all__ = ["ActivationQuantizer", "ElasticActivationQuantizer", "QuantizedConv2d", "activation_range",
+           "lockstep_initialization",
            "fake_quantize_activation", "fake_quantize_weight", "quantize_weight_levels", "quantized_convs",
            "round_ste", "weight_levels", "weight_scales"]

@@ -142,5 +142,20 @@ def average_buffers(model: torch.nn.Module) -> None:
             all_reduce_mean(buffer)
 
 
-__all__ = ["DistInfo", "all_reduce_gradients", "all_reduce_mean", "average_buffers", "barrier", "cleanup",
-           "get_rank", "get_world_size", "init_distributed", "is_initialized", "is_main_process", "setup_process"]
+@torch.no_grad()
+def broadcast_from_main(tensors) -> None:
+    """Overwrite every rank's ``tensors`` (in place) with the main process's values: after work only the
+    main process did (an evaluation that started quantisers' step sizes), so the ranks agree again."""
+    if get_world_size() == 1:
+        return
+    for tensor in tensors:
+        if tensor.dtype == torch.bool:  # gloo broadcasts no bool tensors
+            carrier = tensor.data.to(torch.uint8)
+            dist.broadcast(carrier, src=0)
+            tensor.data.copy_(carrier.bool())
+        else:
+            dist.broadcast(tensor.data, src=0)
+
+
+__all__ = ["DistInfo", "all_reduce_gradients", "all_reduce_mean", "average_buffers", "barrier", "broadcast_from_main",
+           "cleanup", "get_rank", "get_world_size", "init_distributed", "is_initialized", "is_main_process", "setup_process"]

@@ -71,12 +71,13 @@ from torch import nn
 
 from ..errors import ConfigError
 from ..io import atomic_write_json
+from ..models.quantization import ActivationQuantizer, lockstep_initialization
 from ..supernets import create_supernet
 from . import register_trainer
 from .checkpoint import save_checkpoint, set_rng_state
 from .config import check_value, config_space, merge_defaults
 from .distributed import (DistInfo, all_reduce_gradients, all_reduce_mean, average_buffers, barrier,
-                          setup_process)
+                          broadcast_from_main, setup_process)
 from .finite import check_finite_step
 from .losses import distillation_loss
 from .optim import OPTIMIZERS, build_optimizer
@@ -450,7 +451,8 @@ class ProgressiveShrinkingTrainer:
                             f"{list(phase['depths'])}, {phase['subnets_per_step']} subnet(s)/step, "
                             f"{phase['epochs']} epochs")
             while epoch < phase["epochs"]:
-                stats = self._train_epoch(phase_index, epoch, step, optimizer, scheduler)
+                with lockstep_initialization():  # every process runs the same training steps
+                    stats = self._train_epoch(phase_index, epoch, step, optimizer, scheduler)
                 step += stats["steps"]
                 epoch += 1
                 average_buffers(self.model)
@@ -675,6 +677,9 @@ class ProgressiveShrinkingTrainer:
             self._print(f"phase {phase['name']} done: {what} val top-1 {largest['top1']:.2f}%, smallest subnet of "
                         f"this phase {smallest['top1']:.2f}% ({smallest['macs']:,} MACs)")
         barrier()
+        # the evaluation above, on the main process only, may have started quantisers no training step had run
+        broadcast_from_main([tensor for module in self.model.modules() if isinstance(module, ActivationQuantizer)
+                             for tensor in (module.step, module.initialized)])
         return summary
 
     def _phase_extreme(self, phase: dict, pick, resolution: int | None = None):

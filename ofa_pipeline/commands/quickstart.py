@@ -397,8 +397,14 @@ def training_processes(config_path: Path, workers: int) -> int:
     from ofa.training.config import load_yaml
 
     config = load_yaml(config_path)
-    if config.get("device", "auto") == "cuda" or "phases" not in config:
+    device = config.get("device", "auto")
+    if device == "cuda" or "phases" not in config:
         return 1
+    if device == "auto":
+        import torch
+
+        if torch.cuda.is_available():  # "auto" trains on the GPU, one process
+            return 1
     batch = int(config.get("train", {}).get("batch_size", 64))
     return max([n for n in range(1, workers + 1) if batch % n == 0 and batch // n >= MIN_LOCAL_BATCH] or [1])
 
