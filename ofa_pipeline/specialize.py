@@ -488,10 +488,18 @@ def specialize(supernet, accuracy_predictor, latency_predictors: list, targets: 
     return rows
 
 
-def _file_digest(path) -> str:
+def specialize_provenance(supernet_path, accuracy_predictor_path, latency_predictor_paths, data,
+                          calib_images: int) -> dict:
+    """What a specialisation was made from, for its outputs: a short digest of each input file, the
+    data and the BatchNorm calibration size."""
     from ofa.io import file_digest
 
-    return file_digest(path)[:16]
+    def short(path) -> str:
+        return file_digest(path)[:16]
+
+    return {"supernet": short(supernet_path), "accuracy_predictor": short(accuracy_predictor_path),
+            "latency_predictors": [short(p) for p in latency_predictor_paths], "data": data,
+            "calib_images": calib_images}
 
 
 def specialize_checkpoint(supernet_path, accuracy_predictor_path, latency_predictor_paths: list,
@@ -525,9 +533,8 @@ def specialize_checkpoint(supernet_path, accuracy_predictor_path, latency_predic
         if not isinstance(predictor, LatencyPredictor):
             raise PredictorError(f"{path} is an {predictor.kind} predictor (target {predictor.target!r}); a latency "
                                  f"predictor must predict a device's latency")
-    provenance = {"supernet": _file_digest(supernet_path), "accuracy_predictor": _file_digest(accuracy_predictor_path),
-                  "latency_predictors": [_file_digest(p) for p in latency_predictor_paths], "data": data,
-                  "calib_images": config.calib_images}
+    provenance = specialize_provenance(supernet_path, accuracy_predictor_path, latency_predictor_paths, data,
+                                       config.calib_images)
     return specialize(supernet, accuracy, latency, targets, out_dir, data=checkpoint_data(supernet_path, data),
                       config=replace(config, provenance=provenance))
 

@@ -39,7 +39,6 @@ from pathlib import Path
 
 from ofa.cli import run_command
 from ofa.errors import ConfigError, PredictorError
-from ofa.io import file_digest
 from ofa.validation import (ArgumentParser, check_input_file, check_output_path, float_between, non_negative_int,
                             positive_float, positive_int)
 
@@ -122,10 +121,6 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "deviation of its target (default 0.9, predictors.trust.DEFAULT_MAX_RMSE_RATIO; 1.0 is "
                         "what predicting the mean achieves)")
     return p.parse_args(argv)
-
-
-def digest(path: str) -> str:
-    return file_digest(path)[:16]
 
 
 def fit_shipped_latency_predictor(space, device: str, out_dir: Path) -> Path:
@@ -237,7 +232,8 @@ def differentiable_options(args) -> dict | None:
 
 def run(args) -> list[dict]:
     from ofa_pipeline.deploy import checkpoint_data
-    from ofa_pipeline.specialize import SpecializeConfig, Target, check_strategy, specialize, summary_table
+    from ofa_pipeline.specialize import (SpecializeConfig, Target, check_strategy, specialize, specialize_provenance,
+                                         summary_table)
     from ofa.training import load_supernet
     from predictors import load_predictor
 
@@ -261,9 +257,8 @@ def run(args) -> list[dict]:
         args.accuracy_predictor = str(fit_default_accuracy_predictor(args, supernet, data, made))
         accuracy = load_predictor(args.accuracy_predictor, space=supernet.space)
     add_shipped_predictors(args, supernet.space, latency, made)
-    provenance = {"supernet": digest(args.supernet), "accuracy_predictor": digest(args.accuracy_predictor),
-                  "latency_predictors": [digest(p) for p in args.latency_predictor], "data": args.data,
-                  "calib_images": args.calib_images}
+    provenance = specialize_provenance(args.supernet, args.accuracy_predictor, args.latency_predictor, args.data,
+                                       args.calib_images)
     config = SpecializeConfig(
         max_macs=args.max_macs, max_params=args.max_params, strategy=args.strategy, population=args.population,
         generations=args.generations, differentiable=args.differentiable,
